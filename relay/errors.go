@@ -1,0 +1,74 @@
+package relay
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Permanent marks a delivery error as not worth retrying: the relay records
+// it and dead-letters the event once it has failed MaxAttempts times, without
+// waiting for backoff between attempts. A sink returns it for answers such as
+// HTTP 400 or 422, where sending the same event again cannot succeed.
+//
+// Permanent(nil) is nil.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return "permanent: " + e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// IsPermanent reports whether err, or an error it wraps, was marked with
+// Permanent.
+func IsPermanent(err error) bool {
+	var p *permanentError
+	return errors.As(err, &p)
+}
+
+// RetryAfter marks a delivery error as temporary and asks the relay to wait at
+// least d before the next attempt, as an HTTP 429 or 503 with a Retry-After
+// header does. The relay still applies its own backoff when that is longer.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &retryAfterError{err: err, after: d}
+}
+
+type retryAfterError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryAfterError) Error() string {
+	return fmt.Sprintf("%v (retry after %s)", e.err, e.after)
+}
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfterOf returns the wait requested with RetryAfter, if any.
+func RetryAfterOf(err error) (time.Duration, bool) {
+	var r *retryAfterError
+	if errors.As(err, &r) {
+		return r.after, true
+	}
+	return 0, false
+}
+
+// BatchError reports the outcome of a batch publish in which some messages
+// were delivered and some were not. Failed maps the UUID of each message that
+// was not delivered to its error (which may be Permanent or RetryAfter);
+// every message of the batch not named in Failed was delivered. A sink that
+// returns any other error from Publish fails the whole batch.
+type BatchError struct {
+	Failed map[string]error
+}
+
+func (e *BatchError) Error() string {
+	return fmt.Sprintf("%d message(s) of the batch failed", len(e.Failed))
+}
