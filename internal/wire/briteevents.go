@@ -1,0 +1,338 @@
+package wire
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+)
+
+// Paths and headers of the bc-events API.
+const (
+	// BritePathSingle is appended to the API's base URL to post one event.
+	BritePathSingle = "/events"
+	// BritePathBulk is appended to the API's base URL to post up to
+	// BriteBulkMax events; the trailing slash is part of the route.
+	BritePathBulk = "/events/bulk/"
+	// BriteBulkMax is the most events the API accepts in one bulk request.
+	BriteBulkMax = 250
+
+	// HeaderJobID carries the job (correlation) id of every event in the
+	// request; the body has no field for it.
+	HeaderJobID = "X-Britecore-Job-Id"
+	// HeaderIdempotencyKey carries the event id of a single post, or a digest
+	// of the event ids of a bulk post (see [BulkIdempotencyKey]). It is the
+	// same on every attempt to send the same events.
+	HeaderIdempotencyKey = "Idempotency-Key"
+	// HeaderEventIDs lists the event ids of a bulk post in body order, comma
+	// separated, split over several header lines of at most
+	// eventIDsPerHeaderLine ids each so that no line outgrows the 8 KiB a
+	// common proxy allows one header line.
+	HeaderEventIDs = "X-Txoutbox-Event-Ids"
+
+	eventIDsPerHeaderLine = 50
+)
+
+// Retryable record error codes of a bulk answer. The API fronts a stream, and
+// these two mean the stream was busy or failed; bc-events resent the records
+// that carried them and gave up on any other code. A single post answering
+// 400 with one of them in errorType is retryable too.
+const (
+	BriteErrThroughputExceeded = "ProvisionedThroughputExceededException"
+	BriteErrInternalFailure    = "InternalFailureException"
+	// BriteRecordSuccess marks a record of a bulk answer that was accepted.
+	BriteRecordSuccess = "Success"
+)
+
+// IsRetryableBriteError reports whether a record error code or errorType of
+// the bc-events API names a condition that passes with time.
+func IsRetryableBriteError(code string) bool {
+	return code == BriteErrThroughputExceeded || code == BriteErrInternalFailure
+}
+
+// BriteEvent is the body of a single post and one element of a bulk post.
+// The API rejects any field not listed here.
+type BriteEvent struct {
+	Category string          `json:"category"`
+	Entity   string          `json:"entity"`
+	Action   string          `json:"action"`
+	Data     json.RawMessage `json:"data"`
+	Actor    BriteActor      `json:"actor"`
+}
+
+// BriteActor says who caused the event; Type is user, service or third-party.
+type BriteActor struct {
+	ID   string `json:"id"`
+	Type string `json:"type"`
+}
+
+// BriteCreated is the answer to a successful single post (HTTP 201).
+type BriteCreated struct {
+	EventID string `json:"eventId"`
+	JobID   string `json:"jobId"`
+}
+
+// BriteBulkResult is the answer to a bulk post. Records has one element per
+// posted event, in body order: BriteRecordSuccess or an error code. The API
+// this mirrors has also been seen answering with objects (the stream's own
+// {"ErrorCode": ...} records, or the posted events), which
+// [BriteBulkResult.RecordErrors] reads as well.
+type BriteBulkResult struct {
+	FailedRecords int               `json:"failedRecords"`
+	Records       []json.RawMessage `json:"records"`
+}
+
+// BriteError is the body of an error answer of the bc-events API.
+type BriteError struct {
+	ErrorType    string `json:"errorType"`
+	ErrorMessage string `json:"errorMessage,omitempty"`
+}
+
+// ErrAmbiguousBulkResult is returned by [BriteBulkResult.RecordErrors] when
+// the answer does not say which records failed: the safe reading is that none
+// of them was accepted.
+var ErrAmbiguousBulkResult = errors.New("bulk answer does not say which records failed")
+
+// RecordErrors returns, for each of n posted records, the error code it
+// failed with, or "" when it was accepted. It trusts FailedRecords: when that
+// is 0 every record was accepted whatever Records holds; when it is not, the
+// records must number n and name at least that many failures, else the
+// result is ErrAmbiguousBulkResult.
+func (r *BriteBulkResult) RecordErrors(n int) ([]string, error) {
+	codes := make([]string, n)
+	if r.FailedRecords <= 0 {
+		return codes, nil
+	}
+	if len(r.Records) != n {
+		return nil, fmt.Errorf("%w: %d failed, %d records for %d events", ErrAmbiguousBulkResult, r.FailedRecords, len(r.Records), n)
+	}
+	failed := 0
+	for i, raw := range r.Records {
+		codes[i] = recordErrorCode(raw)
+		if codes[i] != "" {
+			failed++
+		}
+	}
+	if failed < r.FailedRecords {
+		return nil, fmt.Errorf("%w: %d failed, %d error codes found", ErrAmbiguousBulkResult, r.FailedRecords, failed)
+	}
+	return codes, nil
+}
+
+// recordErrorCode reads one record of a bulk answer: a string is
+// BriteRecordSuccess or an error code; an object is a failure only when it
+// carries an error code field; anything else (null, a posted event echoed
+// back) counts as accepted, as bc-events read it.
+func recordErrorCode(raw json.RawMessage) string {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return ""
+	}
+	switch raw[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(raw, &s) != nil || s == BriteRecordSuccess || s == "" {
+			return ""
+		}
+		return s
+	case '{':
+		var o map[string]json.RawMessage
+		if json.Unmarshal(raw, &o) != nil {
+			return ""
+		}
+		for _, k := range []string{"ErrorCode", "errorCode", "errorType", "error"} {
+			var s string
+			if v, ok := o[k]; ok && json.Unmarshal(v, &s) == nil && s != "" {
+				return s
+			}
+		}
+	}
+	return ""
+}
+
+// ToBrite returns the bc-events body of the event. The category, entity,
+// action and actor are required; the API would reject the body without them.
+func ToBrite(e *Event) (BriteEvent, error) {
+	switch {
+	case e.Category == "" || e.Entity == "" || e.Action == "":
+		return BriteEvent{}, fmt.Errorf("%w: event %s: category, entity and action are required", ErrInvalidEvent, e.ID)
+	case e.ActorID == "" || e.ActorType == "":
+		return BriteEvent{}, fmt.Errorf("%w: event %s: actor id and type are required", ErrInvalidEvent, e.ID)
+	}
+	return BriteEvent{
+		Category: e.Category,
+		Entity:   e.Entity,
+		Action:   e.Action,
+		Data:     e.Data,
+		Actor:    BriteActor{ID: e.ActorID, Type: e.ActorType},
+	}, nil
+}
+
+// EncodeBrite returns the body of a single post of e.
+func EncodeBrite(e *Event) ([]byte, error) {
+	b, err := ToBrite(e)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(b)
+}
+
+// EncodeBriteBulk returns the body of a bulk post of events: a JSON array of
+// bodies. It refuses more than BriteBulkMax events.
+func EncodeBriteBulk(events []Event) ([]byte, error) {
+	if len(events) > BriteBulkMax {
+		return nil, fmt.Errorf("%w: %d events in one bulk post, at most %d", ErrInvalidEvent, len(events), BriteBulkMax)
+	}
+	bodies := make([]BriteEvent, len(events))
+	for i := range events {
+		b, err := ToBrite(&events[i])
+		if err != nil {
+			return nil, err
+		}
+		bodies[i] = b
+	}
+	return json.Marshal(bodies)
+}
+
+// BriteHeaders sets the headers of a post of events, which must share one job
+// id: the job id, and the idempotency key and id list described on
+// HeaderIdempotencyKey and HeaderEventIDs. bulk says the events go to the
+// bulk route even when there is only one.
+func BriteHeaders(h http.Header, events []Event, bulk bool) {
+	if len(events) == 0 {
+		return
+	}
+	h.Set(HeaderJobID, events[0].JobID)
+	if !bulk {
+		h.Set(HeaderIdempotencyKey, events[0].ID)
+		return
+	}
+	ids := make([]string, len(events))
+	for i := range events {
+		ids[i] = events[i].ID
+	}
+	h.Set(HeaderIdempotencyKey, BulkIdempotencyKey(ids))
+	h.Del(HeaderEventIDs)
+	for len(ids) > 0 {
+		n := min(len(ids), eventIDsPerHeaderLine)
+		h.Add(HeaderEventIDs, strings.Join(ids[:n], ","))
+		ids = ids[n:]
+	}
+}
+
+// BulkIdempotencyKey is the Idempotency-Key of a bulk post of the given event
+// ids: "sha256:" and the hex SHA-256 of the ids joined by commas, in body
+// order. A retry of the same post sends the same key; a resend of only the
+// records that failed is a different request and gets a different key.
+func BulkIdempotencyKey(ids []string) string {
+	h := sha256.New()
+	for i, id := range ids {
+		if i > 0 {
+			h.Write([]byte{','})
+		}
+		h.Write([]byte(id))
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
+}
+
+// EventIDsFromHeader returns the ids listed in HeaderEventIDs, joining the
+// header's lines as HTTP list fields are joined.
+func EventIDsFromHeader(h http.Header) []string {
+	var ids []string
+	for _, line := range h.Values(HeaderEventIDs) {
+		for _, id := range strings.Split(line, ",") {
+			if id = strings.TrimSpace(id); id != "" {
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
+// DecodeBrite decodes the body of a single post strictly, as the API does:
+// unknown fields, a missing field or trailing data are errors.
+func DecodeBrite(body []byte) (BriteEvent, error) {
+	var b BriteEvent
+	if err := decodeStrict(body, &b); err != nil {
+		return BriteEvent{}, err
+	}
+	if err := b.check(); err != nil {
+		return BriteEvent{}, err
+	}
+	return b, nil
+}
+
+// DecodeBriteBulk decodes the body of a bulk post strictly.
+func DecodeBriteBulk(body []byte) ([]BriteEvent, error) {
+	var bs []BriteEvent
+	if err := decodeStrict(body, &bs); err != nil {
+		return nil, err
+	}
+	if bs == nil {
+		return nil, fmt.Errorf("%w: bulk body is not an array", ErrInvalidEvent)
+	}
+	for i := range bs {
+		if err := bs[i].check(); err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
+	}
+	return bs, nil
+}
+
+func (b *BriteEvent) check() error {
+	var missing []string
+	for _, f := range []struct{ name, v string }{
+		{"category", b.Category}, {"entity", b.Entity}, {"action", b.Action},
+		{"actor.id", b.Actor.ID}, {"actor.type", b.Actor.Type},
+	} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(b.Data) == 0 || string(b.Data) == "null" {
+		missing = append(missing, "data")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: missing %s", ErrInvalidEvent, strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// Event returns the envelope of a decoded body; the id, job id and the rest
+// come from headers or the receiver, so they are left for the caller to set.
+func (b *BriteEvent) Event() Event {
+	return Event{
+		Topic:     TopicName(b.Category, b.Entity, b.Action),
+		Category:  b.Category,
+		Entity:    b.Entity,
+		Action:    b.Action,
+		Data:      b.Data,
+		ActorID:   b.Actor.ID,
+		ActorType: b.Actor.Type,
+	}
+}
+
+// ErrSyntax is wrapped by decode errors caused by a body that is not JSON, as
+// opposed to JSON that breaks the format's rules (ErrInvalidEvent).
+var ErrSyntax = errors.New("malformed JSON")
+
+func decodeStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var se *json.SyntaxError
+		if errors.As(err, &se) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("%w: %w", ErrSyntax, err)
+		}
+		return fmt.Errorf("%w: %w", ErrInvalidEvent, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: data after the JSON value", ErrSyntax)
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package wire_test
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/txoutbox/txoutbox/internal/wire"
+)
+
+func TestBriteGolden(t *testing.T) {
+	t.Parallel()
+	ev := testEvent(t, "0190f5e0-0000-7000-8000-000000000001", "inv-1", "job-1")
+	single, err := wire.EncodeBrite(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "briteevents_single.json", indent(t, single))
+
+	bulk, err := wire.EncodeBriteBulk([]wire.Event{ev, testEvent(t, "0190f5e0-0000-7000-8000-000000000002", "inv-2", "job-1")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "briteevents_bulk.json", indent(t, bulk))
+
+	// The API rejects extra fields: the body has exactly these five.
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(single, &fields); err != nil {
+		t.Fatal(err)
+	}
+	if len(fields) != 5 {
+		t.Errorf("body has %d fields, want category, entity, action, data, actor: %s", len(fields), single)
+	}
+}
+
+func TestBriteRoundTrip(t *testing.T) {
+	t.Parallel()
+	ev := testEvent(t, "id-1", "inv-1", "job-1")
+	body, err := wire.EncodeBrite(&ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := wire.DecodeBrite(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := b.Event()
+	if got.Topic != ev.Topic || got.ActorID != ev.ActorID || got.ActorType != ev.ActorType || string(got.Data) != string(ev.Data) {
+		t.Errorf("round trip = %+v, want %+v", got, ev)
+	}
+
+	bulk, err := wire.EncodeBriteBulk([]wire.Event{ev, ev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs, err := wire.DecodeBriteBulk(bulk)
+	if err != nil || len(bs) != 2 {
+		t.Fatalf("DecodeBriteBulk = %d records, %v", len(bs), err)
+	}
+}
+
+func TestBriteEncodeInvalid(t *testing.T) {
+	t.Parallel()
+	ev := testEvent(t, "id-1", "inv-1", "job-1")
+	noActor := ev
+	noActor.ActorID = ""
+	if _, err := wire.EncodeBrite(&noActor); !errors.Is(err, wire.ErrInvalidEvent) {
+		t.Errorf("EncodeBrite without actor = %v", err)
+	}
+	noParts := ev
+	noParts.Entity = ""
+	if _, err := wire.EncodeBriteBulk([]wire.Event{ev, noParts}); !errors.Is(err, wire.ErrInvalidEvent) {
+		t.Errorf("EncodeBriteBulk without entity = %v", err)
+	}
+	if _, err := wire.EncodeBriteBulk(make([]wire.Event, wire.BriteBulkMax+1)); !errors.Is(err, wire.ErrInvalidEvent) {
+		t.Errorf("EncodeBriteBulk of %d = %v", wire.BriteBulkMax+1, err)
+	}
+}
+
+func TestDecodeBriteInvalid(t *testing.T) {
+	t.Parallel()
+	const ok = `{"category":"billing","entity":"Invoice","action":"Created","data":{"id":"1"},"actor":{"id":"user-1","type":"user"}}`
+	for name, tc := range map[string]struct {
+		body string
+		want error
+	}{
+		"not JSON":      {`{"category":`, wire.ErrSyntax},
+		"empty":         {``, wire.ErrSyntax},
+		"trailing data": {ok + `{}`, wire.ErrSyntax},
+		"extra field":   {strings.Replace(ok, `"data"`, `"id":"x","data"`, 1), wire.ErrInvalidEvent},
+		"missing actor": {`{"category":"billing","entity":"Invoice","action":"Created","data":{"id":"1"}}`, wire.ErrInvalidEvent},
+		"null data":     {strings.Replace(ok, `{"id":"1"}`, `null`, 1), wire.ErrInvalidEvent},
+		"wrong type":    {strings.Replace(ok, `"billing"`, `7`, 1), wire.ErrInvalidEvent},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := wire.DecodeBrite([]byte(tc.body)); !errors.Is(err, tc.want) {
+				t.Errorf("DecodeBrite = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	if _, err := wire.DecodeBrite([]byte(ok)); err != nil {
+		t.Errorf("DecodeBrite(valid) = %v", err)
+	}
+	if _, err := wire.DecodeBriteBulk([]byte(ok)); !errors.Is(err, wire.ErrInvalidEvent) {
+		t.Errorf("DecodeBriteBulk(object) = %v", err)
+	}
+	if _, err := wire.DecodeBriteBulk([]byte(`null`)); !errors.Is(err, wire.ErrInvalidEvent) {
+		t.Errorf("DecodeBriteBulk(null) = %v", err)
+	}
+}
+
+func TestBriteHeaders(t *testing.T) {
+	t.Parallel()
+	events := make([]wire.Event, 120)
+	ids := make([]string, len(events))
+	for i := range events {
+		ids[i] = strings.Repeat("0", 35) + string(rune('a'+i%26))
+		events[i] = wire.Event{ID: ids[i], JobID: "job-9"}
+	}
+
+	h := http.Header{}
+	wire.BriteHeaders(h, events[:1], false)
+	if h.Get(wire.HeaderJobID) != "job-9" || h.Get(wire.HeaderIdempotencyKey) != ids[0] || len(h.Values(wire.HeaderEventIDs)) != 0 {
+		t.Errorf("single headers = %v", h)
+	}
+
+	h = http.Header{}
+	wire.BriteHeaders(h, events, true)
+	if got := h.Get(wire.HeaderIdempotencyKey); got != wire.BulkIdempotencyKey(ids) || !strings.HasPrefix(got, "sha256:") {
+		t.Errorf("bulk Idempotency-Key = %q", got)
+	}
+	if lines := h.Values(wire.HeaderEventIDs); len(lines) != 3 {
+		t.Errorf("%d ids on %d header lines, want 3 lines of at most 50", len(ids), len(lines))
+	}
+	if got := wire.EventIDsFromHeader(h); strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Errorf("EventIDsFromHeader = %v", got)
+	}
+	if wire.BulkIdempotencyKey(ids[:2]) == wire.BulkIdempotencyKey(ids[:1]) {
+		t.Error("a resend of a subset has the same idempotency key")
+	}
+}
+
+func TestBriteBulkResultRecordErrors(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		body string
+		n    int
+		want []string
+		err  error
+	}{
+		"all accepted":       {`{"failedRecords":0,"records":["Success","Success"]}`, 2, []string{"", ""}, nil},
+		"no records listed":  {`{"failedRecords":0}`, 2, []string{"", ""}, nil},
+		"codes":              {`{"failedRecords":2,"records":["Success","ProvisionedThroughputExceededException","ValidationError"]}`, 3, []string{"", wire.BriteErrThroughputExceeded, "ValidationError"}, nil},
+		"stream records":     {`{"failedRecords":1,"records":[{"SequenceNumber":"1"},{"ErrorCode":"InternalFailureException","ErrorMessage":"x"}]}`, 2, []string{"", wire.BriteErrInternalFailure}, nil},
+		"echoed events":      {`{"failedRecords":1,"records":[{"category":"x"},"InternalFailureException"]}`, 2, []string{"", wire.BriteErrInternalFailure}, nil},
+		"too few records":    {`{"failedRecords":1,"records":["InternalFailureException"]}`, 2, nil, wire.ErrAmbiguousBulkResult},
+		"codes do not match": {`{"failedRecords":2,"records":["Success","InternalFailureException"]}`, 2, nil, wire.ErrAmbiguousBulkResult},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var r wire.BriteBulkResult
+			if err := json.Unmarshal([]byte(tc.body), &r); err != nil {
+				t.Fatal(err)
+			}
+			got, err := r.RecordErrors(tc.n)
+			if !errors.Is(err, tc.err) {
+				t.Fatalf("RecordErrors = %v, want %v", err, tc.err)
+			}
+			if strings.Join(got, "|") != strings.Join(tc.want, "|") {
+				t.Errorf("RecordErrors = %q, want %q", got, tc.want)
+			}
+		})
+	}
+	if !wire.IsRetryableBriteError(wire.BriteErrThroughputExceeded) || wire.IsRetryableBriteError("ValidationError") {
+		t.Error("IsRetryableBriteError misclassifies")
+	}
+}

@@ -1,0 +1,29 @@
+// Package wire encodes outbox events for the events API and decodes them on
+// the receiving side, in the two wire formats the relay's HTTP sink speaks.
+//
+// An event travels through the relay as a watermill message whose UUID is the
+// stable event id, whose payload is the event data and whose metadata carries
+// the envelope (see the outbox package's Meta* keys). [FromMessage] turns such
+// a message into an [Event]; [Event.Message] turns it back:
+//
+//	ev, err := wire.FromMessage(msg)
+//	body, err := wire.AppendCloudEventBatch(nil, []wire.Event{ev})
+//
+// The two formats:
+//
+//   - [FormatBriteEvents], the bc-events API contract. The body is exactly
+//     {category, entity, action, data, actor: {id, type}} because the API
+//     rejects any other field; everything else rides in headers: the job id
+//     in x-britecore-job-id (so one request carries one job's events), the
+//     event id in Idempotency-Key for a single event, and for a bulk request
+//     a digest of the ids in Idempotency-Key plus the ids themselves, in body
+//     order, in X-Txoutbox-Event-Ids. See [BriteHeaders].
+//   - [FormatCloudEvents], CloudEvents 1.0 in the JSON event format, batched
+//     as application/cloudevents-batch+json. type is the topic name, subject
+//     the ordering key, and the envelope fields the CloudEvents core has no
+//     name for travel as extension attributes (actorid, actortype, jobid,
+//     partitionkey, traceparent, tenant, causationid).
+//
+// The CloudEvents envelope is written by hand: it is a dozen string fields,
+// and the official SDK would pull in a logging stack for no gain here.
+package wire

@@ -1,0 +1,138 @@
+package wire
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/txoutbox/txoutbox/outbox"
+)
+
+// Format names a wire format of the events API.
+type Format string
+
+// The wire formats the relay's HTTP sink speaks and the local sink accepts.
+const (
+	// FormatBriteEvents is the bc-events API contract: POST /events for one
+	// event, POST /events/bulk/ for up to [BriteBulkMax].
+	FormatBriteEvents Format = "briteevents"
+	// FormatCloudEvents is CloudEvents 1.0 JSON, batched.
+	FormatCloudEvents Format = "cloudevents"
+)
+
+// ParseFormat accepts a format name as written in flags and config files.
+func ParseFormat(s string) (Format, error) {
+	switch Format(strings.ToLower(strings.TrimSpace(s))) {
+	case FormatBriteEvents:
+		return FormatBriteEvents, nil
+	case FormatCloudEvents:
+		return FormatCloudEvents, nil
+	}
+	return "", fmt.Errorf("unknown wire format %q (want %q or %q)", s, FormatBriteEvents, FormatCloudEvents)
+}
+
+// Event is the outbox envelope in a shape independent of any wire format.
+// Data is the event data as published: a JSON value, normally an object.
+type Event struct {
+	ID          string
+	Topic       string // {category}.{Entity}{Action}
+	Category    string
+	Entity      string
+	Action      string
+	Data        json.RawMessage
+	ActorID     string
+	ActorType   string
+	JobID       string
+	Source      string
+	Key         string
+	Traceparent string
+	Tenant      string
+	CausationID string
+	Time        time.Time
+}
+
+// ErrInvalidEvent is wrapped by every error that reports an event missing a
+// field its wire format needs, or carrying one it cannot represent.
+var ErrInvalidEvent = errors.New("invalid event")
+
+// TopicName builds a topic name from its parts, as topic_definitions.yaml
+// defines it: billing + Invoice + Created is billing.InvoiceCreated.
+func TopicName(category, entity, action string) string {
+	return category + "." + entity + action
+}
+
+// FromMessage reads the envelope of a message shaped as the outbox writes it:
+// UUID is the event id, Payload the data, Metadata the outbox.Meta* keys.
+// The id and the data are required; the topic is taken from MetaTopic or, when
+// that is empty, built from the category, entity and action.
+func FromMessage(msg *message.Message) (Event, error) {
+	md := msg.Metadata
+	ev := Event{
+		ID:          msg.UUID,
+		Topic:       md.Get(outbox.MetaTopic),
+		Category:    md.Get(outbox.MetaCategory),
+		Entity:      md.Get(outbox.MetaEntity),
+		Action:      md.Get(outbox.MetaAction),
+		Data:        json.RawMessage(msg.Payload),
+		ActorID:     md.Get(outbox.MetaActorID),
+		ActorType:   md.Get(outbox.MetaActorType),
+		JobID:       md.Get(outbox.MetaJobID),
+		Source:      md.Get(outbox.MetaSource),
+		Key:         md.Get(outbox.MetaKey),
+		Traceparent: md.Get(outbox.MetaTraceparent),
+		Tenant:      md.Get(outbox.MetaTenant),
+		CausationID: md.Get(outbox.MetaCausationID),
+	}
+	if ev.ID == "" {
+		return Event{}, fmt.Errorf("%w: message has no UUID (the event id)", ErrInvalidEvent)
+	}
+	if ev.Topic == "" && ev.Category != "" && ev.Entity != "" && ev.Action != "" {
+		ev.Topic = TopicName(ev.Category, ev.Entity, ev.Action)
+	}
+	if ev.Topic == "" {
+		return Event{}, fmt.Errorf("%w: event %s: no %q metadata", ErrInvalidEvent, ev.ID, outbox.MetaTopic)
+	}
+	if len(ev.Data) == 0 || !json.Valid(ev.Data) {
+		return Event{}, fmt.Errorf("%w: event %s: payload is not JSON", ErrInvalidEvent, ev.ID)
+	}
+	if s := md.Get(outbox.MetaTime); s != "" {
+		t, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			return Event{}, fmt.Errorf("%w: event %s: %q metadata: %w", ErrInvalidEvent, ev.ID, outbox.MetaTime, err)
+		}
+		ev.Time = t
+	}
+	return ev, nil
+}
+
+// Message turns the event back into a watermill message in the outbox's
+// shape, so that a receiver can hand what it decoded to any watermill code.
+// Empty optional fields are left out of the metadata.
+func (e Event) Message() *message.Message {
+	msg := message.NewMessage(e.ID, message.Payload(e.Data))
+	set := func(k, v string) {
+		if v != "" {
+			msg.Metadata.Set(k, v)
+		}
+	}
+	set(outbox.MetaTopic, e.Topic)
+	set(outbox.MetaCategory, e.Category)
+	set(outbox.MetaEntity, e.Entity)
+	set(outbox.MetaAction, e.Action)
+	set(outbox.MetaActorID, e.ActorID)
+	set(outbox.MetaActorType, e.ActorType)
+	set(outbox.MetaJobID, e.JobID)
+	set(outbox.MetaSource, e.Source)
+	set(outbox.MetaKey, e.Key)
+	set(outbox.MetaTraceparent, e.Traceparent)
+	set(outbox.MetaTenant, e.Tenant)
+	set(outbox.MetaCausationID, e.CausationID)
+	if !e.Time.IsZero() {
+		msg.Metadata.Set(outbox.MetaTime, e.Time.UTC().Format(time.RFC3339Nano))
+	}
+	return msg
+}

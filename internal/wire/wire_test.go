@@ -1,0 +1,152 @@
+package wire_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/txoutbox/txoutbox/internal/wire"
+	"github.com/txoutbox/txoutbox/outbox"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// golden compares got with testdata/name, or writes it there with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden file (run go test -update to create it): %v", err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("%s differs from the golden file:\ngot:  %s\nwant: %s", name, got, want)
+	}
+}
+
+// indent makes a golden file readable; the comparison is on the indented
+// form of the exact bytes, so field order still counts.
+func indent(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var out bytes.Buffer
+	if err := json.Indent(&out, b, "", "  "); err != nil {
+		t.Fatalf("indent %s: %v", b, err)
+	}
+	return append(out.Bytes(), '\n')
+}
+
+func testMessage(id, key, job string) *message.Message {
+	msg := message.NewMessage(id, []byte(`{"id":"`+key+`","amount_cents":1250,"currency":"EUR"}`))
+	for k, v := range map[string]string{
+		outbox.MetaTopic:       "billing.InvoiceCreated",
+		outbox.MetaCategory:    "billing",
+		outbox.MetaEntity:      "Invoice",
+		outbox.MetaAction:      "Created",
+		outbox.MetaActorID:     "user-4711",
+		outbox.MetaActorType:   outbox.ActorUser,
+		outbox.MetaJobID:       job,
+		outbox.MetaSource:      "billing-service",
+		outbox.MetaKey:         key,
+		outbox.MetaTraceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		outbox.MetaTime:        "2026-11-23T10:00:00.123456789Z",
+	} {
+		msg.Metadata.Set(k, v)
+	}
+	return msg
+}
+
+func testEvent(t *testing.T, id, key, job string) wire.Event {
+	t.Helper()
+	ev, err := wire.FromMessage(testMessage(id, key, job))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ev
+}
+
+func TestFromMessage(t *testing.T) {
+	t.Parallel()
+	ev := testEvent(t, "0190f5e0-0000-7000-8000-000000000001", "inv-1", "job-1")
+	want := wire.Event{
+		ID: "0190f5e0-0000-7000-8000-000000000001", Topic: "billing.InvoiceCreated",
+		Category: "billing", Entity: "Invoice", Action: "Created",
+		ActorID: "user-4711", ActorType: "user", JobID: "job-1", Source: "billing-service", Key: "inv-1",
+		Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		Time:        time.Date(2026, 11, 23, 10, 0, 0, 123456789, time.UTC),
+	}
+	got := ev
+	got.Data = nil
+	if !got.Time.Equal(want.Time) {
+		t.Errorf("time = %v, want %v", got.Time, want.Time)
+	}
+	got.Time, want.Time = time.Time{}, time.Time{}
+	if got.ID != want.ID || got.Topic != want.Topic || got.Key != want.Key || got.JobID != want.JobID ||
+		got.ActorID != want.ActorID || got.Source != want.Source || got.Traceparent != want.Traceparent {
+		t.Errorf("FromMessage = %+v, want %+v", got, want)
+	}
+
+	back := ev.Message()
+	if back.UUID != ev.ID || string(back.Payload) != string(ev.Data) {
+		t.Errorf("Message() = %s %s", back.UUID, back.Payload)
+	}
+	for _, k := range []string{outbox.MetaTopic, outbox.MetaKey, outbox.MetaJobID, outbox.MetaTime, outbox.MetaTraceparent} {
+		if back.Metadata.Get(k) != testMessage("x", "inv-1", "job-1").Metadata.Get(k) {
+			t.Errorf("metadata %s = %q after a round trip", k, back.Metadata.Get(k))
+		}
+	}
+	if _, ok := back.Metadata[outbox.MetaTenant]; ok {
+		t.Error("empty tenant was set in the metadata")
+	}
+}
+
+func TestFromMessageInvalid(t *testing.T) {
+	t.Parallel()
+	for name, mutate := range map[string]func(*message.Message){
+		"no id":       func(m *message.Message) { m.UUID = "" },
+		"no topic":    func(m *message.Message) { delete(m.Metadata, outbox.MetaTopic); delete(m.Metadata, outbox.MetaAction) },
+		"bad payload": func(m *message.Message) { m.Payload = []byte(`{"id":`) },
+		"no payload":  func(m *message.Message) { m.Payload = nil },
+		"bad time":    func(m *message.Message) { m.Metadata.Set(outbox.MetaTime, "yesterday") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			msg := testMessage("id-1", "k", "j")
+			mutate(msg)
+			if _, err := wire.FromMessage(msg); !errors.Is(err, wire.ErrInvalidEvent) {
+				t.Errorf("FromMessage = %v, want ErrInvalidEvent", err)
+			}
+		})
+	}
+	// The topic is rebuilt from its parts when only MetaTopic is missing.
+	msg := testMessage("id-1", "k", "j")
+	delete(msg.Metadata, outbox.MetaTopic)
+	if ev, err := wire.FromMessage(msg); err != nil || ev.Topic != "billing.InvoiceCreated" {
+		t.Errorf("FromMessage without topic = %q, %v", ev.Topic, err)
+	}
+}
+
+func TestParseFormat(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]wire.Format{"cloudevents": wire.FormatCloudEvents, " BriteEvents ": wire.FormatBriteEvents} {
+		if got, err := wire.ParseFormat(in); err != nil || got != want {
+			t.Errorf("ParseFormat(%q) = %q, %v", in, got, err)
+		}
+	}
+	if _, err := wire.ParseFormat("kafka"); err == nil || !strings.Contains(err.Error(), "kafka") {
+		t.Errorf("ParseFormat(kafka) = %v", err)
+	}
+}
