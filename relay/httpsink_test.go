@@ -1,0 +1,680 @@
+package relay
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/txoutbox/txoutbox/internal/wire"
+	"github.com/txoutbox/txoutbox/outbox"
+)
+
+var updateHTTPSinkGolden = flag.Bool("httpsink.update", false, "rewrite relay/testdata/httpsink_* golden files")
+
+// recordedRequest is one request an httpSinkServer received.
+type recordedRequest struct {
+	Path   string
+	Header http.Header
+	Body   []byte
+}
+
+// httpSinkServer is an events API stand-in on 127.0.0.1 that records what
+// it receives and answers with answer.
+type httpSinkServer struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []recordedRequest
+}
+
+func newHTTPSinkServer(t *testing.T, tlsServer bool, answer http.HandlerFunc) *httpSinkServer {
+	t.Helper()
+	s := &httpSinkServer{}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.requests = append(s.requests, recordedRequest{Path: r.URL.Path, Header: r.Header.Clone(), Body: body})
+		s.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		answer(w, r)
+	})
+	if tlsServer {
+		s.Server = httptest.NewUnstartedServer(h)
+		s.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes the test makes fail
+		s.StartTLS()
+	} else {
+		s.Server = httptest.NewServer(h)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *httpSinkServer) recorded() []recordedRequest {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]recordedRequest(nil), s.requests...)
+}
+
+func status(code int, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(code)
+		_, _ = io.WriteString(w, body)
+	}
+}
+
+func newTestHTTPSink(t *testing.T, cfg HTTPSinkConfig) *HTTPSink {
+	t.Helper()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s, err := NewHTTPSink(cfg)
+	if err != nil {
+		t.Fatalf("NewHTTPSink: %v", err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// sinkMessage builds a message shaped as the outbox hands it to sinks.
+func sinkMessage(n int, key, job string) *message.Message {
+	id := fmt.Sprintf("0190f5e0-0000-7000-8000-%012d", n)
+	msg := message.NewMessage(id, []byte(fmt.Sprintf(`{"id":%q,"amount_cents":%d,"currency":"EUR"}`, key, 100*n)))
+	for k, v := range map[string]string{
+		outbox.MetaTopic:     "billing.InvoiceCreated",
+		outbox.MetaCategory:  "billing",
+		outbox.MetaEntity:    "Invoice",
+		outbox.MetaAction:    "Created",
+		outbox.MetaActorID:   "user-4711",
+		outbox.MetaActorType: outbox.ActorUser,
+		outbox.MetaJobID:     job,
+		outbox.MetaSource:    "billing-service",
+		outbox.MetaKey:       key,
+		outbox.MetaTime:      "2026-11-23T10:00:00.5Z",
+	} {
+		msg.Metadata.Set(k, v)
+	}
+	return msg
+}
+
+func checkGolden(t *testing.T, name string, body []byte) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := json.Indent(&buf, body, "", "  "); err != nil {
+		t.Fatalf("%s: body is not JSON: %v: %s", name, err, body)
+	}
+	buf.WriteByte('\n')
+	path := filepath.Join("testdata", name)
+	if *updateHTTPSinkGolden {
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("read golden file (go test -run HTTPSink -httpsink.update writes it): %v", err)
+	}
+	if buf.String() != string(want) {
+		t.Errorf("%s differs from the golden file:\n%s", name, buf.String())
+	}
+}
+
+func TestHTTPSinkCloudEvents(t *testing.T) {
+	t.Parallel()
+	srv := newHTTPSinkServer(t, false, status(http.StatusAccepted, ""))
+	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL + "/ingest"})
+	msgs := []*message.Message{sinkMessage(1, "inv-1", "job-1"), sinkMessage(2, "inv-2", "job-2")}
+	msgs[1].Metadata.Set(outbox.MetaTraceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	msgs[1].Metadata.Set(outbox.MetaTenant, "acme")
+	msgs[1].Metadata.Set(outbox.MetaCausationID, msgs[0].UUID)
+	if err := sink.Publish("ignored", msgs...); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	reqs := srv.recorded()
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests, want 1", len(reqs))
+	}
+	r := reqs[0]
+	if r.Path != "/ingest" || r.Header.Get("Content-Type") != wire.ContentTypeCloudEventBatch {
+		t.Errorf("request %s with Content-Type %q", r.Path, r.Header.Get("Content-Type"))
+	}
+	if got, want := r.Header.Get(wire.HeaderIdempotencyKey), wire.BulkIdempotencyKey([]string{msgs[0].UUID, msgs[1].UUID}); got != want {
+		t.Errorf("Idempotency-Key = %q, want %q", got, want)
+	}
+	checkGolden(t, "httpsink_cloudevents.json", r.Body)
+}
+
+func TestHTTPSinkBriteEvents(t *testing.T) {
+	t.Parallel()
+	srv := newHTTPSinkServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/bulk/") {
+			w.WriteHeader(http.StatusCreated)
+			_, _ = io.WriteString(w, `{"failedRecords":0,"records":["Success","Success","Success"]}`)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		_, _ = io.WriteString(w, `{"eventId":"e","jobId":"j"}`)
+	})
+	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL + "/api/", Format: FormatBriteEvents})
+	// Jobs A, A, B, A: A's three events share a bulk post, B's goes alone.
+	msgs := []*message.Message{
+		sinkMessage(1, "inv-1", "job-A"), sinkMessage(2, "inv-2", "job-A"),
+		sinkMessage(3, "inv-3", "job-B"), sinkMessage(4, "inv-1", "job-A"),
+	}
+	if err := sink.Publish("t", msgs...); err != nil {
+		t.Fatalf("Publish: %v", err)
+	}
+	reqs := srv.recorded()
+	if len(reqs) != 2 {
+		t.Fatalf("%d requests, want 2 (one per job id)", len(reqs))
+	}
+	bulk, single := reqs[0], reqs[1]
+	if bulk.Path != "/api/events/bulk/" || single.Path != "/api/events" {
+		t.Errorf("paths %s, %s", bulk.Path, single.Path)
+	}
+	if bulk.Header.Get(wire.HeaderJobID) != "job-A" || single.Header.Get(wire.HeaderJobID) != "job-B" {
+		t.Errorf("job ids %q, %q", bulk.Header.Get(wire.HeaderJobID), single.Header.Get(wire.HeaderJobID))
+	}
+	ids := []string{msgs[0].UUID, msgs[1].UUID, msgs[3].UUID}
+	if got := wire.EventIDsFromHeader(bulk.Header); strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Errorf("bulk event ids %v, want %v", got, ids)
+	}
+	if bulk.Header.Get(wire.HeaderIdempotencyKey) != wire.BulkIdempotencyKey(ids) {
+		t.Errorf("bulk Idempotency-Key = %q", bulk.Header.Get(wire.HeaderIdempotencyKey))
+	}
+	if single.Header.Get(wire.HeaderIdempotencyKey) != msgs[2].UUID {
+		t.Errorf("single Idempotency-Key = %q, want the event id", single.Header.Get(wire.HeaderIdempotencyKey))
+	}
+	checkGolden(t, "httpsink_briteevents_bulk.json", bulk.Body)
+	checkGolden(t, "httpsink_briteevents_single.json", single.Body)
+}
+
+// TestHTTPSinkBriteKeyOrder checks that grouping by job id never sends a
+// key's event before an earlier one of the same key.
+func TestHTTPSinkBriteKeyOrder(t *testing.T) {
+	t.Parallel()
+	srv := newHTTPSinkServer(t, false, status(http.StatusCreated, `{}`))
+	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: FormatBriteEvents})
+	msgs := []*message.Message{
+		sinkMessage(1, "inv-1", "job-A"), sinkMessage(2, "inv-1", "job-B"), sinkMessage(3, "inv-1", "job-A"),
+	}
+	if err := sink.Publish("t", msgs...); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range srv.recorded() {
+		got = append(got, r.Header.Get(wire.HeaderIdempotencyKey))
+	}
+	want := []string{msgs[0].UUID, msgs[1].UUID, msgs[2].UUID}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("sent %v, want one request each in order %v", got, want)
+	}
+}
+
+func TestHTTPSinkStatus(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		code        int
+		retryAfter  string
+		want        string // nil, retry, permanent
+		wantAfter   time.Duration
+		bodyOnError string
+	}{
+		{code: 200, want: "nil"},
+		{code: 201, want: "nil"},
+		{code: 204, want: "nil"},
+		{code: 409, want: "nil"},
+		{code: 408, want: "retry"},
+		{code: 429, want: "retry"},
+		{code: 429, retryAfter: "7", want: "retry", wantAfter: 7 * time.Second},
+		{code: 500, want: "retry"},
+		{code: 502, want: "retry"},
+		{code: 503, retryAfter: "120", want: "retry", wantAfter: 2 * time.Minute},
+		{code: 401, want: "retry"},
+		{code: 403, want: "retry"},
+		{code: 404, want: "retry"},
+		{code: 400, want: "permanent"},
+		{code: 413, want: "permanent"},
+		{code: 422, want: "permanent", bodyOnError: `{"error":"schema"}`},
+	} {
+		t.Run(fmt.Sprintf("%d%s", tc.code, tc.retryAfter), func(t *testing.T) {
+			t.Parallel()
+			srv := newHTTPSinkServer(t, false, func(w http.ResponseWriter, _ *http.Request) {
+				if tc.retryAfter != "" {
+					w.Header().Set("Retry-After", tc.retryAfter)
+				}
+				w.WriteHeader(tc.code)
+				_, _ = io.WriteString(w, tc.bodyOnError)
+			})
+			sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
+			err := sink.Publish("t", sinkMessage(1, "inv-1", "job-1"))
+			switch tc.want {
+			case "nil":
+				if err != nil {
+					t.Fatalf("Publish = %v, want delivered", err)
+				}
+				return
+			case "retry":
+				if err == nil || IsPermanent(err) {
+					t.Fatalf("Publish = %v, want a retryable error", err)
+				}
+			case "permanent":
+				if !IsPermanent(err) {
+					t.Fatalf("Publish = %v, want a permanent error", err)
+				}
+			}
+			var se *HTTPStatusError
+			if !errors.As(err, &se) || se.StatusCode != tc.code {
+				t.Errorf("error %v does not carry status %d", err, tc.code)
+			}
+			if tc.bodyOnError != "" && !strings.Contains(err.Error(), tc.bodyOnError) {
+				t.Errorf("error %q lacks the answer's body", err)
+			}
+			d, ok := RetryAfterOf(err)
+			if ok != (tc.wantAfter != 0) || d != tc.wantAfter {
+				t.Errorf("RetryAfterOf = %s, %v; want %s", d, ok, tc.wantAfter)
+			}
+		})
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"0":                              0,
+		"30":                             30 * time.Second,
+		" 5 ":                            5 * time.Second,
+		"Mon, 23 Nov 2026 10:01:30 GMT":  90 * time.Second,
+		"Monday, 23-Nov-26 10:00:10 GMT": 10 * time.Second, // RFC 850
+		"Mon, 23 Nov 2026 09:00:00 GMT":  0,                // in the past
+		"99999999999999":                 httpSinkMaxWait,
+	} {
+		if got, ok := parseRetryAfter(in, now); !ok || got != want {
+			t.Errorf("parseRetryAfter(%q) = %s, %v; want %s", in, got, ok, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "soon", "1.5"} {
+		if got, ok := parseRetryAfter(in, now); ok {
+			t.Errorf("parseRetryAfter(%q) = %s, want no value", in, got)
+		}
+	}
+}
+
+// TestHTTPSinkRetryAfterDate checks the HTTP-date form end to end.
+func TestHTTPSinkRetryAfterDate(t *testing.T) {
+	t.Parallel()
+	srv := newHTTPSinkServer(t, false, func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Retry-After", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
+		w.WriteHeader(http.StatusServiceUnavailable)
+	})
+	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
+	err := sink.Publish("t", sinkMessage(1, "inv-1", "job-1"))
+	if d, ok := RetryAfterOf(err); !ok || d <= 58*time.Minute || d > time.Hour {
+		t.Errorf("RetryAfterOf(%v) = %s, %v; want about an hour", err, d, ok)
+	}
+}
+
+func TestHTTPSinkBriteBulkPartialFailure(t *testing.T) {
+	t.Parallel()
+	srv := newHTTPSinkServer(t, false, status(http.StatusCreated,
+		`{"failedRecords":2,"records":["Success","ProvisionedThroughputExceededException","ValidationError"]}`))
+	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: FormatBriteEvents})
+	msgs := []*message.Message{sinkMessage(1, "inv-1", "j"), sinkMessage(2, "inv-2", "j"), sinkMessage(3, "inv-3", "j")}
+	err := sink.Publish("t", msgs...)
+	var be *BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("Publish = %v, want a *BatchError", err)
+	}
+	if len(be.Failed) != 2 || be.Failed[msgs[0].UUID] != nil {
+		t.Fatalf("failed = %v, want the 2nd and 3rd only", be.Failed)
+	}
+	if e := be.Failed[msgs[1].UUID]; e == nil || IsPermanent(e) {
+		t.Errorf("throughput-exceeded record: %v, want retryable", e)
+	}
+	if e := be.Failed[msgs[2].UUID]; !IsPermanent(e) {
+		t.Errorf("validation record: %v, want permanent", e)
+	}
+}
+
+func TestHTTPSinkBriteBulkAnswers(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		code      int
+		body      string
+		delivered bool
+		warn      bool
+	}{
+		"not JSON":          {201, `<html>ok</html>`, true, true},
+		"empty body":        {204, ``, true, true},
+		"zero failed":       {201, `{"failedRecords":0}`, true, false},
+		"ambiguous":         {201, `{"failedRecords":1,"records":[]}`, false, false},
+		"busy stream (400)": {400, `{"errorType":"ProvisionedThroughputExceededException"}`, false, false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := newHTTPSinkServer(t, false, status(tc.code, tc.body))
+			var logs syncBuffer
+			sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: FormatBriteEvents,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			err := sink.Publish("t", sinkMessage(1, "inv-1", "j"), sinkMessage(2, "inv-2", "j"))
+			if tc.delivered != (err == nil) {
+				t.Fatalf("Publish = %v, want delivered=%v", err, tc.delivered)
+			}
+			if err != nil && IsPermanent(err) {
+				t.Errorf("Publish = %v, want retryable", err)
+			}
+			if tc.warn != strings.Contains(logs.String(), "level=WARN") {
+				t.Errorf("logs = %q, want a warning: %v", logs.String(), tc.warn)
+			}
+		})
+	}
+}
+
+// TestHTTPSinkIsolatesPoison checks that a 4xx for a batch is narrowed down
+// to the events that cause it.
+func TestHTTPSinkIsolatesPoison(t *testing.T) {
+	t.Parallel()
+	poison := sinkMessage(2, "inv-2", "j")
+	poison.Payload = []byte(`{"id":"inv-2","amount_cents":-1}`)
+	srv := newHTTPSinkServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if bytes.Contains(body, []byte(`"amount_cents":-1`)) {
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
+	msgs := []*message.Message{sinkMessage(1, "inv-1", "j"), poison, sinkMessage(3, "inv-3", "j"), sinkMessage(4, "inv-2", "j")}
+	err := sink.Publish("t", msgs...)
+	var be *BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 2 || !IsPermanent(be.Failed[poison.UUID]) {
+		t.Fatalf("Publish = %#v, want the poison event failed permanently and its key's next held back", err)
+	}
+	if e := be.Failed[msgs[3].UUID]; e == nil || IsPermanent(e) {
+		t.Errorf("next event of the poison's key: %v, want held back (retryable)", e)
+	}
+	// One batch, then one request per event of the batch but not the held-back one.
+	if n := len(srv.recorded()); n != 4 {
+		t.Errorf("%d requests, want 4", n)
+	}
+}
+
+// TestHTTPSinkStopsOnRetryable checks that a retryable failure of a request
+// stops the rest of the batch and fails every message with that error.
+func TestHTTPSinkStopsOnRetryable(t *testing.T) {
+	t.Parallel()
+	srv := newHTTPSinkServer(t, false, status(http.StatusServiceUnavailable, "down"))
+	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, MaxBatch: 2})
+	var msgs []*message.Message
+	for i := range 5 {
+		msgs = append(msgs, sinkMessage(i+1, fmt.Sprint("inv-", i), "j"))
+	}
+	err := sink.Publish("t", msgs...)
+	var se *HTTPStatusError
+	if !errors.As(err, &se) || se.StatusCode != 503 {
+		t.Fatalf("Publish = %v, want the 503 for the whole batch", err)
+	}
+	if n := len(srv.recorded()); n != 1 {
+		t.Errorf("%d requests after a 503, want 1", n)
+	}
+}
+
+func TestHTTPSinkInvalidMessage(t *testing.T) {
+	t.Parallel()
+	srv := newHTTPSinkServer(t, false, status(http.StatusOK, ""))
+	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
+	bad := message.NewMessage("bad-1", []byte(`{"id":"x"}`)) // no envelope
+	err := sink.Publish("t", sinkMessage(1, "inv-1", "j"), bad)
+	var be *BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || !IsPermanent(be.Failed["bad-1"]) || !errors.Is(be.Failed["bad-1"], wire.ErrInvalidEvent) {
+		t.Fatalf("Publish = %v, want bad-1 failed permanently", err)
+	}
+}
+
+// TestHTTPSinkStableID checks that a retried event goes out with the same id
+// and idempotency key.
+func TestHTTPSinkStableID(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	calls := 0
+	srv := newHTTPSinkServer(t, false, func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if calls++; calls == 1 {
+			w.WriteHeader(http.StatusBadGateway)
+		}
+	})
+	for _, format := range []string{FormatCloudEvents, FormatBriteEvents} {
+		sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: format})
+		mu.Lock()
+		calls = 0
+		mu.Unlock()
+		msg := sinkMessage(7, "inv-7", "j")
+		if err := sink.Publish("t", msg); err == nil {
+			t.Fatal("first attempt succeeded against a 502")
+		}
+		if err := sink.Publish("t", msg); err != nil {
+			t.Fatalf("second attempt: %v", err)
+		}
+	}
+	reqs := srv.recorded()
+	for i := 0; i < len(reqs); i += 2 {
+		a, b := reqs[i], reqs[i+1]
+		if a.Header.Get(wire.HeaderIdempotencyKey) != "0190f5e0-0000-7000-8000-000000000007" ||
+			a.Header.Get(wire.HeaderIdempotencyKey) != b.Header.Get(wire.HeaderIdempotencyKey) || !bytes.Equal(a.Body, b.Body) {
+			t.Errorf("attempts differ:\n%v %s\n%v %s", a.Header, a.Body, b.Header, b.Body)
+		}
+	}
+}
+
+func TestHTTPSinkAuth(t *testing.T) {
+	t.Parallel()
+	const token, key = "s3cr3t-token", "s3cr3t-key"
+	srv := newHTTPSinkServer(t, false, status(http.StatusUnauthorized, `{"message":"no"}`))
+
+	bearer := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL + "/?api_key=" + key, BearerToken: token})
+	errBearer := bearer.Publish("t", sinkMessage(1, "inv-1", "j"))
+	apiKey := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, APIKeyHeader: "X-Api-Key", APIKey: key})
+	errKey := apiKey.Publish("t", sinkMessage(1, "inv-1", "j"))
+
+	reqs := srv.recorded()
+	if got := reqs[0].Header.Get("Authorization"); got != "Bearer "+token {
+		t.Errorf("Authorization = %q", got)
+	}
+	if got := reqs[1].Header.Get("X-Api-Key"); got != key || reqs[1].Header.Get("Authorization") != "" {
+		t.Errorf("X-Api-Key = %q, Authorization = %q", got, reqs[1].Header.Get("Authorization"))
+	}
+	for _, s := range []string{bearer.String(), apiKey.String(), fmt.Sprint(errBearer), fmt.Sprint(errKey)} {
+		if strings.Contains(s, token) || strings.Contains(s, key) {
+			t.Errorf("credentials leak into %q", s)
+		}
+	}
+	if errBearer == nil || IsPermanent(errBearer) || !strings.Contains(errBearer.Error(), "credentials") {
+		t.Errorf("401 = %v, want a retryable error pointing at the credentials", errBearer)
+	}
+
+	userinfo := newTestHTTPSink(t, HTTPSinkConfig{URL: "https://user:" + key + "@events.example/api?token=" + token})
+	if s := userinfo.String(); strings.Contains(s, key) || strings.Contains(s, token) || s != "HTTPSink(cloudevents, https://events.example/api)" {
+		t.Errorf("String() = %q", s)
+	}
+}
+
+func TestHTTPSinkTLS(t *testing.T) {
+	t.Parallel()
+	srv := newHTTPSinkServer(t, true, status(http.StatusOK, ""))
+
+	verifying := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
+	err := verifying.Publish("t", sinkMessage(1, "inv-1", "j"))
+	var certErr *tls.CertificateVerificationError
+	if !errors.As(err, &certErr) || IsPermanent(err) {
+		t.Fatalf("Publish to an unknown CA = %v, want a certificate verification error", err)
+	}
+
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	trusting := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, TLSConfig: &tls.Config{RootCAs: pool}})
+	if err := trusting.Publish("t", sinkMessage(1, "inv-1", "j")); err != nil {
+		t.Errorf("Publish with the server's CA = %v", err)
+	}
+
+	var logs syncBuffer
+	insecure := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, InsecureSkipVerify: true,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := insecure.Publish("t", sinkMessage(1, "inv-1", "j")); err != nil {
+		t.Errorf("Publish with InsecureSkipVerify = %v", err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "verification is off") {
+		t.Errorf("InsecureSkipVerify logged %q, want a warning", logs.String())
+	}
+}
+
+func TestHTTPSinkTimeout(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := newHTTPSinkServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Timeout: 50 * time.Millisecond})
+	err := sink.Publish("t", sinkMessage(1, "inv-1", "j"))
+	if !errors.Is(err, context.DeadlineExceeded) || IsPermanent(err) {
+		t.Fatalf("Publish to a stalled server = %v, want a retryable deadline error", err)
+	}
+}
+
+func TestHTTPSinkContextCancelled(t *testing.T) {
+	t.Parallel()
+	srv := newHTTPSinkServer(t, false, status(http.StatusOK, ""))
+	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	msg := sinkMessage(1, "inv-1", "j")
+	msg.SetContext(ctx)
+	if err := sink.Publish("t", msg); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Publish with a cancelled context = %v", err)
+	}
+}
+
+// TestHTTPSinkConnectionClosed checks answers cut off mid-way: before the
+// status line, and inside a bulk answer's body.
+func TestHTTPSinkConnectionClosed(t *testing.T) {
+	t.Parallel()
+	for name, tc := range map[string]struct {
+		format string
+		raw    string
+	}{
+		"before the status": {FormatCloudEvents, ""},
+		"mid headers":       {FormatCloudEvents, "HTTP/1.1 200 OK\r\nContent-Ty"},
+		"mid bulk body":     {FormatBriteEvents, "HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{\"failedRec"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := newHTTPSinkServer(t, false, func(w http.ResponseWriter, _ *http.Request) {
+				conn, buf, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				_, _ = buf.WriteString(tc.raw)
+				_ = buf.Flush()
+				_ = conn.Close()
+			})
+			sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: tc.format})
+			err := sink.Publish("t", sinkMessage(1, "inv-1", "j"), sinkMessage(2, "inv-2", "j"))
+			if err == nil || IsPermanent(err) {
+				t.Fatalf("Publish = %v, want a retryable error", err)
+			}
+		})
+	}
+}
+
+func TestHTTPSinkConfigValidate(t *testing.T) {
+	t.Parallel()
+	for field, cfg := range map[string]HTTPSinkConfig{
+		"URL":                           {},
+		"URL: \"ftp":                    {URL: "ftp://x/"},
+		"Format":                        {URL: "http://x", Format: "xml"},
+		"Timeout":                       {URL: "http://x", Timeout: -1},
+		"MaxBatch: -1":                  {URL: "http://x", MaxBatch: -1},
+		"MaxBatch: 251":                 {URL: "http://x", Format: FormatBriteEvents, MaxBatch: 251},
+		"APIKeyHeader, APIKey":          {URL: "http://x", APIKey: "k"},
+		"APIKeyHeader: \"X Key\"":       {URL: "http://x", APIKeyHeader: "X Key", APIKey: "k"},
+		"TLSConfig, InsecureSkipVerify": {URL: "http://x", Client: http.DefaultClient, InsecureSkipVerify: true},
+	} {
+		_, err := NewHTTPSink(cfg)
+		if err == nil || !strings.Contains(err.Error(), field) {
+			t.Errorf("NewHTTPSink(%+v) = %v, want an error naming %s", cfg, err, field)
+		}
+	}
+	s, err := NewHTTPSink(HTTPSinkConfig{URL: "http://x", Format: " BriteEvents", Client: http.DefaultClient})
+	if err != nil || s.maxBatch != HTTPSinkBriteMaxBatchDefault || s.timeout != HTTPSinkTimeoutDefault {
+		t.Errorf("defaults: %+v, %v", s, err)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// BenchmarkHTTPSink posts CloudEvents batches of 500 to a server on
+// 127.0.0.1 that reads each body and answers 202.
+func BenchmarkHTTPSink(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, bufio.NewReader(r.Body))
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	sink, err := NewHTTPSink(HTTPSinkConfig{URL: srv.URL, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sink.Close()
+	msgs := make([]*message.Message, 500)
+	for i := range msgs {
+		msgs[i] = sinkMessage(i, fmt.Sprint("inv-", i), "job-1")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := sink.Publish("t", msgs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*len(msgs))/b.Elapsed().Seconds(), "events/s")
+}
