@@ -1,0 +1,394 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5"
+)
+
+// row is one pending outbox row read for delivery.
+type row struct {
+	seq      int64
+	part     int16
+	key      string
+	attempts int32
+	waitUS   int64 // > 0: the row's next attempt is not due yet
+	ev       event
+	msg      *message.Message
+	topic    string
+}
+
+// failure is a row the sink did not take.
+type failure struct {
+	row  *row
+	err  error
+	wait time.Duration
+}
+
+// outcome is what the sink did with a batch.
+type outcome struct {
+	delivered []*row
+	failed    []failure
+}
+
+// step runs one round: read a batch of the owned partitions, deliver it,
+// record the outcome.
+func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
+	r.batchMu.Lock()
+	defer r.batchMu.Unlock()
+
+	now := time.Now()
+	version, mask := r.leases.usable(now, r.cfg.LeaseTTL/3)
+	if version != st.partsVersion || (r.cfg.PoisonPolicy == PoisonBlock && now.Sub(st.deadLoadedAt) >= r.cfg.LeaseTTL/3) {
+		if err := r.syncBlocked(ctx, st, version, now); err != nil {
+			return stepResult{dbErr: err}
+		}
+	}
+	if mask == 0 {
+		return stepResult{}
+	}
+	rows, err := r.read(ctx, mask, st.blockedKeys(now))
+	if err != nil {
+		return stepResult{dbErr: err}
+	}
+	res := stepResult{read: len(rows)}
+	batch := st.due(rows, now)
+	if len(batch) == 0 {
+		return res
+	}
+
+	out := r.deliver(workCtx, batch)
+	res.delivered = len(out.delivered)
+	if len(out.delivered) == 0 {
+		for _, f := range out.failed {
+			if !IsPermanent(f.err) {
+				res.sinkErr = f.err
+				res.retryIn = max(res.retryIn, f.wait)
+			}
+		}
+	}
+	stats, err := r.record(workCtx, st, out)
+	if err != nil {
+		res.dbErr = err
+		return res
+	}
+	stats.Read, stats.Elapsed = len(rows), time.Since(now)
+	if r.cfg.Hooks.BatchFunc != nil {
+		r.cfg.Hooks.BatchFunc(stats)
+	}
+	return res
+}
+
+// syncBlocked forgets the blocked keys of partitions no longer held and,
+// under PoisonBlock, reloads the keys blocked by dead events: those of newly
+// taken partitions, and those unblocked by a replay.
+func (r *Relay) syncBlocked(ctx context.Context, st *loopState, version uint64, now time.Time) error {
+	held := r.leases.held()
+	var mask uint64
+	for _, p := range held {
+		mask |= 1 << uint(p)
+	}
+	for k, b := range st.blocked {
+		if mask&(1<<uint(b.part)) == 0 || b.dead {
+			delete(st.blocked, k)
+		}
+	}
+	if r.cfg.PoisonPolicy == PoisonBlock && len(held) > 0 {
+		rows, err := r.pool.Query(ctx, r.q.deadKeys, held)
+		if err != nil {
+			return fmt.Errorf("load dead keys: %w", err)
+		}
+		var part int16
+		var key string
+		_, err = pgx.ForEachRow(rows, []any{&part, &key}, func() error {
+			st.blocked[key] = blockedKey{part: part, dead: true}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("load dead keys: %w", err)
+		}
+	}
+	st.partsVersion, st.deadLoadedAt = version, now
+	return nil
+}
+
+// blockedKeys returns the keys whose events must not be read now, and
+// forgets those whose retry has come due.
+func (st *loopState) blockedKeys(now time.Time) []string {
+	keys := make([]string, 0, len(st.blocked))
+	for k, b := range st.blocked {
+		if !b.dead && !b.until.After(now) {
+			delete(st.blocked, k)
+			continue
+		}
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// due returns the rows to attempt now, in order. A row whose retry is not due
+// blocks its key: neither it nor the key's later rows are attempted, and the
+// key stays out of the reads until the retry is due.
+func (st *loopState) due(rows []row, now time.Time) []*row {
+	batch := make([]*row, 0, len(rows))
+	var waiting map[string]bool
+	for i := range rows {
+		rw := &rows[i]
+		if waiting[rw.key] {
+			continue
+		}
+		if rw.waitUS > 0 {
+			if waiting == nil {
+				waiting = make(map[string]bool)
+			}
+			waiting[rw.key] = true
+			st.block(rw, now.Add(time.Duration(rw.waitUS)*time.Microsecond))
+			continue
+		}
+		batch = append(batch, rw)
+	}
+	return batch
+}
+
+// block keeps rw's key out of the reads until until.
+func (st *loopState) block(rw *row, until time.Time) {
+	if b, ok := st.blocked[rw.key]; ok && (b.dead || b.until.After(until)) {
+		return
+	}
+	st.blocked[rw.key] = blockedKey{part: rw.part, until: until}
+}
+
+// read returns up to BatchSize pending rows of the partitions in mask, oldest
+// first, leaving out the blocked keys.
+func (r *Relay) read(ctx context.Context, mask uint64, blocked []string) ([]row, error) {
+	var rows pgx.Rows
+	var err error
+	if len(blocked) == 0 {
+		rows, err = r.pool.Query(ctx, r.q.read, int64(mask), r.cfg.BatchSize)
+	} else {
+		rows, err = r.pool.Query(ctx, r.q.readBlocked, pgx.QueryExecModeExec, int64(mask), r.cfg.BatchSize, blocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	defer rows.Close()
+	out := make([]row, 0, r.cfg.BatchSize)
+	for rows.Next() {
+		out = append(out, row{})
+		rw := &out[len(out)-1]
+		ev := &rw.ev
+		if err := rows.Scan(&rw.seq, &ev.ID, &rw.part, &rw.key, &rw.attempts, &rw.waitUS,
+			&ev.Topic, &ev.Category, &ev.Entity, &ev.Action, &ev.Data,
+			&ev.ActorID, &ev.ActorType, &ev.JobID, &ev.Source,
+			&ev.Traceparent, &ev.Tenant, &ev.CausationID, &ev.DedupeKey, &ev.Time); err != nil {
+			return nil, fmt.Errorf("read events: %w", err)
+		}
+		ev.Key = rw.key
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	return out, nil
+}
+
+// group is one Publish call: consecutive rows for one topic.
+type group struct {
+	topic string
+	rows  []*row
+}
+
+// groupRows splits a batch into as few Publish calls as it can without
+// reordering a key: each row joins the latest group of its topic if that
+// group is not before the group holding the key's previous row, and opens a
+// new group otherwise. Groups are published in order.
+func groupRows(batch []*row) []group {
+	var groups []group
+	lastOfTopic := make(map[string]int)
+	keyAt := make(map[string]int, len(batch))
+	for _, rw := range batch {
+		g, ok := lastOfTopic[rw.topic]
+		if prev, seen := keyAt[rw.key]; !ok || (seen && g < prev) {
+			groups = append(groups, group{topic: rw.topic})
+			g = len(groups) - 1
+			lastOfTopic[rw.topic] = g
+		}
+		groups[g].rows = append(groups[g].rows, rw)
+		keyAt[rw.key] = g
+	}
+	return groups
+}
+
+// deliver publishes the batch group by group. Once an event of a key fails,
+// the key's later events in the batch are not sent: they stay pending,
+// untouched, behind it.
+func (r *Relay) deliver(ctx context.Context, batch []*row) outcome {
+	for _, rw := range batch {
+		rw.msg = rw.ev.Message()
+		rw.msg.SetContext(ctx)
+		rw.topic = r.cfg.TopicFunc(rw.msg)
+	}
+	var out outcome
+	var failedKeys map[string]bool
+	fail := func(rw *row, err error) {
+		out.failed = append(out.failed, failure{row: rw, err: err, wait: r.cfg.retryDelay(int(rw.attempts)+1, err)})
+		if failedKeys == nil {
+			failedKeys = make(map[string]bool)
+		}
+		failedKeys[rw.key] = true
+	}
+	for _, g := range groupRows(batch) {
+		send := g.rows
+		if failedKeys != nil {
+			send = make([]*row, 0, len(g.rows))
+			for _, rw := range g.rows {
+				if !failedKeys[rw.key] {
+					send = append(send, rw)
+				}
+			}
+		}
+		if len(send) == 0 {
+			continue
+		}
+		msgs := make([]*message.Message, len(send))
+		for i, rw := range send {
+			msgs[i] = rw.msg
+		}
+		err := r.publish(g.topic, msgs)
+		var be *BatchError
+		switch {
+		case err == nil:
+			out.delivered = append(out.delivered, send...)
+		case errors.As(err, &be):
+			for _, rw := range send {
+				if ferr, ok := be.Failed[rw.msg.UUID]; ok {
+					fail(rw, cmpErr(ferr, err))
+				} else {
+					out.delivered = append(out.delivered, rw)
+				}
+			}
+		default:
+			for _, rw := range send {
+				fail(rw, err)
+			}
+		}
+	}
+	return out
+}
+
+// publish calls the sink, turning a panic into an error: a sink bug fails
+// the batch, it does not stop the relay.
+func (r *Relay) publish(topic string, msgs []*message.Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("sink panicked: %v", p)
+		}
+	}()
+	return r.sink.Publish(topic, msgs...)
+}
+
+func cmpErr(err, fallback error) error {
+	if err != nil {
+		return err
+	}
+	return fallback
+}
+
+// record writes the outcome in one round trip: delivered rows are deleted
+// (or marked delivered when Retention is set), failed ones get their attempt,
+// error and next attempt time, or are dead-lettered.
+func (r *Relay) record(ctx context.Context, st *loopState, out outcome) (BatchStats, error) {
+	stats := BatchStats{Delivered: len(out.delivered)}
+	now := time.Now()
+	b := &pgx.Batch{}
+	if len(out.delivered) > 0 {
+		seqs := make([]int64, len(out.delivered))
+		for i, rw := range out.delivered {
+			seqs[i] = rw.seq
+		}
+		if r.cfg.Retention > 0 {
+			b.Queue(r.q.markDelivered, seqs)
+		} else {
+			b.Queue(r.q.deleteDelivered, seqs)
+		}
+	}
+	if len(out.failed) > 0 {
+		n := len(out.failed)
+		seqs, waits, errs, perm := make([]int64, n), make([]int64, n), make([]string, n), make([]bool, n)
+		for i, f := range out.failed {
+			seqs[i], waits[i], errs[i], perm[i] = f.row.seq, f.wait.Microseconds(), f.err.Error(), IsPermanent(f.err)
+			// Until the outcome is known, the key waits as if it were
+			// recorded: a failed record must not turn into a hot retry.
+			if f.wait > 0 {
+				st.block(f.row, now.Add(f.wait))
+			}
+		}
+		b.Queue(r.q.recordFailed, seqs, waits, errs, perm, r.cfg.ID, r.cfg.MaxAttempts)
+	}
+	br := r.pool.SendBatch(ctx, b)
+	defer br.Close()
+	if len(out.delivered) > 0 {
+		if _, err := br.Exec(); err != nil {
+			return stats, fmt.Errorf("record delivered events: %w", err)
+		}
+	}
+	if len(out.failed) == 0 {
+		return stats, br.Close()
+	}
+	bySeq := make(map[int64]failure, len(out.failed))
+	for _, f := range out.failed {
+		bySeq[f.row.seq] = f
+	}
+	rows, err := br.Query()
+	if err != nil {
+		return stats, fmt.Errorf("record failed events: %w", err)
+	}
+	var seq int64
+	var dead bool
+	var attempts int32
+	var deadOnes []failure
+	_, err = pgx.ForEachRow(rows, []any{&seq, &dead, &attempts}, func() error {
+		f := bySeq[seq]
+		f.row.attempts = attempts
+		if dead {
+			deadOnes = append(deadOnes, f)
+		} else {
+			stats.Failed++
+		}
+		return nil
+	})
+	if err != nil {
+		return stats, fmt.Errorf("record failed events: %w", err)
+	}
+	if err := br.Close(); err != nil {
+		return stats, fmt.Errorf("record failed events: %w", err)
+	}
+	stats.Dead = len(deadOnes)
+	for _, f := range deadOnes {
+		r.deadLettered(st, f)
+	}
+	return stats, nil
+}
+
+// deadLettered reports an event just dead-lettered and, under PoisonBlock,
+// keeps its key blocked.
+func (r *Relay) deadLettered(st *loopState, f failure) {
+	blocking := r.cfg.PoisonPolicy == PoisonBlock
+	if blocking {
+		st.blocked[f.row.key] = blockedKey{part: f.row.part, dead: true}
+	} else {
+		delete(st.blocked, f.row.key)
+	}
+	r.log.Error("event dead-lettered",
+		"id", f.row.ev.ID, "topic", f.row.ev.Topic, "key", f.row.key,
+		"attempts", f.row.attempts, "err", f.err, "key_blocked", blocking)
+	if r.cfg.Hooks.DeadFunc != nil {
+		r.cfg.Hooks.DeadFunc(DeadEvent{
+			ID: f.row.ev.ID, Topic: f.row.ev.Topic, Key: f.row.key,
+			Attempts: int(f.row.attempts), Err: f.err, Blocking: blocking,
+		})
+	}
+}

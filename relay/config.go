@@ -1,0 +1,238 @@
+package relay
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
+
+	"github.com/txoutbox/txoutbox/outbox"
+)
+
+// Partitions is the number of partitions the outbox table is split into by
+// the hash of the ordering key (the part column). Relays lease whole
+// partitions, so it is also the most relays that can share the work.
+const Partitions = 64
+
+// Defaults of Config.
+const (
+	BatchSizeDefault        = 1000
+	PollIntervalDefault     = 100 * time.Millisecond
+	LeaseTTLDefault         = 30 * time.Second
+	MaxAttemptsDefault      = 10
+	RetryBaseDefault        = time.Second
+	RetryMaxDefault         = 5 * time.Minute
+	CleanupIntervalDefault  = time.Minute
+	CleanupBatchSizeDefault = 1000
+	ShutdownTimeoutDefault  = 10 * time.Second
+	PoisonPolicyDefault     = PoisonBlock
+)
+
+// pollMin is the first wait after a poll that found nothing; the wait doubles
+// up to Config.PollInterval while polls keep coming back empty. It is short
+// because Wake is called before the publishing transaction commits: the poll
+// right after a wake often finds nothing, the next one a moment later does.
+const pollMin = time.Millisecond
+
+// PoisonPolicy says what a dead event does to the events after it with the
+// same key.
+type PoisonPolicy string
+
+const (
+	// PoisonBlock keeps the key blocked while its oldest undelivered event is
+	// dead: none of the key's later events is delivered until the dead one
+	// is replayed and delivered (or deleted). Order over progress; the
+	// relay logs an error and calls Hooks.DeadFunc so someone looks.
+	PoisonBlock PoisonPolicy = "block"
+	// PoisonSkip leaves the dead event in the table, inspectable and
+	// replayable, and goes on delivering the key's later events. Progress
+	// over order: a consumer sees the key's events with a gap, and a later
+	// replay delivers the dead event after its successors.
+	PoisonSkip PoisonPolicy = "skip"
+)
+
+// Config configures a Relay. The zero value is valid; every field has a
+// default.
+//
+// Relays sharing one outbox table should use the same Schema, LeaseTTL,
+// MaxAttempts and PoisonPolicy: a partition, with its blocked keys, moves
+// between them.
+type Config struct {
+	// ID names the relay in the txoutbox_relays table and in its partition
+	// leases. It must be unique among running relays. Defaults to
+	// "{hostname}-{pid}-{random}".
+	ID string
+
+	// Schema holds the outbox tables, as given to outbox.Migrate. Defaults
+	// to the connection's search_path.
+	Schema string
+
+	// BatchSize is the most rows read, delivered and recorded per round.
+	// Defaults to BatchSizeDefault.
+	BatchSize int
+
+	// PollInterval is the longest wait between two polls when the outbox
+	// is idle. While rows keep coming the relay polls again at once; after
+	// an empty poll it waits 1ms, doubling up to PollInterval. Wake cuts the
+	// wait short. Defaults to PollIntervalDefault.
+	PollInterval time.Duration
+
+	// LeaseTTL is how long a partition lease lasts without renewal. The
+	// relay renews its leases every LeaseTTL/3; when it dies, its
+	// partitions pass to other relays after at most LeaseTTL, and events
+	// it had in flight are delivered again. A relay does not start
+	// delivering a batch with less than LeaseTTL/3 of lease left. Defaults
+	// to LeaseTTLDefault.
+	LeaseTTL time.Duration
+
+	// MaxAttempts is the number of attempts after which an event failing
+	// with a Permanent error is dead-lettered. Permanent failures are
+	// retried without waiting, so they are dead-lettered within a few
+	// polls. Temporary failures are retried with backoff for as long as
+	// they last: an outage of the sink never dead-letters events. Defaults
+	// to MaxAttemptsDefault.
+	MaxAttempts int
+
+	// PoisonPolicy says whether a dead event blocks its key's later events.
+	// Defaults to PoisonBlock.
+	PoisonPolicy PoisonPolicy
+
+	// RetryBase and RetryMax bound the wait before a failed event is tried
+	// again: a random duration between 0 and RetryBase*2^(attempts-1),
+	// capped at RetryMax ("full jitter"), or longer when the sink asked
+	// for it with RetryAfter. Defaults to RetryBaseDefault and
+	// RetryMaxDefault.
+	RetryBase time.Duration
+	RetryMax  time.Duration
+
+	// Retention is how long delivered rows are kept, marked delivered,
+	// before the cleanup removes them. Zero deletes a row as soon as it is
+	// delivered, which is also the fastest. Defaults to 0.
+	Retention time.Duration
+
+	// CleanupInterval is how often the relay removes delivered rows older
+	// than Retention; each cleanup deletes in statements of
+	// CleanupBatchSize rows so that no lock is held for long. Defaults to
+	// CleanupIntervalDefault and CleanupBatchSizeDefault.
+	CleanupInterval  time.Duration
+	CleanupBatchSize int
+
+	// ShutdownTimeout bounds how long Run, once its context is cancelled,
+	// waits for the batch in flight to be delivered and recorded. A batch
+	// cut short stays pending and is delivered again later. Defaults to
+	// ShutdownTimeoutDefault.
+	ShutdownTimeout time.Duration
+
+	// TopicFunc returns the topic a message is published to on the sink.
+	// Messages are grouped into one Publish call per run of the same topic,
+	// so a sink that ignores the topic (such as an HTTP events API) sends
+	// bigger batches when TopicFunc returns a constant. Defaults to the
+	// event's topic (metadata outbox.MetaTopic).
+	TopicFunc func(*message.Message) string
+
+	// Logger receives the relay's logs. Defaults to slog.Default().
+	Logger *slog.Logger
+
+	// Hooks observe the relay, e.g. for metrics.
+	Hooks Hooks
+}
+
+// Hooks are called by the relay's loop as it works. They must be quick and
+// must not block: they run on the delivery path.
+type Hooks struct {
+	// BatchFunc is called after each batch is recorded.
+	BatchFunc func(BatchStats)
+	// DeadFunc is called for each event dead-lettered, after it is
+	// recorded.
+	DeadFunc func(DeadEvent)
+}
+
+// BatchStats describes one batch.
+type BatchStats struct {
+	Read      int           // rows read
+	Delivered int           // events the sink accepted
+	Failed    int           // events that failed and will be retried
+	Dead      int           // events dead-lettered
+	Elapsed   time.Duration // from the read to the recorded outcome
+}
+
+// DeadEvent describes an event that was dead-lettered.
+type DeadEvent struct {
+	ID       uuid.UUID
+	Topic    string
+	Key      string
+	Attempts int
+	Err      error
+	// Blocking reports whether the key's later events now wait for this
+	// one (PoisonBlock).
+	Blocking bool
+}
+
+func (c *Config) withDefaults() *Config {
+	if c == nil {
+		c = &Config{}
+	}
+	out := *c
+	out.ID = cmp.Or(out.ID, defaultID())
+	out.BatchSize = cmp.Or(out.BatchSize, BatchSizeDefault)
+	out.PollInterval = cmp.Or(out.PollInterval, PollIntervalDefault)
+	out.LeaseTTL = cmp.Or(out.LeaseTTL, LeaseTTLDefault)
+	out.MaxAttempts = cmp.Or(out.MaxAttempts, MaxAttemptsDefault)
+	out.PoisonPolicy = cmp.Or(out.PoisonPolicy, PoisonPolicyDefault)
+	out.RetryBase = cmp.Or(out.RetryBase, RetryBaseDefault)
+	out.RetryMax = cmp.Or(out.RetryMax, RetryMaxDefault)
+	out.CleanupInterval = cmp.Or(out.CleanupInterval, CleanupIntervalDefault)
+	out.CleanupBatchSize = cmp.Or(out.CleanupBatchSize, CleanupBatchSizeDefault)
+	out.ShutdownTimeout = cmp.Or(out.ShutdownTimeout, ShutdownTimeoutDefault)
+	if out.TopicFunc == nil {
+		out.TopicFunc = eventTopic
+	}
+	if out.Logger == nil {
+		out.Logger = slog.Default()
+	}
+	return &out
+}
+
+// validate checks a config that has its defaults applied, so a field still
+// zero or negative was set so by the caller.
+func (c *Config) validate() error {
+	switch {
+	case c.BatchSize < 0:
+		return fmt.Errorf("Config.BatchSize must not be negative, got %d", c.BatchSize)
+	case c.PollInterval < 0:
+		return fmt.Errorf("Config.PollInterval must not be negative, got %s", c.PollInterval)
+	case c.LeaseTTL < 300*time.Millisecond:
+		return fmt.Errorf("Config.LeaseTTL must be at least 300ms, got %s", c.LeaseTTL)
+	case c.MaxAttempts < 0:
+		return fmt.Errorf("Config.MaxAttempts must not be negative, got %d", c.MaxAttempts)
+	case c.PoisonPolicy != PoisonBlock && c.PoisonPolicy != PoisonSkip:
+		return fmt.Errorf("Config.PoisonPolicy must be %q or %q, got %q", PoisonBlock, PoisonSkip, c.PoisonPolicy)
+	case c.RetryBase < 0:
+		return fmt.Errorf("Config.RetryBase must not be negative, got %s", c.RetryBase)
+	case c.RetryMax < c.RetryBase:
+		return fmt.Errorf("Config.RetryMax (%s) must not be less than Config.RetryBase (%s)", c.RetryMax, c.RetryBase)
+	case c.Retention < 0:
+		return fmt.Errorf("Config.Retention must not be negative, got %s", c.Retention)
+	case c.CleanupInterval < 0:
+		return fmt.Errorf("Config.CleanupInterval must not be negative, got %s", c.CleanupInterval)
+	case c.CleanupBatchSize < 0:
+		return fmt.Errorf("Config.CleanupBatchSize must not be negative, got %d", c.CleanupBatchSize)
+	case c.ShutdownTimeout < 0:
+		return fmt.Errorf("Config.ShutdownTimeout must not be negative, got %s", c.ShutdownTimeout)
+	case len(c.ID) > 200:
+		return errors.New("Config.ID must be at most 200 bytes")
+	}
+	return nil
+}
+
+func defaultID() string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d-%s", cmp.Or(host, "relay"), os.Getpid(), uuid.NewString()[:8])
+}
+
+func eventTopic(m *message.Message) string { return m.Metadata.Get(outbox.MetaTopic) }

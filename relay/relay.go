@@ -1,0 +1,245 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrRunning is returned by Run when the relay is already running.
+var ErrRunning = errors.New("relay: already running")
+
+// Relay forwards committed outbox rows to a sink. Create it with New and call
+// Run; several relays, in one process or many, share the outbox by leasing
+// its partitions.
+type Relay struct {
+	pool *pgxpool.Pool
+	sink message.Publisher
+	cfg  *Config
+	q    queries
+	log  *slog.Logger
+	host string
+
+	wake     chan struct{}
+	running  atomic.Bool
+	lastPoll atomic.Int64 // unix nanoseconds
+
+	leases leaseSet
+	// batchMu is held while a batch is read, delivered and recorded. A
+	// partition is released only under it, so no other relay can read a
+	// row this one has in flight.
+	batchMu sync.Mutex
+}
+
+// New returns a relay that delivers the outbox in pool's database to sink.
+// cfg may be nil for the defaults. The sink is the relay's for as long as it
+// runs but is not closed by it.
+func New(pool *pgxpool.Pool, sink message.Publisher, cfg *Config) (*Relay, error) {
+	if pool == nil {
+		return nil, errors.New("relay: pool is nil")
+	}
+	if sink == nil {
+		return nil, errors.New("relay: sink is nil")
+	}
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("relay: %w", err)
+	}
+	host, _ := os.Hostname()
+	return &Relay{
+		pool: pool,
+		sink: sink,
+		cfg:  c,
+		q:    newQueries(c.Schema),
+		log:  c.Logger.With("relay", c.ID),
+		host: host,
+		wake: make(chan struct{}, 1),
+	}, nil
+}
+
+// ID returns the relay's id, as it appears in the txoutbox_relays table.
+func (r *Relay) ID() string { return r.cfg.ID }
+
+// Wake asks the relay to poll now instead of at the end of its current wait.
+// It never blocks. An application that embeds the relay passes it to the
+// outbox client, client.OnFlush(r.Wake), so that events flushed by this
+// process are delivered within milliseconds of their commit.
+func (r *Relay) Wake() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// LastPoll returns when the relay last finished a round of its loop,
+// successful or not; the zero time before the first. A daemon's liveness
+// check compares it with the clock.
+func (r *Relay) LastPoll() time.Time {
+	n := r.lastPoll.Load()
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// Run delivers events until ctx is cancelled, then finishes the batch in
+// flight (within Config.ShutdownTimeout), releases its partitions so that
+// other relays take them over at once, and returns nil.
+//
+// Run keeps going through database and sink outages, logging and backing
+// off. It returns an error only when it cannot start: the outbox tables are
+// missing, or the relay is already running.
+func (r *Relay) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return ErrRunning
+	}
+	defer r.running.Store(false)
+	if err := r.tickLeases(ctx); err != nil {
+		if isUndefinedTable(err) {
+			return fmt.Errorf("relay: outbox tables missing, run the migrations: %w", err)
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.log.Warn("lease partitions", "err", err)
+	}
+
+	// The batch in flight when ctx is cancelled runs on under workCtx, which
+	// ends ShutdownTimeout later.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	stopTimer := context.AfterFunc(ctx, func() {
+		t := time.NewTimer(r.cfg.ShutdownTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelWork()
+		case <-workCtx.Done():
+		}
+	})
+	defer stopTimer()
+
+	// Leases are renewed until the loop is done with its last batch.
+	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { r.leaseLoop(bgCtx) })
+	wg.Go(func() { r.cleanupLoop(ctx) })
+
+	r.loop(ctx, workCtx)
+
+	stopBg()
+	wg.Wait()
+	cancelWork()
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := r.releaseAll(ctx); err != nil {
+		r.log.Warn("release partitions", "err", err)
+	}
+	return nil
+}
+
+// loop polls, delivers and waits, adapting the wait to what the last round
+// found.
+func (r *Relay) loop(ctx, workCtx context.Context) {
+	st := newLoopState()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.wake:
+			st.idle = 0
+		case <-timer.C:
+		}
+		res := r.step(ctx, workCtx, st)
+		r.lastPoll.Store(time.Now().UnixNano())
+		if ctx.Err() == nil {
+			if res.dbErr != nil {
+				r.log.Warn("relay round", "err", res.dbErr)
+			}
+			if res.sinkErr != nil {
+				r.log.Warn("sink failed every event of the round", "err", res.sinkErr, "events", res.read)
+			}
+		}
+		timer.Reset(st.next(r.cfg, res))
+	}
+}
+
+// loopState is the loop's memory between rounds; only the loop touches it.
+type loopState struct {
+	blocked      map[string]blockedKey
+	partsVersion uint64
+	parts        []int16
+	deadLoadedAt time.Time
+	idle         time.Duration // last idle wait; 0 after rows were found
+	failures     int           // consecutive rounds that failed as a whole
+}
+
+// blockedKey is a key whose oldest pending event must not be tried before
+// until (zero for a key blocked by a dead event).
+type blockedKey struct {
+	part  int16
+	until time.Time
+	dead  bool
+}
+
+func newLoopState() *loopState {
+	return &loopState{blocked: make(map[string]blockedKey), partsVersion: ^uint64(0)}
+}
+
+// stepResult is what one round did.
+type stepResult struct {
+	read      int
+	delivered int
+	dbErr     error         // the database failed; the round did nothing or only part
+	sinkErr   error         // the sink failed every event it was given
+	retryIn   time.Duration // with sinkErr: when the failed events are due again
+}
+
+// Bounds of the loop's backoff while the database is unreachable.
+const (
+	dbRetryBase = 100 * time.Millisecond
+	dbRetryMax  = 5 * time.Second
+)
+
+// next returns how long to wait before the next round.
+func (st *loopState) next(cfg *Config, res stepResult) time.Duration {
+	switch {
+	case res.dbErr != nil:
+		st.failures++
+		st.idle = 0
+		return equalJitter(dbRetryBase, dbRetryMax, st.failures)
+	case res.sinkErr != nil:
+		// Back off the whole loop, not just the failed rows, so that a
+		// sink that is down is not tried once per key of the backlog.
+		st.failures++
+		st.idle = 0
+		return max(res.retryIn, equalJitter(cfg.RetryBase, cfg.RetryMax, st.failures))
+	case res.read >= cfg.BatchSize:
+		st.failures, st.idle = 0, 0
+		return 0
+	case res.read > 0:
+		st.failures, st.idle = 0, pollMin
+		return pollMin
+	default:
+		st.failures = 0
+		st.idle = min(max(2*st.idle, pollMin), cfg.PollInterval)
+		return st.idle
+	}
+}
+
+func isUndefinedTable(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "42P01"
+}
