@@ -1,0 +1,165 @@
+package outbox
+
+import (
+	"cmp"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txoutbox/txoutbox/topics"
+)
+
+// MaxEventBytesDefault is the default limit on one event's encoded data.
+const MaxEventBytesDefault = 256 << 10
+
+// Config configures a Client. A nil *Config is the zero Config.
+type Config struct {
+	// Source is the publishing service's name: every event's source, and the
+	// actor id of service sessions, so bc-events' rule applies to it (at
+	// least 5 characters). Defaults to the executable's base name.
+	Source string
+
+	// Schema holds the outbox table. Defaults to the connection's
+	// search_path. Use the same value as in MigrateConfig.Schema.
+	Schema string
+
+	// MaxEventBytes limits one event's encoded data; a larger event is
+	// refused with ErrEventTooLarge. Defaults to MaxEventBytesDefault.
+	MaxEventBytes int
+
+	// Logger receives the client's warnings. Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) withDefaults() *Config {
+	out := Config{}
+	if c != nil {
+		out = *c
+	}
+	out.Source = cmp.Or(out.Source, filepath.Base(os.Args[0]))
+	out.MaxEventBytes = cmp.Or(out.MaxEventBytes, MaxEventBytesDefault)
+	out.Logger = cmp.Or(out.Logger, slog.Default())
+	return &out
+}
+
+func (c *Config) validate() error {
+	if err := topics.ValidateActorID(c.Source); err != nil {
+		return fmt.Errorf("Config.Source: %w: %q is the actor id of service sessions: %v", ErrInvalidConfig, c.Source, err)
+	}
+	if err := validateSchemaName(c.Schema); err != nil {
+		return fmt.Errorf("Config.Schema: %w", err)
+	}
+	if c.MaxEventBytes < 0 {
+		return fmt.Errorf("Config.MaxEventBytes: %w: %d is negative", ErrInvalidConfig, c.MaxEventBytes)
+	}
+	return nil
+}
+
+// Client hands out sessions. Build one at start-up and share it: it is safe
+// for concurrent use.
+type Client struct {
+	pool     *pgxpool.Pool
+	registry *topics.Registry
+	cfg      *Config
+	table    string // quoted, schema-qualified
+	adapter  *schemaAdapter
+
+	hooksMu sync.Mutex
+	hookID  int
+	hooks   map[int]func()
+	hookSet []func() // copy of hooks, replaced on change; read under hooksMu
+}
+
+// New returns a client that validates events against registry and writes
+// them to the outbox table. pool is used only by sessions in
+// publish-immediately mode; Flush writes through the caller's transaction.
+func New(pool *pgxpool.Pool, registry *topics.Registry, cfg *Config) (*Client, error) {
+	if registry == nil {
+		return nil, fmt.Errorf("outbox: new client: %w: registry is nil", ErrInvalidConfig)
+	}
+	c := cfg.withDefaults()
+	if err := c.validate(); err != nil {
+		return nil, fmt.Errorf("outbox: new client: %w", err)
+	}
+	table := pgx.Identifier{TableEvents}
+	if c.Schema != "" {
+		table = pgx.Identifier{c.Schema, TableEvents}
+	}
+	return &Client{
+		pool:     pool,
+		registry: registry,
+		cfg:      c,
+		table:    table.Sanitize(),
+		adapter:  newSchemaAdapter(table.Sanitize()),
+		hooks:    map[int]func(){},
+	}, nil
+}
+
+// Registry returns the topic registry events are validated against.
+func (c *Client) Registry() *topics.Registry { return c.registry }
+
+// Source returns the service name the client stamps on every event.
+func (c *Client) Source() string { return c.cfg.Source }
+
+// OnFlush registers fn to be called after every successful Flush and every
+// publish-immediately write. An embedded relay registers its Wake here. fn
+// runs on the flushing goroutine, before the caller commits, so it must not
+// block; the relay treats it as a hint to poll soon. The returned function
+// removes fn.
+func (c *Client) OnFlush(fn func()) (remove func()) {
+	c.hooksMu.Lock()
+	defer c.hooksMu.Unlock()
+	c.hookID++
+	id := c.hookID
+	c.hooks[id] = fn
+	c.rebuildHooks()
+	return func() {
+		c.hooksMu.Lock()
+		defer c.hooksMu.Unlock()
+		delete(c.hooks, id)
+		c.rebuildHooks()
+	}
+}
+
+func (c *Client) rebuildHooks() {
+	set := make([]func(), 0, len(c.hooks))
+	for _, fn := range c.hooks {
+		set = append(set, fn)
+	}
+	c.hookSet = set
+}
+
+func (c *Client) flushed() {
+	c.hooksMu.Lock()
+	set := c.hookSet
+	c.hooksMu.Unlock()
+	for _, fn := range set {
+		fn()
+	}
+}
+
+// UserSession returns a session whose events are caused by a user, for one
+// web request. jobID correlates the request's events; a UUIDv7 is generated
+// when it is empty.
+func (c *Client) UserSession(userID, jobID string, opts ...SessionOption) *Session {
+	return c.newSession(ActorUser, userID, jobID, opts)
+}
+
+// ServiceSession returns a session whose events are caused by the service
+// itself (actor id = Config.Source), for background work such as a nightly
+// job. jobID correlates the job's events; a UUIDv7 is generated when it is
+// empty.
+func (c *Client) ServiceSession(jobID string, opts ...SessionOption) *Session {
+	return c.newSession(ActorService, c.cfg.Source, jobID, opts)
+}
+
+// ThirdPartySession returns a session whose events are caused by a third
+// party, e.g. a payment provider's webhook; thirdPartyID names it.
+func (c *Client) ThirdPartySession(thirdPartyID, jobID string, opts ...SessionOption) *Session {
+	return c.newSession(ActorThirdParty, thirdPartyID, jobID, opts)
+}

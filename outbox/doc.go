@@ -1,0 +1,31 @@
+// Package outbox publishes domain events through the transactional outbox:
+// events are written into a Postgres table inside the caller's transaction,
+// so they become visible exactly when the business rows do, and the relay
+// (package relay) delivers them afterwards, at least once.
+//
+// Build one Client at start-up, then open a Session per unit of work:
+//
+//	reg, err := topics.Load("topic_definitions.yaml")
+//	client, err := outbox.New(pool, reg, &outbox.Config{Source: "billing-api"})
+//
+//	// per request (the middleware packages do this for you):
+//	sess := client.UserSession(userID, jobID)
+//	tx, err := pool.Begin(ctx)
+//	defer tx.Rollback(ctx)
+//	// ... business writes in tx ...
+//	err = sess.Publish(ctx, "Created", "Invoice", invoice) // validated, buffered
+//	err = sess.Flush(ctx, tx)                             // one INSERT, in tx
+//	err = tx.Commit(ctx)                                  // events commit with the invoice
+//
+// Publish refuses an unknown topic (*topics.UnknownTopicError) or data that
+// fails the topic's JSON Schema (*topics.ValidationError) before anything is
+// buffered. Flush writes all buffered events in one round trip and never
+// commits or rolls back the caller's transaction. A session in
+// PublishImmediately mode writes each event at once instead, for code with
+// no transaction; those events are not atomic with anything else.
+//
+// The table is created by Migrate (or by your migration tool, from
+// Migrations). Rows are written through watermill-sql's Publisher with an
+// outbox-specific SchemaAdapter, and each event travels as a watermill
+// message whose metadata carries the envelope (see the Meta* constants).
+package outbox

@@ -1,0 +1,41 @@
+package outbox
+
+import (
+	"errors"
+	"fmt"
+)
+
+var (
+	// ErrNoSession is returned by SessionFromContext when the context carries
+	// no session: the handler runs outside the outbox middleware.
+	ErrNoSession = errors.New("outbox: no session in context (is the outbox middleware installed on this route?)")
+
+	// ErrEventTooLarge is returned by Publish when an event's data is larger
+	// than Config.MaxEventBytes. Nothing is buffered.
+	ErrEventTooLarge = errors.New("outbox: event data too large")
+
+	// ErrInvalidTraceparent is returned by Publish when the session was given
+	// a traceparent that is not a valid W3C trace context.
+	ErrInvalidTraceparent = errors.New("outbox: invalid traceparent")
+
+	// ErrInvalidConfig is wrapped by the errors of New and Migrate that name
+	// a bad configuration field.
+	ErrInvalidConfig = errors.New("invalid configuration")
+
+	// ErrClosedSession is returned by Publish and Flush after Close.
+	ErrClosedSession = errors.New("outbox: session closed")
+)
+
+// EncodeError is returned by Publish when the event data cannot be encoded as
+// JSON: NaN or infinite floats, cycles, channels, or a json.RawMessage that
+// is not valid JSON. Nothing is buffered.
+type EncodeError struct {
+	Topic string // full topic name, e.g. billing.InvoiceCreated
+	Err   error
+}
+
+func (e *EncodeError) Error() string {
+	return fmt.Sprintf("outbox: encode data of %s: %v", e.Topic, e.Err)
+}
+
+func (e *EncodeError) Unwrap() error { return e.Err }

@@ -1,0 +1,88 @@
+package outbox_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/topics"
+)
+
+// The main path: publish in a handler, flush into its transaction, commit.
+func Example() {
+	ctx := context.Background()
+	pool := examplePool() // a *pgxpool.Pool on a migrated database
+
+	reg, err := topics.Load("../topic_definitions.yaml")
+	if err != nil {
+		log.Fatal(err)
+	}
+	client, err := outbox.New(pool, reg, &outbox.Config{Source: "billing-api"})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// One session per request: who acted, and the request's correlation id.
+	sess := client.UserSession("user-42", "job-7f3a")
+
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	// ... business writes in tx ...
+	err = sess.Publish(ctx, "Created", "Invoice", map[string]any{
+		"id":           "inv-1001",
+		"customer":     map[string]any{"id": "cus-7", "name": "Ada Lovelace"},
+		"amount_cents": 1250,
+		"currency":     "EUR",
+		"status":       "open",
+		"due_date":     "2026-12-31",
+	})
+	if err != nil {
+		log.Fatal(err) // unknown topic or invalid data: nothing was buffered
+	}
+	if err := sess.Flush(ctx, tx); err != nil {
+		log.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		log.Fatal(err)
+	}
+
+	var topic, key, job string
+	err = pool.QueryRow(ctx, "SELECT topic, key, job_id FROM txoutbox_events").Scan(&topic, &key, &job)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(topic, key, job)
+	// Output: billing.InvoiceCreated inv-1001 job-7f3a
+}
+
+// Invalid data is refused before anything is buffered, with an error that
+// names the topic and the JSON path that failed.
+func ExampleSession_Publish_invalid() {
+	reg, err := topics.Load("../topic_definitions.yaml")
+	if err != nil {
+		log.Fatal(err)
+	}
+	client, err := outbox.New(nil, reg, &outbox.Config{Source: "billing-api"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	sess := client.UserSession("user-42", "")
+	err = sess.Publish(context.Background(), "Paid", "Invoice", map[string]any{"id": "inv-1001", "amount_cents": "twelve"})
+
+	var verr *topics.ValidationError
+	if errors.As(err, &verr) {
+		fmt.Println(verr.Topic, verr.Path)
+	}
+	fmt.Println("buffered:", sess.Len())
+	// Output:
+	// billing.InvoicePaid /amount_cents
+	// buffered: 0
+}
+
+var _ = (*pgxpool.Pool)(nil)
