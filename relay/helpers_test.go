@@ -53,17 +53,19 @@ type execer interface {
 }
 
 // insertSQL inserts one event per key of $1, in order, with data
-// {"key": key, "n": $2 + position}.
-const insertSQL = `INSERT INTO txoutbox_events
+// {"key": key, "n": seq}: n is the row's seq when nothing else inserts.
+const insertSQL = `WITH base AS MATERIALIZED (
+		SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('txoutbox_events', 'seq')), 0) AS n)
+	INSERT INTO txoutbox_events
 	(id, topic, category, entity, action, data, actor_id, actor_type, job_id, source, key, published_at)
 	SELECT gen_random_uuid(), 'billing.InvoiceCreated', 'billing', 'Invoice', 'Created',
-		json_build_object('key', k, 'n', $2::int + i::int), 'user-1', 'user', 'job-1', 'test', k, now()
-	FROM unnest($1::text[]) WITH ORDINALITY AS u(k, i) ORDER BY i`
+		json_build_object('key', k, 'n', base.n + i), 'user-1', 'user', 'job-1', 'test', k, now()
+	FROM base, unnest($1::text[]) WITH ORDINALITY AS u(k, i) ORDER BY i`
 
 // insertEvents inserts one event per key, in order.
 func insertEvents(t testing.TB, db execer, keys ...string) {
 	t.Helper()
-	if _, err := db.Exec(context.Background(), insertSQL, keys, 0); err != nil {
+	if _, err := db.Exec(context.Background(), insertSQL, keys); err != nil {
 		t.Fatalf("insert events: %v", err)
 	}
 }

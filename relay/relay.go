@@ -169,7 +169,7 @@ func (r *Relay) loop(ctx, workCtx context.Context) {
 				r.log.Warn("relay round", "err", res.dbErr)
 			}
 			if res.sinkErr != nil {
-				r.log.Warn("sink failed every event of the round", "err", res.sinkErr, "events", res.read)
+				r.log.Warn("sink delivered nothing this round", "err", res.sinkErr)
 			}
 		}
 		timer.Reset(st.next(r.cfg, res))
