@@ -152,12 +152,20 @@ func (c *Cluster) create(ctx context.Context, opts *Options) error {
 	if err := c.as.chown(c.dir); err != nil {
 		return fmt.Errorf("pgtest: hand cluster directory to user %s: %w", c.as.name, err)
 	}
-
-	began := time.Now()
-	if err := c.initdb(ctx); err != nil {
+	if err := c.as.checkReachable(c.dir); err != nil {
 		return err
 	}
-	c.logf("pgtest: initdb with %s took %v", c.binDir, time.Since(began).Round(time.Millisecond))
+
+	began := time.Now()
+	cached, err := c.initData(ctx)
+	if err != nil {
+		return err
+	}
+	how := "initdb"
+	if cached {
+		how = "copying the cached initdb result"
+	}
+	c.logf("pgtest: data directory for %s by %s took %v", c.binDir, how, time.Since(began).Round(time.Millisecond))
 
 	settings := map[string]string{"max_connections": strconv.Itoa(MaxConnectionsDefault)}
 	if !opts.Durable {
@@ -167,13 +175,34 @@ func (c *Cluster) create(ctx context.Context, opts *Options) error {
 	}
 	maps.Copy(settings, opts.Settings)
 
+	err = c.startOnFreePort(ctx, settings)
+	if err != nil && cached {
+		// Try once more from a fresh initdb. If that works the cache was
+		// damaged and would fail every later Start too, so drop it.
+		c.logf("pgtest: start from the cached data directory failed, running initdb: %v", err)
+		if err := os.RemoveAll(c.dataDir); err != nil {
+			return fmt.Errorf("pgtest: remove data directory: %w", err)
+		}
+		if err := c.initdb(ctx, c.dataDir); err != nil {
+			return err
+		}
+		if err = c.startOnFreePort(ctx, settings); err == nil {
+			_ = os.RemoveAll(c.cacheDir())
+		}
+	}
+	return err
+}
+
+// startOnFreePort starts the server on a free port, choosing another if the
+// chosen one is taken before the server binds it.
+func (c *Cluster) startOnFreePort(ctx context.Context, settings map[string]string) error {
 	var err error
-	for attempt := 1; attempt <= startAttempts; attempt++ {
+	for range startAttempts {
 		if c.port, err = freePort(); err != nil {
 			return fmt.Errorf("pgtest: pick a port: %w", err)
 		}
 		c.args = serverArgs(c.dataDir, c.dir, c.port, settings)
-		began = time.Now()
+		began := time.Now()
 		if err = c.start(ctx); err == nil {
 			c.logf("pgtest: PostgreSQL on 127.0.0.1:%d (dir %s) ready after %v", c.port, c.dir, time.Since(began).Round(time.Millisecond))
 			return nil
@@ -194,9 +223,10 @@ func serverArgs(dataDir, socketDir string, port int, settings map[string]string)
 	return args
 }
 
-func (c *Cluster) initdb(ctx context.Context) error {
+// initdb creates a new cluster's data directory at dataDir.
+func (c *Cluster) initdb(ctx context.Context, dataDir string) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(c.binDir, "initdb"),
-		"-D", c.dataDir, "-U", User, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
+		"-D", dataDir, "-U", User, "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.Dir = c.dir

@@ -77,7 +77,7 @@ type wrapped struct{ m TestingM }
 
 func (w wrapped) Run() int {
 	code := w.m.Run()
-	if err := shared.close(); err != nil {
+	if err := errors.Join(dropExampleDBs(), shared.close()); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		if code == 0 {
 			code = 1

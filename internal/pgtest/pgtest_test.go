@@ -6,11 +6,14 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain checks, after the shared cluster is gone, that nothing pgtest
+// started is still running.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Wrap(m)) }
 
 func TestNewPool(t *testing.T) {
 	t.Parallel()

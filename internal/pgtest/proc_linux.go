@@ -47,6 +47,48 @@ func (u *runAs) chown(path string) error {
 	return os.Chown(path, int(u.uid), int(u.gid))
 }
 
+// checkReachable reports the first directory from dir up to the root that the
+// account cannot search: the server could not even reach its data directory.
+func (u *runAs) checkReachable(dir string) error {
+	if u == nil {
+		return nil
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			return err
+		}
+		perm := fi.Mode().Perm()
+		bit := perm & 0o001
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			switch {
+			case st.Uid == u.uid:
+				bit = perm & 0o100
+			case st.Gid == u.gid:
+				bit = perm & 0o010
+			}
+		}
+		if bit == 0 {
+			return fmt.Errorf("pgtest: the server runs as user %s, which cannot enter %s (mode %v); choose another Options.TempDir or make it searchable (chmod o+x)", u.name, d, perm)
+		}
+		if parent := filepath.Dir(d); parent == d {
+			return nil
+		}
+	}
+}
+
+// owns reports whether fi belongs to the server's account (or, when there is
+// none, to this process's user) and only that account can write it, so that a
+// cached data directory in a shared temp directory cannot have been planted.
+func (u *runAs) owns(fi os.FileInfo) bool {
+	uid := uint32(os.Geteuid())
+	if u != nil {
+		uid = u.uid
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Uid == uid && fi.Mode().Perm()&0o022 == 0
+}
+
 // sysProcAttr makes the child die with the thread that starts it (see spawn)
 // and, as root, run as the unprivileged account.
 func sysProcAttr(u *runAs, deathSig syscall.Signal) *syscall.SysProcAttr {
@@ -65,26 +107,34 @@ const (
 // procStartTime identifies a process incarnation, so that a recycled pid is not
 // mistaken for the process that wrote a marker. Empty if unknown.
 func procStartTime(pid int) string {
+	_, start := procStat(pid)
+	return start
+}
+
+// procStat returns the state and start time fields of /proc/<pid>/stat, or
+// empty strings if the process does not exist.
+func procStat(pid int) (state, start string) {
 	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
-		return ""
+		return "", ""
 	}
 	// The command name (field 2) is in parentheses and may contain spaces.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return ""
+		return "", ""
 	}
 	fields := strings.Fields(s[i+1:])
-	// fields[0] is field 3 (state); start time is field 22.
+	// fields[0] is field 3 (state); the start time is field 22.
 	if len(fields) < 20 {
-		return ""
+		return "", ""
 	}
-	return fields[19]
+	return fields[0], fields[19]
 }
 
 // processAlive reports whether pid is running and, when start is not empty, is
-// still the same incarnation.
+// still the same incarnation. A zombie counts as dead: in a container whose
+// init does not reap, an orphaned server may stay one indefinitely.
 func processAlive(pid int, start string) bool {
 	if pid <= 0 {
 		return false
@@ -92,12 +142,11 @@ func processAlive(pid int, start string) bool {
 	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
 		return false
 	}
-	if start != "" {
-		if now := procStartTime(pid); now != "" && now != start {
-			return false
-		}
+	state, now := procStat(pid)
+	if state == "Z" || state == "X" {
+		return false
 	}
-	return true
+	return start == "" || now == "" || now == start
 }
 
 // isPostmasterOf reports whether pid is a postgres server on dataDir, so that a

@@ -20,6 +20,12 @@ func serverUser() (*runAs, error) { return nil, nil }
 
 func (u *runAs) chown(string) error { return nil }
 
+func (u *runAs) checkReachable(string) error { return nil }
+
+// owns accepts only a private directory: one this user could read but not
+// own would be another account's.
+func (u *runAs) owns(fi os.FileInfo) bool { return fi.Mode().Perm()&0o077 == 0 }
+
 // sysProcAttr has no parent-death signal outside Linux: a server whose test
 // binary crashed is removed by the next start's stale cleanup instead.
 func sysProcAttr(*runAs, syscall.Signal) *syscall.SysProcAttr { return nil }
