@@ -32,6 +32,10 @@ const (
 	// creates: parallel tests each holding a pool need more than the stock 100.
 	MaxConnectionsDefault = 200
 
+	// StartTimeoutDefault bounds how long Start and Restart wait for the server
+	// to accept connections, when ctx allows longer.
+	StartTimeoutDefault = time.Minute
+
 	// StopTimeoutDefault bounds a fast shutdown before Close falls back to an
 	// immediate one.
 	StopTimeoutDefault = 30 * time.Second
@@ -72,6 +76,8 @@ type Options struct {
 
 	// TempDir is where the cluster's directory is created, and where stale
 	// directories of dead processes are removed from. Defaults to os.TempDir().
+	// The server's account must be able to reach it. The cached result of
+	// initdb is kept in os.TempDir() regardless.
 	TempDir string
 }
 
@@ -89,9 +95,10 @@ type Cluster struct {
 	as      *runAs
 	port    int
 
-	mu     sync.Mutex
-	server *child // nil while stopped
-	closed bool
+	lifecycle sync.Mutex // serialises Stop, Restart and Close
+	mu        sync.Mutex // guards server and closed
+	server    *child     // nil while stopped
+	closed    bool
 }
 
 // Start creates and starts a new cluster: initdb in a fresh temporary directory,
@@ -262,6 +269,8 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err != nil {
 		return &StartError{Step: "start postgres", Dir: c.dir, Err: err}
 	}
+	ctx, cancel := context.WithTimeout(ctx, StartTimeoutDefault)
+	defer cancel()
 	if err := c.waitReady(ctx, p); err != nil {
 		_ = p.proc.Signal(sigImmediateShutdown)
 		<-p.done
@@ -341,6 +350,12 @@ func (c *Cluster) DropDB(ctx context.Context, name string) error {
 // data directory for Restart. If ctx ends first the server is stopped
 // immediately. Stopping a stopped cluster does nothing.
 func (c *Cluster) Stop(ctx context.Context) error {
+	c.lifecycle.Lock()
+	defer c.lifecycle.Unlock()
+	return c.stop(ctx)
+}
+
+func (c *Cluster) stop(ctx context.Context) error {
 	c.mu.Lock()
 	p := c.server
 	c.server = nil
@@ -366,14 +381,16 @@ func (c *Cluster) Stop(ctx context.Context) error {
 // the same data and settings, as a fault test needs ("the database went away
 // under load and came back").
 func (c *Cluster) Restart(ctx context.Context) error {
-	if err := c.Stop(ctx); err != nil {
+	c.lifecycle.Lock()
+	defer c.lifecycle.Unlock()
+	if err := c.stop(ctx); err != nil {
 		return err
 	}
 	c.mu.Lock()
 	closed := c.closed
 	c.mu.Unlock()
 	if closed {
-		return errors.New("pgtest: restart: cluster is closed")
+		return ErrClosed
 	}
 	return c.start(ctx)
 }
@@ -381,6 +398,8 @@ func (c *Cluster) Restart(ctx context.Context) error {
 // Close stops the server and removes the cluster's directory. It is safe to
 // call more than once; later calls return nil.
 func (c *Cluster) Close() error {
+	c.lifecycle.Lock()
+	defer c.lifecycle.Unlock()
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -390,7 +409,7 @@ func (c *Cluster) Close() error {
 	c.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), StopTimeoutDefault)
 	defer cancel()
-	stopErr := c.Stop(ctx)
+	stopErr := c.stop(ctx)
 	if err := os.RemoveAll(c.dir); err != nil {
 		return errors.Join(stopErr, fmt.Errorf("pgtest: remove cluster directory: %w", err))
 	}

@@ -137,8 +137,8 @@ func TestClusterLifecycle(t *testing.T) {
 	if err := c.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
 	}
-	if err := c.Restart(ctx); err == nil {
-		t.Error("Restart after Close succeeded")
+	if err := c.Restart(ctx); !errors.Is(err, pgtest.ErrClosed) {
+		t.Errorf("Restart after Close: %v, want ErrClosed", err)
 	}
 	if conn, err := pgx.Connect(ctx, c.URL("postgres")); err == nil {
 		_ = conn.Close(ctx)

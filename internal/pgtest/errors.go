@@ -1,9 +1,14 @@
 package pgtest
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 )
+
+// ErrClosed is returned by Restart on a cluster that has been closed: its data
+// directory is gone.
+var ErrClosed = errors.New("pgtest: cluster is closed")
 
 // NotFoundError reports that no PostgreSQL server binaries were found and no
 // server was configured. Its message says how to fix that, because the reader is

@@ -47,6 +47,7 @@ type sharedServer struct {
 	admin   *pgxpool.Pool // on the maintenance database, for CREATE/DROP DATABASE
 	base    *url.URL      // URL whose path is replaced by the new database's name
 	seq     atomic.Int64  // numbers the databases of this process
+	orphans []string      // ExampleDB's databases, dropped by close
 }
 
 // Main is TestMain for packages that use NewDB or NewPool: it runs the tests,
@@ -77,7 +78,7 @@ type wrapped struct{ m TestingM }
 
 func (w wrapped) Run() int {
 	code := w.m.Run()
-	if err := errors.Join(dropExampleDBs(), shared.close()); err != nil {
+	if err := shared.close(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		if code == 0 {
 			code = 1
@@ -111,6 +112,32 @@ func NewDB(t testing.TB) string {
 			t.Errorf("%v", err)
 		}
 	})
+	return s.dbURL(name)
+}
+
+// ExampleDB is NewDB for Example functions, which have no testing.TB: it
+// creates a fresh database and returns its URL. The database is dropped when
+// Main (or Wrap's Run) finishes, after all tests and examples. Since an example
+// cannot fail, ExampleDB panics when there is no server, with the same message
+// NewDB would fail the test with.
+func ExampleDB() string {
+	ctx := context.Background()
+	s, err := shared.get(ctx)
+	if err != nil {
+		panic(err)
+	}
+	name := dbName("example", s.seq.Add(1))
+	if err := createDB(ctx, s.admin, name); err != nil {
+		panic(err)
+	}
+	s.mu.Lock()
+	s.orphans = append(s.orphans, name)
+	s.mu.Unlock()
+	return s.dbURL(name)
+}
+
+// dbURL returns the URL of database name on the shared server.
+func (s *sharedServer) dbURL(name string) string {
 	u := *s.base
 	u.Path = "/" + name
 	u.RawPath = ""
@@ -182,17 +209,23 @@ func (s *sharedServer) start(ctx context.Context) error {
 func (s *sharedServer) close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var errs []error
 	if s.admin != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+		defer cancel()
+		for _, name := range s.orphans {
+			errs = append(errs, dropDB(ctx, s.admin, name))
+		}
 		s.admin.Close()
 		s.admin = nil
 	}
-	var err error
+	s.orphans = nil
 	if s.cluster != nil {
-		err = s.cluster.Close()
+		errs = append(errs, s.cluster.Close())
 		s.cluster = nil
 	}
 	s.started, s.err = false, nil
-	return err
+	return errors.Join(errs...)
 }
 
 // execer is what createDB and dropDB need: a pool or a connection.
