@@ -2,10 +2,9 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/topics"
@@ -15,6 +14,7 @@ import (
 func Example() {
 	ctx := context.Background()
 	pool := examplePool() // a *pgxpool.Pool on a migrated database
+	defer pool.Close()
 
 	reg, err := topics.Load("../topic_definitions.yaml")
 	if err != nil {
@@ -73,7 +73,11 @@ func ExampleSession_Publish_invalid() {
 		log.Fatal(err)
 	}
 	sess := client.UserSession("user-42", "")
-	err = sess.Publish(context.Background(), "Paid", "Invoice", map[string]any{"id": "inv-1001", "amount_cents": "twelve"})
+	err = sess.Publish(context.Background(), "Paid", "Invoice", map[string]any{
+		"id":           "inv-1001",
+		"amount_cents": "twelve",
+		"paid_at":      "2026-11-23T10:00:00Z",
+	})
 
 	var verr *topics.ValidationError
 	if errors.As(err, &verr) {
@@ -84,5 +88,3 @@ func ExampleSession_Publish_invalid() {
 	// billing.InvoicePaid /amount_cents
 	// buffered: 0
 }
-
-var _ = (*pgxpool.Pool)(nil)
