@@ -1,0 +1,460 @@
+package topics
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"golang.org/x/text/language"
+	"golang.org/x/text/message"
+	"gopkg.in/yaml.v3"
+)
+
+// printer renders the validator's messages; English, as the rest of the package.
+var printer = message.NewPrinter(language.English)
+
+// schemaBase is the base URL of topic schemas. The .invalid domain never
+// resolves, so a relative $ref can never reach the network.
+const schemaBase = "https://txoutbox.invalid/topics/"
+
+// schemaCompiler compiles the schemas of one file; the JSON Schema
+// metaschema is compiled once for all of them.
+type schemaCompiler struct {
+	c *jsonschema.Compiler
+}
+
+func newSchemaCompiler(o options) *schemaCompiler {
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	if o.formatAssertions {
+		c.AssertFormat()
+	}
+	c.UseLoader(refusingLoader{})
+	return &schemaCompiler{c: c}
+}
+
+func (s *schemaCompiler) compile(name string, doc any) (*jsonschema.Schema, error) {
+	u := schemaBase + url.PathEscape(name) + ".json"
+	if err := s.c.AddResource(u, doc); err != nil {
+		return nil, err
+	}
+	return s.c.Compile(u)
+}
+
+// refusingLoader keeps schemas self-contained: loading definitions never
+// reads files or the network.
+type refusingLoader struct{}
+
+func (refusingLoader) Load(string) (any, error) {
+	return nil, errors.New("schemas may only refer to their own parts")
+}
+
+var jsonNumberRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$`)
+
+// numberExpMax bounds the decimal exponent of numbers: beyond it they are no
+// longer numbers any consumer can hold, and the validator's exact arithmetic
+// on them gets slow.
+const numberExpMax = 400
+
+// numberProblem says why the JSON number text s is unusable, or "".
+func numberProblem(s string) string {
+	i := strings.IndexAny(s, "eE")
+	if i < 0 {
+		if len(s) > numberExpMax {
+			return "has more than " + strconv.Itoa(numberExpMax) + " digits"
+		}
+		return ""
+	}
+	if i > numberExpMax {
+		return "has more than " + strconv.Itoa(numberExpMax) + " digits"
+	}
+	exp, err := strconv.Atoi(s[i+1:])
+	if err != nil || exp > numberExpMax || exp < -numberExpMax {
+		return "has an exponent beyond ±" + strconv.Itoa(numberExpMax)
+	}
+	return ""
+}
+
+// toJSON converts a YAML node into JSON-compatible values: map[string]any,
+// []any, string, json.Number, bool and nil. Nodes reached through an alias
+// are charged to the expansion budget.
+func (p *parser) toJSON(n *yaml.Node, aliased bool) (any, bool) {
+	if n.Kind == yaml.AliasNode {
+		if n = p.resolve(n); n == nil {
+			return nil, false
+		}
+		aliased = true
+	}
+	if aliased && !p.charge(n, 1) {
+		return nil, false
+	}
+	switch n.Kind {
+	case yaml.MappingNode:
+		es, ok := p.entries(n)
+		obj := make(map[string]any, len(es))
+		for _, e := range es {
+			v, vok := p.toJSON(e.value, aliased)
+			ok = ok && vok
+			obj[e.key.Value] = v
+		}
+		return obj, ok
+	case yaml.SequenceNode:
+		arr := make([]any, len(n.Content))
+		ok := true
+		for i, c := range n.Content {
+			var cok bool
+			arr[i], cok = p.toJSON(c, aliased)
+			ok = ok && cok
+		}
+		return arr, ok
+	case yaml.ScalarNode:
+		return p.scalar(n)
+	}
+	p.errorf(n, "", "unexpected YAML node")
+	return nil, false
+}
+
+func (p *parser) scalar(n *yaml.Node) (any, bool) {
+	switch tag := n.ShortTag(); tag {
+	case "!!str", "!!timestamp", "!!binary":
+		return n.Value, true
+	case "!!null":
+		return nil, true
+	case "!!bool":
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			p.errorf(n, "", "invalid boolean %q", n.Value)
+			return nil, false
+		}
+		return b, true
+	case "!!int", "!!float":
+		num, ok := yamlNumber(n)
+		if !ok {
+			p.errorf(n, "JSON has no NaN or infinity", "%s is not a JSON number", n.Value)
+			return nil, false
+		}
+		if problem := numberProblem(num); problem != "" {
+			p.errorf(n, "", "number %s %s", n.Value, problem)
+			return nil, false
+		}
+		return json.Number(num), true
+	default:
+		p.errorf(n, "schemas hold plain YAML: strings, numbers, booleans, null, lists and mappings",
+			"unsupported YAML tag %s", n.Tag)
+		return nil, false
+	}
+}
+
+// yamlNumber returns the JSON text of a YAML number, keeping the written
+// digits when they already are JSON so that 0.1 stays exactly 0.1.
+func yamlNumber(n *yaml.Node) (string, bool) {
+	if jsonNumberRE.MatchString(n.Value) {
+		return n.Value, true
+	}
+	if n.ShortTag() == "!!int" {
+		var i int64
+		if n.Decode(&i) == nil {
+			return strconv.FormatInt(i, 10), true
+		}
+		var u uint64
+		if n.Decode(&u) == nil {
+			return strconv.FormatUint(u, 10), true
+		}
+		if b, ok := new(big.Int).SetString(n.Value, 0); ok {
+			return b.String(), true
+		}
+	}
+	var f float64
+	if n.Decode(&f) != nil || math.IsNaN(f) || math.IsInf(f, 0) {
+		return "", false
+	}
+	return strconv.FormatFloat(f, 'g', -1, 64), true
+}
+
+// deepCopy copies JSON-compatible values.
+func deepCopy(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(v))
+		for k, e := range v {
+			m[k] = deepCopy(e)
+		}
+		return m
+	case []any:
+		a := make([]any, len(v))
+		for i, e := range v {
+			a[i] = deepCopy(e)
+		}
+		return a
+	}
+	return v
+}
+
+// Keywords of JSON Schema 2020-12 and draft-07, and annotations common in
+// the wild that must not be mistaken for typos.
+var (
+	subschemaKeywords = []string{"additionalItems", "additionalProperties", "contains", "contentSchema",
+		"else", "if", "not", "propertyNames", "then", "unevaluatedItems", "unevaluatedProperties"}
+	schemaMapKeywords  = []string{"$defs", "definitions", "dependentSchemas", "patternProperties", "properties"}
+	schemaListKeywords = []string{"allOf", "anyOf", "oneOf", "prefixItems"}
+	otherKeywords      = []string{"$anchor", "$comment", "$dynamicAnchor", "$dynamicRef", "$id", "$recursiveAnchor",
+		"$recursiveRef", "$ref", "$schema", "$vocabulary", "const", "contentEncoding", "contentMediaType",
+		"default", "dependencies", "dependentRequired", "deprecated", "description", "enum", "examples",
+		"exclusiveMaximum", "exclusiveMinimum", "format", "items", "maxContains", "maximum", "maxItems",
+		"maxLength", "maxProperties", "minContains", "minimum", "minItems", "minLength", "minProperties",
+		"multipleOf", "pattern", "readOnly", "required", "title", "type", "uniqueItems", "writeOnly"}
+	annotationKeywords = []string{"example", "nullable", "discriminator", "externalDocs", "xml"}
+	allKeywords        = slices.Concat(subschemaKeywords, schemaMapKeywords, schemaListKeywords, otherKeywords)
+	jsonTypes          = []string{"array", "boolean", "integer", "null", "number", "object", "string"}
+)
+
+// lintSchema reports what JSON Schema silently accepts but is almost
+// certainly a mistake: an unknown keyword that is a near-miss of a real one
+// ("requried"), or a property schema written outside "properties". Other
+// unknown keywords are annotations and pass.
+func (p *parser) lintSchema(root *yaml.Node, v any, path []string) {
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return
+	}
+	for k, sub := range obj {
+		at := append(slices.Clip(path), k)
+		switch {
+		case slices.Contains(subschemaKeywords, k):
+			p.lintSchema(root, sub, at)
+		case k == "items":
+			if arr, ok := sub.([]any); ok {
+				for i, s := range arr {
+					p.lintSchema(root, s, append(slices.Clip(at), strconv.Itoa(i)))
+				}
+			} else {
+				p.lintSchema(root, sub, at)
+			}
+		case slices.Contains(schemaMapKeywords, k):
+			if m, ok := sub.(map[string]any); ok {
+				for name, s := range m {
+					p.lintSchema(root, s, append(slices.Clip(at), name))
+				}
+			}
+		case slices.Contains(schemaListKeywords, k):
+			if arr, ok := sub.([]any); ok {
+				for i, s := range arr {
+					p.lintSchema(root, s, append(slices.Clip(at), strconv.Itoa(i)))
+				}
+			}
+		case slices.Contains(otherKeywords, k), slices.Contains(annotationKeywords, k), strings.HasPrefix(k, "x-"):
+		default:
+			if s := suggest(k, allKeywords); s != "" {
+				p.errorf(locate(root, at, true), fmt.Sprintf("did you mean %q?", s), "unknown JSON Schema keyword %q", k)
+			} else if m, ok := sub.(map[string]any); ok && m["type"] != nil {
+				p.errorf(locate(root, at, true), "property schemas go under properties:",
+					"unknown JSON Schema keyword %q", k)
+			}
+		}
+	}
+}
+
+// locate returns the YAML node at path below root (its key node when key is
+// true), or the deepest node on the way when the path leaves the YAML.
+func locate(root *yaml.Node, path []string, key bool) *yaml.Node {
+	n := deref(root)
+	for i, tok := range path {
+		switch n.Kind {
+		case yaml.MappingNode:
+			k, v := findKey(n, tok, 0)
+			if k == nil {
+				return n
+			}
+			if key && i == len(path)-1 {
+				return k
+			}
+			n = deref(v)
+		case yaml.SequenceNode:
+			idx, err := strconv.Atoi(tok)
+			if err != nil || idx < 0 || idx >= len(n.Content) {
+				return n
+			}
+			n = deref(n.Content[idx])
+		default:
+			return n
+		}
+	}
+	return n
+}
+
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+// findKey finds a key in a mapping, looking into merged mappings too.
+func findKey(m *yaml.Node, name string, depth int) (key, value *yaml.Node) {
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k := deref(m.Content[i])
+		if k.Kind != yaml.ScalarNode {
+			continue
+		}
+		if k.ShortTag() == "!!merge" {
+			merges = append(merges, deref(m.Content[i+1]))
+		} else if k.Value == name {
+			return k, m.Content[i+1]
+		}
+	}
+	if depth > 16 {
+		return nil, nil
+	}
+	for _, mg := range merges {
+		cands := []*yaml.Node{mg}
+		if mg.Kind == yaml.SequenceNode {
+			cands = mg.Content
+		}
+		for _, c := range cands {
+			if c = deref(c); c.Kind == yaml.MappingNode {
+				if k, v := findKey(c, name, depth+1); k != nil {
+					return k, v
+				}
+			}
+		}
+	}
+	return nil, nil
+}
+
+// keyProblem says why schema does not guarantee a string or an integer at
+// the JSON pointer ptr in every valid event, and how to fix it; "" when it
+// does. Each step of the path must be a required property of an object.
+func keyProblem(schema map[string]any, ptr string) (msg, hint string) {
+	toks, err := splitPointer(ptr)
+	if err != nil || len(toks) == 0 {
+		return "not a JSON pointer to a property", ""
+	}
+	cur, where := schema, "the data"
+	for i, tok := range toks {
+		if cur, msg = followRef(schema, cur); msg != "" {
+			return msg, "declare the key's path in the topic's schema"
+		}
+		if i > 0 && cur["type"] != "object" {
+			return where + " is not declared type: object", "declare it as an object with the key as a required property"
+		}
+		req, _ := cur["required"].([]any)
+		if !slices.Contains(req, any(tok)) {
+			return fmt.Sprintf("%q is not required in %s", tok, where), fmt.Sprintf("add %q to required, so every event has a key", tok)
+		}
+		props, _ := cur["properties"].(map[string]any)
+		next, ok := props[tok].(map[string]any)
+		if !ok {
+			return fmt.Sprintf("%q has no schema under properties in %s", tok, where), "declare it under properties with type: string or type: integer"
+		}
+		cur, where = next, pointer(toks[:i+1])
+	}
+	if cur, msg = followRef(schema, cur); msg != "" {
+		return msg, "declare the key's type in the topic's schema"
+	}
+	if t := cur["type"]; t != "string" && t != "integer" {
+		return "the key must have type string or integer", "declare it type: string or type: integer"
+	}
+	return "", ""
+}
+
+// followRef resolves a local "$ref": "#/..." so the key check sees through
+// shared definitions.
+func followRef(root, s map[string]any) (map[string]any, string) {
+	for range 32 {
+		ref, ok := s["$ref"].(string)
+		if !ok {
+			return s, ""
+		}
+		frag, ok := strings.CutPrefix(ref, "#")
+		if !ok {
+			return nil, fmt.Sprintf("cannot follow $ref %q", ref)
+		}
+		frag, err := url.PathUnescape(frag)
+		toks, perr := splitPointer(frag)
+		if err != nil || perr != nil {
+			return nil, fmt.Sprintf("cannot follow $ref %q", ref)
+		}
+		var v any = root
+		for _, tok := range toks {
+			m, _ := v.(map[string]any)
+			v = m[tok]
+		}
+		if s, ok = v.(map[string]any); !ok {
+			return nil, fmt.Sprintf("cannot follow $ref %q", ref)
+		}
+	}
+	return nil, "$ref chain too long"
+}
+
+// schemaCompileError turns what the JSON Schema compiler reports into
+// positioned problems.
+func (p *parser) schemaCompileError(root *yaml.Node, err error) {
+	var sve *jsonschema.SchemaValidationError
+	var ve *jsonschema.ValidationError
+	if errors.As(err, &sve) && errors.As(sve.Err, &ve) {
+		seen := map[string]bool{}
+		for _, leaf := range leaves(ve) {
+			loc := pointer(leaf.InstanceLocation)
+			if seen[loc] {
+				continue
+			}
+			seen[loc] = true
+			n := locate(root, leaf.InstanceLocation, false)
+			hint := ""
+			if len(leaf.InstanceLocation) > 0 && leaf.InstanceLocation[len(leaf.InstanceLocation)-1] == "type" &&
+				n.Kind == yaml.ScalarNode {
+				if s := suggest(n.Value, jsonTypes); s != "" {
+					hint = fmt.Sprintf("did you mean %q?", s)
+				}
+			}
+			p.errorf(n, hint, "invalid JSON Schema at %s: %s", causePath(loc), leaf.ErrorKind.LocalizedString(printer))
+		}
+		return
+	}
+	var rxe *jsonschema.InvalidRegexError
+	if errors.As(err, &rxe) {
+		p.errorf(locate(root, urlPath(rxe.URL), false), "patterns use Go's RE2 syntax, which has no lookaround or backreferences",
+			"invalid regular expression %q: %v", rxe.Regex, rxe.Err)
+		return
+	}
+	var lue *jsonschema.LoadURLError
+	if errors.As(err, &lue) {
+		p.errorf(root, `share parts with $defs and "$ref": "#/$defs/..."`,
+			"schema refers to %s, outside the topic's schema", strings.TrimPrefix(lue.URL, schemaBase))
+		return
+	}
+	msg := strings.ReplaceAll(err.Error(), schemaBase, "")
+	p.errorf(root, "", "invalid JSON Schema: %s", msg)
+}
+
+// leaves returns the innermost errors, the ones that say what is wrong.
+func leaves(e *jsonschema.ValidationError) []*jsonschema.ValidationError {
+	if len(e.Causes) == 0 {
+		return []*jsonschema.ValidationError{e}
+	}
+	var out []*jsonschema.ValidationError
+	for _, c := range e.Causes {
+		out = append(out, leaves(c)...)
+	}
+	return out
+}
+
+// urlPath returns the JSON pointer in a schema URL's fragment as tokens.
+func urlPath(u string) []string {
+	_, frag, _ := strings.Cut(u, "#")
+	frag, err := url.PathUnescape(frag)
+	if err != nil {
+		return nil
+	}
+	toks, _ := splitPointer(frag)
+	return toks
+}

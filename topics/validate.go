@@ -1,0 +1,230 @@
+package topics
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/big"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// ActorIDMinLength is the shortest actor id the events API accepts.
+const ActorIDMinLength = 5
+
+// ValidateActorID checks an actor id (user, service or third party) the way
+// the events API does: at least [ActorIDMinLength] characters. Checking at
+// publish time turns a rejection by the API, long after the transaction
+// committed, into an error the request can still report. The error matches
+// [ErrInvalidActor].
+func ValidateActorID(id string) error {
+	if !utf8.ValidString(id) {
+		return fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalidActor, id)
+	}
+	if n := utf8.RuneCountInString(id); n < ActorIDMinLength {
+		return fmt.Errorf("%w: %q has %d characters, want at least %d", ErrInvalidActor, id, n, ActorIDMinLength)
+	}
+	return nil
+}
+
+// Validate checks raw JSON event data against the topic: it must be a JSON
+// object with at least one property (the events API's envelope rule) and
+// match the topic's schema. It returns the ordering key, the value at
+// t.Key: a JSON string as is, an integer as its decimal text. When the key
+// is the default "/id" and the schema does not require it, data without a
+// string or integer id has the key "".
+//
+// Invalid data yields a [*ValidationError] naming the topic and the JSON
+// pointer of the failing value.
+func (t *Topic) Validate(raw []byte) (key string, err error) {
+	if !utf8.Valid(raw) {
+		return "", t.invalid("", "invalid JSON: not valid UTF-8", nil)
+	}
+	v, err := jsonschema.UnmarshalJSON(bytes.NewReader(raw))
+	if err != nil {
+		return "", t.invalid("", "invalid JSON: "+err.Error(), nil)
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return "", t.invalid("", "data must be a JSON object, got "+jsonKind(v), nil)
+	}
+	if len(obj) == 0 {
+		return "", t.invalid("", "data must have at least one property", nil)
+	}
+	if err := t.schema.Validate(v); err != nil {
+		var ve *jsonschema.ValidationError
+		if !errors.As(err, &ve) {
+			return "", t.invalid("", err.Error(), nil)
+		}
+		return "", t.schemaError(ve)
+	}
+	key, ok = keyAt(v, t.Key)
+	if !ok && t.keyChecked {
+		// The schema guarantees the key; reaching here means the schema
+		// check and the key check disagree, which is a bug in this package.
+		return "", t.invalid(t.Key, "no string or integer key at "+t.Key, nil)
+	}
+	return key, nil
+}
+
+func (t *Topic) invalid(path, msg string, causes []string) *ValidationError {
+	if causes == nil {
+		causes = []string{causePath(path) + ": " + msg}
+	}
+	return &ValidationError{
+		Topic: t.Name, Category: t.Category, Entity: t.Entity, Action: t.Action,
+		Path: path, Msg: msg, Causes: causes,
+	}
+}
+
+type failure struct{ path, msg string }
+
+// schemaError flattens the validator's tree of errors into its leaves, the
+// failures a person can act on, sorted by location.
+func (t *Topic) schemaError(ve *jsonschema.ValidationError) *ValidationError {
+	var leaves []failure
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) == 0 {
+			leaves = append(leaves, failure{pointer(e.InstanceLocation), e.ErrorKind.LocalizedString(printer)})
+			return
+		}
+		for _, c := range e.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
+	slices.SortStableFunc(leaves, func(a, b failure) int {
+		return cmpPath(a.path, b.path)
+	})
+	leaves = slices.Compact(leaves)
+	causes := make([]string, len(leaves))
+	for i, l := range leaves {
+		causes[i] = causePath(l.path) + ": " + l.msg
+	}
+	return t.invalid(leaves[0].path, leaves[0].msg, causes)
+}
+
+// cmpPath orders JSON pointers so a document's own failures come before its
+// members', and members in lexical order.
+func cmpPath(a, b string) int {
+	if c := strings.Count(a, "/") - strings.Count(b, "/"); c != 0 && (a == "" || b == "") {
+		return c
+	}
+	return strings.Compare(a, b)
+}
+
+func causePath(p string) string {
+	if p == "" {
+		return "(root)"
+	}
+	return p
+}
+
+// pointer encodes tokens as a JSON pointer (RFC 6901).
+func pointer(tokens []string) string {
+	var b strings.Builder
+	for _, tok := range tokens {
+		b.WriteByte('/')
+		if strings.ContainsAny(tok, "~/") {
+			tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~", "~0"), "/", "~1")
+		}
+		b.WriteString(tok)
+	}
+	return b.String()
+}
+
+// splitPointer decodes a JSON pointer into its reference tokens. The empty
+// pointer (the whole document) has none.
+func splitPointer(p string) ([]string, error) {
+	if p == "" {
+		return nil, nil
+	}
+	if p[0] != '/' {
+		return nil, errors.New("a JSON pointer starts with /")
+	}
+	toks := strings.Split(p[1:], "/")
+	for i, tok := range toks {
+		if strings.Contains(tok, "~") {
+			for j := 0; j < len(tok); j++ {
+				if tok[j] == '~' && (j+1 == len(tok) || (tok[j+1] != '0' && tok[j+1] != '1')) {
+					return nil, errors.New("~ must be followed by 0 or 1 in a JSON pointer")
+				}
+			}
+			toks[i] = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		}
+	}
+	return toks, nil
+}
+
+// keyAt returns the value at the pointer as a key: a string as is, an
+// integer as its decimal text.
+func keyAt(v any, ptr string) (string, bool) {
+	for len(ptr) > 0 {
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return "", false
+		}
+		ptr = ptr[1:] // the leading '/'
+		tok := ptr
+		if i := strings.IndexByte(ptr, '/'); i >= 0 {
+			tok, ptr = ptr[:i], ptr[i:]
+		} else {
+			ptr = ""
+		}
+		if strings.Contains(tok, "~") {
+			tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		}
+		if v, ok = obj[tok]; !ok {
+			return "", false
+		}
+	}
+	switch v := v.(type) {
+	case string:
+		return v, true
+	case json.Number:
+		return integerText(v)
+	}
+	return "", false
+}
+
+// integerText returns the decimal text of n if n is an integer, as JSON
+// Schema counts them (1.0 and 1e2 are integers).
+func integerText(n json.Number) (string, bool) {
+	s := string(n)
+	if _, err := strconv.ParseInt(s, 10, 64); err == nil {
+		if s == "-0" {
+			return "0", true
+		}
+		return s, true
+	}
+	if len(s) > 400 {
+		return "", false // refuse to expand exponents like 1e100000000
+	}
+	r, ok := new(big.Rat).SetString(s)
+	if !ok || !r.IsInt() {
+		return "", false
+	}
+	return r.Num().String(), true
+}
+
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case json.Number:
+		return "number"
+	case string:
+		return "string"
+	case []any:
+		return "array"
+	}
+	return "object"
+}
