@@ -56,6 +56,10 @@ func (t *Topic) Validate(raw []byte) (key string, err error) {
 	if len(obj) == 0 {
 		return "", t.invalid("", "data must have at least one property", nil)
 	}
+	if rpath, problem := badNumber(v); problem != "" {
+		slices.Reverse(rpath)
+		return "", t.invalid(pointer(rpath), "number "+problem, nil)
+	}
 	if err := t.schema.Validate(v); err != nil {
 		var ve *jsonschema.ValidationError
 		if !errors.As(err, &ve) {
@@ -87,36 +91,17 @@ type failure struct{ path, msg string }
 // schemaError flattens the validator's tree of errors into its leaves, the
 // failures a person can act on, sorted by location.
 func (t *Topic) schemaError(ve *jsonschema.ValidationError) *ValidationError {
-	var leaves []failure
-	var walk func(e *jsonschema.ValidationError)
-	walk = func(e *jsonschema.ValidationError) {
-		if len(e.Causes) == 0 {
-			leaves = append(leaves, failure{pointer(e.InstanceLocation), e.ErrorKind.LocalizedString(printer)})
-			return
-		}
-		for _, c := range e.Causes {
-			walk(c)
-		}
+	var fs []failure
+	for _, l := range leaves(ve) {
+		fs = append(fs, failure{pointer(l.InstanceLocation), l.ErrorKind.LocalizedString(printer)})
 	}
-	walk(ve)
-	slices.SortStableFunc(leaves, func(a, b failure) int {
-		return cmpPath(a.path, b.path)
-	})
-	leaves = slices.Compact(leaves)
-	causes := make([]string, len(leaves))
-	for i, l := range leaves {
-		causes[i] = causePath(l.path) + ": " + l.msg
+	slices.SortStableFunc(fs, func(a, b failure) int { return strings.Compare(a.path, b.path) })
+	fs = slices.Compact(fs)
+	causes := make([]string, len(fs))
+	for i, f := range fs {
+		causes[i] = causePath(f.path) + ": " + f.msg
 	}
-	return t.invalid(leaves[0].path, leaves[0].msg, causes)
-}
-
-// cmpPath orders JSON pointers so a document's own failures come before its
-// members', and members in lexical order.
-func cmpPath(a, b string) int {
-	if c := strings.Count(a, "/") - strings.Count(b, "/"); c != 0 && (a == "" || b == "") {
-		return c
-	}
-	return strings.Compare(a, b)
+	return t.invalid(fs[0].path, fs[0].msg, causes)
 }
 
 func causePath(p string) string {
@@ -227,4 +212,28 @@ func jsonKind(v any) string {
 		return "array"
 	}
 	return "object"
+}
+
+// badNumber finds a number no consumer could hold (see numberProblem) and
+// returns its path, innermost token first. Checking first also spares the
+// validator's exact arithmetic a number like 1e1000000, which costs it tens
+// of milliseconds. It allocates only when it finds one.
+func badNumber(v any) (rpath []string, problem string) {
+	switch v := v.(type) {
+	case json.Number:
+		return nil, numberProblem(string(v))
+	case map[string]any:
+		for k, e := range v {
+			if rp, problem := badNumber(e); problem != "" {
+				return append(rp, k), problem
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if rp, problem := badNumber(e); problem != "" {
+				return append(rp, strconv.Itoa(i)), problem
+			}
+		}
+	}
+	return nil, ""
 }

@@ -1,0 +1,67 @@
+// Package topics reads a service's topic definitions, finds a topic by name
+// and checks event data against it before anything is written to the
+// outbox.
+//
+// # The definitions file
+//
+// Definitions live in topic_definitions.yaml, in the format the Python
+// bc-events client reads, so a service that has the file already needs no
+// changes:
+//
+//	DefaultCategory: billing              # ^[a-z]+$
+//	Topics:
+//	  - Action: Created                   # ^[A-Z][a-z]+$, past tense
+//	    Entity: Invoice                   # ^([A-Z][a-z]+)+$
+//	    Category: billing                 # optional; defaults to DefaultCategory
+//	    Description: A new invoice was issued
+//	    Schema:                           # JSON Schema (2020-12) of the event's data
+//	      type: object
+//	      required: [id, amount_cents]
+//	      properties:
+//	        id: {type: string}
+//	        amount_cents: {type: integer, minimum: 0}
+//
+// A topic's name is {Category}.{Entity}{Action}: billing.InvoiceCreated.
+// txoutbox adds optional keys the Python client ignores: a top-level
+// Version (only 1 exists), and per topic Key (the JSON pointer of the
+// ordering key in the data, default /id), Version (of the data's schema,
+// default 1) and Poison (block or skip: what the relay does with a key's
+// later events once one was dead-lettered).
+//
+// # Loading
+//
+// [Load] reads the file and checks everything at once: unknown or missing
+// keys, names that break the patterns above, duplicate topics (also ones
+// that differ only in case or underscores), invalid JSON Schemas, a Key
+// the schema does not guarantee. Every problem comes back in one
+// [*LoadError], each with file, line and column and usually a hint:
+//
+//	reg, err := topics.Load("topic_definitions.yaml")
+//	if err != nil {
+//		log.Fatal(err) // topic_definitions.yaml:7:5: unknown key "Entitiy" in a topic (hint: did you mean "Entity"?)
+//	}
+//
+// A [Registry] never changes after loading and is safe for concurrent use;
+// load it once at start-up.
+//
+// # Looking up and validating
+//
+// [Registry.Lookup] takes the category (empty for the default), entity and
+// action in any common spelling — "Created", "created"; "LineItem",
+// "line_item", "lineItem" — and does not allocate. [Topic.Validate] checks
+// an event's JSON data and returns its ordering key:
+//
+//	t, err := reg.Lookup("", "invoice", "created")
+//	if err != nil {
+//		return err // *UnknownTopicError, matches ErrUnknownTopic
+//	}
+//	key, err := t.Validate(data)
+//	var verr *topics.ValidationError
+//	if errors.As(err, &verr) {
+//		// verr.Topic, verr.Path ("/amount_cents") and verr.Msg say what is wrong
+//	}
+//
+// Data must be a JSON object with at least one property, as the events API
+// requires, and match the topic's schema. The JSON Schema "format" keyword
+// is an annotation unless [WithFormatAssertions] is given, as in bc-events.
+package topics
