@@ -250,8 +250,8 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 	byName := map[string]*Topic{}
 	byNorm := map[string]*Topic{}
 	byParts := map[string]*Topic{}
-	for _, item := range seq.Content {
-		t := p.topic(item, defaultCategory, c)
+	for i, item := range seq.Content {
+		t := p.topic(i, item, defaultCategory, c)
 		if t == nil {
 			continue
 		}
@@ -279,7 +279,7 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 
 // topic checks one entry of Topics; it returns nil when the entry has
 // problems, after recording them.
-func (p *parser) topic(item *yaml.Node, defaultCategory string, c *schemaCompiler) *Topic {
+func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *schemaCompiler) *Topic {
 	n := p.resolve(item)
 	if n == nil {
 		return nil
@@ -339,14 +339,21 @@ func (p *parser) topic(item *yaml.Node, defaultCategory string, c *schemaCompile
 			"Schema must be a mapping, got %s", kindName(schemaNode))
 		return nil
 	}
+	t.Name = t.Category + "." + t.Entity + t.Action
+	// The schema is checked even when the names have problems, so that one
+	// run reports both.
+	p.topicSchema(t, index, schemaNode, keyNode, c)
 	if len(p.errs) > before {
 		return nil
 	}
-	t.Name = t.Category + "." + t.Entity + t.Action
+	return t
+}
 
-	doc, ok := p.toJSON(schemaNode, false)
+// topicSchema converts, checks and compiles a topic's schema into t.
+func (p *parser) topicSchema(t *Topic, index int, schemaNode, keyNode *yaml.Node, c *schemaCompiler) {
+	doc, ok := p.toJSON(schemaNode, nil)
 	if !ok {
-		return nil
+		return
 	}
 	t.Schema = doc.(map[string]any)
 	p.lintSchema(schemaNode, t.Schema, nil)
@@ -357,16 +364,14 @@ func (p *parser) topic(item *yaml.Node, defaultCategory string, c *schemaCompile
 		p.errorf(keyNode, hint, "Key %s: %s", t.Key, msg)
 	}
 	t.keyChecked = msg == ""
-	copyDoc, _ := p.toJSON(schemaNode, false) // the compiler keeps parts of what it compiles
-	sch, err := c.compile(t.Name, copyDoc)
+	// The compiler keeps parts of what it compiles; it gets its own copy so
+	// that t.Schema is only ever read.
+	sch, err := c.compile(index, deepCopy(t.Schema))
 	if err != nil {
 		p.schemaCompileError(schemaNode, err)
-	}
-	if len(p.errs) > before {
-		return nil
+		return
 	}
 	t.schema = sch
-	return t
 }
 
 // entry is one key of a mapping with merges resolved.
@@ -493,9 +498,12 @@ func (p *parser) merge(v *yaml.Node, depth int) ([]entry, bool) {
 
 // resolve follows aliases, charging them to the expansion budget. It returns
 // nil once the budget is spent.
-func (p *parser) resolve(n *yaml.Node) *yaml.Node {
+func (p *parser) resolve(n *yaml.Node) *yaml.Node { return p.resolveAt(n, n) }
+
+// resolveAt is resolve, reporting a spent budget at site.
+func (p *parser) resolveAt(n, site *yaml.Node) *yaml.Node {
 	for n.Kind == yaml.AliasNode {
-		if !p.charge(n, 1) {
+		if !p.charge(site, 1) {
 			return nil
 		}
 		n = n.Alias

@@ -130,6 +130,9 @@ func (r *Registry) unknown(category, entity, action string) *UnknownTopicError {
 			actions[i] = t.Action
 		}
 		e.Hint = ts[0].Entity + " has actions " + strings.Join(actions, ", ")
+		if a := suggest(action, actions); a != "" {
+			e.Hint = "did you mean " + ts[slices.Index(actions, a)].Name + "? " + e.Hint
+		}
 		return e
 	}
 	if t := r.closest(nc + "." + normalize(entity) + normalize(action)); t != nil {

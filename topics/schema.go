@@ -41,8 +41,10 @@ func newSchemaCompiler(o options) *schemaCompiler {
 	return &schemaCompiler{c: c}
 }
 
-func (s *schemaCompiler) compile(name string, doc any) (*jsonschema.Schema, error) {
-	u := schemaBase + url.PathEscape(name) + ".json"
+// compile compiles the schema of the index-th topic. Naming resources by
+// index rather than topic name keeps a duplicate topic from clashing here.
+func (s *schemaCompiler) compile(index int, doc any) (*jsonschema.Schema, error) {
+	u := schemaBase + "topic" + strconv.Itoa(index) + ".json"
 	if err := s.c.AddResource(u, doc); err != nil {
 		return nil, err
 	}
@@ -84,16 +86,19 @@ func numberProblem(s string) string {
 }
 
 // toJSON converts a YAML node into JSON-compatible values: map[string]any,
-// []any, string, json.Number, bool and nil. Nodes reached through an alias
-// are charged to the expansion budget.
-func (p *parser) toJSON(n *yaml.Node, aliased bool) (any, bool) {
+// []any, string, json.Number, bool and nil. site is the outermost alias the
+// node was reached through, nil if none; every node below an alias is
+// charged to the expansion budget and a bomb is reported where it is used.
+func (p *parser) toJSON(n *yaml.Node, site *yaml.Node) (any, bool) {
 	if n.Kind == yaml.AliasNode {
-		if n = p.resolve(n); n == nil {
+		if site == nil {
+			site = n
+		}
+		if n = p.resolveAt(n, site); n == nil {
 			return nil, false
 		}
-		aliased = true
 	}
-	if aliased && !p.charge(n, 1) {
+	if site != nil && !p.charge(site, 1) {
 		return nil, false
 	}
 	switch n.Kind {
@@ -101,9 +106,12 @@ func (p *parser) toJSON(n *yaml.Node, aliased bool) (any, bool) {
 		es, ok := p.entries(n)
 		obj := make(map[string]any, len(es))
 		for _, e := range es {
-			v, vok := p.toJSON(e.value, aliased)
+			v, vok := p.toJSON(e.value, site)
 			ok = ok && vok
 			obj[e.key.Value] = v
+			if p.bombed {
+				return nil, false
+			}
 		}
 		return obj, ok
 	case yaml.SequenceNode:
@@ -111,8 +119,11 @@ func (p *parser) toJSON(n *yaml.Node, aliased bool) (any, bool) {
 		ok := true
 		for i, c := range n.Content {
 			var cok bool
-			arr[i], cok = p.toJSON(c, aliased)
+			arr[i], cok = p.toJSON(c, site)
 			ok = ok && cok
+			if p.bombed {
+				return nil, false
+			}
 		}
 		return arr, ok
 	case yaml.ScalarNode:
@@ -410,11 +421,17 @@ func (p *parser) schemaCompileError(root *yaml.Node, err error) {
 			seen[loc] = true
 			n := locate(root, leaf.InstanceLocation, false)
 			hint := ""
-			if len(leaf.InstanceLocation) > 0 && leaf.InstanceLocation[len(leaf.InstanceLocation)-1] == "type" &&
-				n.Kind == yaml.ScalarNode {
+			last := ""
+			if l := leaf.InstanceLocation; len(l) > 0 {
+				last = l[len(l)-1]
+			}
+			switch {
+			case last == "type" && n.Kind == yaml.ScalarNode:
 				if s := suggest(n.Value, jsonTypes); s != "" {
 					hint = fmt.Sprintf("did you mean %q?", s)
 				}
+			case last == "pattern" || slices.Contains(leaf.InstanceLocation, "patternProperties"):
+				hint = re2Hint
 			}
 			p.errorf(n, hint, "invalid JSON Schema at %s: %s", causePath(loc), leaf.ErrorKind.LocalizedString(printer))
 		}
@@ -422,7 +439,7 @@ func (p *parser) schemaCompileError(root *yaml.Node, err error) {
 	}
 	var rxe *jsonschema.InvalidRegexError
 	if errors.As(err, &rxe) {
-		p.errorf(locate(root, urlPath(rxe.URL), false), "patterns use Go's RE2 syntax, which has no lookaround or backreferences",
+		p.errorf(locate(root, urlPath(rxe.URL), false), re2Hint,
 			"invalid regular expression %q: %v", rxe.Regex, rxe.Err)
 		return
 	}
@@ -435,6 +452,8 @@ func (p *parser) schemaCompileError(root *yaml.Node, err error) {
 	msg := strings.ReplaceAll(err.Error(), schemaBase, "")
 	p.errorf(root, "", "invalid JSON Schema: %s", msg)
 }
+
+const re2Hint = "patterns use Go's RE2 syntax, which has no lookaround or backreferences"
 
 // leaves returns the innermost errors, the ones that say what is wrong.
 func leaves(e *jsonschema.ValidationError) []*jsonschema.ValidationError {

@@ -5,7 +5,12 @@ import "strings"
 // suggest returns the candidate closest to s when it is close enough to be a
 // typo of it (a case-only difference always is), or "".
 func suggest(s string, candidates []string) string {
-	limit := max(2, len(s)/3)
+	// A third of the letters may be wrong, but at least one in a word of
+	// three or more: "id" is not a typo of "if".
+	limit := len(s) / 3
+	if limit == 0 && len(s) >= 3 {
+		limit = 1
+	}
 	best, bestDist := "", limit+1
 	ls := strings.ToLower(s)
 	for _, c := range candidates {
