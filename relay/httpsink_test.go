@@ -17,6 +17,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,8 +25,10 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/txoutbox/txoutbox/internal/sinkserver"
 	"github.com/txoutbox/txoutbox/internal/wire"
 	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/topics"
 )
 
 var updateHTTPSinkGolden = flag.Bool("httpsink.update", false, "rewrite relay/testdata/httpsink_* golden files")
@@ -677,4 +680,148 @@ func BenchmarkHTTPSink(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(msgs))/b.Elapsed().Seconds(), "events/s")
+}
+
+const roundTripTopics = `DefaultCategory: billing
+Topics:
+  - Action: Created
+    Entity: Invoice
+    Description: A new invoice was issued.
+    Schema:
+      type: object
+      required: [id, amount_cents, currency]
+      properties:
+        id: {type: string}
+        amount_cents: {type: integer, minimum: 0}
+        currency: {type: string}
+`
+
+// TestHTTPSinkRoundTrip sends through HTTPSink to the local events API in
+// both formats: a poison event fails alone and permanently, everything else
+// arrives once with its envelope intact, and sending it all again is
+// harmless.
+func TestHTTPSinkRoundTrip(t *testing.T) {
+	t.Parallel()
+	reg, err := topics.Parse("topics.yaml", []byte(roundTripTopics))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{FormatCloudEvents, FormatBriteEvents} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			api, err := sinkserver.New(&sinkserver.Config{Registry: reg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(api)
+			t.Cleanup(srv.Close)
+			t.Cleanup(func() { _ = api.Close() })
+			sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: format, MaxBatch: 50})
+
+			var msgs []*message.Message
+			for i := range 300 {
+				msgs = append(msgs, sinkMessage(i+1, fmt.Sprint("inv-", i%7), fmt.Sprint("job-", i%3)))
+			}
+			poison := msgs[100]
+			poison.Payload = []byte(`{"id":"inv-2","amount_cents":-1,"currency":"EUR"}`)
+
+			err = sink.Publish("t", msgs...)
+			var be *BatchError
+			if !errors.As(err, &be) || !IsPermanent(be.Failed[poison.UUID]) {
+				t.Fatalf("Publish = %v, want the poison event failed permanently", err)
+			}
+			// Later events of the poison's key are held back, nothing else fails.
+			for id, e := range be.Failed {
+				if id != poison.UUID && (IsPermanent(e) || !strings.Contains(e.Error(), "held back")) {
+					t.Errorf("%s failed with %v", id, e)
+				}
+			}
+
+			// The relay sends the rest again (here: everything but the poison).
+			rest := slices.DeleteFunc(slices.Clone(msgs), func(m *message.Message) bool { return m == poison })
+			if err := sink.Publish("t", rest...); err != nil {
+				t.Fatalf("second Publish: %v", err)
+			}
+			got := api.Events(0, 1000)
+			if len(got) != len(rest) {
+				t.Fatalf("%d events stored, want %d", len(got), len(rest))
+			}
+			byID := make(map[string]sinkserver.Event)
+			for _, ev := range got {
+				byID[ev.ID] = ev
+			}
+			for _, m := range rest {
+				ev, ok := byID[m.UUID]
+				switch {
+				case !ok:
+					t.Fatalf("event %s did not arrive", m.UUID)
+				case ev.Topic != "billing.InvoiceCreated" || ev.Key != m.Metadata.Get(outbox.MetaKey) ||
+					ev.JobID != m.Metadata.Get(outbox.MetaJobID) || ev.ActorID != "user-4711" || ev.ActorType != "user":
+					t.Fatalf("event %s arrived as %+v", m.UUID, ev)
+				}
+				var want, have any
+				_ = json.Unmarshal(m.Payload, &want)
+				_ = json.Unmarshal(ev.Data, &have)
+				if fmt.Sprint(want) != fmt.Sprint(have) {
+					t.Fatalf("event %s data %s, want %s", m.UUID, ev.Data, m.Payload)
+				}
+			}
+			// Per key, events arrived in publish order.
+			lastOfKey := make(map[string]string)
+			for _, ev := range got {
+				if prev, ok := lastOfKey[ev.Key]; ok && prev > ev.ID {
+					t.Errorf("key %s: %s arrived after %s", ev.Key, ev.ID, prev)
+				}
+				lastOfKey[ev.Key] = ev.ID
+			}
+			st := api.Stats()
+			if st.Accepted != int64(len(rest)) || st.Rejected == 0 {
+				t.Errorf("stats %+v", st)
+			}
+
+			// An outage, then recovery: nothing is lost or doubled.
+			api.FailNext(1, http.StatusServiceUnavailable, time.Second)
+			more := []*message.Message{sinkMessage(1001, "inv-x", "job-9"), sinkMessage(1002, "inv-y", "job-9")}
+			if d, ok := RetryAfterOf(sink.Publish("t", more...)); !ok || d != time.Second {
+				t.Errorf("during the outage: RetryAfterOf = %s, %v", d, ok)
+			}
+			if err := sink.Publish("t", more...); err != nil {
+				t.Errorf("after the outage: %v", err)
+			}
+			if n := len(api.Events(0, 1000)); n != len(rest)+2 {
+				t.Errorf("%d events stored, want %d", n, len(rest)+2)
+			}
+		})
+	}
+}
+
+// TestHTTPSinkRoundTripRecordFailures checks the bc-events partial failure
+// path against the local API: the failed records, and only those, come back
+// as retryable and arrive when sent again.
+func TestHTTPSinkRoundTripRecordFailures(t *testing.T) {
+	t.Parallel()
+	reg, err := topics.Parse("topics.yaml", []byte(roundTripTopics))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := sinkserver.New(&sinkserver.Config{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: FormatBriteEvents})
+	msgs := []*message.Message{sinkMessage(1, "a", "j"), sinkMessage(2, "b", "j"), sinkMessage(3, "c", "j")}
+	api.FailNextRecords(2, wire.BriteErrThroughputExceeded)
+	err = sink.Publish("t", msgs...)
+	var be *BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 2 || be.Failed[msgs[2].UUID] != nil || IsPermanent(be.Failed[msgs[0].UUID]) {
+		t.Fatalf("Publish = %v, want the first two failed, retryable", err)
+	}
+	if err := sink.Publish("t", msgs[0], msgs[1]); err != nil {
+		t.Fatalf("resend: %v", err)
+	}
+	if n := len(api.Events(0, 10)); n != 3 {
+		t.Errorf("%d events stored, want 3", n)
+	}
 }
