@@ -825,3 +825,65 @@ func TestHTTPSinkRoundTripRecordFailures(t *testing.T) {
 		t.Errorf("%d events stored, want 3", n)
 	}
 }
+
+// TestRelayToHTTPSink runs the whole path from committed rows through a
+// relay and HTTPSink to the local events API, in both formats, while the
+// API fails its first requests: every event arrives once, each key in order.
+func TestRelayToHTTPSink(t *testing.T) {
+	t.Parallel()
+	reg, err := topics.Parse("topics.yaml", []byte(`DefaultCategory: billing
+Topics:
+  - Action: Created
+    Entity: Invoice
+    Description: Test rows as insertEvents writes them.
+    Key: /key
+    Schema:
+      type: object
+      required: [key, n]
+      properties:
+        key: {type: string}
+        n: {type: integer}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, format := range []string{FormatCloudEvents, FormatBriteEvents} {
+		t.Run(format, func(t *testing.T) {
+			t.Parallel()
+			api, err := sinkserver.New(&sinkserver.Config{Registry: reg})
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewServer(api)
+			t.Cleanup(srv.Close)
+			api.FailNext(3, http.StatusServiceUnavailable, 0)
+
+			pool := newTestDB(t)
+			const n = 400
+			insertEvents(t, pool, cycleKeys(n, 20)...)
+			sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: format})
+			startRelay(t, pool, sink, &Config{BatchSize: 150, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond})
+
+			waitFor(t, 60*time.Second, "every event to reach the events API", func() bool {
+				return api.Stats().Accepted >= n
+			})
+			var got []delivered
+			for _, ev := range api.Events(0, 2*n) {
+				var data struct {
+					N int `json:"n"`
+				}
+				if err := json.Unmarshal(ev.Data, &data); err != nil {
+					t.Fatal(err)
+				}
+				got = append(got, delivered{ID: ev.ID, Key: ev.Key, N: data.N})
+			}
+			if len(got) != n {
+				t.Errorf("%d events stored, want %d", len(got), n)
+			}
+			checkOrder(t, got)
+			if st := api.Stats(); st.InjectedFaults != 3 || st.Rejected != 0 {
+				t.Errorf("stats %+v", st)
+			}
+		})
+	}
+}
