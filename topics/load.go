@@ -114,6 +114,17 @@ type parser struct {
 	errs     []*DefinitionError
 	expanded int  // nodes reached through aliases so far
 	bombed   bool // aliasExpansionMax was exceeded and reported
+	// misspelt holds, per mapping, the known keys an unknown key was taken
+	// for; their absence is not reported again as "missing".
+	misspelt map[*yaml.Node][]string
+}
+
+// missing reports a required key absent from the mapping n, unless a
+// misspelling of it was reported already.
+func (p *parser) missing(n *yaml.Node, key, hint string) {
+	if !slices.Contains(p.misspelt[n], key) {
+		p.errorf(n, hint, "missing %s", key)
+	}
 }
 
 func (p *parser) errorAt(line, col int, hint, format string, args ...any) {
@@ -225,7 +236,7 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 
 	te, ok := fields["Topics"]
 	if !ok {
-		p.errorf(root, "add a Topics list", "missing Topics")
+		p.missing(root, "Topics", "add a Topics list")
 		return nil
 	}
 	seq := p.resolve(te.value)
@@ -327,7 +338,7 @@ func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *sc
 
 	se, ok := fields["Schema"]
 	if !ok {
-		p.errorf(n, "add the JSON Schema of the event's data", "missing Schema")
+		p.missing(n, "Schema", "add the JSON Schema of the event's data")
 		return nil
 	}
 	schemaNode := p.resolve(se.value)
@@ -396,6 +407,10 @@ func (p *parser) fields(n *yaml.Node, what string, known []string) (map[string]e
 			hint := "known keys: " + strings.Join(known, ", ")
 			if s := suggest(k, known); s != "" {
 				hint = fmt.Sprintf("did you mean %q?", s)
+				if p.misspelt == nil {
+					p.misspelt = map[*yaml.Node][]string{}
+				}
+				p.misspelt[n] = append(p.misspelt[n], s)
 			}
 			p.errorf(e.key, hint, "unknown key %q in %s", k, what)
 			continue
@@ -530,7 +545,7 @@ func (p *parser) str(n *yaml.Node, fields map[string]entry, key string, required
 	e, ok := fields[key]
 	if !ok {
 		if required {
-			p.errorf(n, "", "missing %s", key)
+			p.missing(n, key, "")
 		}
 		return "", false
 	}

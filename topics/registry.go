@@ -135,7 +135,14 @@ func (r *Registry) unknown(category, entity, action string) *UnknownTopicError {
 		}
 		return e
 	}
-	if t := r.closest(nc + "." + normalize(entity) + normalize(action)); t != nil {
+	ne, na := normalize(entity), normalize(action)
+	for _, t := range r.topics {
+		if normalize(t.Entity) == ne && normalize(t.Action) == na {
+			e.Hint = "did you mean " + t.Name + "?" // the same topic in another category
+			return e
+		}
+	}
+	if t := r.closest(nc + "." + ne + na); t != nil {
 		e.Hint = "did you mean " + t.Name + "?"
 	}
 	return e
