@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -32,19 +30,8 @@ func newTestDB(t testing.TB) *pgxpool.Pool {
 
 func migrate(t testing.TB, pool *pgxpool.Pool) {
 	t.Helper()
-	files, err := filepath.Glob("../outbox/migrations/*.up.sql")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("migrations: %v %v", files, err)
-	}
-	slices.Sort(files)
-	for _, f := range files {
-		sql, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := pool.Exec(t.Context(), string(sql)); err != nil {
-			t.Fatalf("apply %s: %v", f, err)
-		}
+	if err := outbox.Migrate(context.Background(), pool, nil); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -246,10 +233,4 @@ func checkOrder(t testing.TB, got []delivered) {
 		}
 		last[d.Key] = d.N
 	}
-}
-
-// newTestDBUnmigrated returns a pool on a fresh, empty database.
-func newTestDBUnmigrated(t testing.TB) *pgxpool.Pool {
-	t.Helper()
-	return pgtest.NewPool(t)
 }

@@ -59,18 +59,20 @@ func (l *leaseSet) held() []int16 {
 	return parts
 }
 
-// usable returns the version of the set and the mask of the partitions whose
+// usable returns the version of the set and, in order, the partitions whose
 // lease has at least margin left: enough to deliver a batch and record it
 // before another relay may take the partition over.
-func (l *leaseSet) usable(now time.Time, margin time.Duration) (version uint64, mask uint64) {
+func (l *leaseSet) usable(now time.Time, margin time.Duration) (version uint64, parts []int16) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	parts = make([]int16, 0, len(l.deadline))
 	for p, d := range l.deadline {
 		if d.Sub(now) >= margin {
-			mask |= 1 << uint(p)
+			parts = append(parts, p)
 		}
 	}
-	return l.version, mask
+	slices.Sort(parts)
+	return l.version, parts
 }
 
 // leaseLoop renews, takes and gives back partitions every LeaseTTL/3 until

@@ -179,6 +179,7 @@ func (r *Relay) loop(ctx, workCtx context.Context) {
 // loopState is the loop's memory between rounds; only the loop touches it.
 type loopState struct {
 	blocked      map[string]blockedKey
+	rows         []row // the last round's rows, reused by the next
 	partsVersion uint64
 	parts        []int16
 	deadLoadedAt time.Time

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/txoutbox/txoutbox/internal/pgtest"
 )
 
 func TestDeliverInOrder(t *testing.T) {
@@ -70,7 +72,7 @@ func TestRunTwice(t *testing.T) {
 
 func TestRunWithoutTables(t *testing.T) {
 	t.Parallel()
-	pool := newTestDBUnmigrated(t)
+	pool := pgtest.NewPool(t)
 	r, err := New(pool, &recordingSink{}, &Config{Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)

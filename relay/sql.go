@@ -4,6 +4,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 // Tables the relay uses besides outbox.TableEvents (outbox/migrations/002).
@@ -16,16 +18,17 @@ const (
 // that no Go duration is ever compared with the relay's clock: lease and retry
 // times are all computed with the database's now().
 //
-// The read selects pending rows of the owned partitions, oldest first. The
-// partitions travel as a 64-bit mask ($1), a constant-time test per row. The
-// blocked keys ($4) are known to this relay only: keys waiting for a retry
-// and, under PoisonBlock, keys with a dead event. readBlocked is sent as an
-// unnamed statement so that Postgres plans it with the actual array and
-// hashes it, keeping the filter constant-time per row however many keys are
-// blocked; read, the common case, stays a cached prepared statement.
+// The read selects pending rows of the owned partitions ($1), oldest first, by
+// walking the partial index on pending seqs. The partitions travel as an
+// array, whose selectivity Postgres estimates well: a bit-mask test looked
+// cheaper per row, but its default 0.5% estimate made the planner pick a
+// parallel scan that cost 8ms per batch instead of 1ms. The blocked keys ($3)
+// are known to this relay only: keys waiting for a retry and, under
+// PoisonBlock, keys with a dead event (see Relay.read for how the filter
+// stays cheap).
 //
-// wait_us > 0 marks a row whose retry is not due: its key waits, and so do
-// the key's later rows.
+// The columns are in the order decodeRow reads them. wait_us > 0 marks a row
+// whose retry is not due: its key waits, and so do the key's later rows.
 const readColumns = `seq, id, part, key, attempts,
 	CASE WHEN next_attempt_at > now() THEN (extract(epoch FROM next_attempt_at - now()) * 1e6)::bigint ELSE 0 END,
 	topic, category, entity, action, data, actor_id, actor_type, job_id, source,
@@ -33,12 +36,12 @@ const readColumns = `seq, id, part, key, attempts,
 	published_at`
 
 type queries struct {
-	read, readBlocked string
-	deleteDelivered   string
-	markDelivered     string
-	recordFailed      string
-	deadKeys          string
-	cleanup           string
+	read            string
+	deleteDelivered string
+	markDelivered   string
+	recordFailed    string
+	deadKeys        string
+	cleanup         string
 
 	heartbeat, renew, liveRelays, pruneRelays string
 	acquire, release, releaseAll, deregister  string
@@ -53,16 +56,13 @@ func newQueries(schema string) queries {
 		return pgx.Identifier{schema, table}.Sanitize()
 	}
 	r := strings.NewReplacer(
-		"{events}", ident(tableEvents),
+		"{events}", ident(outbox.TableEvents),
 		"{relays}", ident(tableRelays),
 		"{partitions}", ident(tablePartitions),
 	)
 	return queries{
 		read: r.Replace(`SELECT ` + readColumns + ` FROM {events}
-			WHERE status = 'pending' AND ($1::bigint >> part) & 1 = 1
-			ORDER BY seq LIMIT $2`),
-		readBlocked: r.Replace(`SELECT ` + readColumns + ` FROM {events}
-			WHERE status = 'pending' AND ($1::bigint >> part) & 1 = 1 AND key <> ALL($3::text[])
+			WHERE status = 'pending' AND part = ANY($1::smallint[]) AND key <> ALL($3::text[])
 			ORDER BY seq LIMIT $2`),
 
 		deleteDelivered: r.Replace(`DELETE FROM {events} WHERE seq = ANY($1::bigint[])`),

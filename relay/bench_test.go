@@ -1,0 +1,208 @@
+package relay
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// benchEvents is how many committed events each drain moves.
+const benchEvents = 100_000
+
+// BenchmarkRelay drains benchEvents committed rows with one relay to a no-op
+// sink and to an HTTP events API on loopback (CloudEvents batches), and the
+// same number with watermill-sql/v3's subscriber and forwarder (default
+// settings, default PostgreSQL schema) to the same no-op sink, in the same
+// run, on the same server. Run it with -benchtime=1x:
+//
+//	go test -run '^$' -bench BenchmarkRelay -benchtime=1x ./relay/
+func BenchmarkRelay(b *testing.B) {
+	ctx := b.Context()
+	pool := newTestDB(b)
+	sqlDB := stdlib.OpenDBFromPool(pool)
+	b.Cleanup(func() { _ = sqlDB.Close() })
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusOK)
+	}))
+	b.Cleanup(api.Close)
+
+	var relayRate, httpRate, watermillRate float64
+	for b.Loop() {
+		b.StopTimer()
+		insertBenchEvents(b, pool)
+		b.StartTimer()
+		relayRate += benchEvents / drainRelay(b, pool, nil).Seconds()
+
+		b.StopTimer()
+		insertBenchEvents(b, pool)
+		b.StartTimer()
+		sink, err := NewHTTPSink(HTTPSinkConfig{URL: api.URL, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		httpRate += benchEvents / drainRelay(b, pool, sink).Seconds()
+		_ = sink.Close()
+
+		b.StopTimer()
+		insertWatermillEvents(ctx, b, sqlDB)
+		b.StartTimer()
+		watermillRate += benchEvents / drainWatermill(b, sqlDB).Seconds()
+	}
+	n := float64(b.N)
+	b.ReportMetric(relayRate/n, "relay-events/s")
+	b.ReportMetric(httpRate/n, "relay-http-events/s")
+	b.ReportMetric(watermillRate/n, "watermill-events/s")
+	b.ReportMetric(relayRate/watermillRate, "relay/watermill")
+}
+
+// insertBenchEvents commits benchEvents rows on 10,000 keys.
+func insertBenchEvents(b *testing.B, pool *pgxpool.Pool) {
+	if _, err := pool.Exec(b.Context(), `INSERT INTO txoutbox_events
+		(id, topic, category, entity, action, data, actor_id, actor_type, job_id, source, key, published_at)
+		SELECT gen_random_uuid(), 'billing.InvoiceCreated', 'billing', 'Invoice', 'Created',
+			json_build_object('id', 'inv-' || i % 10000, 'amount_cents', i, 'currency', 'EUR'),
+			'user-1', 'user', 'job-' || i, 'billing', 'inv-' || i % 10000, now()
+		FROM generate_series(1, $1) i`, benchEvents); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := pool.Exec(b.Context(), `VACUUM ANALYZE txoutbox_events`); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// drainRelay runs a relay until sink (a no-op sink when nil) has taken
+// benchEvents events, and returns how long that took.
+func drainRelay(b *testing.B, pool *pgxpool.Pool, sink message.Publisher) time.Duration {
+	counter := newCountingSink(sink, benchEvents)
+	cfg := &Config{Logger: testLogger(b), TopicFunc: func(*message.Message) string { return "events" }}
+	r, err := New(pool, counter, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(b.Context())
+	start := time.Now()
+	done := runUntil(ctx, r)
+	<-counter.done
+	elapsed := time.Since(start)
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	return elapsed
+}
+
+const watermillTopic = "outbox"
+
+// insertWatermillEvents commits benchEvents messages with watermill-sql's
+// publisher, enveloped for the forwarder, 1,000 per transaction.
+func insertWatermillEvents(ctx context.Context, b *testing.B, db *sql.DB) {
+	for _, q := range (wsql.DefaultPostgreSQLSchema{}).SchemaInitializingQueries(watermillTopic) {
+		if _, err := db.ExecContext(ctx, q.Query, q.Args...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	payload, _ := json.Marshal(map[string]any{"id": "inv-1", "amount_cents": 100, "currency": "EUR"})
+	for i := 0; i < benchEvents; i += 1000 {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		pub, err := wsql.NewPublisher(tx, wsql.PublisherConfig{SchemaAdapter: wsql.DefaultPostgreSQLSchema{}}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		fwd := forwarder.NewPublisher(pub, forwarder.PublisherConfig{ForwarderTopic: watermillTopic})
+		msgs := make([]*message.Message, 1000)
+		for j := range msgs {
+			msgs[j] = message.NewMessage(watermill.NewUUID(), payload)
+			msgs[j].Metadata.Set("key", fmt.Sprintf("inv-%d", (i+j)%10000))
+		}
+		if err := fwd.Publish("billing.InvoiceCreated", msgs...); err != nil {
+			b.Fatal(err)
+		}
+		if err := tx.Commit(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// drainWatermill runs watermill-sql's subscriber and watermill's forwarder
+// with their default settings until the no-op sink has taken benchEvents
+// messages.
+func drainWatermill(b *testing.B, db *sql.DB) time.Duration {
+	sub, err := wsql.NewSubscriber(db, wsql.SubscriberConfig{
+		SchemaAdapter:    wsql.DefaultPostgreSQLSchema{},
+		OffsetsAdapter:   wsql.DefaultPostgreSQLOffsetsAdapter{},
+		InitializeSchema: true,
+	}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	counter := newCountingSink(nil, benchEvents)
+	fwd, err := forwarder.NewForwarder(sub, counter, watermill.NopLogger{}, forwarder.Config{ForwarderTopic: watermillTopic})
+	if err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := fwd.Run(context.Background()); err != nil {
+			b.Error(err)
+		}
+	})
+	<-counter.done
+	elapsed := time.Since(start)
+	if err := fwd.Close(); err != nil {
+		b.Error(err)
+	}
+	wg.Wait()
+	if err := sub.Close(); err != nil {
+		b.Error(err)
+	}
+	return elapsed
+}
+
+// countingSink passes messages on to next (none: a no-op sink) and closes
+// done once target messages went through.
+type countingSink struct {
+	next   message.Publisher
+	target int64
+	n      atomic.Int64
+	once   sync.Once
+	done   chan struct{}
+}
+
+func newCountingSink(next message.Publisher, target int64) *countingSink {
+	return &countingSink{next: next, target: target, done: make(chan struct{})}
+}
+
+func (s *countingSink) Publish(topic string, msgs ...*message.Message) error {
+	if s.next != nil {
+		if err := s.next.Publish(topic, msgs...); err != nil {
+			return err
+		}
+	}
+	if s.n.Add(int64(len(msgs))) >= s.target {
+		s.once.Do(func() { close(s.done) })
+	}
+	return nil
+}
+
+func (s *countingSink) Close() error { return nil }
