@@ -1,0 +1,91 @@
+// Package relay delivers the events committed to the outbox table to a sink:
+// an events API over HTTP (HTTPSink) or any watermill message.Publisher, such
+// as NATS JetStream, Kafka or AMQP.
+//
+// Run one in the txoutbox daemon (txoutbox relay), or embed it in the
+// application that publishes, as River's client is embedded:
+//
+//	r, err := relay.New(pool, sink, &relay.Config{Logger: logger})
+//	if err != nil {
+//		return err
+//	}
+//	defer client.OnFlush(r.Wake)() // deliver this process's events right after their commit
+//	go func() { errc <- r.Run(ctx) }()
+//
+// Run blocks until ctx is cancelled; it owns every goroutine it starts and
+// waits for them before it returns. The tables it needs come with the outbox
+// migrations (outbox.Migrate, or txoutbox migrate).
+//
+// # How it works
+//
+// The outbox is split into 64 partitions by the hash of each event's ordering
+// key (the part column). Relays lease partitions in txoutbox_partitions: each
+// relay heartbeats in txoutbox_relays, holds at most its fair share
+// (64 / live relays, rounded up), takes free or expired partitions and gives
+// back extras, renewing its leases every LeaseTTL/3. Because a partition has
+// one owner, the relay reads its pending rows with a plain SELECT, oldest
+// first, delivers them outside any transaction, and records the outcome in
+// one short transaction: delivered rows are deleted (or marked delivered and
+// kept for Config.Retention), failed ones get their attempt, error and next
+// attempt time. Nothing waits for other transactions to finish: a long
+// transaction elsewhere, even in another database of the cluster, delays
+// nothing. While rows keep coming the relay polls again at once; when idle
+// it backs off to PollInterval; Wake cuts the wait short.
+//
+// # Guarantees
+//
+// At least once. An event is deleted or marked delivered only after the sink
+// accepted it (Publish returned nil, or a *BatchError that does not name it).
+// Every committed event is delivered, or dead-lettered and kept. Events of
+// transactions that rolled back never existed for the relay.
+//
+// Stable id. The message UUID is the event's id, assigned at Publish and the
+// same on every attempt and every relay; consumers dedupe by it.
+//
+// Order per key. Events with the same key are handed to the sink in the order
+// their rows became visible, which is commit order for transactions
+// serialized on the entity (both update its row, as handlers do). A key's
+// event is not handed over while an earlier event of the key is pending: in
+// retry, in flight, or, under PoisonBlock, dead. Several events of one key
+// may go in one Publish call, in order; a sink must then not accept a later
+// one after failing an earlier one (HTTPSink holds the later ones back).
+//
+// Duplicates, and only in these windows: a relay that stops without
+// recording (crash, SIGKILL, lost connection, a ShutdownTimeout that ran
+// out) leaves its batch pending, and it is delivered again by whichever
+// relay holds the partition next, after LeaseTTL for a dead relay; a
+// database crash can lose the last outcomes recorded (they commit without
+// waiting for the WAL flush), making those rows pending again; a sink that
+// fails a call it in fact carried out (a timeout) gets the events again. A
+// relay whose leases lapse while it is stuck mid-batch (more than
+// LeaseTTL/3 late renewing) can deliver that batch alongside the relay that
+// took over: duplicates of those events may then arrive after their key's
+// later events. In the steady state no event is delivered by two relays: a
+// partition changes hands only between two batches of its owner.
+//
+// Failures. An event the sink fails is retried after a backoff with full
+// jitter, RetryBase doubling per attempt up to RetryMax, or after the sink's
+// RetryAfter if longer; meanwhile its key waits and other keys go on. A
+// Publish that fails as a whole with nothing delivered backs off the whole
+// loop too, so a sink that is down is not asked again for every key of the
+// backlog. Temporary failures are retried for as long as they last: an
+// outage never dead-letters anything.
+//
+// Dead letters. An event that fails with a Permanent error (HTTP 4xx other
+// than 408, 409 and 429) is tried again without waiting, and after
+// MaxAttempts attempts it is dead: status 'dead', attempts and last_error
+// kept, the row left in the table to inspect. Under PoisonBlock (the
+// default) its key's later events stay pending until it is replayed: order
+// over progress, with an error log and Hooks.DeadFunc to alert someone.
+// Under PoisonSkip the key's later events go on and the dead one waits
+// aside. Replay makes dead events pending again with attempts reset; they
+// are delivered within LeaseTTL/3.
+//
+// Crashes and shutdown. A relay that dies holds its partitions until their
+// leases expire (LeaseTTL), then the other relays take them over and
+// deliver what it left pending. Cancelling Run's context finishes the batch
+// in flight (bounded by ShutdownTimeout; a batch cut short stays pending),
+// releases the partitions so the other relays take them at their next lease
+// round, and returns nil. Database outages are ridden out: the loop logs,
+// backs off and goes on when the pool reconnects.
+package relay
