@@ -41,6 +41,25 @@
 //		log.Fatal(err) // topic_definitions.yaml:7:5: unknown key "Entitiy" in a topic (hint: did you mean "Entity"?)
 //	}
 //
+// Schemas are JSON Schema 2020-12 unless their $schema names another draft.
+// A few rules keep a file meaning the same to the Python client and to Go,
+// and keep loading cheap and self-contained:
+//
+//   - $ref may only point inside the topic's own schema ("#/$defs/..."):
+//     loading never reads other files or the network;
+//   - patterns use Go's RE2 syntax (no lookaround, no backreferences);
+//   - unquoted yes, no, on and off are refused: YAML 1.1 readers such as
+//     the Python client take them for booleans;
+//   - YAML anchors, aliases and merge keys work, but aliases may expand to
+//     at most 10,000 nodes, schemas nest at most 64 levels and the file is
+//     at most [MaxSizeDefault] bytes ([WithMaxSize]).
+//
+// A Key written in the file must be guaranteed by the schema: each step a
+// required property of an object, ending at a string or an integer. The
+// default key /id is not checked, so files written for the Python client
+// load as they are; data without an id then has the key "", and those
+// events are ordered together.
+//
 // A [Registry] never changes after loading and is safe for concurrent use;
 // load it once at start-up.
 //

@@ -114,6 +114,7 @@ type parser struct {
 	errs     []*DefinitionError
 	expanded int  // nodes reached through aliases so far
 	bombed   bool // aliasExpansionMax was exceeded and reported
+	tooDeep  bool // the current schema's depth problem was reported
 	// misspelt holds, per mapping, the known keys an unknown key was taken
 	// for; their absence is not reported again as "missing".
 	misspelt map[*yaml.Node][]string
@@ -234,25 +235,20 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 	}
 	defaultCategory, _ := p.name(root, fields, "DefaultCategory", categoryRE, "lower-case letters only, e.g. billing", true)
 
-	te, ok := fields["Topics"]
-	if !ok {
-		p.missing(root, "Topics", "add a Topics list")
-		return nil
-	}
-	seq := p.resolve(te.value)
+	seq := p.required(root, fields, "Topics", "add a Topics list")
 	if seq == nil {
 		return nil
 	}
 	if seq.Kind != yaml.SequenceNode {
 		if isNull(seq) {
-			p.errorf(te.key, "define at least one topic", "Topics is empty")
+			p.errorf(fields["Topics"].key, "define at least one topic", "Topics is empty")
 		} else {
 			p.errorf(seq, "Topics is a list: one \"- Action: ...\" entry per topic", "Topics must be a list, got %s", kindName(seq))
 		}
 		return nil
 	}
 	if len(seq.Content) == 0 {
-		p.errorf(te.key, "define at least one topic", "Topics is empty")
+		p.errorf(fields["Topics"].key, "define at least one topic", "Topics is empty")
 		return nil
 	}
 
@@ -336,12 +332,7 @@ func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *sc
 		}
 	}
 
-	se, ok := fields["Schema"]
-	if !ok {
-		p.missing(n, "Schema", "add the JSON Schema of the event's data")
-		return nil
-	}
-	schemaNode := p.resolve(se.value)
+	schemaNode := p.required(n, fields, "Schema", "add the JSON Schema of the event's data")
 	if schemaNode == nil {
 		return nil
 	}
@@ -362,7 +353,8 @@ func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *sc
 
 // topicSchema converts, checks and compiles a topic's schema into t.
 func (p *parser) topicSchema(t *Topic, index int, schemaNode, keyNode *yaml.Node, c *schemaCompiler) {
-	doc, ok := p.toJSON(schemaNode, nil)
+	p.tooDeep = false
+	doc, ok := p.toJSON(schemaNode, nil, 0)
 	if !ok {
 		return
 	}
@@ -458,6 +450,10 @@ func (p *parser) mergeEntries(n *yaml.Node, depth int) ([]entry, bool) {
 			ok = false
 			continue
 		}
+		if !p.unambiguous(k) {
+			ok = false
+			continue
+		}
 		if first, dup := seen[k.Value]; dup {
 			p.errorf(k, fmt.Sprintf("first defined at line %d", first.Line), "duplicate key %q", k.Value)
 			ok = false
@@ -538,6 +534,17 @@ func (p *parser) charge(at *yaml.Node, k int) bool {
 			"YAML aliases expand to more than %d nodes", aliasExpansionMax)
 	}
 	return false
+}
+
+// required returns the value of a required key with aliases resolved, or
+// nil after reporting why there is none.
+func (p *parser) required(n *yaml.Node, fields map[string]entry, key, hint string) *yaml.Node {
+	e, ok := fields[key]
+	if !ok {
+		p.missing(n, key, hint)
+		return nil
+	}
+	return p.resolve(e.value)
 }
 
 // str returns the string value of an optional or required key.

@@ -61,6 +61,11 @@ func (refusingLoader) Load(string) (any, error) {
 
 var jsonNumberRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?$`)
 
+// schemaDepthMax bounds how deeply a schema may nest: compiling one costs
+// time quadratic in its depth (0.7 s at 400 levels), and real schemas stay
+// far below it.
+const schemaDepthMax = 64
+
 // numberExpMax bounds the decimal exponent of numbers: beyond it they are no
 // longer numbers any consumer can hold, and the validator's exact arithmetic
 // on them gets slow.
@@ -89,7 +94,14 @@ func numberProblem(s string) string {
 // []any, string, json.Number, bool and nil. site is the outermost alias the
 // node was reached through, nil if none; every node below an alias is
 // charged to the expansion budget and a bomb is reported where it is used.
-func (p *parser) toJSON(n *yaml.Node, site *yaml.Node) (any, bool) {
+func (p *parser) toJSON(n *yaml.Node, site *yaml.Node, depth int) (any, bool) {
+	if depth > schemaDepthMax {
+		if !p.tooDeep {
+			p.tooDeep = true
+			p.errorf(n, "flatten it with $defs and $ref", "schema nested deeper than %d levels", schemaDepthMax)
+		}
+		return nil, false
+	}
 	if n.Kind == yaml.AliasNode {
 		if site == nil {
 			site = n
@@ -106,7 +118,7 @@ func (p *parser) toJSON(n *yaml.Node, site *yaml.Node) (any, bool) {
 		es, ok := p.entries(n)
 		obj := make(map[string]any, len(es))
 		for _, e := range es {
-			v, vok := p.toJSON(e.value, site)
+			v, vok := p.toJSON(e.value, site, depth+1)
 			ok = ok && vok
 			obj[e.key.Value] = v
 			if p.bombed {
@@ -119,7 +131,7 @@ func (p *parser) toJSON(n *yaml.Node, site *yaml.Node) (any, bool) {
 		ok := true
 		for i, c := range n.Content {
 			var cok bool
-			arr[i], cok = p.toJSON(c, site)
+			arr[i], cok = p.toJSON(c, site, depth+1)
 			ok = ok && cok
 			if p.bombed {
 				return nil, false
@@ -135,7 +147,12 @@ func (p *parser) toJSON(n *yaml.Node, site *yaml.Node) (any, bool) {
 
 func (p *parser) scalar(n *yaml.Node) (any, bool) {
 	switch tag := n.ShortTag(); tag {
-	case "!!str", "!!timestamp", "!!binary":
+	case "!!str":
+		if !p.unambiguous(n) {
+			return nil, false
+		}
+		return n.Value, true
+	case "!!timestamp", "!!binary":
 		return n.Value, true
 	case "!!null":
 		return nil, true
@@ -162,6 +179,25 @@ func (p *parser) scalar(n *yaml.Node) (any, bool) {
 			"unsupported YAML tag %s", n.Tag)
 		return nil, false
 	}
+}
+
+// yaml11Bools are the plain scalars YAML 1.1, and so the Python client's
+// loader, reads as booleans, while YAML 1.2 and this package read strings.
+var yaml11Bools = map[string]string{
+	"yes": "true", "Yes": "true", "YES": "true", "on": "true", "On": "true", "ON": "true",
+	"no": "false", "No": "false", "NO": "false", "off": "false", "Off": "false", "OFF": "false",
+}
+
+// unambiguous reports an unquoted string that the Python client would read
+// as a boolean: the same file must mean the same thing to both.
+func (p *parser) unambiguous(n *yaml.Node) bool {
+	b, ok := yaml11Bools[n.Value]
+	if !ok || n.Style&(yaml.DoubleQuotedStyle|yaml.SingleQuotedStyle|yaml.LiteralStyle|yaml.FoldedStyle) != 0 {
+		return true
+	}
+	p.errorf(n, fmt.Sprintf("quote it (%q) for a string, or write %s", n.Value, b),
+		"unquoted %s is the boolean %s to the Python client but a string here", n.Value, b)
+	return false
 }
 
 // yamlNumber returns the JSON text of a YAML number, keeping the written

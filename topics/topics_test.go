@@ -21,7 +21,12 @@ const rootDefinitions = "../topic_definitions.yaml"
 // examples and other packages' tests publish to.
 func loadRoot(t testing.TB) *topics.Registry {
 	t.Helper()
-	reg, err := topics.Load(rootDefinitions)
+	return load(t, rootDefinitions)
+}
+
+func load(t testing.TB, path string, opts ...topics.Option) *topics.Registry {
+	t.Helper()
+	reg, err := topics.Load(path, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,10 +121,7 @@ func TestParseValid(t *testing.T) {
 	for name, want := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			reg, err := topics.Load(filepath.Join("testdata/valid", name))
-			if err != nil {
-				t.Fatal(err)
-			}
+			reg := load(t, filepath.Join("testdata/valid", name))
 			var got []string
 			for _, tp := range reg.Topics() {
 				got = append(got, fmt.Sprintf("%s %s %d %s", tp.Name, tp.Key, tp.Version, tp.Poison))
@@ -133,10 +135,7 @@ func TestParseValid(t *testing.T) {
 
 func TestBCEventsStyle(t *testing.T) {
 	t.Parallel()
-	reg, err := topics.Load("testdata/valid/bc_events_style.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := load(t, "testdata/valid/bc_events_style.yaml")
 	created := lookup(t, reg, "", "policy", "created")
 	// draft-07 named by $schema, with a definitions/$ref pair.
 	if _, err := created.Validate([]byte(`{"id":"p1","policyNumber":"P-1","insured":{"email":"x"}}`)); !hasPath(err, "/insured") {
@@ -156,10 +155,7 @@ func TestBCEventsStyle(t *testing.T) {
 
 func TestAnchors(t *testing.T) {
 	t.Parallel()
-	reg, err := topics.Load("testdata/valid/anchors.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := load(t, "testdata/valid/anchors.yaml")
 	shipped := lookup(t, reg, "", "Parcel", "Shipped")
 	// The merge key brought $defs along; explicit keys overrode the rest.
 	if shipped.Schema["description"] == nil || shipped.Schema["$defs"] == nil {
@@ -174,10 +170,10 @@ func TestAnchors(t *testing.T) {
 	}
 	lost := lookup(t, reg, "", "parcel", "lost")
 	for data, want := range map[string]string{
-		`{"carrier_ref":12}`:                   "12",
-		`{"carrier_ref":-3}`:                   "-3",
-		`{"carrier_ref":1.0}`:                  "1",
-		`{"carrier_ref":12e2}`:                 "1200",
+		`{"carrier_ref":12}`:                    "12",
+		`{"carrier_ref":-3}`:                    "-3",
+		`{"carrier_ref":1.0}`:                   "1",
+		`{"carrier_ref":12e2}`:                  "1200",
 		`{"carrier_ref":123456789012345678901}`: "123456789012345678901",
 	} {
 		if key, err := lost.Validate([]byte(data)); key != want || err != nil {
@@ -235,10 +231,7 @@ func TestFormatAssertions(t *testing.T) {
 	if _, err := lenient.Validate(data); err != nil {
 		t.Errorf("format asserted by default: %v", err)
 	}
-	strict, err := topics.Load(rootDefinitions, topics.WithFormatAssertions())
-	if err != nil {
-		t.Fatal(err)
-	}
+	strict := load(t, rootDefinitions, topics.WithFormatAssertions())
 	if _, err := lookup(t, strict, "", "Customer", "Created").Validate(data); !hasPath(err, "/email") {
 		t.Errorf("WithFormatAssertions: err = %v, want a failure at /email", err)
 	}

@@ -42,6 +42,9 @@ func ValidateActorID(id string) error {
 // Invalid data yields a [*ValidationError] naming the topic and the JSON
 // pointer of the failing value.
 func (t *Topic) Validate(raw []byte) (key string, err error) {
+	if t.schema == nil {
+		return "", t.invalid("", "topic "+t.Name+" was not loaded by this package", nil)
+	}
 	if !utf8.Valid(raw) {
 		return "", t.invalid("", "invalid JSON: not valid UTF-8", nil)
 	}

@@ -140,3 +140,11 @@ func TestValidateActorID(t *testing.T) {
 		t.Errorf("Error() = %q, want %q", got, want)
 	}
 }
+
+func TestValidateUnloadedTopic(t *testing.T) {
+	t.Parallel()
+	tp := &topics.Topic{Name: "billing.InvoiceCreated"}
+	if _, err := tp.Validate([]byte(`{"id":"x"}`)); !hasPath(err, "") {
+		t.Errorf("Validate on a Topic not from a Registry = %v, want a ValidationError", err)
+	}
+}
