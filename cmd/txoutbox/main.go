@@ -51,6 +51,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{name: "relay", summary: "deliver committed outbox events to a sink", run: runRelay},
+		{name: "sink", summary: "run a local events API that shows what the relay delivers", run: runSink},
 	}
 }
 

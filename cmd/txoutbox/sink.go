@@ -1,0 +1,182 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/txoutbox/txoutbox/internal/sinkserver"
+	"github.com/txoutbox/txoutbox/topics"
+)
+
+const sinkUsage = `
+Run a local events API for development and the demo. It accepts what
+"txoutbox relay --sink http://ADDR" sends in either wire format:
+
+  POST /events, /events/bulk/   bc-events (--format briteevents)
+  POST / or /cloudevents        CloudEvents batches (--format cloudevents)
+
+checks each event against the topic definitions, keeps the last --capacity
+events in memory (and every one in --jsonl), prints one line per event, and
+shows them live at http://ADDR/. /api/events and /api/stats serve them as JSON.
+
+It answers as a real events API would: 400 for malformed JSON, 422 for an
+unknown topic or data failing its schema, 409 for a single event whose id it
+has seen (inside a batch a duplicate is accepted and not stored twice).
+SIGINT or SIGTERM stops it.`
+
+const sinkExamples = `  txoutbox sink
+  txoutbox sink --addr 127.0.0.1:9000 --topics config/topic_definitions.yaml --jsonl events.jsonl
+  txoutbox sink --fail-first 5 --fail-status 429   # watch the relay back off and retry
+  TXOUTBOX_ADDR=127.0.0.1:9000 txoutbox sink --quiet`
+
+// sinkTopicsDefault is read when --topics is not given; when it does not
+// exist the sink accepts any topic.
+const sinkTopicsDefault = "topic_definitions.yaml"
+
+type sinkFlags struct {
+	addr       string
+	topics     string
+	jsonl      string
+	capacity   int
+	quiet      bool
+	failFirst  int
+	failStatus int
+}
+
+func (f *sinkFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "`address` to listen on; port 0 picks a free one")
+	fs.StringVar(&f.topics, "topics", sinkTopicsDefault, "topic definitions `file` events are checked against; empty to accept any topic")
+	fs.StringVar(&f.jsonl, "jsonl", "", "append every accepted event to this `file` as one JSON line")
+	fs.IntVar(&f.capacity, "capacity", sinkserver.CapacityDefault, "events kept in memory for the page and /api/events")
+	fs.BoolVar(&f.quiet, "quiet", false, "do not print a line per event")
+	fs.IntVar(&f.failFirst, "fail-first", 0, "answer the first `N` event posts with --fail-status, to watch retries")
+	fs.IntVar(&f.failStatus, "fail-status", http.StatusServiceUnavailable, "HTTP `status` of the posts --fail-first fails")
+}
+
+func runSink(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var f sinkFlags
+	fset := newFlagSet("sink", sinkUsage, sinkExamples)
+	f.register(fset)
+	if err := parseFlags(fset, args, stdout); err != nil {
+		return err
+	}
+	if f.failStatus < 400 || f.failStatus > 599 {
+		return fmt.Errorf("sink: --fail-status: %d is not a 4xx or 5xx status", f.failStatus)
+	}
+	_, topicsGiven := os.LookupEnv(envName("topics"))
+	fset.Visit(func(fl *flag.Flag) { topicsGiven = topicsGiven || fl.Name == "topics" })
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+
+	var reg *topics.Registry
+	if f.topics != "" {
+		var err error
+		reg, err = topics.Load(f.topics)
+		switch {
+		case errors.Is(err, fs.ErrNotExist) && !topicsGiven:
+			logger.Warn("no " + sinkTopicsDefault + " here: accepting any topic without validation (see --topics)")
+		case err != nil:
+			return fmt.Errorf("sink: --topics: %w", err)
+		}
+	}
+
+	var jsonl *os.File
+	if f.jsonl != "" {
+		var err error
+		if jsonl, err = os.OpenFile(f.jsonl, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644); err != nil {
+			return fmt.Errorf("sink: --jsonl: %w", err)
+		}
+		defer jsonl.Close()
+	}
+
+	cfg := &sinkserver.Config{Registry: reg, Capacity: f.capacity, Logger: logger}
+	if jsonl != nil {
+		cfg.JSONL = jsonl
+	}
+	if !f.quiet {
+		var mu sync.Mutex
+		cfg.OnEventFunc = func(ev sinkserver.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintln(stdout, eventLine(ev))
+		}
+	}
+	api, err := sinkserver.New(cfg)
+	if err != nil {
+		return fmt.Errorf("sink: %w", err)
+	}
+	if f.failFirst > 0 {
+		api.FailNext(f.failFirst, f.failStatus, time.Second)
+	}
+
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return fmt.Errorf("sink: --addr: %w", err)
+	}
+	if host, _, _ := net.SplitHostPort(f.addr); !isLoopback(host) {
+		logger.Warn("the sink has no authentication and listens beyond this machine", "addr", f.addr)
+	}
+	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	url := "http://" + ln.Addr().String()
+	logger.Info("sink listening", "url", url, "page", url+"/", "topics", topicsSummary(reg, f.topics))
+
+	select {
+	case err = <-served:
+		return fmt.Errorf("sink: serve: %w", err)
+	case <-ctx.Done():
+	}
+	_ = api.Close() // ends the live page's streams, which Shutdown would wait for
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("sink: shutdown: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("sink: serve: %w", err)
+	}
+	st := api.Stats()
+	logger.Info("sink stopped", "accepted", st.Accepted, "duplicates", st.Duplicates, "rejected", st.Rejected,
+		"bad_requests", st.BadRequests)
+	return nil
+}
+
+// eventLine is the line printed for an event.
+func eventLine(ev sinkserver.Event) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s #%d %s key=%s", ev.ReceivedAt.Format("15:04:05.000"), ev.Seq, ev.Topic, ev.Key)
+	if ev.JobID != "" {
+		fmt.Fprintf(&b, " job=%s", ev.JobID)
+	}
+	if ev.ActorType != "" {
+		fmt.Fprintf(&b, " actor=%s:%s", ev.ActorType, ev.ActorID)
+	}
+	fmt.Fprintf(&b, " id=%s (%s)", ev.ID, ev.Format)
+	return b.String()
+}
+
+func topicsSummary(reg *topics.Registry, file string) string {
+	if reg == nil {
+		return "any (no validation)"
+	}
+	return fmt.Sprintf("%d from %s", len(reg.Topics()), file)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
