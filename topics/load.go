@@ -380,6 +380,9 @@ func (p *parser) topicSchema(t *Topic, index int, schemaNode, keyNode *yaml.Node
 // entry is one key of a mapping with merges resolved.
 type entry struct {
 	key, value *yaml.Node
+	// via is the merge key that brought the entry in, nil for the mapping's
+	// own; a merged value is copied, so it is charged like an alias.
+	via *yaml.Node
 }
 
 // fields returns the keys of the mapping n, checking each against known.
@@ -436,7 +439,7 @@ func (p *parser) mergeEntries(n *yaml.Node, depth int) ([]entry, bool) {
 			ok = ok && mok
 			for _, e := range es {
 				if !slices.ContainsFunc(merged, func(m entry) bool { return m.key.Value == e.key.Value }) {
-					merged = append(merged, e)
+					merged = append(merged, entry{e.key, e.value, cmp.Or(e.via, k)})
 				}
 			}
 			continue
@@ -460,7 +463,7 @@ func (p *parser) mergeEntries(n *yaml.Node, depth int) ([]entry, bool) {
 			continue
 		}
 		seen[k.Value] = k
-		own = append(own, entry{k, v})
+		own = append(own, entry{k, v, nil})
 	}
 	for _, e := range merged {
 		if _, dup := seen[e.key.Value]; !dup {

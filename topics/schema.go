@@ -1,6 +1,7 @@
 package topics
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -118,7 +119,7 @@ func (p *parser) toJSON(n *yaml.Node, site *yaml.Node, depth int) (any, bool) {
 		es, ok := p.entries(n)
 		obj := make(map[string]any, len(es))
 		for _, e := range es {
-			v, vok := p.toJSON(e.value, site, depth+1)
+			v, vok := p.toJSON(e.value, cmp.Or(site, e.via), depth+1)
 			ok = ok && vok
 			obj[e.key.Value] = v
 			if p.bombed {
