@@ -696,27 +696,35 @@ Topics:
         currency: {type: string}
 `
 
+// newEventsAPI starts the local events API checking events against the
+// topic definitions in yaml, on 127.0.0.1 until the test ends.
+func newEventsAPI(t *testing.T, yaml string) (*sinkserver.Server, string) {
+	t.Helper()
+	reg, err := topics.Parse("topics.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api, err := sinkserver.New(&sinkserver.Config{Registry: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { _ = api.Close() })
+	return api, srv.URL
+}
+
 // TestHTTPSinkRoundTrip sends through HTTPSink to the local events API in
 // both formats: a poison event fails alone and permanently, everything else
 // arrives once with its envelope intact, and sending it all again is
 // harmless.
 func TestHTTPSinkRoundTrip(t *testing.T) {
 	t.Parallel()
-	reg, err := topics.Parse("topics.yaml", []byte(roundTripTopics))
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, format := range []string{FormatCloudEvents, FormatBriteEvents} {
 		t.Run(format, func(t *testing.T) {
 			t.Parallel()
-			api, err := sinkserver.New(&sinkserver.Config{Registry: reg})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(api)
-			t.Cleanup(srv.Close)
-			t.Cleanup(func() { _ = api.Close() })
-			sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: format, MaxBatch: 50})
+			api, url := newEventsAPI(t, roundTripTopics)
+			sink := newTestHTTPSink(t, HTTPSinkConfig{URL: url, Format: format, MaxBatch: 50})
 
 			var msgs []*message.Message
 			for i := range 300 {
@@ -725,7 +733,7 @@ func TestHTTPSinkRoundTrip(t *testing.T) {
 			poison := msgs[100]
 			poison.Payload = []byte(`{"id":"inv-2","amount_cents":-1,"currency":"EUR"}`)
 
-			err = sink.Publish("t", msgs...)
+			err := sink.Publish("t", msgs...)
 			var be *BatchError
 			if !errors.As(err, &be) || !IsPermanent(be.Failed[poison.UUID]) {
 				t.Fatalf("Publish = %v, want the poison event failed permanently", err)
@@ -800,20 +808,11 @@ func TestHTTPSinkRoundTrip(t *testing.T) {
 // as retryable and arrive when sent again.
 func TestHTTPSinkRoundTripRecordFailures(t *testing.T) {
 	t.Parallel()
-	reg, err := topics.Parse("topics.yaml", []byte(roundTripTopics))
-	if err != nil {
-		t.Fatal(err)
-	}
-	api, err := sinkserver.New(&sinkserver.Config{Registry: reg})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api)
-	t.Cleanup(srv.Close)
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: FormatBriteEvents})
+	api, url := newEventsAPI(t, roundTripTopics)
+	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: url, Format: FormatBriteEvents})
 	msgs := []*message.Message{sinkMessage(1, "a", "j"), sinkMessage(2, "b", "j"), sinkMessage(3, "c", "j")}
 	api.FailNextRecords(2, wire.BriteErrThroughputExceeded)
-	err = sink.Publish("t", msgs...)
+	err := sink.Publish("t", msgs...)
 	var be *BatchError
 	if !errors.As(err, &be) || len(be.Failed) != 2 || be.Failed[msgs[2].UUID] != nil || IsPermanent(be.Failed[msgs[0].UUID]) {
 		t.Fatalf("Publish = %v, want the first two failed, retryable", err)
@@ -831,7 +830,7 @@ func TestHTTPSinkRoundTripRecordFailures(t *testing.T) {
 // API fails its first requests: every event arrives once, each key in order.
 func TestRelayToHTTPSink(t *testing.T) {
 	t.Parallel()
-	reg, err := topics.Parse("topics.yaml", []byte(`DefaultCategory: billing
+	const rowTopics = `DefaultCategory: billing
 Topics:
   - Action: Created
     Entity: Invoice
@@ -843,25 +842,17 @@ Topics:
       properties:
         key: {type: string}
         n: {type: integer}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+`
 	for _, format := range []string{FormatCloudEvents, FormatBriteEvents} {
 		t.Run(format, func(t *testing.T) {
 			t.Parallel()
-			api, err := sinkserver.New(&sinkserver.Config{Registry: reg})
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := httptest.NewServer(api)
-			t.Cleanup(srv.Close)
+			api, url := newEventsAPI(t, rowTopics)
 			api.FailNext(3, http.StatusServiceUnavailable, 0)
 
 			pool := newTestDB(t)
 			const n = 400
 			insertEvents(t, pool, cycleKeys(n, 20)...)
-			sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: format})
+			sink := newTestHTTPSink(t, HTTPSinkConfig{URL: url, Format: format})
 			startRelay(t, pool, sink, &Config{BatchSize: 150, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond})
 
 			waitFor(t, 60*time.Second, "every event to reach the events API", func() bool {

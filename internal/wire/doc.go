@@ -4,7 +4,7 @@
 // An event travels through the relay as a watermill message whose UUID is the
 // stable event id, whose payload is the event data and whose metadata carries
 // the envelope (see the outbox package's Meta* keys). [FromMessage] turns such
-// a message into an [Event]; [Event.Message] turns it back:
+// a message into an [Event], which the encoders write and the decoders read:
 //
 //	ev, err := wire.FromMessage(msg)
 //	body, err := wire.AppendCloudEventBatch(nil, []wire.Event{ev})

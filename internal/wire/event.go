@@ -108,31 +108,3 @@ func FromMessage(msg *message.Message) (Event, error) {
 	}
 	return ev, nil
 }
-
-// Message turns the event back into a watermill message in the outbox's
-// shape, so that a receiver can hand what it decoded to any watermill code.
-// Empty optional fields are left out of the metadata.
-func (e Event) Message() *message.Message {
-	msg := message.NewMessage(e.ID, message.Payload(e.Data))
-	set := func(k, v string) {
-		if v != "" {
-			msg.Metadata.Set(k, v)
-		}
-	}
-	set(outbox.MetaTopic, e.Topic)
-	set(outbox.MetaCategory, e.Category)
-	set(outbox.MetaEntity, e.Entity)
-	set(outbox.MetaAction, e.Action)
-	set(outbox.MetaActorID, e.ActorID)
-	set(outbox.MetaActorType, e.ActorType)
-	set(outbox.MetaJobID, e.JobID)
-	set(outbox.MetaSource, e.Source)
-	set(outbox.MetaKey, e.Key)
-	set(outbox.MetaTraceparent, e.Traceparent)
-	set(outbox.MetaTenant, e.Tenant)
-	set(outbox.MetaCausationID, e.CausationID)
-	if !e.Time.IsZero() {
-		msg.Metadata.Set(outbox.MetaTime, e.Time.UTC().Format(time.RFC3339Nano))
-	}
-	return msg
-}
