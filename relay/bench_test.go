@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/txoutbox/txoutbox/internal/pgtest"
+	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/topics"
 )
 
 // benchEvents is how many committed events each drain moves.
@@ -206,3 +211,152 @@ func (s *countingSink) Publish(topic string, msgs ...*message.Message) error {
 }
 
 func (s *countingSink) Close() error { return nil }
+
+// BenchmarkLatency measures commit-to-delivery latency and producer
+// throughput while 16 producers publish through outbox sessions for three
+// seconds, one event per transaction that first updates its entity row:
+// once with the relay polling on its own (a separate daemon), once with the
+// relay woken by the outbox client's OnFlush (embedded). Run it with
+// -benchtime=1x:
+//
+//	go test -run '^$' -bench BenchmarkLatency -benchtime=1x ./relay/
+func BenchmarkLatency(b *testing.B) {
+	for _, mode := range []string{"poll", "wake"} {
+		b.Run(mode, func(b *testing.B) {
+			for b.Loop() {
+				measureLatency(b, mode == "wake")
+			}
+		})
+	}
+}
+
+func measureLatency(b *testing.B, wake bool) {
+	const producers, keys, duration = 16, 50, 3 * time.Second
+	ctx := b.Context()
+	url := pgtest.NewDB(b)
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.MaxConns = producers + 4
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	migrate(b, pool)
+	if _, err := pool.Exec(ctx, `CREATE TABLE entity (key text PRIMARY KEY, seq int NOT NULL DEFAULT 0);
+		INSERT INTO entity (key) SELECT 'inv-' || i FROM generate_series(0, 49) i`); err != nil {
+		b.Fatal(err)
+	}
+	reg, err := topics.Load("../topic_definitions.yaml")
+	if err != nil {
+		b.Fatal(err)
+	}
+	client, err := outbox.New(pool, reg, &outbox.Config{Source: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+
+	// Times by "key/seq": when each producer's Commit returned, and when
+	// the sink got the event. An event can reach the sink before its
+	// producer sees Commit return; that counts as no latency.
+	var committed, delivered sync.Map
+	sink := &recordingSink{FailFunc: func(_ int, msgs []*message.Message) error {
+		now := time.Now()
+		for _, m := range msgs {
+			var data struct {
+				ID  string `json:"id"`
+				Seq int    `json:"amount_cents"`
+			}
+			if err := json.Unmarshal(m.Payload, &data); err != nil {
+				return err
+			}
+			delivered.Store(fmt.Sprintf("%s/%d", data.ID, data.Seq), now)
+		}
+		return nil
+	}}
+	relayPool := newPoolOn(b, url)
+	r, err := New(relayPool, sink, &Config{Logger: testLogger(b)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if wake {
+		defer client.OnFlush(r.Wake)()
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	done := runUntil(runCtx, r)
+
+	var txs atomic.Int64
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(duration)
+	for p := range producers {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(deadline); i++ {
+				key := fmt.Sprintf("inv-%d", (p*7+i)%keys)
+				if err := publishOne(ctx, pool, client, key, &committed); err != nil {
+					b.Error(err)
+					return
+				}
+				txs.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	waitFor(b, 30*time.Second, "every event", func() bool { return sink.distinct() == int(txs.Load()) })
+	stop()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+
+	var latencies []time.Duration
+	committed.Range(func(k, v any) bool {
+		d, _ := delivered.Load(k)
+		latencies = append(latencies, max(0, d.(time.Time).Sub(v.(time.Time))))
+		return true
+	})
+	slices.Sort(latencies)
+	pct := func(p float64) float64 {
+		return float64(latencies[int(p*float64(len(latencies)-1))]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(float64(txs.Load())/duration.Seconds(), "tx/s")
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(pct(1), "max-ms")
+}
+
+// publishOne runs one producer transaction: bump the entity, publish its
+// new state, flush, commit; then it notes the time in committed.
+func publishOne(ctx context.Context, pool *pgxpool.Pool, client *outbox.Client, key string, committed *sync.Map) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
+	var seq int
+	if err := tx.QueryRow(ctx, `UPDATE entity SET seq = seq + 1 WHERE key = $1 RETURNING seq`, key).Scan(&seq); err != nil {
+		return err
+	}
+	sess := client.ServiceSession("")
+	err = sess.Publish(ctx, "Paid", "Invoice", map[string]any{"id": key, "amount_cents": seq, "paid_at": "2026-11-23T10:00:00Z"})
+	if err != nil {
+		return err
+	}
+	if err := sess.Flush(ctx, tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	committed.Store(fmt.Sprintf("%s/%d", key, seq), time.Now())
+	return nil
+}
+
+func newPoolOn(b *testing.B, url string) *pgxpool.Pool {
+	pool, err := pgxpool.New(b.Context(), url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	return pool
+}

@@ -182,3 +182,40 @@ func TestMessageShape(t *testing.T) {
 		t.Errorf("metadata has %d keys, want %d: %v", len(got.Metadata), len(want), got.Metadata)
 	}
 }
+
+// TestWake lets an idle relay back off to a PollInterval of an hour, then
+// commits an event: Wake alone gets it delivered. Wake also works when
+// called before the commit, as outbox's OnFlush does: the relay polls again
+// shortly after a wake that found nothing.
+func TestWake(t *testing.T) {
+	t.Parallel()
+	pool := newTestDB(t)
+	sink := &recordingSink{}
+	r, _ := startRelay(t, pool, sink, &Config{PollInterval: time.Hour})
+	waitIdle := func() {
+		t.Helper()
+		// Polls come at 1, 2, 4, ... ms; a second without one means the
+		// relay waits at least that long now.
+		waitFor(t, 20*time.Second, "the relay to go idle", func() bool {
+			return !r.LastPoll().IsZero() && time.Since(r.LastPoll()) > time.Second
+		})
+	}
+
+	waitIdle()
+	insertEvents(t, pool, "k1")
+	r.Wake()
+	waitFor(t, 10*time.Second, "the event committed before Wake", func() bool { return sink.distinct() == 1 })
+
+	waitIdle()
+	tx, err := pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	insertEvents(t, tx, "k2")
+	r.Wake()
+	time.Sleep(20 * time.Millisecond) // the commit comes after the wake
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the event committed after Wake", func() bool { return sink.distinct() == 2 })
+}
