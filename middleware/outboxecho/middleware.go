@@ -95,8 +95,9 @@ var DefaultConfig = Config{
 // FromHeader returns an extractor for Config.UserIDFunc or TenantFunc that
 // reads a request header.
 func FromHeader(name string) func(c echo.Context) (string, error) {
+	key := http.CanonicalHeaderKey(name)
 	return func(c echo.Context) (string, error) {
-		return c.Request().Header.Get(name), nil
+		return reqsession.Header(c.Request().Header, key), nil
 	}
 }
 
@@ -169,7 +170,7 @@ func (m *middleware) handle(next echo.HandlerFunc) echo.HandlerFunc {
 			return badRequest(err)
 		}
 		res := c.Response()
-		res.Header().Set(m.opts.JobIDHeader, r.Session.JobID())
+		res.Header()[m.opts.JobIDHeader] = []string{r.Session.JobID()}
 		c.SetRequest(req.WithContext(outbox.NewContext(req.Context(), r.Session)))
 		// Before runs as the status goes out, while it can still change.
 		res.Before(func() {
@@ -217,9 +218,9 @@ func (m *middleware) identity(c echo.Context) (reqsession.Identity, error) {
 	if m.traceparent != nil {
 		id.Traceparent = m.traceparent(c)
 	} else {
-		id.Traceparent = c.Request().Header.Get(reqsession.TraceparentHeader)
+		id.Traceparent = reqsession.Header(c.Request().Header, reqsession.TraceparentHeader)
 	}
-	id.JobID = c.Request().Header.Get(m.opts.JobIDHeader)
+	id.JobID = reqsession.Header(c.Request().Header, m.opts.JobIDHeader)
 	return id, nil
 }
 

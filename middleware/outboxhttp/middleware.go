@@ -81,8 +81,9 @@ type Config struct {
 // FromHeader returns an extractor for Config.UserIDFunc or TenantFunc that
 // reads a request header.
 func FromHeader(name string) func(r *http.Request) (string, error) {
+	key := http.CanonicalHeaderKey(name)
 	return func(r *http.Request) (string, error) {
-		return r.Header.Get(name), nil
+		return reqsession.Header(r.Header, key), nil
 	}
 }
 
@@ -163,7 +164,7 @@ func (m *middleware) wrap(next http.Handler) http.Handler {
 }
 
 func (m *middleware) serve(next http.Handler, w http.ResponseWriter, req *http.Request, r *reqsession.Request) {
-	w.Header().Set(m.opts.JobIDHeader, r.Session.JobID())
+	w.Header()[m.opts.JobIDHeader] = []string{r.Session.JobID()}
 	rw := &responseWriter{ResponseWriter: w, r: r}
 
 	returned := false
@@ -201,9 +202,9 @@ func (m *middleware) identity(req *http.Request) (reqsession.Identity, error) {
 	if m.traceparent != nil {
 		id.Traceparent = m.traceparent(req)
 	} else {
-		id.Traceparent = req.Header.Get(reqsession.TraceparentHeader)
+		id.Traceparent = reqsession.Header(req.Header, reqsession.TraceparentHeader)
 	}
-	id.JobID = req.Header.Get(m.opts.JobIDHeader)
+	id.JobID = reqsession.Header(req.Header, m.opts.JobIDHeader)
 	return id, nil
 }
 

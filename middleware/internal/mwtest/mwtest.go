@@ -86,6 +86,31 @@ func NewEnv(t testing.TB) *Env {
 	return &Env{Pool: pool, Client: client}
 }
 
+// ExampleEnv is NewEnv for Example functions, which cannot fail: it panics
+// instead. The database is dropped when the test binary's Main finishes.
+func ExampleEnv() *Env {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgtest.ExampleDB())
+	if err != nil {
+		panic(err)
+	}
+	if err := outbox.Migrate(ctx, pool, nil); err != nil {
+		panic(err)
+	}
+	if _, err := pool.Exec(ctx, `CREATE TABLE invoices (id text PRIMARY KEY, amount_cents bigint NOT NULL)`); err != nil {
+		panic(err)
+	}
+	reg, err := topics.Load("../../topic_definitions.yaml")
+	if err != nil {
+		panic(err)
+	}
+	client, err := outbox.New(pool, reg, &outbox.Config{Source: Source})
+	if err != nil {
+		panic(err)
+	}
+	return &Env{Pool: pool, Client: client}
+}
+
 // Modes of Work, chosen by the request's mode query parameter.
 const (
 	ModeOK               = ""                  // insert, publish two events, flush, commit, 201

@@ -22,8 +22,18 @@ const (
 	UserIDHeaderDefault = "X-User-ID"
 	JobIDHeaderDefault  = "X-Job-ID"
 	MaxIDBytesDefault   = 256
-	TraceparentHeader   = "traceparent"
+	TraceparentHeader   = "Traceparent" // canonical form of W3C's traceparent
 )
+
+// Header returns the first value of h[key]; key must be in canonical form
+// (http.CanonicalHeaderKey), which saves http.Header.Get's canonicalizing
+// on every request.
+func Header(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
 
 // Options are the settings both middleware packages have in common.
 type Options struct {
@@ -54,6 +64,7 @@ func (o *Options) Resolve(pkg string) error {
 	if !validHeaderName(o.JobIDHeader) {
 		return fmt.Errorf("%s: Config.JobIDHeader: %w: %q is not a valid header name", pkg, outbox.ErrInvalidConfig, o.JobIDHeader)
 	}
+	o.JobIDHeader = http.CanonicalHeaderKey(o.JobIDHeader)
 	return nil
 }
 
@@ -154,7 +165,11 @@ func (e *UnflushedError) Error() string {
 		}
 		fmt.Fprintf(&b, "%s: %d", t, e.Topics[t])
 	}
-	return fmt.Sprintf("outbox: %d events published but never flushed (%s)", e.N, b.String())
+	events := "events"
+	if e.N == 1 {
+		events = "event"
+	}
+	return fmt.Sprintf("outbox: %d %s published but never flushed (%s)", e.N, events, b.String())
 }
 
 // Request tracks one request's session until the response is decided.

@@ -1,0 +1,62 @@
+// Package outboxecho is the outbox middleware for Echo v4: it opens an
+// outbox session for every request, so handlers publish events stamped
+// with who acted, the request's job id and its trace context.
+//
+// Install it once; a handler takes the session with Session and publishes,
+// flushes and commits explicitly:
+//
+//	e.Use(outboxecho.Middleware(client))
+//
+//	e.POST("/invoices", func(c echo.Context) error {
+//		ctx := c.Request().Context()
+//		sess, err := outboxecho.Session(c)
+//		if err != nil {
+//			return err
+//		}
+//		tx, err := pool.Begin(ctx)
+//		if err != nil {
+//			return err
+//		}
+//		defer tx.Rollback(ctx)
+//		// ... write the invoice in tx ...
+//		if err := sess.Publish(ctx, "Created", "Invoice", inv); err != nil {
+//			return err
+//		}
+//		if err := sess.Flush(ctx, tx); err != nil { // the events go into tx
+//			return err
+//		}
+//		if err := tx.Commit(ctx); err != nil {
+//			return err
+//		}
+//		return c.JSON(http.StatusCreated, inv)
+//	})
+//
+// outbox.InTx does the Begin, Flush and Commit for teams that prefer it.
+// Code below the handler reaches the session with outbox.FromContext on the
+// request's context.
+//
+// # The session
+//
+// The user comes from Config.UserIDFunc (by default the X-User-ID header);
+// without one the session is a service session acting as the client's
+// Source. The job id comes from Config.JobIDHeader (X-Job-ID; bc-events
+// services set "x-britecore-job-id"), is generated as a UUIDv7 when the
+// request has none, and is echoed in the response header. The tenant comes
+// from Config.TenantFunc, and the request's W3C traceparent is stored with
+// every event; an invalid one is ignored. An id longer than
+// Config.MaxIDBytes (256) is answered with 400 before the handler runs.
+//
+// # Events that were never flushed
+//
+// A handler that publishes and answers with success without flushing has
+// lost those events. The middleware notices as the status goes out: it logs
+// a warning per topic with the count (never the data), calls
+// Config.UnflushedFunc for a metric, and in Config.Strict mode (for
+// development) answers 500 instead. When the handler returns an error,
+// panics, or answers 400 and up, its events are dropped silently, with its
+// transaction; a panic goes on to Echo's Recover.
+//
+// The middleware is written natively rather than through
+// echo.WrapMiddleware so that it sees the error a handler returns.
+// net/http applications use package outboxhttp, which does not import Echo.
+package outboxecho

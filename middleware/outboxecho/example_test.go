@@ -1,0 +1,106 @@
+package outboxecho_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net/http"
+	"net/http/httptest"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/txoutbox/txoutbox/middleware/internal/mwtest"
+	"github.com/txoutbox/txoutbox/middleware/outboxecho"
+)
+
+// Install the middleware, then publish, flush and commit in a handler. The
+// request's session carries the user (X-User-ID), the job id (X-Job-ID,
+// echoed in the response) and the traceparent into every event.
+func Example() {
+	env := mwtest.ExampleEnv() // a migrated database and an outbox client
+	pool, client := env.Pool, env.Client
+	defer pool.Close()
+	inv := mwtest.Invoice("inv-1001")
+
+	e := echo.New()
+	e.Use(outboxecho.Middleware(client)) // a session per request
+	e.POST("/invoices", func(c echo.Context) error {
+		ctx := c.Request().Context()
+		sess, err := outboxecho.Session(c)
+		if err != nil {
+			return err
+		}
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback(ctx)
+		// ... write the invoice in tx ...
+		if err := sess.Publish(ctx, "Created", "Invoice", inv); err != nil {
+			return err // unknown topic or invalid data: a 500, nothing buffered
+		}
+		if err := sess.Flush(ctx, tx); err != nil {
+			return err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusCreated, inv)
+	})
+
+	req := httptest.NewRequest(http.MethodPost, "/invoices", nil)
+	req.Header.Set("X-User-ID", "user-42")
+	req.Header.Set("X-Job-ID", "job-7f3a")
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, req)
+
+	var topic, actor, job string
+	err := pool.QueryRow(context.Background(), "SELECT topic, actor_id, job_id FROM txoutbox_events").Scan(&topic, &actor, &job)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(rec.Code, rec.Header().Get("X-Job-ID"))
+	fmt.Println(topic, actor, job)
+	// Output:
+	// 201 job-7f3a
+	// billing.InvoiceCreated user-42 job-7f3a
+}
+
+// A bc-events service: the job id travels in x-britecore-job-id, the user
+// comes from the authentication middleware that ran first, and in
+// development a forgotten Flush answers 500.
+func ExampleConfig() {
+	env := mwtest.ExampleEnv()
+	defer env.Pool.Close()
+
+	e := echo.New()
+	e.Use(outboxecho.MiddlewareWithConfig(env.Client, outboxecho.Config{
+		UserIDFunc: func(c echo.Context) (string, error) {
+			user, _ := c.Get("user").(string) // set by the authentication middleware
+			return user, nil                  // "" opens a service session
+		},
+		JobIDHeader: "x-britecore-job-id",
+		Strict:      true,
+	}))
+	e.POST("/invoices", func(c echo.Context) error {
+		sess, err := outboxecho.Session(c)
+		if err != nil {
+			return err
+		}
+		// Published, never flushed: the bug strict mode makes loud.
+		if err := sess.Publish(c.Request().Context(), "Created", "Invoice", mwtest.Invoice("inv-1")); err != nil {
+			return err
+		}
+		return c.JSON(http.StatusCreated, "ok")
+	})
+
+	req := httptest.NewRequest(http.MethodPost, "/invoices", nil)
+	req.Header.Set("x-britecore-job-id", "job-7f3a")
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, req)
+	fmt.Println(rec.Code, rec.Header().Get("x-britecore-job-id"))
+	fmt.Print(rec.Body)
+	// Output:
+	// 500 job-7f3a
+	// {"message":"outbox: 1 event published but never flushed (billing.InvoiceCreated: 1)"}
+}

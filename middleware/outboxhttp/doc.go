@@ -1,0 +1,56 @@
+// Package outboxhttp is the outbox middleware for net/http: it opens an
+// outbox session for every request, so handlers publish events stamped
+// with who acted, the request's job id and its trace context. It does not
+// import any web framework, and works with http.ServeMux or any router
+// that takes func(http.Handler) http.Handler middleware.
+//
+// Wrap the handler once; handlers take the session from the request's
+// context and publish, flush and commit explicitly:
+//
+//	handler := outboxhttp.Middleware(client, nil)(mux)
+//
+//	mux.HandleFunc("POST /invoices", func(w http.ResponseWriter, r *http.Request) {
+//		ctx := r.Context()
+//		sess, err := outbox.SessionFromContext(ctx)
+//		if err != nil {
+//			http.Error(w, err.Error(), http.StatusInternalServerError)
+//			return
+//		}
+//		tx, err := pool.Begin(ctx)
+//		...
+//		defer tx.Rollback(ctx)
+//		// ... write the invoice in tx ...
+//		err = sess.Publish(ctx, "Created", "Invoice", inv)
+//		...
+//		err = sess.Flush(ctx, tx) // the events go into tx
+//		...
+//		err = tx.Commit(ctx)
+//		...
+//		w.WriteHeader(http.StatusCreated)
+//	})
+//
+// outbox.InTx does the Begin, Flush and Commit for teams that prefer it.
+//
+// # The session
+//
+// The user comes from Config.UserIDFunc (by default the X-User-ID header);
+// without one the session is a service session acting as the client's
+// Source. The job id comes from Config.JobIDHeader (X-Job-ID; bc-events
+// services set "x-britecore-job-id"), is generated as a UUIDv7 when the
+// request has none, and is echoed in the response header. The tenant comes
+// from Config.TenantFunc, and the request's W3C traceparent is stored with
+// every event; an invalid one is ignored. An id longer than
+// Config.MaxIDBytes (256) is refused with 400 (Config.ErrorFunc) before
+// the handler runs.
+//
+// # Events that were never flushed
+//
+// A handler that publishes and answers with success without flushing has
+// lost those events. The middleware notices as the status goes out (it
+// wraps the ResponseWriter): it logs a warning per topic with the count
+// (never the data), calls Config.UnflushedFunc for a metric, and in
+// Config.Strict mode (for development) answers 500 instead. When the
+// handler panics or answers 400 and up, its events are dropped silently,
+// with its transaction; a panic goes on to the server or your recovery
+// middleware.
+package outboxhttp

@@ -1,0 +1,62 @@
+package outboxhttp_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net/http"
+	"net/http/httptest"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/txoutbox/txoutbox/middleware/internal/mwtest"
+	"github.com/txoutbox/txoutbox/middleware/outboxhttp"
+	"github.com/txoutbox/txoutbox/outbox"
+)
+
+// Wrap a ServeMux in the middleware; a handler takes the request's session
+// from its context. This one lets outbox.InTx begin, flush and commit.
+func Example() {
+	env := mwtest.ExampleEnv() // a migrated database and an outbox client
+	pool, client := env.Pool, env.Client
+	defer pool.Close()
+	inv := mwtest.Invoice("inv-1001")
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /invoices", func(w http.ResponseWriter, r *http.Request) {
+		sess, err := outbox.SessionFromContext(r.Context())
+		if err == nil {
+			err = outbox.InTx(r.Context(), pool, sess, func(ctx context.Context, tx pgx.Tx) error {
+				// ... write the invoice in tx ...
+				return sess.Publish(ctx, "Created", "Invoice", inv)
+			}) // flushed and committed, or rolled back with its events
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+	})
+	handler := outboxhttp.Middleware(client, &outboxhttp.Config{
+		JobIDHeader: "x-britecore-job-id", // as bc-events services send it; defaults to X-Job-ID
+		Strict:      true,                 // a forgotten Flush answers 500: for development
+	})(mux)
+	// http.ListenAndServe("127.0.0.1:8080", handler)
+
+	req := httptest.NewRequest(http.MethodPost, "/invoices", nil)
+	req.Header.Set("X-User-ID", "user-42")
+	req.Header.Set("x-britecore-job-id", "job-7f3a")
+	rec := httptest.NewRecorder()
+	handler.ServeHTTP(rec, req)
+
+	var topic, actor, job string
+	err := pool.QueryRow(context.Background(), "SELECT topic, actor_id, job_id FROM txoutbox_events").Scan(&topic, &actor, &job)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(rec.Code, rec.Header().Get("x-britecore-job-id"))
+	fmt.Println(topic, actor, job)
+	// Output:
+	// 201 job-7f3a
+	// billing.InvoiceCreated user-42 job-7f3a
+}
