@@ -1,0 +1,123 @@
+// Package api is the example invoices service in Echo: each state change
+// writes the invoice and its event in one transaction, with the outbox
+// session the middleware opened for the request.
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/labstack/echo/v4"
+
+	"github.com/txoutbox/txoutbox/examples/invoices"
+	"github.com/txoutbox/txoutbox/middleware/outboxecho"
+	"github.com/txoutbox/txoutbox/outbox"
+)
+
+// New returns the invoices API:
+//
+//	POST /invoices              issue an invoice        → billing.InvoiceCreated
+//	POST /invoices/:id/pay      record its payment      → billing.InvoicePaid
+//	POST /invoices/:id/cancel   withdraw it             → billing.InvoiceCancelled
+//	GET  /invoices/:id          show it
+//
+// The invoices table must exist (invoices.Migrate).
+func New(pool *pgxpool.Pool, client *outbox.Client) *echo.Echo {
+	h := &handlers{pool: pool}
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.Use(outboxecho.Middleware(client))
+	e.POST("/invoices", h.create)
+	e.POST("/invoices/:id/pay", h.pay)
+	e.POST("/invoices/:id/cancel", h.cancel)
+	e.GET("/invoices/:id", h.get)
+	return e
+}
+
+type handlers struct {
+	pool *pgxpool.Pool
+}
+
+func (h *handlers) create(c echo.Context) error {
+	var in invoices.New
+	if err := c.Bind(&in); err != nil {
+		return err
+	}
+	return h.change(c, http.StatusCreated, func(ctx context.Context, tx pgx.Tx) (invoices.Invoice, invoices.Event, error) {
+		return invoices.Create(ctx, tx, in)
+	})
+}
+
+func (h *handlers) pay(c echo.Context) error {
+	return h.change(c, http.StatusOK, func(ctx context.Context, tx pgx.Tx) (invoices.Invoice, invoices.Event, error) {
+		return invoices.Pay(ctx, tx, c.Param("id"), time.Now())
+	})
+}
+
+func (h *handlers) cancel(c echo.Context) error {
+	var in struct {
+		Reason string `json:"reason"`
+	}
+	if err := c.Bind(&in); err != nil {
+		return err
+	}
+	return h.change(c, http.StatusOK, func(ctx context.Context, tx pgx.Tx) (invoices.Invoice, invoices.Event, error) {
+		return invoices.Cancel(ctx, tx, c.Param("id"), in.Reason)
+	})
+}
+
+func (h *handlers) get(c echo.Context) error {
+	inv, err := invoices.Get(c.Request().Context(), h.pool, c.Param("id"))
+	if err != nil {
+		return httpError(err)
+	}
+	return c.JSON(http.StatusOK, inv)
+}
+
+// change runs one state change: the business write, its event published,
+// flushed into the same transaction, and the commit that makes both
+// visible at once.
+func (h *handlers) change(c echo.Context, status int, write func(context.Context, pgx.Tx) (invoices.Invoice, invoices.Event, error)) error {
+	ctx := c.Request().Context()
+	sess, err := outboxecho.Session(c)
+	if err != nil {
+		return err
+	}
+	tx, err := h.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) // after Commit, a no-op
+	inv, ev, err := write(ctx, tx)
+	if err != nil {
+		return httpError(err)
+	}
+	if err := sess.Publish(ctx, ev.Action, invoices.Entity, ev.Data); err != nil {
+		return err // the data does not match the topic's schema: a bug, so a 500
+	}
+	if err := sess.Flush(ctx, tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	return c.JSON(status, inv)
+}
+
+// httpError answers the business errors with their status.
+func httpError(err error) error {
+	var input *invoices.InputError
+	switch {
+	case errors.As(err, &input):
+		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+	case errors.Is(err, invoices.ErrNotFound):
+		return echo.NewHTTPError(http.StatusNotFound, err.Error())
+	case errors.Is(err, invoices.ErrState):
+		return echo.NewHTTPError(http.StatusConflict, err.Error())
+	}
+	return err
+}

@@ -1,0 +1,94 @@
+// Package exampleenv is the start-up the example programs share: read the
+// environment, connect, migrate, build the outbox client, serve HTTP until
+// interrupted.
+package exampleenv
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txoutbox/txoutbox/examples/invoices"
+	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/topics"
+)
+
+// Env is what every example starts from.
+type Env struct {
+	Pool   *pgxpool.Pool
+	Client *outbox.Client
+}
+
+// Open connects to DATABASE_URL (or TXOUTBOX_DATABASE_URL), creates the
+// outbox and invoices tables when missing, loads the topic definitions
+// from TOPICS (default topic_definitions.yaml, so run the examples from the
+// repository root) and returns a client publishing as source.
+func Open(ctx context.Context, getenv func(string) string, source string) (*Env, error) {
+	url := cmp.Or(getenv("DATABASE_URL"), getenv("TXOUTBOX_DATABASE_URL"))
+	if url == "" {
+		return nil, errors.New("set DATABASE_URL, e.g. postgres://postgres@127.0.0.1:5432/postgres")
+	}
+	reg, err := topics.Load(cmp.Or(getenv("TOPICS"), "topic_definitions.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	client, err := outbox.New(pool, reg, &outbox.Config{Source: source})
+	if err == nil {
+		err = outbox.Migrate(ctx, pool, nil)
+	}
+	if err == nil {
+		err = invoices.Migrate(ctx, pool)
+	}
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &Env{Pool: pool, Client: client}, nil
+}
+
+// Close closes the pool.
+func (e *Env) Close() { e.Pool.Close() }
+
+// Listen listens on ADDR, by default addr (a loopback address), and tells
+// stdout where.
+func Listen(getenv func(string) string, addr string, stdout io.Writer) (net.Listener, error) {
+	ln, err := net.Listen("tcp", cmp.Or(getenv("ADDR"), addr))
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+	return ln, nil
+}
+
+// Serve serves h on ln until ctx is done, then lets requests in flight
+// finish (for up to 10 seconds) and returns nil.
+func Serve(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shut down: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
