@@ -7,34 +7,20 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
+	"net/http"
 
 	"github.com/txoutbox/txoutbox/examples/echo-service/api"
 	"github.com/txoutbox/txoutbox/examples/internal/exampleenv"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "echo-service:", err)
-		os.Exit(1)
-	}
+	exampleenv.Main("echo-service", run)
 }
 
-func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	env, err := exampleenv.Open(ctx, getenv, "billing-api")
-	if err != nil {
-		return err
-	}
-	defer env.Close()
-	ln, err := exampleenv.Listen(getenv, "127.0.0.1:8080", stdout)
-	if err != nil {
-		return err
-	}
-	return exampleenv.Serve(ctx, ln, api.New(env.Pool, env.Client))
+// run serves the API on ADDR (default 127.0.0.1:8080) until ctx is done.
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	return exampleenv.RunServer(ctx, getenv, stdout, "127.0.0.1:8080", func(env *exampleenv.Env) http.Handler {
+		return api.New(env.Pool, env.Client)
+	})
 }

@@ -14,7 +14,5 @@ func TestMain(m *testing.M) {
 }
 
 func TestInvoices(t *testing.T) {
-	getenv, dbURL := exampletest.Env(t)
-	base := exampletest.Start(t, run, getenv)
-	exampletest.Invoices(t, base, exampletest.Pool(t, dbURL))
+	exampletest.Service(t, run)
 }

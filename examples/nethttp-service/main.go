@@ -9,12 +9,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,25 +23,14 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, os.Getenv, os.Stdout); err != nil {
-		fmt.Fprintln(os.Stderr, "nethttp-service:", err)
-		os.Exit(1)
-	}
+	exampleenv.Main("nethttp-service", run)
 }
 
-func run(ctx context.Context, getenv func(string) string, stdout io.Writer) error {
-	env, err := exampleenv.Open(ctx, getenv, "billing-api")
-	if err != nil {
-		return err
-	}
-	defer env.Close()
-	ln, err := exampleenv.Listen(getenv, "127.0.0.1:8081", stdout)
-	if err != nil {
-		return err
-	}
-	return exampleenv.Serve(ctx, ln, newServer(env.Pool, env.Client))
+// run serves the API on ADDR (default 127.0.0.1:8081) until ctx is done.
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	return exampleenv.RunServer(ctx, getenv, stdout, "127.0.0.1:8081", func(env *exampleenv.Env) http.Handler {
+		return newServer(env.Pool, env.Client)
+	})
 }
 
 // newServer returns the invoices API, the same as the Echo example's:

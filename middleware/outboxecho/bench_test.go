@@ -8,16 +8,12 @@ import (
 
 	"github.com/txoutbox/txoutbox/middleware/internal/mwtest"
 	"github.com/txoutbox/txoutbox/middleware/outboxecho"
-	"github.com/txoutbox/txoutbox/outbox"
 )
 
 // BenchmarkMiddleware compares a handler that looks up its session and
 // answers 204, bare and behind the middleware.
 func BenchmarkMiddleware(b *testing.B) {
-	c, err := outbox.New(nil, mwtest.Registry(b), &outbox.Config{Source: mwtest.Source})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := mwtest.Client(b)
 	handler := func(c echo.Context) error {
 		_, _ = outboxecho.Session(c)
 		return c.NoContent(http.StatusNoContent)

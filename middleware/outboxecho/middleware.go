@@ -121,38 +121,28 @@ func MiddlewareWithConfig(client *outbox.Client, config Config) echo.MiddlewareF
 // ToMiddleware returns the middleware configured by config, or an error
 // wrapping outbox.ErrInvalidConfig that names the field at fault.
 func (config Config) ToMiddleware(client *outbox.Client) (echo.MiddlewareFunc, error) {
-	m := &middleware{
-		skipper:     config.Skipper,
-		userID:      config.UserIDFunc,
-		tenant:      config.TenantFunc,
-		traceparent: config.TraceparentFunc,
-		opts: reqsession.Options{
-			Client:        client,
-			JobIDHeader:   config.JobIDHeader,
-			MaxIDBytes:    config.MaxIDBytes,
-			Strict:        config.Strict,
-			UnflushedFunc: config.UnflushedFunc,
-			Logger:        config.Logger,
-			UserIDFrom:    "Config.UserIDFunc",
-			TenantFrom:    "Config.TenantFunc",
-		},
-	}
-	if m.userID == nil {
-		m.userID = FromHeader(UserIDHeaderDefault)
-		m.opts.UserIDFrom = UserIDHeaderDefault + " header"
-	}
-	if err := m.opts.Resolve("outboxecho"); err != nil {
+	core, err := reqsession.New("outboxecho", reqsession.Options{
+		Client:        client,
+		JobIDHeader:   config.JobIDHeader,
+		MaxIDBytes:    config.MaxIDBytes,
+		Strict:        config.Strict,
+		UnflushedFunc: config.UnflushedFunc,
+		Logger:        config.Logger,
+	}, reqsession.Extractors[echo.Context]{
+		UserID:      config.UserIDFunc,
+		Tenant:      config.TenantFunc,
+		Traceparent: config.TraceparentFunc,
+	}, FromHeader)
+	if err != nil {
 		return nil, err
 	}
+	m := &middleware{skipper: config.Skipper, core: core}
 	return m.handle, nil
 }
 
 type middleware struct {
-	skipper     func(echo.Context) bool
-	userID      func(echo.Context) (string, error)
-	tenant      func(echo.Context) (string, error)
-	traceparent func(echo.Context) string
-	opts        reqsession.Options
+	skipper func(echo.Context) bool
+	core    *reqsession.Middleware[echo.Context]
 }
 
 func (m *middleware) handle(next echo.HandlerFunc) echo.HandlerFunc {
@@ -160,17 +150,13 @@ func (m *middleware) handle(next echo.HandlerFunc) echo.HandlerFunc {
 		if m.skipper != nil && m.skipper(c) {
 			return next(c)
 		}
-		id, err := m.identity(c)
-		if err != nil {
-			return badRequest(err)
-		}
 		req := c.Request()
-		r, err := m.opts.Open(req, id)
+		r, err := m.core.Begin(c, req)
 		if err != nil {
 			return badRequest(err)
 		}
 		res := c.Response()
-		res.Header()[m.opts.JobIDHeader] = []string{r.Session.JobID()}
+		res.Header()[m.core.JobIDKey] = []string{r.Session.JobID()}
 		c.SetRequest(req.WithContext(outbox.NewContext(req.Context(), r.Session)))
 		// Before runs as the status goes out, while it can still change.
 		res.Before(func() {
@@ -202,26 +188,6 @@ func (m *middleware) handle(next echo.HandlerFunc) echo.HandlerFunc {
 		r.Finish(res.Status)
 		return nil
 	}
-}
-
-func (m *middleware) identity(c echo.Context) (reqsession.Identity, error) {
-	var id reqsession.Identity
-	var err error
-	if id.UserID, err = m.userID(c); err != nil {
-		return id, err
-	}
-	if m.tenant != nil {
-		if id.Tenant, err = m.tenant(c); err != nil {
-			return id, err
-		}
-	}
-	if m.traceparent != nil {
-		id.Traceparent = m.traceparent(c)
-	} else {
-		id.Traceparent = reqsession.Header(c.Request().Header, reqsession.TraceparentHeader)
-	}
-	id.JobID = reqsession.Header(c.Request().Header, m.opts.JobIDHeader)
-	return id, nil
 }
 
 // badRequest turns err into the error Echo's error handler answers with:

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 
 	"github.com/labstack/echo/v4"
@@ -39,11 +38,7 @@ func recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 func build(env *mwtest.Env, o mwtest.Options) http.Handler {
 	e := echo.New()
 	e.Use(recoverer)
-	cfg := outboxecho.Config{Strict: o.Strict, JobIDHeader: o.JobIDHeader, UnflushedFunc: o.UnflushedFunc, Logger: o.Logger}
-	if o.TenantHeader != "" {
-		cfg.TenantFunc = outboxecho.FromHeader(o.TenantHeader)
-	}
-	e.Use(outboxecho.MiddlewareWithConfig(env.Client, cfg))
+	e.Use(outboxecho.MiddlewareWithConfig(env.Client, config(o)))
 	e.POST("/invoices/:id", func(c echo.Context) error {
 		sess, err := outboxecho.Session(c)
 		if err != nil {
@@ -57,52 +52,34 @@ func build(env *mwtest.Env, o mwtest.Options) http.Handler {
 	return e
 }
 
+func config(o mwtest.Options) outboxecho.Config {
+	cfg := outboxecho.Config{Strict: o.Strict, MaxIDBytes: o.MaxIDBytes, JobIDHeader: o.JobIDHeader, UnflushedFunc: o.UnflushedFunc, Logger: o.Logger}
+	if o.TenantHeader != "" {
+		cfg.TenantFunc = outboxecho.FromHeader(o.TenantHeader)
+	}
+	return cfg
+}
+
 func TestMiddleware(t *testing.T) {
 	t.Parallel()
 	mwtest.Run(t, build)
 }
 
-func client(t *testing.T) *outbox.Client {
-	t.Helper()
-	c, err := outbox.New(nil, mwtest.Registry(t), &outbox.Config{Source: mwtest.Source})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name   string
-		client *outbox.Client
-		cfg    outboxecho.Config
-		want   string
-	}{
-		{"nil client", nil, outboxecho.Config{}, "client is nil"},
-		{"negative MaxIDBytes", client(t), outboxecho.Config{MaxIDBytes: -1}, "Config.MaxIDBytes"},
-		{"bad JobIDHeader", client(t), outboxecho.Config{JobIDHeader: "job id"}, "Config.JobIDHeader"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			mw, err := tc.cfg.ToMiddleware(tc.client)
-			if mw != nil || !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("ToMiddleware = %v; want ErrInvalidConfig naming %s", err, tc.want)
-			}
-			defer func() {
-				if p := recover(); p == nil || !strings.Contains(p.(error).Error(), tc.want) {
-					t.Errorf("MiddlewareWithConfig panicked with %v, want the ToMiddleware error", p)
-				}
-			}()
-			outboxecho.MiddlewareWithConfig(tc.client, tc.cfg)
-		})
-	}
+	mwtest.ConfigErrors(t, func(c *outbox.Client, o mwtest.Options) error {
+		_, err := config(o).ToMiddleware(c)
+		return err
+	}, func(c *outbox.Client, o mwtest.Options) {
+		outboxecho.MiddlewareWithConfig(c, config(o))
+	})
 }
 
 // serve answers one request with handler behind the middleware.
 func serve(t *testing.T, cfg outboxecho.Config, req *http.Request, handler echo.HandlerFunc) *httptest.ResponseRecorder {
 	t.Helper()
 	e := echo.New()
-	e.Use(outboxecho.MiddlewareWithConfig(client(t), cfg))
+	e.Use(outboxecho.MiddlewareWithConfig(mwtest.Client(t), cfg))
 	e.GET("/*", handler)
 	rec := httptest.NewRecorder()
 	e.ServeHTTP(rec, req)

@@ -12,10 +12,7 @@ import (
 // BenchmarkMiddleware compares a handler that looks up its session and
 // answers 204, bare and behind the middleware.
 func BenchmarkMiddleware(b *testing.B) {
-	c, err := outbox.New(nil, mwtest.Registry(b), &outbox.Config{Source: mwtest.Source})
-	if err != nil {
-		b.Fatal(err)
-	}
+	c := mwtest.Client(b)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /invoices", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = outbox.FromContext(r.Context())

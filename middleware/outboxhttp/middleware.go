@@ -106,31 +106,24 @@ func NewMiddleware(client *outbox.Client, cfg *Config) (func(http.Handler) http.
 	if cfg != nil {
 		c = *cfg
 	}
-	m := &middleware{
-		userID:      c.UserIDFunc,
-		tenant:      c.TenantFunc,
-		traceparent: c.TraceparentFunc,
-		errorFunc:   c.ErrorFunc,
-		opts: reqsession.Options{
-			Client:        client,
-			JobIDHeader:   c.JobIDHeader,
-			MaxIDBytes:    c.MaxIDBytes,
-			Strict:        c.Strict,
-			UnflushedFunc: c.UnflushedFunc,
-			Logger:        c.Logger,
-			UserIDFrom:    "Config.UserIDFunc",
-			TenantFrom:    "Config.TenantFunc",
-		},
+	core, err := reqsession.New("outboxhttp", reqsession.Options{
+		Client:        client,
+		JobIDHeader:   c.JobIDHeader,
+		MaxIDBytes:    c.MaxIDBytes,
+		Strict:        c.Strict,
+		UnflushedFunc: c.UnflushedFunc,
+		Logger:        c.Logger,
+	}, reqsession.Extractors[*http.Request]{
+		UserID:      c.UserIDFunc,
+		Tenant:      c.TenantFunc,
+		Traceparent: c.TraceparentFunc,
+	}, FromHeader)
+	if err != nil {
+		return nil, err
 	}
-	if m.userID == nil {
-		m.userID = FromHeader(UserIDHeaderDefault)
-		m.opts.UserIDFrom = UserIDHeaderDefault + " header"
-	}
+	m := &middleware{errorFunc: c.ErrorFunc, core: core}
 	if m.errorFunc == nil {
 		m.errorFunc = badRequest
-	}
-	if err := m.opts.Resolve("outboxhttp"); err != nil {
-		return nil, err
 	}
 	return m.wrap, nil
 }
@@ -140,31 +133,25 @@ func badRequest(w http.ResponseWriter, _ *http.Request, err error) {
 }
 
 type middleware struct {
-	userID      func(*http.Request) (string, error)
-	tenant      func(*http.Request) (string, error)
-	traceparent func(*http.Request) string
-	errorFunc   func(http.ResponseWriter, *http.Request, error)
-	opts        reqsession.Options
+	errorFunc func(http.ResponseWriter, *http.Request, error)
+	core      *reqsession.Middleware[*http.Request]
 }
 
 const textPlain = "text/plain; charset=utf-8"
 
 func (m *middleware) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		id, err := m.identity(req)
-		if err == nil {
-			var r *reqsession.Request
-			if r, err = m.opts.Open(req, id); err == nil {
-				m.serve(next, w, req, r)
-				return
-			}
+		r, err := m.core.Begin(req, req)
+		if err != nil {
+			m.errorFunc(w, req, err)
+			return
 		}
-		m.errorFunc(w, req, err)
+		m.serve(next, w, req, r)
 	})
 }
 
 func (m *middleware) serve(next http.Handler, w http.ResponseWriter, req *http.Request, r *reqsession.Request) {
-	w.Header()[m.opts.JobIDHeader] = []string{r.Session.JobID()}
+	w.Header()[m.core.JobIDKey] = []string{r.Session.JobID()}
 	rw := &responseWriter{ResponseWriter: w, r: r}
 
 	returned := false
@@ -186,26 +173,6 @@ func (m *middleware) serve(next http.Handler, w http.ResponseWriter, req *http.R
 		}
 	}
 	r.Finish(status)
-}
-
-func (m *middleware) identity(req *http.Request) (reqsession.Identity, error) {
-	var id reqsession.Identity
-	var err error
-	if id.UserID, err = m.userID(req); err != nil {
-		return id, err
-	}
-	if m.tenant != nil {
-		if id.Tenant, err = m.tenant(req); err != nil {
-			return id, err
-		}
-	}
-	if m.traceparent != nil {
-		id.Traceparent = m.traceparent(req)
-	} else {
-		id.Traceparent = reqsession.Header(req.Header, reqsession.TraceparentHeader)
-	}
-	id.JobID = reqsession.Header(req.Header, m.opts.JobIDHeader)
-	return id, nil
 }
 
 // responseWriter sees the status as it goes out, while strict mode can

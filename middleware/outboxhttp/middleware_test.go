@@ -35,10 +35,6 @@ func recoverer(next http.Handler) http.Handler {
 
 // build is the suite's service in net/http.
 func build(env *mwtest.Env, o mwtest.Options) http.Handler {
-	cfg := &outboxhttp.Config{Strict: o.Strict, JobIDHeader: o.JobIDHeader, UnflushedFunc: o.UnflushedFunc, Logger: o.Logger}
-	if o.TenantHeader != "" {
-		cfg.TenantFunc = outboxhttp.FromHeader(o.TenantHeader)
-	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /invoices/{id}", func(w http.ResponseWriter, r *http.Request) {
 		sess, err := outbox.SessionFromContext(r.Context())
@@ -56,7 +52,15 @@ func build(env *mwtest.Env, o mwtest.Options) http.Handler {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	})
-	return recoverer(outboxhttp.Middleware(env.Client, cfg)(mux))
+	return recoverer(outboxhttp.Middleware(env.Client, config(o))(mux))
+}
+
+func config(o mwtest.Options) *outboxhttp.Config {
+	cfg := &outboxhttp.Config{Strict: o.Strict, MaxIDBytes: o.MaxIDBytes, JobIDHeader: o.JobIDHeader, UnflushedFunc: o.UnflushedFunc, Logger: o.Logger}
+	if o.TenantHeader != "" {
+		cfg.TenantFunc = outboxhttp.FromHeader(o.TenantHeader)
+	}
+	return cfg
 }
 
 func TestMiddleware(t *testing.T) {
@@ -64,46 +68,20 @@ func TestMiddleware(t *testing.T) {
 	mwtest.Run(t, build)
 }
 
-func client(t *testing.T) *outbox.Client {
-	t.Helper()
-	c, err := outbox.New(nil, mwtest.Registry(t), &outbox.Config{Source: mwtest.Source})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 func TestConfigErrors(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name   string
-		client *outbox.Client
-		cfg    *outboxhttp.Config
-		want   string
-	}{
-		{"nil client", nil, nil, "client is nil"},
-		{"negative MaxIDBytes", client(t), &outboxhttp.Config{MaxIDBytes: -1}, "Config.MaxIDBytes"},
-		{"bad JobIDHeader", client(t), &outboxhttp.Config{JobIDHeader: "job:id"}, "Config.JobIDHeader"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			mw, err := outboxhttp.NewMiddleware(tc.client, tc.cfg)
-			if mw != nil || !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("NewMiddleware = %v; want ErrInvalidConfig naming %s", err, tc.want)
-			}
-			defer func() {
-				if p := recover(); p == nil || !strings.Contains(p.(error).Error(), tc.want) {
-					t.Errorf("Middleware panicked with %v, want the NewMiddleware error", p)
-				}
-			}()
-			outboxhttp.Middleware(tc.client, tc.cfg)
-		})
-	}
+	mwtest.ConfigErrors(t, func(c *outbox.Client, o mwtest.Options) error {
+		_, err := outboxhttp.NewMiddleware(c, config(o))
+		return err
+	}, func(c *outbox.Client, o mwtest.Options) {
+		outboxhttp.Middleware(c, config(o))
+	})
 }
 
 func serve(t *testing.T, cfg *outboxhttp.Config, req *http.Request, handler http.HandlerFunc) *httptest.ResponseRecorder {
 	t.Helper()
 	rec := httptest.NewRecorder()
-	outboxhttp.Middleware(client(t), cfg)(handler).ServeHTTP(rec, req)
+	outboxhttp.Middleware(mwtest.Client(t), cfg)(handler).ServeHTTP(rec, req)
 	return rec
 }
 

@@ -11,6 +11,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -59,6 +62,33 @@ func Open(ctx context.Context, getenv func(string) string, source string) (*Env,
 
 // Close closes the pool.
 func (e *Env) Close() { e.Pool.Close() }
+
+// Main runs run until SIGINT or SIGTERM and exits 1 when it fails: the
+// main function of every example.
+func Main(name string, run func(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout)
+	stop()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
+}
+
+// RunServer opens the Env, listens on ADDR (by default addr) and serves
+// the handler newHandler builds until ctx is done.
+func RunServer(ctx context.Context, getenv func(string) string, stdout io.Writer, addr string, newHandler func(*Env) http.Handler) error {
+	env, err := Open(ctx, getenv, "billing-api")
+	if err != nil {
+		return err
+	}
+	defer env.Close()
+	ln, err := Listen(getenv, addr, stdout)
+	if err != nil {
+		return err
+	}
+	return Serve(ctx, ln, newHandler(env))
+}
 
 // Listen listens on ADDR, by default addr (a loopback address), and tells
 // stdout where.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/internal/pgtest"
@@ -29,20 +30,9 @@ type Row struct {
 // Rows returns the outbox rows in insert order.
 func Rows(t testing.TB, pool *pgxpool.Pool) []Row {
 	t.Helper()
-	rows, err := pool.Query(t.Context(), `SELECT topic, key, actor_id, actor_type, job_id FROM txoutbox_events ORDER BY seq`)
+	rows, _ := pool.Query(t.Context(), `SELECT topic, key, actor_id, actor_type, job_id FROM txoutbox_events ORDER BY seq`)
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Row])
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []Row
-	for rows.Next() {
-		var r Row
-		if err := rows.Scan(&r.Topic, &r.Key, &r.ActorID, &r.ActorType, &r.JobID); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -61,16 +51,27 @@ func Env(t testing.TB) (getenv func(string) string, dbURL string) {
 	return func(k string) string { return env[k] }, dbURL
 }
 
+// Run is the run function of an example program.
+type Run func(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error
+
+// Service starts an invoices service through its run function, on a fresh
+// database, and runs the Invoices scenario against it.
+func Service(t *testing.T, run Run) {
+	getenv, dbURL := Env(t)
+	base := Start(t, run, getenv)
+	Invoices(t, base, Pool(t, dbURL))
+}
+
 // Start runs a service's run function in the background and returns its
 // base URL, read from the line it prints. The service is stopped, and run
 // must have returned nil, when the test ends.
-func Start(t *testing.T, run func(ctx context.Context, getenv func(string) string, stdout io.Writer) error, getenv func(string) string) string {
+func Start(t *testing.T, run Run, getenv func(string) string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := run(ctx, getenv, pw)
+		err := run(ctx, nil, getenv, pw)
 		pw.CloseWithError(fmt.Errorf("run returned: %v", err))
 		done <- err
 	}()

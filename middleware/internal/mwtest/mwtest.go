@@ -8,6 +8,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -29,6 +30,7 @@ const TenantHeader = "X-Tenant-ID"
 // terms both middleware packages can express.
 type Options struct {
 	Strict        bool
+	MaxIDBytes    int
 	JobIDHeader   string // "" for the default
 	TenantHeader  string // "" for no tenant; else TenantFunc reads this header
 	UnflushedFunc func(ctx context.Context, topic string, n int)
@@ -84,6 +86,45 @@ func NewEnv(t testing.TB) *Env {
 		t.Fatal(err)
 	}
 	return &Env{Pool: pool, Client: client}
+}
+
+// Client returns a client without a pool, for tests that never flush.
+func Client(t testing.TB) *outbox.Client {
+	t.Helper()
+	c, err := outbox.New(nil, Registry(t), &outbox.Config{Source: Source})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// ConfigErrors checks that a middleware refuses bad configurations with an
+// error naming the field: newMW returns the constructor's error, mustMW
+// calls the constructor that panics with it instead.
+func ConfigErrors(t *testing.T, newMW func(*outbox.Client, Options) error, mustMW func(*outbox.Client, Options)) {
+	for _, tc := range []struct {
+		name   string
+		client *outbox.Client
+		opts   Options
+		want   string
+	}{
+		{"nil client", nil, Options{}, "client is nil"},
+		{"negative MaxIDBytes", Client(t), Options{MaxIDBytes: -1}, "Config.MaxIDBytes"},
+		{"bad JobIDHeader", Client(t), Options{JobIDHeader: "job id"}, "Config.JobIDHeader"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := newMW(tc.client, tc.opts)
+			if !errors.Is(err, outbox.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v; want ErrInvalidConfig naming %s", err, tc.want)
+			}
+			defer func() {
+				if p := recover(); p == nil || !strings.Contains(p.(error).Error(), tc.want) {
+					t.Errorf("panicked with %v, want the same error", p)
+				}
+			}()
+			mustMW(tc.client, tc.opts)
+		})
+	}
 }
 
 // ExampleEnv is NewEnv for Example functions, which cannot fail: it panics

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/txoutbox/txoutbox/outbox"
 )
@@ -38,21 +39,10 @@ type Row struct {
 // Rows returns the outbox rows, in insert order.
 func (env *Env) Rows(t testing.TB) []Row {
 	t.Helper()
-	rows, err := env.Pool.Query(t.Context(), `SELECT topic, actor_id, actor_type, job_id, key,
+	rows, _ := env.Pool.Query(t.Context(), `SELECT topic, actor_id, actor_type, job_id, key,
 		coalesce(tenant, ''), coalesce(traceparent, '') FROM txoutbox_events ORDER BY seq`)
+	out, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Row])
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	var out []Row
-	for rows.Next() {
-		var r Row
-		if err := rows.Scan(&r.Topic, &r.ActorID, &r.ActorType, &r.JobID, &r.Key, &r.Tenant, &r.Traceparent); err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return out

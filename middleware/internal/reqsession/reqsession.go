@@ -39,13 +39,15 @@ func Header(h http.Header, key string) string {
 type Options struct {
 	Client        *outbox.Client
 	JobIDHeader   string
+	JobIDKey      string // JobIDHeader in canonical form; Resolve sets it
 	MaxIDBytes    int
 	Strict        bool
 	UnflushedFunc func(ctx context.Context, topic string, n int)
 	Logger        *slog.Logger
 
 	// UserIDFrom and TenantFrom name where the ids come from, for error
-	// messages: a header name, or the config field of a custom extractor.
+	// messages: a header, or the config field of a custom extractor. New
+	// sets them.
 	UserIDFrom, TenantFrom string
 }
 
@@ -64,7 +66,7 @@ func (o *Options) Resolve(pkg string) error {
 	if !validHeaderName(o.JobIDHeader) {
 		return fmt.Errorf("%s: Config.JobIDHeader: %w: %q is not a valid header name", pkg, outbox.ErrInvalidConfig, o.JobIDHeader)
 	}
-	o.JobIDHeader = http.CanonicalHeaderKey(o.JobIDHeader)
+	o.JobIDKey = http.CanonicalHeaderKey(o.JobIDHeader)
 	return nil
 }
 
@@ -80,6 +82,59 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return true
+}
+
+// Extractors read a request's identity from C, an echo.Context or an
+// *http.Request.
+type Extractors[C any] struct {
+	UserID      func(C) (string, error)
+	Tenant      func(C) (string, error)
+	Traceparent func(C) string
+}
+
+// Middleware is the part of a configured middleware that does not depend
+// on the framework.
+type Middleware[C any] struct {
+	Options
+	Extractors[C]
+}
+
+// New resolves opts (see Resolve) and ex: a nil ex.UserID reads the
+// UserIDHeaderDefault header through fromHeader.
+func New[C any](pkg string, opts Options, ex Extractors[C], fromHeader func(name string) func(C) (string, error)) (*Middleware[C], error) {
+	m := &Middleware[C]{Options: opts, Extractors: ex}
+	m.UserIDFrom, m.TenantFrom = "Config.UserIDFunc", "Config.TenantFunc"
+	if m.UserID == nil {
+		m.UserID = fromHeader(UserIDHeaderDefault)
+		m.UserIDFrom = UserIDHeaderDefault + " header"
+	}
+	if err := m.Resolve(pkg); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Begin reads the identity of request c, whose *http.Request is req, and
+// opens its session. The error of an extractor is returned as it is, a
+// refused id as a *BadRequestError.
+func (m *Middleware[C]) Begin(c C, req *http.Request) (*Request, error) {
+	var id Identity
+	var err error
+	if id.UserID, err = m.UserID(c); err != nil {
+		return nil, err
+	}
+	if m.Tenant != nil {
+		if id.Tenant, err = m.Tenant(c); err != nil {
+			return nil, err
+		}
+	}
+	if m.Traceparent != nil {
+		id.Traceparent = m.Traceparent(c)
+	} else {
+		id.Traceparent = Header(req.Header, TraceparentHeader)
+	}
+	id.JobID = Header(req.Header, m.JobIDKey)
+	return m.Open(req, id)
 }
 
 // Identity is what a request says about who acts and in which job.
