@@ -50,8 +50,14 @@ type command struct {
 // commands returns the subcommands, in the order --help lists them.
 func commands() []command {
 	return []command{
+		{name: "migrate", summary: "create or upgrade the outbox tables, or print their SQL", run: runMigrate},
 		{name: "relay", summary: "deliver committed outbox events to a sink", run: runRelay},
 		{name: "sink", summary: "run a local events API that shows what the relay delivers", run: runSink},
+		{name: "topics", summary: "check topic definitions (lint) or write their Markdown catalogue (docs)", run: runTopics},
+		{name: "gen", summary: "generate typed Go publishers from topic definitions", run: runGen},
+		{name: "status", summary: "count the outbox's events by state and topic; list the relays", run: runStatus},
+		{name: "inspect", summary: "list events, e.g. the dead ones, with their last error", run: runInspect},
+		{name: "replay", summary: "requeue dead or delivered events", run: runReplay},
 	}
 }
 

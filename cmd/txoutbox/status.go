@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	outboxadmin "github.com/txoutbox/txoutbox/internal/admin"
+	"github.com/txoutbox/txoutbox/relay"
+)
+
+const statusUsage = `
+Show what the outbox holds and why: events by state, the age of the oldest
+pending one, the backlog per topic, and the relays holding partitions.
+
+Pending events are split by what they wait for:
+  in flight   due, in a partition a relay holds: it is delivering them
+  retrying    failed before; waiting out a backoff
+  blocked     due, but their key has a dead event (see txoutbox inspect --state dead)
+  unclaimed   due, but no relay holds their partition: is a relay running?
+
+Delivered events stay only for the relay's --retention. It reads the whole
+table: on a large one, do not run it every second.`
+
+const statusExamples = `  txoutbox status --database-url postgres://app@db/app
+  TXOUTBOX_DATABASE_URL=postgres://app@db/app txoutbox status --json | jq .pending`
+
+func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	var db dbFlags
+	var asJSON bool
+	fs := newFlagSet("status", statusUsage, statusExamples)
+	db.register(fs)
+	fs.BoolVar(&asJSON, "json", false, "print the status as JSON, for scripts")
+	if err := parseFlags(fs, args, stdout); err != nil {
+		return err
+	}
+	pool, err := db.connect(ctx, "status")
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	st, err := outboxadmin.New(pool, db.schema).Status(ctx)
+	if err != nil {
+		return db.dbError("status", err)
+	}
+	if asJSON {
+		return writeStatusJSON(stdout, st)
+	}
+	writeStatus(stdout, st)
+	return nil
+}
+
+// statusJSON is the --json form of a status; durations are in seconds.
+type statusJSON struct {
+	countsJSON
+	Topics           []topicJSON `json:"topics"`
+	Relays           []relayJSON `json:"relays"`
+	LeasedPartitions int         `json:"leased_partitions"`
+	Partitions       int         `json:"partitions"`
+}
+
+type countsJSON struct {
+	outboxadmin.Counts
+	OldestPendingAge float64 `json:"oldest_pending_age_seconds"`
+}
+
+type topicJSON struct {
+	Topic string `json:"topic"`
+	countsJSON
+}
+
+type relayJSON struct {
+	outboxadmin.RelayInfo
+	HeartbeatAge float64 `json:"heartbeat_age_seconds"`
+}
+
+func writeStatusJSON(w io.Writer, st *outboxadmin.Status) error {
+	out := statusJSON{
+		countsJSON:       countsJSON{st.Counts, st.OldestPendingAge.Seconds()},
+		Topics:           []topicJSON{},
+		Relays:           []relayJSON{},
+		LeasedPartitions: st.LeasedPartitions,
+		Partitions:       relay.Partitions,
+	}
+	for _, t := range st.Topics {
+		out.Topics = append(out.Topics, topicJSON{t.Topic, countsJSON{t.Counts, t.OldestPendingAge.Seconds()}})
+	}
+	for _, r := range st.Relays {
+		out.Relays = append(out.Relays, relayJSON{r, r.HeartbeatAge.Seconds()})
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(out)
+}
+
+func writeStatus(w io.Writer, st *outboxadmin.Status) {
+	oldest := ""
+	if st.Pending > 0 {
+		oldest = "oldest " + age(st.OldestPendingAge)
+	}
+	rows := []struct {
+		name string
+		n    int64
+		note string
+	}{
+		{"pending", st.Pending, oldest},
+		{"  in flight", st.InFlight, ""},
+		{"  retrying", st.Retrying, ""},
+		{"  blocked", st.Blocked, ""},
+		{"  unclaimed", st.Unclaimed, ""},
+		{"delivered", st.Delivered, ""},
+		{"dead", st.Dead, ""},
+	}
+	for _, r := range rows {
+		fmt.Fprintf(w, "%-12s %9d  %s\n", r.name, r.n, r.note)
+	}
+	fmt.Fprintf(w, "\nrelays: %d, holding %d of %d partitions\n", len(st.Relays), st.LeasedPartitions, relay.Partitions)
+	if len(st.Relays) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "  RELAY\tHOST\tPID\tPARTITIONS\tHEARTBEAT\tSTARTED\t")
+		for _, r := range st.Relays {
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\t\n", r.ID, r.Hostname, r.PID, r.Partitions, age(r.HeartbeatAge),
+				r.StartedAt.UTC().Format(time.DateTime))
+		}
+		tw.Flush()
+	}
+	if st.Unclaimed > 0 {
+		fmt.Fprintln(w, "\nunclaimed events wait for a relay: start one with txoutbox relay")
+	}
+	if st.Dead > 0 {
+		fmt.Fprintln(w, "\ndead events wait for a replay: txoutbox inspect --state dead, then txoutbox replay --state dead")
+	}
+	if len(st.Topics) == 0 {
+		fmt.Fprintln(w, "\nthe outbox is empty")
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TOPIC\tPENDING\tRETRYING\tBLOCKED\tUNCLAIMED\tDEAD\tDELIVERED\tOLDEST PENDING\t")
+	for _, t := range st.Topics {
+		oldest := "-"
+		if t.Pending > 0 {
+			oldest = age(t.OldestPendingAge)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", t.Topic, t.Pending, t.Retrying, t.Blocked, t.Unclaimed, t.Dead, t.Delivered, oldest)
+	}
+	tw.Flush()
+}
+
+// age renders a duration for people: 850ms, 12s, 4m10s, 3h5m, 2d4h.
+func age(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Hour:
+		return d.Round(time.Second).String()
+	case d < 48*time.Hour:
+		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+	}
+	days := d / (24 * time.Hour)
+	return fmt.Sprintf("%dd%dh", days, (d-days*24*time.Hour)/time.Hour)
+}

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/txoutbox/txoutbox/internal/gen"
+	"github.com/txoutbox/txoutbox/topics"
+)
+
+// topicsFileDefault is the definitions file the tools read when given none.
+const topicsFileDefault = "topic_definitions.yaml"
+
+const topicsUsage = `
+Work with a topic definitions file (topic_definitions.yaml, the format the
+Python bc-events client reads).
+
+  txoutbox topics lint [FILE]   check the file; every problem with file:line:column
+  txoutbox topics docs [FILE]   write a Markdown catalogue of the topics to stdout
+
+FILE defaults to --topics (TXOUTBOX_TOPICS), or topic_definitions.yaml.`
+
+const topicsLintUsage = `
+Check a topic definitions file: keys, names, duplicate topics, JSON Schemas,
+ordering keys. A valid file prints a one-line summary and exits 0; otherwise
+every problem is printed as FILE:LINE:COLUMN: message (hint: ...) and the
+command exits 1.
+
+FILE defaults to --topics (TXOUTBOX_TOPICS), or topic_definitions.yaml.`
+
+const topicsLintExamples = `  txoutbox topics lint
+  txoutbox topics lint config/topic_definitions.yaml
+  TXOUTBOX_TOPICS=config/topic_definitions.yaml txoutbox topics lint`
+
+const topicsDocsUsage = `
+Write a Markdown catalogue of the topics to stdout: an index, then per topic
+its description, ordering key and a table of its data's fields.
+
+FILE defaults to --topics (TXOUTBOX_TOPICS), or topic_definitions.yaml.`
+
+const topicsDocsExamples = `  txoutbox topics docs > docs/events.md
+  txoutbox topics docs config/topic_definitions.yaml`
+
+func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+		w := stdout
+		if len(args) == 0 {
+			w = stderr
+		}
+		fmt.Fprintf(w, "Usage: txoutbox topics lint|docs [flags] [FILE]\n%s\n", topicsUsage)
+		if len(args) == 0 {
+			return errors.New("topics: lint or docs? (see txoutbox topics --help)")
+		}
+		return nil
+	}
+	switch args[0] {
+	case "lint":
+		return runTopicsLint(ctx, args[1:], stdout, stderr)
+	case "docs":
+		return runTopicsDocs(ctx, args[1:], stdout, stderr)
+	}
+	return fmt.Errorf("topics: unknown command %q: lint or docs (see txoutbox topics --help)", args[0])
+}
+
+func runTopicsLint(_ context.Context, args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("topics lint", topicsLintUsage, topicsLintExamples)
+	file, err := parseTopicsArgs(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	reg, err := loadTopics("topics lint", file, stdout)
+	if err != nil {
+		return err
+	}
+	ts := reg.Topics()
+	var cats []string
+	for _, t := range ts {
+		if !slices.Contains(cats, t.Category) {
+			cats = append(cats, t.Category)
+		}
+	}
+	slices.Sort(cats)
+	fmt.Fprintf(stdout, "%s: %d topics in %s, all valid\n", file, len(ts), plural(len(cats), "category", "categories")+" ("+strings.Join(cats, ", ")+")")
+	return nil
+}
+
+func runTopicsDocs(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("topics docs", topicsDocsUsage, topicsDocsExamples)
+	file, err := parseTopicsArgs(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	reg, err := loadTopics("topics docs", file, stderr)
+	if err != nil {
+		return err
+	}
+	_, err = stdout.Write(gen.Markdown(reg, file))
+	return err
+}
+
+// parseTopicsArgs registers --topics, parses args, which may hold one FILE
+// before or after the flags, and returns the definitions file to read.
+func parseTopicsArgs(fs *flag.FlagSet, args []string, stdout io.Writer) (string, error) {
+	file := fs.String("topics", topicsFileDefault, "topic definitions `file`; a FILE argument takes precedence")
+	flags, rest, err := splitArgs(fs, args, 1)
+	if err != nil {
+		return "", err
+	}
+	if err := parseFlags(fs, flags, stdout); err != nil {
+		return "", err
+	}
+	if len(rest) == 1 {
+		return rest[0], nil
+	}
+	return *file, nil
+}
+
+// splitArgs separates the flags in args from the other arguments, of which
+// there may be at most max, so that a file may come before or after the
+// flags. Everything after "--" is an argument.
+func splitArgs(fs *flag.FlagSet, args []string, max int) (flags, rest []string, err error) {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			rest = append(rest, args[i+1:]...)
+			i = len(args)
+			continue
+		case a == "-" || !strings.HasPrefix(a, "-"):
+			rest = append(rest, a)
+			continue
+		}
+		flags = append(flags, a)
+		name := strings.TrimLeft(a, "-")
+		if strings.Contains(name, "=") {
+			continue
+		}
+		f := fs.Lookup(name)
+		if f == nil {
+			continue // parseFlags reports it
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+			continue
+		}
+		if i+1 < len(args) {
+			i++
+			flags = append(flags, args[i])
+		}
+	}
+	if len(rest) > max {
+		return nil, nil, fmt.Errorf("%s: unexpected argument %q (see txoutbox %s --help)", fs.Name(), rest[max], fs.Name())
+	}
+	return flags, rest, nil
+}
+
+// loadTopics reads a definitions file. When it has problems, they are
+// written to problems one per line and the error counts them.
+func loadTopics(cmd, file string, problems io.Writer) (*topics.Registry, error) {
+	reg, err := topics.Load(file)
+	var lerr *topics.LoadError
+	var perr *os.PathError
+	switch {
+	case err == nil:
+		return reg, nil
+	case errors.As(err, &lerr):
+		for _, d := range lerr.Errors {
+			fmt.Fprintln(problems, d.Error())
+		}
+		return nil, fmt.Errorf("%s: %s in %s", cmd, plural(len(lerr.Errors), "problem", "problems"), file)
+	case errors.As(err, &perr):
+		return nil, fmt.Errorf("%s: cannot read %s: %w", cmd, file, perr.Err)
+	case errors.Is(err, topics.ErrTooLarge):
+		return nil, fmt.Errorf("%s: %w", cmd, err)
+	}
+	return nil, fmt.Errorf("%s: %w", cmd, err)
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
