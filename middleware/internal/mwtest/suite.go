@@ -244,10 +244,14 @@ func testFailures(t *testing.T, build Builder) {
 // invalid traceparent ignored, a generated job id echoed.
 func testIdentity(t *testing.T, build Builder) {
 	env := NewEnv(t)
-	srv := serve(t, build, env, Options{})
+	logs := &LogRecorder{}
+	srv := serve(t, build, env, Options{Logger: logs.Logger()})
 	res := do(t, srv, request{id: "inv-1", tenant: "tenant-ignored", traceparent: "00-not-a-trace"})
 	if res.status != http.StatusCreated {
 		t.Fatalf("status %d: %s", res.status, res.body)
+	}
+	if !strings.Contains(logs.Text(), "invalid traceparent") {
+		t.Errorf("the ignored traceparent was not logged: %s", logs.Text())
 	}
 	for _, r := range env.Rows(t) {
 		want := Row{r.Topic, Source, outbox.ActorService, res.jobID, "inv-1", "", ""}

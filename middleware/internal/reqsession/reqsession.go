@@ -166,7 +166,8 @@ func (o *Options) Open(r *http.Request, id Identity) (*Request, error) {
 	if err := o.checkID("user id", o.UserIDFrom, id.UserID); err != nil {
 		return nil, err
 	}
-	var opts []outbox.SessionOption
+	var buf [2]outbox.SessionOption
+	opts := buf[:0]
 	if id.Tenant != "" {
 		opts = append(opts, outbox.WithTenant(id.Tenant))
 	}
@@ -175,7 +176,7 @@ func (o *Options) Open(r *http.Request, id Identity) (*Request, error) {
 		if len(tp) <= o.MaxIDBytes && outbox.ValidTraceparent(tp) {
 			opts = append(opts, outbox.WithTraceparent(tp))
 		} else {
-			o.Logger.DebugContext(r.Context(), "outbox: ignoring invalid traceparent header", slog.Int("bytes", len(tp)))
+			o.Logger.DebugContext(r.Context(), "outbox: ignoring an invalid traceparent", slog.Int("bytes", len(tp)))
 		}
 	}
 	var sess *outbox.Session
