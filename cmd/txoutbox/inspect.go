@@ -136,13 +136,13 @@ func writeEvents(w io.Writer, evs []outboxadmin.Event, showData bool, limit int)
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tID\tSTATE\tATTEMPTS\tTOPIC\tKEY\tPUBLISHED\tLAST ERROR\t")
+	fmt.Fprintln(tw, "SEQ\tID\tSTATE\tATTEMPTS\tTOPIC\tKEY\tPUBLISHED\tLAST ERROR")
 	for _, e := range evs {
 		state := e.Status
 		if e.NextAttempt != nil {
 			state += ", retry at " + e.NextAttempt.UTC().Format(time.TimeOnly)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t\n", e.Seq, e.ID, state, e.Attempts, e.Topic, e.Key,
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.Seq, e.ID, state, e.Attempts, e.Topic, e.Key,
 			e.PublishedAt.UTC().Format(time.DateTime), oneLine(e.LastError, errorWidth))
 		if showData {
 			fmt.Fprintf(tw, "\tdata: %s\n", e.Data)

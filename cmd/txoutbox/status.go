@@ -116,14 +116,14 @@ func writeStatus(w io.Writer, st *outboxadmin.Status) {
 		{"dead", st.Dead, ""},
 	}
 	for _, r := range rows {
-		fmt.Fprintf(w, "%-12s %9d  %s\n", r.name, r.n, r.note)
+		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("%-12s %9d  %s", r.name, r.n, r.note), " "))
 	}
 	fmt.Fprintf(w, "\nrelays: %d, holding %d of %d partitions\n", len(st.Relays), st.LeasedPartitions, relay.Partitions)
 	if len(st.Relays) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  RELAY\tHOST\tPID\tPARTITIONS\tHEARTBEAT\tSTARTED\t")
+		fmt.Fprintln(tw, "  RELAY\tHOST\tPID\tPARTITIONS\tHEARTBEAT\tSTARTED")
 		for _, r := range st.Relays {
-			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\t\n", r.ID, r.Hostname, r.PID, r.Partitions, age(r.HeartbeatAge),
+			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\t%s\n", r.ID, r.Hostname, r.PID, r.Partitions, age(r.HeartbeatAge),
 				r.StartedAt.UTC().Format(time.DateTime))
 		}
 		tw.Flush()
@@ -140,13 +140,13 @@ func writeStatus(w io.Writer, st *outboxadmin.Status) {
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TOPIC\tPENDING\tRETRYING\tBLOCKED\tUNCLAIMED\tDEAD\tDELIVERED\tOLDEST PENDING\t")
+	fmt.Fprintln(tw, "TOPIC\tPENDING\tRETRYING\tBLOCKED\tUNCLAIMED\tDEAD\tDELIVERED\tOLDEST PENDING")
 	for _, t := range st.Topics {
 		oldest := "-"
 		if t.Pending > 0 {
 			oldest = age(t.OldestPendingAge)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n", t.Topic, t.Pending, t.Retrying, t.Blocked, t.Unclaimed, t.Dead, t.Delivered, oldest)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", t.Topic, t.Pending, t.Retrying, t.Blocked, t.Unclaimed, t.Dead, t.Delivered, oldest)
 	}
 	tw.Flush()
 }
