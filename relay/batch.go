@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -53,11 +54,18 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 	if len(parts) == 0 {
 		return stepResult{}
 	}
-	rows, err := r.read(ctx, st.rows[:0], parts, st.blockedKeys(now))
-	if err != nil {
-		return stepResult{dbErr: err}
+	var rows []row
+	if st.prefetched {
+		rows = st.keepParts(parts)
+	} else {
+		var err error
+		rows, err = r.read(ctx, st.rows[:0], parts, st.blockedKeys(now), nil)
+		if err != nil {
+			return stepResult{dbErr: err}
+		}
+		st.rows = rows
 	}
-	st.rows = rows
+	st.prefetched = false
 	res := stepResult{read: len(rows)}
 	batch := st.due(rows, now)
 	if len(batch) == 0 {
@@ -74,7 +82,15 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 			}
 		}
 	}
-	stats, err := r.record(workCtx, st, out)
+	var stats BatchStats
+	var err error
+	if len(rows) >= r.cfg.BatchSize && len(out.delivered) == len(rows) {
+		// A full batch, all delivered: a backlog is draining. Read the
+		// next batch while this one is recorded, on a second connection.
+		stats, err = r.recordAndPrefetch(ctx, workCtx, st, out, parts, now)
+	} else {
+		stats, err = r.record(workCtx, st, out)
+	}
 	if err != nil {
 		res.dbErr = err
 		return res
@@ -84,6 +100,44 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 		r.cfg.Hooks.BatchFunc(stats)
 	}
 	return res
+}
+
+// recordAndPrefetch records a batch that was delivered whole and, at the
+// same time, reads the next one, leaving out the rows being recorded. Only
+// such a batch is overlapped: it blocks no key, so record does not touch the
+// loop's state, and the read needs nothing from the outcome. The prefetched
+// rows are dropped if the record fails (they would overtake the rows it
+// leaves pending) or the read does.
+func (r *Relay) recordAndPrefetch(ctx, workCtx context.Context, st *loopState, out outcome, parts []int16, now time.Time) (BatchStats, error) {
+	exclude := make([]int64, len(out.delivered))
+	for i, rw := range out.delivered {
+		exclude[i] = rw.seq
+	}
+	blocked := st.blockedKeys(now)
+	var next []row
+	var readErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		next, readErr = r.read(ctx, st.spare[:0], parts, blocked, exclude)
+	}()
+	stats, err := r.record(workCtx, st, out)
+	<-done
+	if err == nil && readErr == nil {
+		st.rows, st.spare, st.prefetched = next, st.rows, true
+	}
+	return stats, err
+}
+
+// keepParts returns the prefetched rows of the partitions still usable:
+// rows of a partition given back since belong to its new owner.
+func (st *loopState) keepParts(parts []int16) []row {
+	var held [Partitions]bool
+	for _, p := range parts {
+		held[p] = true
+	}
+	st.rows = slices.DeleteFunc(st.rows, func(rw row) bool { return !held[rw.part] })
+	return st.rows
 }
 
 // syncBlocked forgets the blocked keys of partitions no longer held and,
@@ -144,6 +198,16 @@ func (st *loopState) due(rows []row, now time.Time) []*row {
 		if waiting[rw.key] {
 			continue
 		}
+		if b, ok := st.blocked[rw.key]; ok && (b.dead || b.until.After(now)) {
+			// Blocked after the rows were read: by a failure of the
+			// batch before a prefetched one, or by a dead key loaded
+			// since.
+			if waiting == nil {
+				waiting = make(map[string]bool)
+			}
+			waiting[rw.key] = true
+			continue
+		}
 		if rw.waitUS > 0 {
 			if waiting == nil {
 				waiting = make(map[string]bool)
@@ -166,19 +230,23 @@ func (st *loopState) block(rw *row, until time.Time) {
 }
 
 // read appends to buf up to BatchSize pending rows of parts, oldest first,
-// leaving out the blocked keys. The loop passes the previous round's rows as
-// buf: reusing them saves a fifth of the relay's allocations.
+// leaving out the blocked keys and the rows in exclude (a batch still being
+// recorded). The loop passes an earlier round's rows as buf: reusing them
+// saves a fifth of the relay's allocations.
 //
 // The query runs as an unnamed statement with a cached description
 // (QueryExecModeCacheDescribe), whatever the pool's default mode: Postgres
 // plans it with the actual arrays, so the key filter is a hash lookup however
 // many keys are blocked, and the results come in the binary format that
 // decodeRow reads.
-func (r *Relay) read(ctx context.Context, buf []row, parts []int16, blocked []string) ([]row, error) {
+func (r *Relay) read(ctx context.Context, buf []row, parts []int16, blocked []string, exclude []int64) ([]row, error) {
 	if blocked == nil {
 		blocked = []string{}
 	}
-	rows, err := r.pool.Query(ctx, r.q.read, pgx.QueryExecModeCacheDescribe, parts, r.cfg.BatchSize, blocked)
+	if exclude == nil {
+		exclude = []int64{}
+	}
+	rows, err := r.pool.Query(ctx, r.q.read, pgx.QueryExecModeCacheDescribe, parts, r.cfg.BatchSize, blocked, exclude)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -37,7 +38,10 @@ const benchEvents = 100_000
 // run, on the same server. Run it with -benchtime=1x:
 //
 //	go test -run '^$' -bench BenchmarkRelay -benchtime=1x ./relay/
+//
+// The collector runs at GOGC=400, as in the txoutbox daemon, for both.
 func BenchmarkRelay(b *testing.B) {
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	ctx := b.Context()
 	pool := newTestDB(b)
 	sqlDB := stdlib.OpenDBFromPool(pool)

@@ -303,3 +303,28 @@ func TestLongTransactionInOtherDatabase(t *testing.T) {
 		t.Fatal("the other transaction ended before delivery")
 	}
 }
+
+// TestLateCommit commits a row after rows inserted later than it have been
+// delivered, while the relay drains a backlog in full batches (reading each
+// batch while the last is recorded). The late row is delivered all the same:
+// the relay keeps no offset that could skip it.
+func TestLateCommit(t *testing.T) {
+	t.Parallel()
+	pool := newTestDB(t)
+	late, err := pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Rollback(context.Background()) //nolint:errcheck // no-op after Commit
+	insertEvents(t, late, "late")             // the lowest seq, not yet visible
+	insertEvents(t, pool, cycleKeys(1000, 50)...)
+	sink := &recordingSink{}
+	startRelay(t, pool, sink, &Config{BatchSize: 100})
+	waitFor(t, 10*time.Second, "the committed backlog", func() bool { return sink.distinct() == 1000 })
+	if err := late.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	insertEvents(t, pool, cycleKeys(1000, 50)...)
+	waitFor(t, 10*time.Second, "the late row and the rest", func() bool { return sink.distinct() == 2001 })
+	checkOrder(t, sink.delivered())
+}

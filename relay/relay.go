@@ -180,6 +180,8 @@ func (r *Relay) loop(ctx, workCtx context.Context) {
 type loopState struct {
 	blocked      map[string]blockedKey
 	rows         []row // the last round's rows, reused by the next
+	spare        []row // a second buffer, for reading while rows are recorded
+	prefetched   bool  // rows holds the next batch, read while the last was recorded
 	partsVersion uint64
 	parts        []int16
 	deadLoadedAt time.Time

@@ -25,7 +25,8 @@ const (
 // parallel scan that cost 8ms per batch instead of 1ms. The blocked keys ($3)
 // are known to this relay only: keys waiting for a retry and, under
 // PoisonBlock, keys with a dead event (see Relay.read for how the filter
-// stays cheap).
+// stays cheap). The rows of $4 are a batch being recorded while the next is
+// read.
 //
 // The columns are in the order decodeRow reads them. wait_us > 0 marks a row
 // whose retry is not due: its key waits, and so do the key's later rows.
@@ -63,6 +64,7 @@ func newQueries(schema string) queries {
 	return queries{
 		read: r.Replace(`SELECT ` + readColumns + ` FROM {events}
 			WHERE status = 'pending' AND part = ANY($1::smallint[]) AND key <> ALL($3::text[])
+				AND seq <> ALL($4::bigint[])
 			ORDER BY seq LIMIT $2`),
 
 		deleteDelivered: r.Replace(`DELETE FROM {events} WHERE seq = ANY($1::bigint[])`),
