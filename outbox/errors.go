@@ -21,9 +21,6 @@ var (
 	// ErrInvalidConfig is wrapped by the errors of New and Migrate that name
 	// a bad configuration field.
 	ErrInvalidConfig = errors.New("invalid configuration")
-
-	// ErrClosedSession is returned by Publish and Flush after Close.
-	ErrClosedSession = errors.New("outbox: session closed")
 )
 
 // EncodeError is returned by Publish when the event data cannot be encoded as
