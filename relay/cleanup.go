@@ -3,20 +3,12 @@ package relay
 import (
 	"context"
 	"fmt"
-	"time"
 )
 
 // cleanupLoop removes expired delivered rows every CleanupInterval until ctx
 // is cancelled. Every relay runs it; they skip each other's locked rows.
 func (r *Relay) cleanupLoop(ctx context.Context) {
-	t := time.NewTicker(r.cfg.CleanupInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, r.cfg.CleanupInterval, func() {
 		n, err := r.cleanup(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -24,7 +16,7 @@ func (r *Relay) cleanupLoop(ctx context.Context) {
 		case n > 0:
 			r.log.Debug("removed delivered events", "removed", n)
 		}
-	}
+	})
 }
 
 // cleanup deletes delivered rows older than Retention, CleanupBatchSize rows

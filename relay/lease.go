@@ -78,16 +78,23 @@ func (l *leaseSet) usable(now time.Time, margin time.Duration) (version uint64, 
 // leaseLoop renews, takes and gives back partitions every LeaseTTL/3 until
 // ctx is cancelled.
 func (r *Relay) leaseLoop(ctx context.Context) {
-	t := time.NewTicker(r.cfg.LeaseTTL / 3)
+	every(ctx, r.cfg.LeaseTTL/3, func() {
+		if err := r.tickLeases(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("lease partitions", "err", err)
+		}
+	})
+}
+
+// every calls fn every interval until ctx is cancelled.
+func every(ctx context.Context, interval time.Duration, fn func()) {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		if err := r.tickLeases(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("lease partitions", "err", err)
+			fn()
 		}
 	}
 }
