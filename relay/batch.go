@@ -9,6 +9,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel/codes"
 
 	"github.com/txoutbox/txoutbox/outbox"
 )
@@ -327,7 +328,13 @@ func (r *Relay) deliver(ctx context.Context, batch []*row) outcome {
 		for i, rw := range send {
 			msgs[i] = rw.msg
 		}
+		_, span := r.startSend(g.topic, msgs)
 		err := r.publish(g.topic, msgs)
+		if err != nil {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
 		var be *BatchError
 		switch {
 		case err == nil:
@@ -432,6 +439,9 @@ func (r *Relay) record(ctx context.Context, st *loopState, out outcome) (BatchSt
 	for _, f := range deadOnes {
 		r.deadLettered(st, f)
 	}
+	if r.cfg.Hooks.BatchFunc != nil {
+		stats.Events = r.eventStats(out)
+	}
 	return stats, nil
 }
 
@@ -453,4 +463,20 @@ func (r *Relay) deadLettered(st *loopState, f failure) {
 			Attempts: int(f.row.attempts), Err: f.err, Blocking: blocking,
 		})
 	}
+}
+
+// eventStats lists the batch's events for Hooks.BatchFunc, in a slice the
+// next batch reuses. A failed row's attempts is MaxAttempts or more once
+// record has dead-lettered it.
+func (r *Relay) eventStats(out outcome) []EventStats {
+	evs := r.statsBuf[:0]
+	for _, rw := range out.delivered {
+		evs = append(evs, EventStats{Topic: rw.ev.Topic, PublishedAt: rw.ev.Time, Delivered: true})
+	}
+	for _, f := range out.failed {
+		dead := IsPermanent(f.err) && int(f.row.attempts) >= r.cfg.MaxAttempts
+		evs = append(evs, EventStats{Topic: f.row.ev.Topic, PublishedAt: f.row.ev.Time, Dead: dead})
+	}
+	r.statsBuf = evs
+	return evs
 }

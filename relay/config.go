@@ -10,6 +10,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/txoutbox/txoutbox/outbox"
 )
@@ -140,6 +142,17 @@ type Config struct {
 
 	// Hooks observe the relay, e.g. for metrics.
 	Hooks Hooks
+
+	// TracerProvider creates the relay's spans: one per Publish call to the
+	// sink, of kind Producer, linked to the trace context each event was
+	// published with (see the package documentation). Defaults to
+	// otel.GetTracerProvider(), which records nothing until the application
+	// installs an SDK.
+	TracerProvider trace.TracerProvider
+
+	// MessagingSystem is the messaging.system attribute of the relay's
+	// spans: nats, rabbitmq, kafka, ... Defaults to MessagingSystemDefault.
+	MessagingSystem string
 }
 
 // Hooks are called by the relay's loop as it works. They must be quick and
@@ -159,6 +172,19 @@ type BatchStats struct {
 	Failed    int           // events that failed and will be retried
 	Dead      int           // events dead-lettered
 	Elapsed   time.Duration // from the read to the recorded outcome
+
+	// Events lists the events the sink was given, delivered first, in the
+	// order Delivered, Failed and Dead count them. The slice is reused by
+	// the next batch: a hook must not keep it.
+	Events []EventStats
+}
+
+// EventStats describes one event of a batch, for per-topic metrics.
+type EventStats struct {
+	Topic       string
+	PublishedAt time.Time // when the event was published (outbox.MetaTime)
+	Delivered   bool      // the sink accepted it; else it failed (see Dead)
+	Dead        bool      // it failed and was dead-lettered
 }
 
 // DeadEvent describes an event that was dead-lettered.
@@ -195,6 +221,10 @@ func (c *Config) withDefaults() *Config {
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}
+	if out.TracerProvider == nil {
+		out.TracerProvider = otel.GetTracerProvider()
+	}
+	out.MessagingSystem = cmp.Or(out.MessagingSystem, MessagingSystemDefault)
 	return &out
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // ErrRunning is returned by Run when the relay is already running.
@@ -28,6 +29,10 @@ type Relay struct {
 	q    queries
 	log  *slog.Logger
 	host string
+	// tracer starts the spans of deliveries to the sink.
+	tracer trace.Tracer
+	// statsBuf backs BatchStats.Events; used under batchMu.
+	statsBuf []EventStats
 
 	wake     chan struct{}
 	running  atomic.Bool
@@ -63,6 +68,8 @@ func New(pool *pgxpool.Pool, sink message.Publisher, cfg *Config) (*Relay, error
 		log:  c.Logger.With("relay", c.ID),
 		host: host,
 		wake: make(chan struct{}, 1),
+
+		tracer: c.TracerProvider.Tracer(TracerName),
 	}, nil
 }
 
