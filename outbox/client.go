@@ -10,6 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/txoutbox/txoutbox/topics"
 )
@@ -34,6 +36,19 @@ type Config struct {
 
 	// Logger receives the client's warnings. Defaults to slog.Default().
 	Logger *slog.Logger
+
+	// FlushFunc, when set, is called after every write into the outbox
+	// table (each Flush with events, each publish-immediately Publish),
+	// successful or not, e.g. to count events by topic and time flushes
+	// (package outboxprom). It runs on the flushing goroutine, before the
+	// caller commits, so it must be quick.
+	FlushFunc func(FlushStats)
+
+	// TracerProvider creates the "outbox flush" span around each write, a
+	// child of the span in the context given to Flush. Defaults to
+	// otel.GetTracerProvider(), which records nothing until the
+	// application installs an SDK.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) withDefaults() *Config {
@@ -44,6 +59,9 @@ func (c *Config) withDefaults() *Config {
 	out.Source = cmp.Or(out.Source, filepath.Base(os.Args[0]))
 	out.MaxEventBytes = cmp.Or(out.MaxEventBytes, MaxEventBytesDefault)
 	out.Logger = cmp.Or(out.Logger, slog.Default())
+	if out.TracerProvider == nil {
+		out.TracerProvider = otel.GetTracerProvider()
+	}
 	return &out
 }
 
@@ -68,6 +86,7 @@ type Client struct {
 	cfg      *Config
 	table    string // quoted, schema-qualified
 	adapter  *schemaAdapter
+	tracer   trace.Tracer
 
 	hooksMu sync.Mutex
 	hookID  int
@@ -96,6 +115,7 @@ func New(pool *pgxpool.Pool, registry *topics.Registry, cfg *Config) (*Client, e
 		cfg:      c,
 		table:    table.Sanitize(),
 		adapter:  newSchemaAdapter(table.Sanitize()),
+		tracer:   c.TracerProvider.Tracer(TracerName),
 		hooks:    map[int]func(){},
 	}, nil
 }

@@ -122,7 +122,7 @@ func (s *Session) PublishCategory(ctx context.Context, category, action, entity 
 		return err
 	}
 	if s.immediate {
-		if err := s.client.insert(ctx, s.client.pool, []*Event{e}); err != nil {
+		if err := s.client.write(ctx, s.client.pool, []*Event{e}); err != nil {
 			return err
 		}
 		s.client.flushed()
@@ -235,7 +235,7 @@ func (s *Session) Flush(ctx context.Context, tx pgx.Tx) error {
 	if len(events) == 0 {
 		return nil
 	}
-	if err := s.client.insert(ctx, tx, events); err != nil {
+	if err := s.client.write(ctx, tx, events); err != nil {
 		return fmt.Errorf("outbox: flush %d events: %w", len(events), err)
 	}
 	s.mu.Lock()
