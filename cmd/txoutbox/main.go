@@ -58,6 +58,7 @@ func commands() []command {
 		{name: "status", summary: "count the outbox's events by state and topic; list the relays", run: runStatus},
 		{name: "inspect", summary: "list events, e.g. the dead ones, with their last error", run: runInspect},
 		{name: "replay", summary: "requeue dead or delivered events", run: runReplay},
+		{name: "demo", summary: "run service, outbox, relay and events API on this machine and show what arrives", run: runDemo},
 	}
 }
 

@@ -123,7 +123,7 @@ func golden(t *testing.T, path, got string) {
 func TestHelp(t *testing.T) {
 	t.Parallel()
 	r := mustRun(t, nil, "--help")
-	for _, name := range []string{"migrate", "topics", "gen", "status", "inspect", "replay"} {
+	for _, name := range []string{"migrate", "topics", "gen", "status", "inspect", "replay", "demo"} {
 		if !strings.Contains(r.stdout, "\n  "+name+" ") {
 			t.Errorf("txoutbox --help does not list %s:\n%s", name, r.stdout)
 		}
