@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/examples/billingevents"
@@ -84,20 +86,15 @@ func TestPublishEveryTopic(t *testing.T) {
 			})
 		}},
 	}
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	for _, p := range publish {
-		if err := p.call(ctx, sess); err != nil {
-			t.Fatalf("%s: %v", p.topic, err)
+	err := outbox.InTx(ctx, pool, sess, func(ctx context.Context, _ pgx.Tx) error {
+		for _, p := range publish {
+			if err := p.call(ctx, sess); err != nil {
+				return fmt.Errorf("%s: %w", p.topic, err)
+			}
 		}
-	}
-	if err := sess.Flush(ctx, tx); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
@@ -36,35 +37,23 @@ func setup(t *testing.T, n int) (*pgxpool.Pool, []uuid.UUID) {
 		t.Fatal(err)
 	}
 	sess := client.ServiceSession("job-1")
-	for i := range n {
-		data := map[string]any{"id": "inv-" + strconv.Itoa(i), "days_overdue": i + 1}
-		if err := sess.Publish(ctx, "Overdue", "Invoice", data); err != nil {
-			t.Fatal(err)
+	err = outbox.InTx(ctx, pool, sess, func(ctx context.Context, _ pgx.Tx) error {
+		for i := range n {
+			if err := sess.Publish(ctx, "Overdue", "Invoice", map[string]any{"id": "inv-" + strconv.Itoa(i), "days_overdue": i + 1}); err != nil {
+				return err
+			}
 		}
-	}
-	tx, err := pool.Begin(ctx)
+		return nil
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sess.Flush(ctx, tx); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	rows, err := pool.Query(ctx, "SELECT id FROM txoutbox_events ORDER BY seq")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var ids []uuid.UUID
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil || len(ids) != n {
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil || len(ids) != n {
 		t.Fatalf("%d rows, err %v", len(ids), err)
 	}
 	return pool, ids

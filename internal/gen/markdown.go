@@ -66,15 +66,7 @@ func fieldRows(rows *[][4]string, root, s map[string]any, prefix string, refs ma
 	}
 	props, _ := s["properties"].(map[string]any)
 	required := requiredOf(s)
-	order := slices.Clone(required)
-	var optional []string
-	for p := range props {
-		if !slices.Contains(required, p) {
-			optional = append(optional, p)
-		}
-	}
-	slices.Sort(optional)
-	for _, p := range append(order, optional...) {
+	for _, p := range propertyOrder(s) {
 		ps, _ := props[p].(map[string]any)
 		name := prefix + p
 		req := ""

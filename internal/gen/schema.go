@@ -164,18 +164,8 @@ func (b *schemaBuilder) structType(s map[string]any, name string, doc []string) 
 	b.g.decls = append(b.g.decls, d)
 	props, _ := s["properties"].(map[string]any)
 	required := requiredOf(s)
-	order := slices.Clone(required)
-	var optional []string
-	for p := range props {
-		if !slices.Contains(required, p) {
-			optional = append(optional, p)
-		}
-	}
-	slices.Sort(optional)
-	order = append(order, optional...)
-
 	fields := map[string]bool{}
-	for _, p := range order {
+	for _, p := range propertyOrder(s) {
 		fname := exported(p)
 		if fname == "" {
 			fname = "Field"
@@ -361,6 +351,22 @@ func badNames(s map[string]any) []string {
 	}
 	slices.Sort(bad)
 	return bad
+}
+
+// propertyOrder lists an object schema's properties as the generated code
+// and the docs show them: the required ones in the order of the required
+// list, then the others by name.
+func propertyOrder(s map[string]any) []string {
+	props, _ := s["properties"].(map[string]any)
+	order := requiredOf(s)
+	var optional []string
+	for p := range props {
+		if !slices.Contains(order, p) {
+			optional = append(optional, p)
+		}
+	}
+	slices.Sort(optional)
+	return append(order, optional...)
 }
 
 func requiredOf(s map[string]any) []string {

@@ -2,6 +2,7 @@ package clitest
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/url"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/internal/pgtest"
@@ -113,34 +115,24 @@ func publish(t *testing.T, pool *pgxpool.Pool, n int) []uuid.UUID {
 		t.Fatal(err)
 	}
 	sess := client.ServiceSession("job-1")
-	for i := range n {
-		if err := sess.Publish(ctx, "Overdue", "Invoice", map[string]any{"id": "inv-" + strconv.Itoa(i), "days_overdue": i + 1}); err != nil {
-			t.Fatal(err)
+	err = outbox.InTx(ctx, pool, sess, func(ctx context.Context, _ pgx.Tx) error {
+		for i := range n {
+			if err := sess.Publish(ctx, "Overdue", "Invoice", map[string]any{"id": "inv-" + strconv.Itoa(i), "days_overdue": i + 1}); err != nil {
+				return err
+			}
 		}
-	}
-	tx, err := pool.Begin(ctx)
+		return nil
+	})
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback(ctx)
-	if err := sess.Flush(ctx, tx); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
 	rows, err := pool.Query(ctx, "SELECT id FROM txoutbox_events ORDER BY seq")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
-	var ids []uuid.UUID
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ids
 }
