@@ -1,0 +1,94 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/txoutbox/txoutbox/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Wrap(m)) }
+
+// TestBenchSmoke runs every scenario at a tiny scale, to keep the code
+// working; it asserts what was measured, never how fast.
+func TestBenchSmoke(t *testing.T) {
+	rep, err := Run(t.Context(), &Config{
+		DatabaseURL:     pgtest.NewDB(t),
+		Runs:            2,
+		Events:          300,
+		WatermillEvents: 200,
+		Backlog:         900,
+		Duration:        40 * time.Millisecond,
+		Logger:          testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]Result{}
+	for _, r := range rep.Results {
+		keys[r.Key] = r
+		if len(r.Values) != 2 {
+			t.Errorf("%s: %d values, want one per run", r.Key, len(r.Values))
+		}
+	}
+	for _, k := range []string{"none/c1", "flush/e10/c16", "hand/e1/c4", "wake/notify", "wake/inprocess/p99",
+		"noop/r1", "http/r4", "watermill", "lat/1000/p99", "lat/sustained", "e2e/delivered", "backlog/large"} {
+		if _, ok := keys[k]; !ok {
+			t.Errorf("no result %s", k)
+		}
+	}
+	for _, k := range []string{"flush/e1/c16", "noop/r1", "backlog/large"} {
+		if r := keys[k]; len(r.Ratios) == 0 || r.Ratios[0].Median <= 0 || r.Met == nil {
+			t.Errorf("%s: want a positive ratio to its baseline and a goal verdict, got %+v", k, r)
+		}
+	}
+	if r := keys["e2e/delivered"]; r.Median <= 0 {
+		t.Errorf("e2e delivered %v events/s", r.Median)
+	}
+
+	var table, js bytes.Buffer
+	if err := rep.Write(&table); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(table.Bytes(), []byte("| publish | tx + Publish/Flush 1 event, 16 clients |")) {
+		t.Errorf("table lacks the publish rows:\n%s", table.String())
+	}
+	if err := rep.WriteJSON(&js); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil || len(back.Results) != len(rep.Results) {
+		t.Errorf("JSON does not round-trip: %v", err)
+	}
+	t.Log("\n" + table.String())
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, cfg := range []*Config{
+		{Scenarios: []string{"nope"}},
+		{Runs: -1},
+		{Events: 1000, Backlog: 10},
+		{Duration: -time.Second},
+	} {
+		if _, err := Run(t.Context(), cfg); !errors.Is(err, ErrInvalidConfig) {
+			t.Errorf("Run(%+v) = %v, want ErrInvalidConfig", cfg, err)
+		}
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(bytes.TrimRight(p, "\n")))
+	return len(p), nil
+}

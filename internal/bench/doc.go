@@ -1,0 +1,35 @@
+// Package bench measures txoutbox's publish path and relay, each beside a
+// baseline taken in the same run, for the "txoutbox bench" command.
+//
+//	rep, err := bench.Run(ctx, &bench.Config{Scenarios: []string{bench.ScenarioRelay}})
+//	if err != nil {
+//		return err
+//	}
+//	rep.Write(os.Stdout)     // the Markdown table of the README's Performance section
+//	rep.WriteJSON(jsonFile)  // every run's value, for comparing machines or commits
+//
+// Run starts a throwaway PostgreSQL with its durability settings on (or
+// uses Config.DatabaseURL, working in schemas of its own) and runs the
+// scenarios:
+//
+//   - publish: request-like transactions (a business INSERT, the events,
+//     COMMIT) with 0, 1 and 10 events at 1, 4 and 16 clients, beside a
+//     hand-written INSERT of the same rows; and the cost to producers of
+//     waking the relay in-process, by a NOTIFY per transaction, or by a
+//     debounced NOTIFY.
+//   - relay: committed events drained by 1 and 4 relays to a no-op sink and
+//     to an HTTP events API on loopback, beside watermill-sql's subscriber
+//     and watermill's forwarder draining to the same no-op sink.
+//   - latency: commit→sink latency while producing at fixed rates, and the
+//     highest rate sustained with a flat backlog.
+//   - e2e: 16 producers and a relay on one machine, events delivered per
+//     second.
+//   - backlog: the relay's throughput with a million rows pending, beside
+//     the same drain from a small table.
+//
+// Every measurement is taken Config.Runs times; within a run the
+// measurements of a scenario are interleaved, so a change in the machine's
+// load touches a measurement and its baseline alike. The report gives the
+// median, the spread, and the median of the run-by-run ratios to the
+// baselines.
+package bench

@@ -1,0 +1,70 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txoutbox/txoutbox/relay"
+)
+
+// relays is a set of running relays sharing one outbox.
+type relays struct {
+	list   []*relay.Relay
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	err    error
+}
+
+// startRelays starts n relays on s's outbox, delivering to sink. Their
+// heartbeats are registered first, so that each takes its fair share of the
+// partitions on its first lease round instead of the first one taking all
+// and handing them back a lease period later.
+func startRelays(ctx context.Context, e *env, s *schema, pool *pgxpool.Pool, sink message.Publisher, n int) (*relays, error) {
+	set := &relays{}
+	for i := range n {
+		r, err := relay.New(pool, sink, &relay.Config{
+			ID:        fmt.Sprintf("bench-%s-%d", s.name, i),
+			Schema:    s.name,
+			Logger:    e.log,
+			TopicFunc: func(*message.Message) string { return "events" },
+		})
+		if err != nil {
+			return nil, fmt.Errorf("new relay: %w", err)
+		}
+		if _, err := e.admin.Exec(ctx, `INSERT INTO `+s.table("txoutbox_relays")+` (id) VALUES ($1)
+			ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`, r.ID()); err != nil {
+			return nil, fmt.Errorf("register relay: %w", err)
+		}
+		set.list = append(set.list, r)
+	}
+	ctx, set.cancel = context.WithCancel(ctx)
+	for _, r := range set.list {
+		set.wg.Go(func() {
+			if err := r.Run(ctx); err != nil {
+				set.mu.Lock()
+				set.err = err
+				set.mu.Unlock()
+			}
+		})
+	}
+	return set, nil
+}
+
+// wake wakes every relay, as an embedded relay's OnFlush hook does.
+func (rs *relays) wake() {
+	for _, r := range rs.list {
+		r.Wake()
+	}
+}
+
+// stop stops the relays and waits for them.
+func (rs *relays) stop() error {
+	rs.cancel()
+	rs.wg.Wait()
+	return rs.err
+}

@@ -1,0 +1,223 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/txoutbox/txoutbox/internal/wire"
+	"github.com/txoutbox/txoutbox/relay"
+)
+
+// counter counts events arriving at a sink and says when target arrived.
+// With latencies set it also records when each event arrived.
+type counter struct {
+	n       atomic.Int64
+	target  int64
+	once    sync.Once
+	reached chan struct{}
+	lat     *latencies
+}
+
+func newCounter(target int64, lat *latencies) *counter {
+	return &counter{target: target, reached: make(chan struct{}), lat: lat}
+}
+
+func (c *counter) arrived(ids []string) {
+	if c.lat != nil {
+		c.lat.received(ids, time.Now())
+	}
+	if c.n.Add(int64(len(ids))) >= c.target && c.target > 0 {
+		c.once.Do(func() { close(c.reached) })
+	}
+}
+
+// wait blocks until target events arrived, ctx ends or no event arrived for
+// stall, and returns how many arrived.
+func (c *counter) wait(ctx context.Context, stall time.Duration) (int64, error) {
+	t := time.NewTicker(stall)
+	defer t.Stop()
+	last := c.n.Load()
+	for {
+		select {
+		case <-c.reached:
+			return c.n.Load(), nil
+		case <-ctx.Done():
+			return c.n.Load(), ctx.Err()
+		case <-t.C:
+			n := c.n.Load()
+			if n == last {
+				return n, fmt.Errorf("%d of %d events arrived, none in the last %s", n, c.target, stall)
+			}
+			last = n
+		}
+	}
+}
+
+// noopSink is a watermill publisher that takes every message and does
+// nothing with it but count.
+type noopSink struct{ c *counter }
+
+func (s noopSink) Publish(_ string, msgs ...*message.Message) error {
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.UUID
+	}
+	s.c.arrived(ids)
+	return nil
+}
+
+func (s noopSink) Close() error { return nil }
+
+// httpSink is an events API on loopback that decodes CloudEvents batches
+// and counts their events, and the relay's HTTPSink posting to it.
+type httpSink struct {
+	srv  *http.Server
+	done chan struct{}
+	sink *relay.HTTPSink
+}
+
+func startHTTPSink(c *counter) (*httpSink, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	h := &httpSink{done: make(chan struct{})}
+	h.srv = &http.Server{
+		ReadHeaderTimeout: 10 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			events, err := wire.DecodeCloudEventBatch(body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			ids := make([]string, len(events))
+			for i := range events {
+				ids[i] = events[i].ID
+			}
+			c.arrived(ids)
+			w.WriteHeader(http.StatusAccepted)
+		}),
+	}
+	go func() {
+		defer close(h.done)
+		_ = h.srv.Serve(ln)
+	}()
+	h.sink, err = relay.NewHTTPSink(relay.HTTPSinkConfig{
+		URL:    "http://" + ln.Addr().String() + "/",
+		Format: string(wire.FormatCloudEvents),
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		h.close()
+		return nil, fmt.Errorf("http sink: %w", err)
+	}
+	return h, nil
+}
+
+func (h *httpSink) close() {
+	if h.sink != nil {
+		_ = h.sink.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		_ = h.srv.Close()
+	}
+	<-h.done
+}
+
+// latencies joins the time each event's transaction committed with the time
+// it arrived at the sink.
+type latencies struct {
+	mu        sync.Mutex
+	committed map[string]time.Time
+	arrived   map[string]time.Time
+}
+
+func newLatencies() *latencies {
+	return &latencies{committed: make(map[string]time.Time), arrived: make(map[string]time.Time)}
+}
+
+func (l *latencies) commit(id string, at time.Time) {
+	l.mu.Lock()
+	l.committed[id] = at
+	l.mu.Unlock()
+}
+
+func (l *latencies) received(ids []string, at time.Time) {
+	l.mu.Lock()
+	for _, id := range ids {
+		l.arrived[id] = at
+	}
+	l.mu.Unlock()
+}
+
+// reset forgets every event.
+func (l *latencies) reset() {
+	l.mu.Lock()
+	clear(l.committed)
+	clear(l.arrived)
+	l.mu.Unlock()
+}
+
+// pending returns how many committed events have not arrived.
+func (l *latencies) pending() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for id := range l.committed {
+		if _, ok := l.arrived[id]; !ok {
+			n++
+		}
+	}
+	return n
+}
+
+// window returns the commit→arrival latencies, sorted, of the events
+// committed between from and to, and how many of them never arrived. An
+// event can reach the sink a moment before its COMMIT returns to the
+// producer; its latency counts as zero.
+func (l *latencies) window(from, to time.Time) (lat []time.Duration, missing int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id, c := range l.committed {
+		if c.Before(from) || !c.Before(to) {
+			continue
+		}
+		a, ok := l.arrived[id]
+		if !ok {
+			missing++
+			continue
+		}
+		lat = append(lat, max(a.Sub(c), 0))
+	}
+	slices.Sort(lat)
+	return lat, missing
+}
+
+// percentile returns the p-th percentile (0 < p <= 1) of sorted, in
+// milliseconds.
+func percentile(sorted []time.Duration, p float64) float64 {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(float64(len(sorted)) * p)) // nearest rank
+	return float64(sorted[min(max(rank, 1), len(sorted))-1]) / float64(time.Millisecond)
+}
