@@ -32,11 +32,24 @@ as you like: they share the outbox's 64 partitions.
 
 Sinks (--sink):
   https://host/path   an events API, in the --format wire format
+  nats://host:4222    NATS JetStream: one message per event on the subject
+                      --topic-template makes (default: the topic name), in
+                      --nats-stream; Nats-Msg-Id = event id, so JetStream
+                      drops the copies a retry sends
+  amqp://user:pass@host:5672/vhost
+                      RabbitMQ (AMQP 0-9-1): persistent messages to the
+                      topic exchange --amqp-exchange, routing key from
+                      --topic-template; each batch is an AMQP transaction
   stdout              one JSON line per event, for development
   noop                discard (measurements)
 
-Admin endpoints on --admin-addr: /livez (the relay loop is turning) and
-/readyz (the database answers; false once shutdown starts).
+Broker messages carry the event's envelope as headers (topic, key, job_id,
+traceparent, ...) and its data as the body; the message id is the event id.
+
+Admin endpoints on --admin-addr: /livez (the relay loop is turning),
+/readyz (the database answers; false once shutdown starts) and /metrics
+(Prometheus: deliveries, failures and dead letters by topic and sink, batch
+sizes, delivery latency, and the outbox's backlog, read on each scrape).
 
 Unless GOGC is set, the relay runs the Go garbage collector at GOGC=400: its
 live heap is a batch or two, and the default made collection a third of its
@@ -45,7 +58,10 @@ CPU.`
 const relayExamples = `  txoutbox relay --database-url postgres://app@db/app --sink https://events.example.com \
       --format briteevents --bearer-token "$EVENTS_TOKEN"
   TXOUTBOX_DATABASE_URL=postgres://localhost/app txoutbox relay --sink stdout
-  txoutbox relay --database-url postgres://localhost/app --sink noop --poison-policy skip`
+  txoutbox relay --database-url postgres://localhost/app --sink noop --poison-policy skip
+  txoutbox relay --database-url postgres://localhost/app --sink nats://127.0.0.1:4222
+  txoutbox relay --database-url postgres://localhost/app --sink amqp://guest:guest@127.0.0.1:5672/ \
+      --topic-template 'events.{category}.{entity}.{action}'`
 
 // relayFlags are the flags of txoutbox relay.
 type relayFlags struct {
@@ -62,12 +78,13 @@ type relayFlags struct {
 	logFormat   string
 	cfg         relay.Config
 	poison      string
+	broker      brokerFlags
 }
 
 func (f *relayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL `URL` of the database holding the outbox (required)")
 	fs.StringVar(&f.cfg.Schema, "schema", "", "`schema` of the outbox tables (default: the search_path)")
-	fs.StringVar(&f.sink, "sink", "", "where events go: an http(s):// events API `URL`, stdout or noop (required)")
+	fs.StringVar(&f.sink, "sink", "", "where events go: an http(s):// events API `URL`, a nats:// or amqp:// broker, stdout or noop (required)")
 	fs.StringVar(&f.format, "format", relay.FormatCloudEvents, "wire `format` of an HTTP sink: cloudevents or briteevents")
 	fs.StringVar(&f.bearer, "bearer-token", "", "`token` sent to an HTTP sink as Authorization: Bearer")
 	fs.StringVar(&f.apiKeyHdr, "api-key-header", "", "`header` carrying --api-key to an HTTP sink, e.g. X-Api-Key")
@@ -84,9 +101,10 @@ func (f *relayFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.cfg.Retention, "retention", 0, "keep delivered rows this long (0: delete on delivery)")
 	fs.DurationVar(&f.cfg.ShutdownTimeout, "shutdown-timeout", relay.ShutdownTimeoutDefault, "how long a signal waits for the batch in flight")
 	fs.StringVar(&f.cfg.ID, "relay-id", "", "unique `name` of this relay (default: host-pid-random)")
-	fs.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:9090", "`address` of /livez and /readyz; empty to turn them off")
+	fs.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:9090", "`address` of /livez, /readyz and /metrics; empty to turn them off")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
+	f.broker.register(fs)
 }
 
 func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -126,13 +144,17 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("relay: --database-url: %w", err)
 	}
 	defer pool.Close()
+	metrics, err := f.newMetrics(pool)
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
 	r, err := relay.New(pool, sink, &f.cfg)
 	if err != nil {
 		return err
 	}
 
 	var stopping atomic.Bool
-	admin, err := startAdmin(f.adminAddr, r, pool, &stopping, f.cfg.LeaseTTL, logger)
+	admin, err := startAdmin(f.adminAddr, r, pool, &stopping, f.cfg.LeaseTTL, metrics, logger)
 	if err != nil {
 		return fmt.Errorf("relay: --admin-addr: %w", err)
 	}
@@ -175,8 +197,20 @@ func (f *relayFlags) newSink(stdout io.Writer, logger *slog.Logger) (message.Pub
 		// The events API takes any mix of topics in one request.
 		f.cfg.TopicFunc = func(*message.Message) string { return "events" }
 		return s, nil
+	case strings.HasPrefix(f.sink, "nats://"), strings.HasPrefix(f.sink, "amqp://"), strings.HasPrefix(f.sink, "amqps://"):
+		tf, err := topicFunc(f.broker.topicTemplate)
+		if err != nil {
+			return nil, err
+		}
+		f.cfg.TopicFunc = tf
+		if strings.HasPrefix(f.sink, "nats://") {
+			f.cfg.MessagingSystem = "nats"
+			return f.newNATSSink(f.sink, logger)
+		}
+		f.cfg.MessagingSystem = "rabbitmq"
+		return f.newAMQPSink(f.sink, logger)
 	}
-	return nil, fmt.Errorf("--sink: %q is not an http(s) URL, stdout or noop", f.sink)
+	return nil, fmt.Errorf("--sink: %q is not an http(s) URL, a nats:// or amqp:// URL, stdout or noop", f.sink)
 }
 
 // sinkName is the sink for logs: a URL without its credentials or query.
@@ -218,8 +252,9 @@ type admin struct {
 // health endpoints until close:
 //   - /livez: the relay's loop finished a round within the last two leases
 //     (or the relay started less than that ago);
-//   - /readyz: not shutting down, and the database answers within a second.
-func startAdmin(addr string, r *relay.Relay, pool *pgxpool.Pool, stopping *atomic.Bool, lease time.Duration, logger *slog.Logger) (*admin, error) {
+//   - /readyz: not shutting down, and the database answers within a second;
+//   - /metrics: the relay's Prometheus metrics.
+func startAdmin(addr string, r *relay.Relay, pool *pgxpool.Pool, stopping *atomic.Bool, lease time.Duration, metrics http.Handler, logger *slog.Logger) (*admin, error) {
 	a := &admin{done: make(chan error, 1)}
 	if addr == "" {
 		a.done <- nil
@@ -256,6 +291,7 @@ func startAdmin(addr string, r *relay.Relay, pool *pgxpool.Pool, stopping *atomi
 		}
 		fmt.Fprintln(w, "ok")
 	})
+	mux.Handle("GET /metrics", metrics)
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	logger.Info("admin endpoints listening", "addr", ln.Addr().String())
 	go func() {

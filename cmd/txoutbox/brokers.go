@@ -1,0 +1,151 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wmamqp "github.com/ThreeDotsLabs/watermill-amqp/pkg/amqp"
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+
+	"github.com/txoutbox/txoutbox/outbox"
+)
+
+// Defaults of the broker sinks' flags.
+const (
+	topicTemplateDefault = "{topic}"
+	natsStreamDefault    = "TXOUTBOX"
+	amqpExchangeDefault  = "txoutbox"
+)
+
+// brokerFlags are the flags of the NATS and AMQP sinks.
+type brokerFlags struct {
+	topicTemplate string
+	natsStream    string
+	natsSubjects  string
+	amqpExchange  string
+}
+
+func (f *brokerFlags) register(fs interface {
+	StringVar(p *string, name, value, usage string)
+}) {
+	fs.StringVar(&f.topicTemplate, "topic-template", topicTemplateDefault,
+		"`template` of a broker sink's NATS subject or AMQP routing key; {topic}, {category}, {entity} and {action} are replaced from the event")
+	fs.StringVar(&f.natsStream, "nats-stream", natsStreamDefault, "JetStream `stream` a nats:// sink publishes to; created if missing")
+	fs.StringVar(&f.natsSubjects, "nats-subjects", "", "comma-separated `subjects` of a stream the relay creates (default: --topic-template with each placeholder a wildcard, e.g. *.*)")
+	fs.StringVar(&f.amqpExchange, "amqp-exchange", amqpExchangeDefault, "durable topic `exchange` an amqp:// sink publishes to; declared if missing")
+}
+
+var placeholder = regexp.MustCompile(`\{[^{}]*\}`)
+
+// topicFunc returns the relay's TopicFunc for a --topic-template: the
+// subject or routing key of each event.
+func topicFunc(tmpl string) (func(*message.Message) string, error) {
+	if tmpl == "" {
+		return nil, errors.New("--topic-template is empty")
+	}
+	for _, p := range placeholder.FindAllString(tmpl, -1) {
+		switch p {
+		case "{topic}", "{category}", "{entity}", "{action}":
+		default:
+			return nil, fmt.Errorf("--topic-template: unknown placeholder %s (use {topic}, {category}, {entity} or {action})", p)
+		}
+	}
+	if tmpl == topicTemplateDefault {
+		return func(m *message.Message) string { return m.Metadata.Get(outbox.MetaTopic) }, nil
+	}
+	return func(m *message.Message) string {
+		return strings.NewReplacer(
+			"{topic}", m.Metadata.Get(outbox.MetaTopic),
+			"{category}", m.Metadata.Get(outbox.MetaCategory),
+			"{entity}", m.Metadata.Get(outbox.MetaEntity),
+			"{action}", m.Metadata.Get(outbox.MetaAction),
+		).Replace(tmpl)
+	}, nil
+}
+
+// streamSubjects are the subjects of a stream that takes every subject
+// tmpl can produce: a topic is two tokens (category.EntityAction), the
+// other placeholders one.
+func streamSubjects(tmpl string) string {
+	return strings.NewReplacer("{topic}", "*.*", "{category}", "*", "{entity}", "*", "{action}", "*").Replace(tmpl)
+}
+
+// newNATSSink returns a JetStream publisher that waits for the stream's ack
+// of every event and sets Nats-Msg-Id to the event id, so JetStream drops
+// the copies a retried batch sends within its duplicate window. The stream
+// is created with the subjects of --topic-template when it does not exist.
+func (f *relayFlags) newNATSSink(url string, logger *slog.Logger) (message.Publisher, error) {
+	nc, err := nats.Connect(url, nats.Name("txoutbox relay"), nats.Timeout(5*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("--sink: connect to NATS: %w", err)
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		return nil, fmt.Errorf("--sink: JetStream: %w", err)
+	}
+	if _, err := js.StreamInfo(f.broker.natsStream); errors.Is(err, nats.ErrStreamNotFound) {
+		subjects := f.broker.natsSubjects
+		if subjects == "" {
+			subjects = streamSubjects(f.broker.topicTemplate)
+		}
+		_, err = js.AddStream(&nats.StreamConfig{
+			Name:     f.broker.natsStream,
+			Subjects: strings.Split(subjects, ","),
+			Storage:  nats.FileStorage,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("--nats-stream: create stream %s on %s: %w", f.broker.natsStream, subjects, err)
+		}
+		logger.Info("created JetStream stream", "stream", f.broker.natsStream, "subjects", subjects)
+	} else if err != nil {
+		return nil, fmt.Errorf("--nats-stream: %w", err)
+	}
+	pub, err := wmnats.NewPublisher(wmnats.PublisherConfig{
+		URL:         url,
+		NatsOptions: []nats.Option{nats.Name("txoutbox relay")},
+		Marshaler:   &wmnats.NATSMarshaler{},
+		JetStream:   wmnats.JetStreamConfig{TrackMsgId: true},
+	}, watermill.NewSlogLogger(logger))
+	if err != nil {
+		return nil, fmt.Errorf("--sink: NATS publisher: %w", err)
+	}
+	return pub, nil
+}
+
+// newAMQPSink returns a publisher to a durable topic exchange, the routing
+// key of each event from --topic-template, persistent messages. The
+// watermill-amqp v1 publisher has no publisher confirms; it publishes each
+// batch in an AMQP transaction, whose commit is the broker's
+// acknowledgement.
+func (f *relayFlags) newAMQPSink(url string, logger *slog.Logger) (message.Publisher, error) {
+	exchange := f.broker.amqpExchange
+	cfg := wmamqp.Config{
+		Connection: wmamqp.ConnectionConfig{AmqpURI: url},
+		Marshaler:  wmamqp.DefaultMarshaler{},
+		Exchange: wmamqp.ExchangeConfig{
+			GenerateName: func(string) string { return exchange },
+			Type:         "topic",
+			Durable:      true,
+		},
+		Queue:     wmamqp.QueueConfig{GenerateName: wmamqp.GenerateQueueNameTopicName, Durable: true},
+		QueueBind: wmamqp.QueueBindConfig{GenerateRoutingKey: func(topic string) string { return topic }},
+		Publish: wmamqp.PublishConfig{
+			GenerateRoutingKey: func(topic string) string { return topic },
+			Transactional:      true,
+		},
+		TopologyBuilder: &wmamqp.DefaultTopologyBuilder{},
+	}
+	pub, err := wmamqp.NewPublisher(cfg, watermill.NewSlogLogger(logger))
+	if err != nil {
+		return nil, fmt.Errorf("--sink: AMQP publisher: %w", err)
+	}
+	return pub, nil
+}

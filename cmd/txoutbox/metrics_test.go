@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRelayMetrics runs txoutbox relay in process, delivers a known number
+// of events and checks /metrics counts exactly those.
+func TestRelayMetrics(t *testing.T) {
+	t.Parallel()
+	url, pool := newOutboxDB(t)
+	const n = 250
+	insertEvents(t, pool, n)
+	if _, err := pool.Exec(t.Context(), `INSERT INTO txoutbox_events
+		(id, topic, category, entity, action, data, actor_id, actor_type, job_id, source, key, published_at, status)
+		VALUES (gen_random_uuid(), 'billing.InvoicePaid', 'billing', 'Invoice', 'Paid', '{}', 'u', 'user', 'j', 'test', 'dead-key', now(), 'dead')`); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr lockedBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- dispatch(ctx, []string{"relay", "--database-url", url, "--sink", "stdout", "--admin-addr", "127.0.0.1:0", "--batch-size", "100"}, &stdout, &stderr)
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay = %v\n%s", err, stderr.String())
+		}
+	}()
+	addrRE := regexp.MustCompile(`"admin endpoints listening" addr=(\S+)`)
+	var addr string
+	waitFor(t, 10*time.Second, "the admin address", func() bool {
+		m := addrRE.FindStringSubmatch(stderr.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	var body string
+	waitFor(t, 20*time.Second, "the backlog to drain", func() bool {
+		body = scrape(t, "http://"+addr+"/metrics")
+		v, ok := metricValue(body, `txoutbox_outbox_backlog_events`)
+		return ok && v == 0
+	})
+	if got := strings.Count(stdout.String(), "\n"); got != n {
+		t.Fatalf("%d events printed, want %d", got, n)
+	}
+	for _, tc := range []struct {
+		series string
+		want   float64
+	}{
+		{`txoutbox_relay_events_delivered_total{sink="stdout",topic="billing.InvoiceCreated"}`, n},
+		{`txoutbox_relay_events_failed_total{sink="stdout",topic="billing.InvoiceCreated"}`, 0},
+		{`txoutbox_relay_events_dead_total{sink="stdout",topic="billing.InvoiceCreated"}`, 0},
+		{`txoutbox_relay_delivery_latency_seconds_count{sink="stdout"}`, n},
+		{`txoutbox_relay_batch_size_sum`, n},
+		{`txoutbox_outbox_backlog_events`, 0},
+		{`txoutbox_outbox_oldest_pending_age_seconds`, 0},
+		{`txoutbox_outbox_dead_events`, 1},
+	} {
+		got, ok := metricValue(body, tc.series)
+		if !ok || got != tc.want {
+			t.Errorf("%s = %v (found %v), want %v", tc.series, got, ok, tc.want)
+		}
+	}
+	if !strings.Contains(body, "go_goroutines") {
+		t.Errorf("/metrics lacks the Go runtime's metrics")
+	}
+}
+
+func scrape(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v\n%s", url, resp.StatusCode, err, b)
+	}
+	return string(b)
+}
+
+// metricValue finds the sample of series (name and labels exactly as the
+// text format writes them) in a scrape.
+func metricValue(body, series string) (float64, bool) {
+	for line := range strings.Lines(body) {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v, err == nil
+		}
+	}
+	return 0, false
+}
