@@ -59,9 +59,9 @@ const (
 type wakeSignal int
 
 const (
-	wakeNone      wakeSignal = iota
-	notifyEveryTx            // a pg_notify in every transaction
-	notifyDebounced          // a pg_notify at most every notifyDebounce per process
+	wakeNone        wakeSignal = iota
+	notifyEveryTx              // a pg_notify in every transaction
+	notifyDebounced            // a pg_notify at most every notifyDebounce per process
 )
 
 const (
@@ -280,8 +280,8 @@ type load struct {
 	err     error
 }
 
-//
-// Stopping lets the calls in flight finish: fn runs under the caller's ctx,
+// startLoad starts a load; stop ends it. Stopping lets the calls in flight
+// finish: fn runs under the caller's ctx,
 // so no transaction is cut off mid-way, holding locks on the server a while
 // after its connection was dropped.
 func startLoad(ctx context.Context, workers int, rate float64, fn func(context.Context) error) *load {
