@@ -310,6 +310,19 @@ func (d *demo) startRelay(sinkURL string) error {
 	d.stopRelay = cancel
 	d.relayDone = make(chan error, 1)
 	go func() { d.relayDone <- r.Run(ctx) }()
+	// Measure delivery, not start-up: wait for the relay's first round,
+	// when it holds its partitions.
+	for deadline := time.Now().Add(connectTimeout); r.LastPoll().IsZero(); {
+		select {
+		case err := <-d.relayDone:
+			d.stopRelay = nil
+			return fmt.Errorf("relay: %w", err)
+		case <-time.After(time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("relay: no first poll within " + connectTimeout.String())
+		}
+	}
 	return nil
 }
 
