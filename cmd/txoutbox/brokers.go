@@ -13,6 +13,7 @@ import (
 	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
+	"github.com/streadway/amqp"
 
 	"github.com/txoutbox/txoutbox/outbox"
 )
@@ -129,7 +130,7 @@ func (f *relayFlags) newAMQPSink(url string, logger *slog.Logger) (message.Publi
 	exchange := f.broker.amqpExchange
 	cfg := wmamqp.Config{
 		Connection: wmamqp.ConnectionConfig{AmqpURI: url},
-		Marshaler:  wmamqp.DefaultMarshaler{},
+		Marshaler:  amqpMarshaler{},
 		Exchange: wmamqp.ExchangeConfig{
 			GenerateName: func(string) string { return exchange },
 			Type:         "topic",
@@ -148,4 +149,17 @@ func (f *relayFlags) newAMQPSink(url string, logger *slog.Logger) (message.Publi
 		return nil, fmt.Errorf("--sink: AMQP publisher: %w", err)
 	}
 	return pub, nil
+}
+
+// amqpMarshaler is watermill-amqp's marshaler, which carries the metadata
+// as headers, plus the AMQP properties consumers look at first: message-id
+// (the event id, for deduplication) and type (the topic).
+type amqpMarshaler struct{ wmamqp.DefaultMarshaler }
+
+func (m amqpMarshaler) Marshal(msg *message.Message) (amqp.Publishing, error) {
+	p, err := m.DefaultMarshaler.Marshal(msg)
+	p.MessageId = msg.UUID
+	p.Type = msg.Metadata.Get(outbox.MetaTopic)
+	p.ContentType = "application/json"
+	return p, err
 }

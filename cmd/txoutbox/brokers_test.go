@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
+	"github.com/streadway/amqp"
+
+	"github.com/txoutbox/txoutbox/outbox"
+)
+
+// requireServer skips the test, saying why, when nothing listens on addr.
+func requireServer(t *testing.T, addr, what string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Skipf("SKIPPED: no %s on %s (%v); start one to run this test", what, addr, err)
+	}
+	_ = conn.Close()
+}
+
+// runRelayUntilDrained runs txoutbox relay on the database at url with
+// args until the outbox has no pending event, then stops it.
+func runRelayUntilDrained(t *testing.T, url string, pool *pgxpool.Pool, args ...string) {
+	t.Helper()
+	var stdout, stderr lockedBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- dispatch(ctx, append([]string{"relay", "--database-url", url, "--admin-addr", ""}, args...), &stdout, &stderr)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var pending int
+		if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM txoutbox_events WHERE status = 'pending'`).Scan(&pending); err != nil {
+			t.Fatal(err)
+		}
+		if pending == 0 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("relay stopped: %v\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events still pending after 30s\n%s", pending, stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("relay = %v\n%s", err, stderr.String())
+	}
+}
+
+// TestRelayToNATS relays to the NATS JetStream server on 127.0.0.1:4222
+// with --sink nats:// and reads every event back from the stream the relay
+// created, on the subject --topic-template made.
+func TestRelayToNATS(t *testing.T) {
+	t.Parallel()
+	requireServer(t, "127.0.0.1:4222", "NATS server with JetStream (nats-server -js)")
+	url, pool := newOutboxDB(t)
+	const n = 120
+	ids := insertEvents(t, pool, n)
+	tag := "t" + uuid.NewString()[:8]
+	stream := "TXOUTBOX_TEST_" + tag
+	nc, err := nats.Connect("nats://127.0.0.1:4222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = js.DeleteStream(stream) })
+
+	runRelayUntilDrained(t, url, pool, "--sink", "nats://127.0.0.1:4222", "--nats-stream", stream,
+		"--topic-template", tag+".{category}.{entity}.{action}")
+
+	info, err := js.StreamInfo(stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != n {
+		t.Fatalf("stream holds %d messages, want %d", info.State.Msgs, n)
+	}
+	sub, err := js.SubscribeSync(tag+".>", nats.BindStream(stream), nats.OrderedConsumer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for range n {
+		msg, err := sub.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := msg.Header.Get(nats.MsgIdHdr)
+		if !ids[id] || msg.Subject != tag+".billing.Invoice.Created" || msg.Header.Get(outbox.MetaTopic) != "billing.InvoiceCreated" {
+			t.Fatalf("unexpected message %q on %s: %v", id, msg.Subject, msg.Header)
+		}
+		delete(ids, id)
+	}
+	if len(ids) != 0 {
+		t.Errorf("%d events missing from the stream", len(ids))
+	}
+}
+
+// TestRelayToRabbitMQ relays to the RabbitMQ server on 127.0.0.1:5672 with
+// --sink amqp:// and consumes every event from a queue bound to the
+// relay's exchange by routing key.
+func TestRelayToRabbitMQ(t *testing.T) {
+	t.Parallel()
+	requireServer(t, "127.0.0.1:5672", "RabbitMQ server")
+	const amqpURL = "amqp://guest:guest@127.0.0.1:5672/"
+	url, pool := newOutboxDB(t)
+	const n = 120
+	ids := insertEvents(t, pool, n)
+	exchange := "txoutbox_test_" + uuid.NewString()[:8]
+
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.ExchangeDeclare(exchange, "topic", true, false, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ch.ExchangeDelete(exchange, false, false) })
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.QueueBind(q.Name, "billing.*", exchange, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	runRelayUntilDrained(t, url, pool, "--sink", amqpURL, "--amqp-exchange", exchange)
+
+	timeout := time.After(10 * time.Second)
+	for len(ids) > 0 {
+		select {
+		case d := <-deliveries:
+			if !ids[d.MessageId] || d.RoutingKey != "billing.InvoiceCreated" || d.Type != "billing.InvoiceCreated" || d.Headers[outbox.MetaKey] == nil {
+				t.Fatalf("unexpected message %q (%s): %v", d.MessageId, d.RoutingKey, d.Headers)
+			}
+			delete(ids, d.MessageId)
+		case <-timeout:
+			t.Fatalf("%d of %d events not received", len(ids), n)
+		}
+	}
+}
