@@ -5,10 +5,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,8 +21,14 @@ import (
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-// binary is the txoutbox binary TestMain builds.
-var binary string
+// binDir holds the binary build makes, for the whole test run.
+var binDir string
+
+var (
+	buildOnce sync.Once
+	binary    string
+	buildErr  error
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "txoutbox-cli-")
@@ -28,15 +36,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	binary = filepath.Join(dir, "txoutbox")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	out, err := exec.CommandContext(ctx, "go", "build", "-o", binary, "github.com/txoutbox/txoutbox/cmd/txoutbox").CombinedOutput()
-	cancel()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build txoutbox: %v\n%s", err, out)
-		os.RemoveAll(dir)
-		os.Exit(2)
-	}
+	binDir = dir
 	code := pgtest.Wrap(m).Run()
 	os.RemoveAll(dir)
 	if code == 0 {
@@ -46,6 +46,47 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// build builds the binary once per test run. It first stats every Go file
+// of the module from inside a test, where go test records the files a test
+// looks at: a cached result is then reused only while the binary's sources
+// are unchanged.
+func build(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		root, err := filepath.Abs("../../..")
+		if err == nil {
+			err = filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
+				if err != nil {
+					return err
+				}
+				if e.IsDir() && path != root && (strings.HasPrefix(e.Name(), ".") || e.Name() == "testdata") {
+					return filepath.SkipDir
+				}
+				if name := e.Name(); strings.HasSuffix(name, ".go") || strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".sql") || name == "go.mod" || name == "go.sum" {
+					_, err = os.Stat(path)
+				}
+				return err
+			})
+		}
+		if err != nil {
+			buildErr = fmt.Errorf("list the module's files: %w", err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		out := filepath.Join(binDir, "txoutbox")
+		if msg, err := exec.CommandContext(ctx, "go", "build", "-o", out, "github.com/txoutbox/txoutbox/cmd/txoutbox").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build txoutbox: %w\n%s", err, msg)
+			return
+		}
+		binary = out
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binary
 }
 
 // result is what one run of the binary did.
@@ -69,7 +110,7 @@ func runTimeout(t *testing.T, limit time.Duration, dir string, env []string, arg
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd := exec.CommandContext(ctx, build(t), args...)
 	cmd.Dir = dir
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "TXOUTBOX_") {
