@@ -8,7 +8,7 @@
 //
 //	m, err := outboxprom.New(prometheus.DefaultRegisterer, nil)
 //	client, err := outbox.New(pool, reg, &outbox.Config{FlushFunc: m.FlushFunc})
-//	e.Use(outboxecho.MiddlewareWithConfig(outboxecho.Config{Client: client, UnflushedFunc: m.UnflushedFunc}))
+//	e.Use(outboxecho.MiddlewareWithConfig(client, outboxecho.Config{UnflushedFunc: m.UnflushedFunc}))
 //	r, err := relay.New(pool, sink, &relay.Config{Hooks: m.RelayHooks("events-api")})
 //	err = m.RegisterBacklog(pool, nil) // the backlog gauges, one indexed query per scrape
 //
