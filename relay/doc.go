@@ -60,8 +60,11 @@
 // relay whose leases lapse while it is stuck mid-batch (more than
 // LeaseTTL/3 late renewing) can deliver that batch alongside the relay that
 // took over: duplicates of those events may then arrive after their key's
-// later events. In the steady state no event is delivered by two relays: a
-// partition changes hands only between two batches of its owner.
+// later events. Otherwise a duplicate comes as a repeat of the key's events
+// from the first one whose delivery went unrecorded, in order: a consumer
+// may see 1 2 3 2 3 4, never 1 3 2. In the steady state no event is
+// delivered by two relays: a partition changes hands only between two
+// batches of its owner.
 //
 // Failures. An event the sink fails is retried after a backoff with full
 // jitter, RetryBase doubling per attempt up to RetryMax, or after the sink's
