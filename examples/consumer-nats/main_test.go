@@ -48,10 +48,14 @@ func TestConsumeDedupes(t *testing.T) {
 		}
 	}
 	var processed atomic.Int32
+	seen := map[string]int{} // written by consume's goroutine only
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() {
-		done <- consume(ctx, js, stream, tag+".>", "test", func(*nats.Msg) {
+		done <- consume(ctx, js, stream, tag+".>", "test", func(m *nats.Msg) {
+			if seen[m.Header.Get(eventIDHeader)]++; seen[m.Header.Get(eventIDHeader)] > 1 {
+				t.Errorf("event %s processed twice", m.Header.Get(eventIDHeader))
+			}
 			if processed.Add(1) == n {
 				cancel()
 			}
