@@ -302,6 +302,11 @@ func (p *parser) lintSchema(root *yaml.Node, v any, path []string) {
 		default:
 			if s := suggest(k, allKeywords); s != "" {
 				p.errorf(locate(root, at, true), fmt.Sprintf("did you mean %q?", s), "unknown JSON Schema keyword %q", k)
+			} else if sub == nil {
+				// {description: Paid, in cents} reads as description "Paid"
+				// and a key "in cents" with no value.
+				p.errorf(locate(root, at, true), "in a {...} mapping a comma ends the value before it: quote text that contains commas",
+					"unknown JSON Schema keyword %q with no value", k)
 			} else if m, ok := sub.(map[string]any); ok && m["type"] != nil {
 				p.errorf(locate(root, at, true), "property schemas go under properties:",
 					"unknown JSON Schema keyword %q", k)

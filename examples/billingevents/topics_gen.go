@@ -86,7 +86,7 @@ type InvoiceCancelledData struct {
 	// Invoice id.
 	ID string `json:"id"`
 
-	// Why the invoice was cancelled
+	// Why the invoice was cancelled, for the customer's statement.
 	Reason string `json:"reason"`
 }
 
@@ -188,7 +188,7 @@ type InvoicePaidData struct {
 	// Invoice id.
 	ID string `json:"id"`
 
-	// Amount paid
+	// Amount paid, in the currency's minor unit.
 	AmountCents int64 `json:"amount_cents"`
 
 	// When the last payment settled.
@@ -215,7 +215,7 @@ type PaymentReceivedData struct {
 	// Invoice the payment is for.
 	InvoiceID string `json:"invoice_id"`
 
-	// Amount received
+	// Amount received, in the currency's minor unit.
 	AmountCents int64 `json:"amount_cents"`
 }
 
@@ -238,7 +238,7 @@ type PaymentRefundedData struct {
 	// Invoice the refunded payment was for.
 	InvoiceID string `json:"invoice_id"`
 
-	// Amount refunded
+	// Amount refunded, in the currency's minor unit.
 	AmountCents int64 `json:"amount_cents"`
 
 	// Why the payment was refunded.
