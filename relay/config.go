@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -256,6 +257,11 @@ func (c *Config) validate() error {
 		return fmt.Errorf("Config.ShutdownTimeout must not be negative, got %s", c.ShutdownTimeout)
 	case len(c.ID) > 200:
 		return errors.New("Config.ID must be at most 200 bytes")
+	case len(c.Schema) > 63 || strings.ContainsRune(c.Schema, 0) || strings.TrimSpace(c.Schema) != c.Schema:
+		// The names outbox.Migrate refuses: PostgreSQL would truncate a
+		// longer one, and quoting drops a NUL, so the relay would read
+		// another schema than the one named.
+		return fmt.Errorf("Config.Schema must be at most 63 bytes, without NUL or surrounding spaces, got %q", c.Schema)
 	}
 	return nil
 }
