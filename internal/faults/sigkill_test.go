@@ -1,0 +1,81 @@
+package faults
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/txoutbox/txoutbox/internal/pgtest"
+)
+
+// killBatch is the relays' batch size in TestFaultRelaySIGKILL: a relay
+// killed mid-batch leaves at most this many events delivered and not yet
+// recorded, which its successor delivers again.
+const killBatch = 50
+
+// relayArgs are the txoutbox relay flags of the fault tests: a short lease
+// so that a dead relay's partitions pass on quickly, quick polls and
+// backoff, no admin listener.
+func relayArgs(dbURL, sinkURL, id string, lease time.Duration, batch int) []string {
+	return []string{"relay",
+		"--database-url", dbURL,
+		"--sink", sinkURL,
+		"--relay-id", id,
+		"--lease", lease.String(),
+		"--batch-size", strconv.Itoa(batch),
+		"--poll-interval", "20ms",
+		"--retry-base", "20ms",
+		"--retry-max", "200ms",
+		"--sink-timeout", "2s",
+		"--shutdown-timeout", "5s",
+		"--admin-addr", "",
+		"--log-level", "warn",
+	}
+}
+
+// TestFaultRelaySIGKILL kills the txoutbox relay process with SIGKILL at
+// random points, again and again, while writers keep publishing; a last
+// relay then drains the outbox. The sink must hold every committed event,
+// in order per key; events delivered again are those a killed relay had in
+// flight (at most one batch per kill), with their original ids.
+func TestFaultRelaySIGKILL(t *testing.T) {
+	t.Parallel()
+	kills := pick(10, 50)
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 7))
+	t.Logf("seed %d", seed)
+
+	e := newEnv(t, pgtest.NewDB(t), 32)
+	s := newSink(t)
+	s.jitter = 5 * time.Millisecond
+	w := e.startWriters(t, writerConfig{n: 4, pace: 2 * time.Millisecond})
+
+	var killedAfter []time.Duration
+	for i := range kills {
+		id := fmt.Sprintf("killed-%02d", i)
+		p := startProc(t, nil, relayArgs(e.url, s.url(id), id, time.Second, killBatch)...)
+		up := 300*time.Millisecond + time.Duration(rng.Int64N(int64(2200*time.Millisecond)))
+		time.Sleep(up)
+		if err := p.kill(); err != nil {
+			t.Fatalf("relay %s: %v", id, err)
+		}
+		killedAfter = append(killedAfter, up.Round(time.Millisecond))
+	}
+	w.halt()
+
+	last := startProc(t, nil, relayArgs(e.url, s.url("last"), "last", time.Second, killBatch)...)
+	pub := e.waitDelivered(t, s, 2*time.Minute, func() string { return tail(last.out.String(), 20) })
+	if err := last.terminate(10 * time.Second); err != nil {
+		t.Errorf("last relay after SIGTERM: %v\n%s", err, tail(last.out.String(), 20))
+	}
+
+	sum := check(t, "sigkill", pub, w.led, s, checkOptions{maxRedeliveredPerSender: killBatch})
+	if n := w.led.errorCount(); n != 0 {
+		t.Errorf("writers saw %d errors (last: %v); killing the relay must not fail them", n, w.led.lastErr)
+	}
+	sum.extra = append(sum.extra, fmt.Sprintf("kills=%d", kills))
+	t.Logf("relays killed after %v", killedAfter)
+	t.Log(sum)
+}

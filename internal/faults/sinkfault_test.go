@@ -1,0 +1,93 @@
+package faults
+
+import (
+	"fmt"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/txoutbox/txoutbox/internal/pgtest"
+	"github.com/txoutbox/txoutbox/relay"
+)
+
+// Backoff settings of the relay in TestFaultSink, from which the request
+// bounds follow.
+const (
+	sinkRetryBase = 50 * time.Millisecond
+	sinkRetryMax  = 400 * time.Millisecond
+	sinkTimeout   = 300 * time.Millisecond
+)
+
+// TestFaultSink makes the events API fail in each way for a window while
+// writers publish, then heal. Nothing may be lost, and the relay may not
+// hammer the failing API: the failed requests in the window are bounded by
+// the window over the least wait the relay's settings allow between two of
+// them, plus the requests the relay had reason to count as delivered.
+//
+// The least wait: after a round in which the sink failed everything, the
+// relay waits at least half its backoff, RetryBase/2; after a 429 at least
+// its Retry-After; a request that hangs takes the sink's Timeout first.
+// closeMidResponse doubles the bound: Go's HTTP transport sends a request
+// with an Idempotency-Key once more on a fresh connection when a reused
+// one breaks before the answer.
+func TestFaultSink(t *testing.T) {
+	t.Parallel()
+	window := pick(2*time.Second, 20*time.Second)
+	for _, tc := range []struct {
+		mode   faultMode
+		format string
+		minGap time.Duration
+		factor int
+		dups   bool // the fault loses answers of stored events
+	}{
+		{answer500, relay.FormatCloudEvents, sinkRetryBase / 2, 1, false},
+		{answer429, relay.FormatBriteEvents, retryAfter, 1, false},
+		{hang, relay.FormatCloudEvents, sinkTimeout + sinkRetryBase/2, 1, false},
+		{closeMidResponse, relay.FormatBriteEvents, sinkRetryBase / 2, 2, true},
+		{malformed, relay.FormatBriteEvents, sinkRetryBase / 2, 1, true},
+	} {
+		t.Run(tc.mode.String(), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, pgtest.NewDB(t), 24)
+			s := newSink(t)
+			logs := newLogRecorder()
+			e.runRelay(t, s.url("relay"), tc.format, sinkTimeout, relay.Config{
+				BatchSize:    100,
+				PollInterval: 20 * time.Millisecond,
+				RetryBase:    sinkRetryBase,
+				RetryMax:     sinkRetryMax,
+				Logger:       slog.New(logs),
+			})
+			w := e.startWriters(t, writerConfig{n: 3, pace: 5 * time.Millisecond, ownKeys: true})
+
+			time.Sleep(500 * time.Millisecond)
+			before := s.distinct()
+			s.setMode(tc.mode)
+			start := time.Now()
+			time.Sleep(window)
+			s.setMode(healthy)
+			took := time.Since(start)
+			failures, successes := s.windowCounts()
+			time.Sleep(500 * time.Millisecond)
+			w.halt()
+
+			pub := e.waitDelivered(t, s, time.Minute, logs.String)
+			sum := check(t, "sink-"+tc.mode.String(), pub, w.led, s, checkOptions{sameSenderDuplicates: tc.dups})
+			if !tc.dups && sum.duplicates > 0 {
+				t.Errorf("%d duplicates from a fault that stores nothing", sum.duplicates)
+			}
+			if n := w.led.errorCount(); n != 0 {
+				t.Errorf("writers saw %d errors (last: %v); the sink's faults are not theirs", n, w.led.lastErr)
+			}
+			bound := tc.factor * (int(took/tc.minGap) + 2 + successes)
+			if failures == 0 || before == 0 {
+				t.Errorf("the fault was never exercised: %d events before it, %d failed requests in it", before, failures)
+			}
+			if failures > bound {
+				t.Errorf("%d failed requests in %s, more than the %d the backoff allows: the relay hot-loops", failures, took.Round(time.Millisecond), bound)
+			}
+			sum.extra = append(sum.extra, fmt.Sprintf("window=%s failed_requests=%d bound=%d", took.Round(100*time.Millisecond), failures, bound))
+			t.Log(sum)
+		})
+	}
+}
