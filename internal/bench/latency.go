@@ -21,8 +21,8 @@ var latencyRates = []struct {
 // Ramp of the sustained-rate search: from rampStart, rampFactor times more
 // each step, for at most rampSteps steps.
 const (
-	rampStart  = 4000
-	rampFactor = 1.25
+	rampStart  = 1000
+	rampFactor = 1.5
 	rampSteps  = 12
 )
 
@@ -74,7 +74,7 @@ func startPipeline(ctx context.Context, e *env, purpose string, workers int, htt
 			return nil, err
 		}
 		pl.stops = append(pl.stops, h.close)
-		pl.relays, err = startRelays(ctx, e, pl.s, rpool, h.sink, 1)
+		pl.relays, err = startRelays(ctx, e, pl.s, rpool, h, 1)
 		if err != nil {
 			return nil, err
 		}
