@@ -1,0 +1,99 @@
+package outbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/topics"
+)
+
+// TestPublishRefusesHostileData feeds Publish data that cannot be stored or
+// sent as it is: each gets a typed error at Publish, before any transaction
+// sees it, and nothing is written.
+func TestPublishRefusesHostileData(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, nil)
+	raw := func(s string) json.RawMessage { return json.RawMessage(s) }
+	valid := `"customer":{"id":"cus-1","name":"Ada"},"amount_cents":1,"currency":"EUR","status":"open","due_date":"2026-12-31"`
+	withAmount := func(v any) map[string]any {
+		inv := invoice("inv-1")
+		inv["amount_cents"] = v
+		return inv
+	}
+	var encErr *outbox.EncodeError
+	var verr *topics.ValidationError
+	for _, tc := range []struct {
+		name string
+		data any
+		is   func(error) bool
+	}{
+		{"+Inf", withAmount(math.Inf(1)), func(err error) bool { return errors.As(err, &encErr) }},
+		{"-Inf", withAmount(math.Inf(-1)), func(err error) bool { return errors.As(err, &encErr) }},
+		{"NaN in a nested slice", withAmount([]float64{1, math.NaN()}), func(err error) bool { return errors.As(err, &encErr) }},
+		{"a channel", withAmount(make(chan int)), func(err error) bool { return errors.As(err, &encErr) }},
+		{"a cycle through a slice", func() any { s := []any{nil}; s[0] = s; return withAmount(s) }(), func(err error) bool { return errors.As(err, &encErr) }},
+		{"raw JSON, not UTF-8", raw(`{"id":"inv-` + "\xff\xfe" + `",` + valid + `}`), func(err error) bool { return errors.As(err, &verr) }},
+		{"raw JSON, two documents", raw(`{"id":"inv-1",` + valid + `} {}`), func(err error) bool { return errors.As(err, &encErr) }},
+		{"raw JSON nested 20000 deep", raw(`{"id":"inv-1",` + valid + `,"x":` + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + `}`), func(err error) bool { return errors.As(err, &encErr) }},
+		{"raw JSON, a string", raw(`"inv-1"`), func(err error) bool { return errors.As(err, &verr) }},
+		{"raw JSON, null", raw(`null`), func(err error) bool { return errors.As(err, &verr) }},
+		{"over the default size limit", withAmount(strings.Repeat("9", outbox.MaxEventBytesDefault)), func(err error) bool { return errors.Is(err, outbox.ErrEventTooLarge) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sess := b.client.UserSession("user-42", "")
+			err := sess.Publish(ctx, "Created", "Invoice", tc.data)
+			if err == nil || !tc.is(err) {
+				t.Fatalf("Publish = %v (%T)", err, err)
+			}
+			if len(err.Error()) > 1024 {
+				t.Errorf("error is %d bytes long: %.100s...", len(err.Error()), err)
+			}
+			if sess.Len() != 0 {
+				t.Errorf("refused data was buffered")
+			}
+		})
+	}
+	if n := countEvents(t, b.pool, "true"); n != 0 {
+		t.Fatalf("%d refused events were written", n)
+	}
+}
+
+// TestPublishRefusesBadTraceparents gives sessions traceparents that W3C
+// trace context says to ignore. A session given one explicitly refuses to
+// publish (middleware drops them before they get here).
+func TestPublishRefusesBadTraceparents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, nil)
+	const good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, tp := range []string{
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra", // version 00 has no more fields
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",          // no flags
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",       // upper case
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",       // forbidden version
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01",       // zero trace id
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",       // zero parent id
+		"00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",       // wrong separators
+		"00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",       // not hex
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\x00",   // NUL
+		good + strings.Repeat("-ab", 2000),                              // version 00, huge
+	} {
+		sess := b.client.UserSession("user-42", "", outbox.WithTraceparent(tp))
+		if err := sess.Publish(ctx, "Created", "Invoice", invoice("inv-1")); !errors.Is(err, outbox.ErrInvalidTraceparent) {
+			t.Errorf("traceparent %.80q: Publish = %v, want ErrInvalidTraceparent", tp, err)
+		}
+	}
+	sess := b.client.UserSession("user-42", "", outbox.WithTraceparent(good))
+	if err := sess.Publish(ctx, "Created", "Invoice", invoice("inv-1")); err != nil {
+		t.Fatalf("valid traceparent: %v", err)
+	}
+	if n := countEvents(t, b.pool, "true"); n != 0 {
+		t.Fatalf("%d events written without a flush", n)
+	}
+}
