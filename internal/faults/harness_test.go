@@ -270,20 +270,29 @@ func (e *env) waitDelivered(t *testing.T, s *sink, timeout time.Duration, diag f
 	t.Helper()
 	pub := e.published(t)
 	want := total(pub)
+	waitUntil(t, timeout, func() string {
+		var pending, dead int
+		_ = e.pool.QueryRow(t.Context(), `SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'dead') FROM txoutbox_events`).Scan(&pending, &dead)
+		msg := fmt.Sprintf("the sink to hold all %d committed events; it holds %d (outbox: %d pending, %d dead)", want, s.distinct(), pending, dead)
+		if diag != nil {
+			msg += "\n" + diag()
+		}
+		return msg
+	}, func() bool { return s.distinct() >= want })
+	return pub
+}
+
+// waitUntil polls cond until it holds, failing the test after timeout with
+// what it waited for.
+func waitUntil(t testing.TB, timeout time.Duration, what func() string, cond func() bool) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for s.distinct() < want {
+	for !cond() {
 		if time.Now().After(deadline) {
-			var pending, dead int
-			_ = e.pool.QueryRow(t.Context(), `SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'dead') FROM txoutbox_events`).Scan(&pending, &dead)
-			msg := ""
-			if diag != nil {
-				msg = diag()
-			}
-			t.Fatalf("after %s the sink holds %d of %d committed events (outbox: %d pending, %d dead)\n%s", timeout, s.distinct(), want, pending, dead, msg)
+			t.Fatalf("timed out after %s waiting for %s", timeout, what())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	return pub
 }
 
 // summary is a fault test's result, logged as one line that RELIABILITY.md
@@ -327,15 +336,10 @@ func check(t *testing.T, name string, pub map[string]int64, led *ledger, s *sink
 	arr := s.snapshot()
 	sum := summary{fault: name, published: total(pub), acked: led.ackedCount()}
 
-	type first struct {
-		from string
-		id   string
-	}
-	firstOf := map[string]first{}         // event id → its first delivery
-	idOf := map[eventRef]string{}         // key/seq → event id
-	firsts := map[string][]int64{}        // key → seqs in order of first arrival
-	redelivered := map[string]int{}       // sender → its events delivered again by others
-	seenBy := map[string]map[string]int{} // event id → sender → deliveries
+	firstFrom := map[string]string{} // event id → sender of its first delivery
+	idOf := map[eventRef]string{}    // key/seq → event id
+	firsts := map[string][]int64{}   // key → seqs in order of first arrival
+	redelivered := map[string]int{}  // sender → its events delivered again by others
 	var problems []string
 	problem := func(format string, args ...any) {
 		if len(problems) < 20 {
@@ -348,24 +352,20 @@ func check(t *testing.T, name string, pub map[string]int64, led *ledger, s *sink
 			problem("%s/%d arrived with two event ids: %s and %s", a.key, a.seq, id, a.id)
 		}
 		idOf[ref] = a.id
-		if seenBy[a.id] == nil {
-			seenBy[a.id] = map[string]int{}
-		}
-		seenBy[a.id][a.from]++
-		f, dup := firstOf[a.id]
+		from, dup := firstFrom[a.id]
 		if !dup {
-			firstOf[a.id] = first{from: a.from, id: a.id}
+			firstFrom[a.id] = a.from
 			firsts[a.key] = append(firsts[a.key], a.seq)
 			continue
 		}
 		sum.duplicates++
-		if a.from != f.from {
-			redelivered[f.from]++
+		if a.from != from {
+			redelivered[from]++
 		} else if !opts.sameSenderDuplicates {
 			problem("event %s (%s/%d) delivered twice by the same sender %q", a.id, a.key, a.seq, a.from)
 		}
 	}
-	sum.delivered = len(firstOf)
+	sum.delivered = len(firstFrom)
 
 	// Per key, first arrivals are 1..N in order: nothing lost, nothing
 	// reordered, nothing that was not committed.
@@ -393,11 +393,11 @@ func check(t *testing.T, name string, pub map[string]int64, led *ledger, s *sink
 
 	led.mu.Lock()
 	for id, ref := range led.acked {
-		if _, ok := firstOf[id]; !ok {
+		if _, ok := firstFrom[id]; !ok {
 			problem("event %s (%s/%d) reported committed but never arrived", id, ref.key, ref.seq)
 		}
 	}
-	for id := range firstOf {
+	for id := range firstFrom {
 		_, acked := led.acked[id]
 		_, doubt := led.inDoubt[id]
 		if !acked && !doubt {

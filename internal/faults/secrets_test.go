@@ -120,20 +120,13 @@ func TestSecretSinkCredentials(t *testing.T) {
 	w.halt()
 	p := startProc(t, []string{"TXOUTBOX_BEARER_TOKEN=" + token, "TXOUTBOX_SINK=" + sinkURL},
 		"relay", "--database-url", e.url, "--admin-addr", "", "--log-level", "debug", "--retry-base", "50ms", "--retry-max", "200ms")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitUntil(t, 30*time.Second, func() string { return "a delivery attempt recorded:\n" + tail(p.out.String(), 20) }, func() bool {
 		var failed int
 		if err := e.pool.QueryRow(t.Context(), `SELECT count(*) FROM txoutbox_events WHERE last_error IS NOT NULL`).Scan(&failed); err != nil {
 			t.Fatal(err)
 		}
-		if failed > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no delivery attempt recorded:\n%s", tail(p.out.String(), 20))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return failed > 0
+	})
 	if err := p.terminate(10 * time.Second); err != nil {
 		t.Errorf("relay after SIGTERM: %v", err)
 	}
@@ -221,19 +214,11 @@ func TestSecretTLSVerify(t *testing.T) {
 	mu.Unlock()
 
 	lax := startProc(t, nil, append(args, "--insecure-skip-verify")...)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	waitUntil(t, 30*time.Second, func() string { return "a post with --insecure-skip-verify:\n" + tail(lax.out.String(), 20) }, func() bool {
 		mu.Lock()
-		n := posts
-		mu.Unlock()
-		if n > 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nothing posted with --insecure-skip-verify:\n%s", tail(lax.out.String(), 20))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return posts > 0
+	})
 	if err := lax.terminate(10 * time.Second); err != nil {
 		t.Errorf("relay after SIGTERM: %v", err)
 	}
