@@ -18,6 +18,9 @@ var (
 	// a traceparent that is not a valid W3C trace context.
 	ErrInvalidTraceparent = errors.New("outbox: invalid traceparent")
 
+	// ErrInvalidField is matched by a *FieldError.
+	ErrInvalidField = errors.New("outbox: invalid field")
+
 	// ErrInvalidConfig is wrapped by the errors of New and Migrate that name
 	// a bad configuration field.
 	ErrInvalidConfig = errors.New("invalid configuration")
@@ -36,3 +39,21 @@ func (e *EncodeError) Error() string {
 }
 
 func (e *EncodeError) Unwrap() error { return e.Err }
+
+// FieldError is returned by Publish when an envelope field — the ordering
+// key (from the data or WithKey), the dedupe key, the tenant, the job id or
+// the actor id — holds text Postgres cannot store: a NUL byte or invalid
+// UTF-8. Refusing it at Publish keeps Flush from failing inside, and
+// aborting, the caller's transaction. Nothing is buffered.
+type FieldError struct {
+	Topic  string // full topic name
+	Field  string // "key", "dedupe key", "tenant", "job id" or "actor id"
+	Reason string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("outbox: publish %s: %s %s", e.Topic, e.Field, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrInvalidField) true for a *FieldError.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalidField }

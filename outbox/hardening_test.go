@@ -97,3 +97,42 @@ func TestPublishRefusesBadTraceparents(t *testing.T) {
 		t.Fatalf("%d events written without a flush", n)
 	}
 }
+
+// Postgres text cannot hold a NUL byte or invalid UTF-8. Publish must refuse
+// such a value with a typed error naming the field, instead of letting Flush
+// fail and abort the caller's business transaction.
+func TestPublishRefusesTextPostgresCannotStore(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, nil)
+	withNUL := invoice("inv\x00-1")
+	cases := []struct {
+		name  string
+		field string
+		sess  *outbox.Session
+		data  map[string]any
+		opts  []outbox.PublishOption
+	}{
+		{"key from data", "key", b.client.UserSession("user-42", ""), withNUL, nil},
+		{"WithKey NUL", "key", b.client.UserSession("user-42", ""), invoice("a"), []outbox.PublishOption{outbox.WithKey("k\x00")}},
+		{"WithKey not UTF-8", "key", b.client.UserSession("user-42", ""), invoice("a"), []outbox.PublishOption{outbox.WithKey("k\xff")}},
+		{"dedupe key", "dedupe key", b.client.UserSession("user-42", ""), invoice("a"), []outbox.PublishOption{outbox.WithDedupeKey("d\x00")}},
+		{"tenant", "tenant", b.client.UserSession("user-42", "", outbox.WithTenant("t\x00")), invoice("a"), nil},
+		{"job id", "job id", b.client.ServiceSession("job\x00"), invoice("a"), nil},
+		{"user id", "actor id", b.client.UserSession("user\x00-42", ""), invoice("a"), nil},
+	}
+	for _, tc := range cases {
+		err := tc.sess.Publish(ctx, "Created", "Invoice", tc.data, tc.opts...)
+		var ferr *outbox.FieldError
+		if !errors.As(err, &ferr) || !errors.Is(err, outbox.ErrInvalidField) {
+			t.Errorf("%s: err = %v, want *outbox.FieldError", tc.name, err)
+			continue
+		}
+		if ferr.Field != tc.field {
+			t.Errorf("%s: error names field %q, want %q", tc.name, ferr.Field, tc.field)
+		}
+		if tc.sess.Len() != 0 {
+			t.Errorf("%s: the refused event was buffered", tc.name)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -108,8 +109,9 @@ func WithCausation(eventID string) PublishOption {
 // "myEntity"). data is any value encoding/json can marshal, or a
 // json.RawMessage. An unknown topic (*topics.UnknownTopicError), data that
 // fails the topic's schema (*topics.ValidationError), data that cannot be
-// encoded (*EncodeError) or is too large (ErrEventTooLarge) is refused and
-// nothing is buffered.
+// encoded (*EncodeError) or is too large (ErrEventTooLarge), and an envelope
+// field Postgres cannot store (*FieldError), is refused and nothing is
+// buffered.
 func (s *Session) Publish(ctx context.Context, action, entity string, data any, opts ...PublishOption) error {
 	return s.PublishCategory(ctx, "", action, entity, data, opts...)
 }
@@ -167,6 +169,14 @@ func (s *Session) newEvent(category, action, entity string, data any, opts []Pub
 	for _, opt := range opts {
 		opt(&o)
 	}
+	key = cmp.Or(o.key, key)
+	for _, f := range [...]struct{ name, value string }{
+		{"key", key}, {"dedupe key", o.dedupe}, {"tenant", s.tenant}, {"job id", s.jobID}, {"actor id", s.actorID},
+	} {
+		if reason := unstorable(f.value); reason != "" {
+			return nil, &FieldError{Topic: t.Name, Field: f.name, Reason: reason}
+		}
+	}
 	if o.causation != "" {
 		if _, err := uuid.Parse(o.causation); err != nil {
 			return nil, fmt.Errorf("outbox: publish %s: causation id %q is not a UUID: %w", t.Name, o.causation, err)
@@ -187,7 +197,7 @@ func (s *Session) newEvent(category, action, entity string, data any, opts []Pub
 		ActorType:   s.actorType,
 		JobID:       s.jobID,
 		Source:      s.client.cfg.Source,
-		Key:         cmp.Or(o.key, key),
+		Key:         key,
 		Traceparent: s.traceparent,
 		Tenant:      s.tenant,
 		CausationID: o.causation,
@@ -295,4 +305,15 @@ func ValidTraceparent(s string) bool {
 		}
 	}
 	return strings.Trim(s[3:35], "0") != "" && strings.Trim(s[36:52], "0") != ""
+}
+
+// unstorable says why Postgres cannot store v as text, or "" when it can.
+func unstorable(v string) string {
+	switch {
+	case strings.IndexByte(v, 0) >= 0:
+		return "contains a NUL byte"
+	case !utf8.ValidString(v):
+		return "is not valid UTF-8"
+	}
+	return ""
 }
