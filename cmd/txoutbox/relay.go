@@ -56,7 +56,7 @@ live heap is a batch or two, and the default made collection a third of its
 CPU.`
 
 const relayExamples = `  txoutbox relay --database-url postgres://app@db/app --sink https://events.example.com \
-      --format briteevents --bearer-token "$EVENTS_TOKEN"
+      --format briteevents --bearer-token-file /run/secrets/events-token
   TXOUTBOX_DATABASE_URL=postgres://localhost/app txoutbox relay --sink stdout
   txoutbox relay --database-url postgres://localhost/app --sink noop --poison-policy skip
   txoutbox relay --database-url postgres://localhost/app --sink nats://127.0.0.1:4222
@@ -69,7 +69,9 @@ type relayFlags struct {
 	sink        string
 	format      string
 	bearer      string
+	bearerFile  string
 	apiKey      string
+	apiKeyFile  string
 	apiKeyHdr   string
 	sinkTimeout time.Duration
 	insecure    bool
@@ -89,6 +91,8 @@ func (f *relayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.bearer, "bearer-token", "", "`token` sent to an HTTP sink as Authorization: Bearer")
 	fs.StringVar(&f.apiKeyHdr, "api-key-header", "", "`header` carrying --api-key to an HTTP sink, e.g. X-Api-Key")
 	fs.StringVar(&f.apiKey, "api-key", "", "API `key` sent to an HTTP sink in --api-key-header")
+	fs.StringVar(&f.bearerFile, "bearer-token-file", "", "`file` holding the --bearer-token (e.g. a mounted secret); keeps it out of ps and shell history")
+	fs.StringVar(&f.apiKeyFile, "api-key-file", "", "`file` holding the --api-key")
 	fs.DurationVar(&f.sinkTimeout, "sink-timeout", relay.HTTPSinkTimeoutDefault, "bound on one HTTP sink request")
 	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify an HTTPS sink's certificate (development only)")
 	fs.IntVar(&f.cfg.BatchSize, "batch-size", relay.BatchSizeDefault, "most events read, delivered and recorded per round")
@@ -127,6 +131,19 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.cfg.PoisonPolicy = relay.PoisonPolicy(f.poison)
 	if f.cfg.PoisonPolicy != relay.PoisonBlock && f.cfg.PoisonPolicy != relay.PoisonSkip {
 		return fmt.Errorf("relay: --poison-policy: %q is not block or skip", f.poison)
+	}
+	for _, s := range []struct {
+		name, path string
+		dst        *string
+	}{{"--bearer-token-file", f.bearerFile, &f.bearer}, {"--api-key-file", f.apiKeyFile, &f.apiKey}} {
+		if s.path == "" {
+			continue
+		}
+		b, err := os.ReadFile(s.path)
+		if err != nil {
+			return fmt.Errorf("relay: %s: %w", s.name, err)
+		}
+		*s.dst = strings.TrimSpace(string(b))
 	}
 	f.cfg.Logger = logger
 	if _, ok := os.LookupEnv("GOGC"); !ok {
