@@ -47,7 +47,7 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 
 	now := time.Now()
 	version, parts := r.leases.usable(now, r.cfg.LeaseTTL/3)
-	if version != st.partsVersion || (r.cfg.PoisonPolicy == PoisonBlock && now.Sub(st.deadLoadedAt) >= r.cfg.LeaseTTL/3) {
+	if version != st.partsVersion || (r.cfg.mayBlock() && now.Sub(st.deadLoadedAt) >= r.cfg.LeaseTTL/3) {
 		if err := r.syncBlocked(ctx, st, version, now); err != nil {
 			return stepResult{dbErr: err}
 		}
@@ -141,9 +141,10 @@ func (st *loopState) keepParts(parts []int16) []row {
 	return st.rows
 }
 
-// syncBlocked forgets the blocked keys of partitions no longer held and,
-// under PoisonBlock, reloads the keys blocked by dead events: those of newly
-// taken partitions, and those unblocked by a replay.
+// syncBlocked forgets the blocked keys of partitions no longer held and
+// reloads the keys blocked by dead events: those of newly taken partitions,
+// and those unblocked by a replay. A dead event blocks its key when its
+// topic's poison policy is PoisonBlock.
 func (r *Relay) syncBlocked(ctx context.Context, st *loopState, version uint64, now time.Time) error {
 	held := r.leases.held()
 	var mask uint64
@@ -155,15 +156,17 @@ func (r *Relay) syncBlocked(ctx context.Context, st *loopState, version uint64, 
 			delete(st.blocked, k)
 		}
 	}
-	if r.cfg.PoisonPolicy == PoisonBlock && len(held) > 0 {
+	if r.cfg.mayBlock() && len(held) > 0 {
 		rows, err := r.pool.Query(ctx, r.q.deadKeys, held)
 		if err != nil {
 			return fmt.Errorf("load dead keys: %w", err)
 		}
 		var part int16
-		var key string
-		_, err = pgx.ForEachRow(rows, []any{&part, &key}, func() error {
-			st.blocked[key] = blockedKey{part: part, dead: true}
+		var key, topic string
+		_, err = pgx.ForEachRow(rows, []any{&part, &key, &topic}, func() error {
+			if r.cfg.poisonPolicy(topic) == PoisonBlock {
+				st.blocked[key] = blockedKey{part: part, dead: true}
+			}
 			return nil
 		})
 		if err != nil {
@@ -445,10 +448,10 @@ func (r *Relay) record(ctx context.Context, st *loopState, out outcome) (BatchSt
 	return stats, nil
 }
 
-// deadLettered reports an event just dead-lettered and, under PoisonBlock,
-// keeps its key blocked.
+// deadLettered reports an event just dead-lettered and, when its topic's
+// policy is PoisonBlock, keeps its key blocked.
 func (r *Relay) deadLettered(st *loopState, f failure) {
-	blocking := r.cfg.PoisonPolicy == PoisonBlock
+	blocking := r.cfg.poisonPolicy(f.row.ev.Topic) == PoisonBlock
 	if blocking {
 		st.blocked[f.row.key] = blockedKey{part: f.row.part, dead: true}
 	} else {

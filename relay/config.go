@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/topics"
 )
 
 // Partitions is the number of partitions the outbox table is split into by
@@ -63,7 +64,7 @@ const (
 // default.
 //
 // Relays sharing one outbox table should use the same Schema, LeaseTTL,
-// MaxAttempts and PoisonPolicy: a partition, with its blocked keys, moves
+// MaxAttempts, PoisonPolicy and PoisonPolicyFunc: a partition, with its blocked keys, moves
 // between them.
 type Config struct {
 	// ID names the relay in the txoutbox_relays table and in its partition
@@ -104,6 +105,14 @@ type Config struct {
 	// PoisonPolicy says whether a dead event blocks its key's later events.
 	// Defaults to PoisonBlock.
 	PoisonPolicy PoisonPolicy
+
+	// PoisonPolicyFunc returns the policy of a dead event's topic, so that
+	// topics whose consumers cope with gaps keep flowing while the others
+	// keep their order (see PoisonPolicyFromTopics for the Poison key of
+	// the topic definitions). It must be quick and safe for concurrent use.
+	// A return of "", or of anything but PoisonBlock or PoisonSkip, means
+	// PoisonPolicy. Defaults to nil: PoisonPolicy for every topic.
+	PoisonPolicyFunc func(topic string) PoisonPolicy
 
 	// RetryBase and RetryMax bound the wait before a failed event is tried
 	// again: a random duration between 0 and RetryBase*2^(attempts-1),
@@ -264,6 +273,37 @@ func (c *Config) validate() error {
 		return fmt.Errorf("Config.Schema must be at most 63 bytes, without NUL or surrounding spaces, got %q", c.Schema)
 	}
 	return nil
+}
+
+// poisonPolicy returns the policy for a dead event of topic.
+func (c *Config) poisonPolicy(topic string) PoisonPolicy {
+	if c.PoisonPolicyFunc != nil {
+		if p := c.PoisonPolicyFunc(topic); p == PoisonBlock || p == PoisonSkip {
+			return p
+		}
+	}
+	return c.PoisonPolicy
+}
+
+// mayBlock reports whether a dead event can block its key: whether the
+// relay must track the keys of dead events.
+func (c *Config) mayBlock() bool {
+	return c.PoisonPolicy == PoisonBlock || c.PoisonPolicyFunc != nil
+}
+
+// PoisonPolicyFromTopics returns a Config.PoisonPolicyFunc that reads the
+// Poison key of reg's topics. A topic without one, or not in reg, gets
+// Config.PoisonPolicy.
+func PoisonPolicyFromTopics(reg *topics.Registry) func(topic string) PoisonPolicy {
+	byTopic := make(map[string]PoisonPolicy)
+	if reg != nil {
+		for _, t := range reg.Topics() {
+			if t.Poison != "" {
+				byTopic[t.Name] = PoisonPolicy(t.Poison)
+			}
+		}
+	}
+	return func(topic string) PoisonPolicy { return byTopic[topic] }
 }
 
 func defaultID() string {

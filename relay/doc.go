@@ -81,7 +81,15 @@
 // default) its key's later events stay pending until it is replayed: order
 // over progress, with an error log and Hooks.DeadFunc to alert someone.
 // Under PoisonSkip the key's later events go on and the dead one waits
-// aside. Replay makes dead events pending again with attempts reset; they
+// aside. The policy can differ per topic: Config.PoisonPolicyFunc picks it
+// from the dead event's topic, and PoisonPolicyFromTopics reads it from the
+// Poison key of the topic definitions, so an audit trail can skip while
+// invoices keep their order:
+//
+//	reg, err := topics.Load("topic_definitions.yaml")
+//	r, err := relay.New(pool, sink, &relay.Config{PoisonPolicyFunc: relay.PoisonPolicyFromTopics(reg)})
+//
+// Replay makes dead events pending again with attempts reset; they
 // are delivered within LeaseTTL/3.
 //
 // Crashes and shutdown. A relay that dies holds its partitions until their

@@ -14,29 +14,33 @@ import (
 	"github.com/txoutbox/txoutbox/outbox"
 )
 
-// poisonSink rejects one event permanently while poisoned, and, as the HTTP
-// sink does, holds back the later events of its key in the same call.
+// poisonSink rejects some events permanently while poisoned, and, as the
+// HTTP sink does, holds back the later events of their keys in the same
+// call.
 type poisonSink struct {
 	recordingSink
-	poison   string
+	poison   map[string]bool
 	poisoned atomic.Bool
 }
 
-func newPoisonSink(poison string) *poisonSink {
-	s := &poisonSink{poison: poison}
+func newPoisonSink(poison ...string) *poisonSink {
+	s := &poisonSink{poison: make(map[string]bool)}
+	for _, id := range poison {
+		s.poison[id] = true
+	}
 	s.poisoned.Store(true)
 	s.FailFunc = func(_ int, msgs []*message.Message) error {
 		if !s.poisoned.Load() {
 			return nil
 		}
 		failed := make(map[string]error)
-		var badKey string
+		badKeys := make(map[string]bool)
 		for _, m := range msgs {
 			switch key := m.Metadata.Get(outbox.MetaKey); {
-			case m.UUID == s.poison:
+			case s.poison[m.UUID]:
 				failed[m.UUID] = Permanent(errors.New("422: amount_cents must be an integer"))
-				badKey = key
-			case key == badKey:
+				badKeys[key] = true
+			case badKeys[key]:
 				failed[m.UUID] = errors.New("held back")
 			}
 		}

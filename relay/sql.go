@@ -23,10 +23,10 @@ const (
 // array, whose selectivity Postgres estimates well: a bit-mask test looked
 // cheaper per row, but its default 0.5% estimate made the planner pick a
 // parallel scan that cost 8ms per batch instead of 1ms. The blocked keys ($3)
-// are known to this relay only: keys waiting for a retry and, under
-// PoisonBlock, keys with a dead event (see Relay.read for how the filter
-// stays cheap). The rows of $4 are a batch being recorded while the next is
-// read.
+// are known to this relay only: keys waiting for a retry and keys with a
+// dead event whose topic's policy is PoisonBlock (see Relay.read for how the
+// filter stays cheap). The rows of $4 are a batch being recorded while the
+// next is read.
 //
 // The columns are in the order decodeRow reads them. wait_us > 0 marks a row
 // whose retry is not due: its key waits, and so do the key's later rows.
@@ -85,7 +85,7 @@ func newQueries(schema string) queries {
 				AND EXISTS (SELECT 1 FROM {partitions} p WHERE p.part = e.part AND p.owner = $5)
 			RETURNING e.seq, e.status = 'dead', e.attempts`),
 
-		deadKeys: r.Replace(`SELECT DISTINCT part, key FROM {events}
+		deadKeys: r.Replace(`SELECT DISTINCT part, key, topic FROM {events}
 			WHERE status = 'dead' AND part = ANY($1::smallint[])`),
 
 		cleanup: r.Replace(`DELETE FROM {events} WHERE seq IN (

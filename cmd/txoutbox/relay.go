@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/topics"
 )
 
 const relayUsage = `
@@ -43,6 +44,11 @@ Sinks (--sink):
   stdout              one JSON line per event, for development
   noop                discard (measurements)
 
+A dead event (one a sink refused permanently --max-attempts times) blocks
+its key's later events under --poison-policy block, and not under skip.
+With --topics, a topic whose definition has a Poison key (block or skip)
+gets that policy instead; the others keep --poison-policy.
+
 Broker messages carry the event's envelope as headers (topic, key, job_id,
 traceparent, ...) and its data as the body; the message id is the event id.
 
@@ -59,6 +65,7 @@ const relayExamples = `  txoutbox relay --database-url postgres://app@db/app --s
       --format briteevents --bearer-token-file /run/secrets/events-token
   TXOUTBOX_DATABASE_URL=postgres://localhost/app txoutbox relay --sink stdout
   txoutbox relay --database-url postgres://localhost/app --sink noop --poison-policy skip
+  txoutbox relay --database-url postgres://localhost/app --sink stdout --topics topic_definitions.yaml
   txoutbox relay --database-url postgres://localhost/app --sink nats://127.0.0.1:4222
   txoutbox relay --database-url postgres://localhost/app --sink amqp://guest:guest@127.0.0.1:5672/ \
       --topic-template 'events.{category}.{entity}.{action}'`
@@ -80,6 +87,7 @@ type relayFlags struct {
 	logFormat   string
 	cfg         relay.Config
 	poison      string
+	topics      string
 	broker      brokerFlags
 }
 
@@ -100,6 +108,7 @@ func (f *relayFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.cfg.LeaseTTL, "lease", relay.LeaseTTLDefault, "partition lease: a relay that dies hands its partitions over after this")
 	fs.IntVar(&f.cfg.MaxAttempts, "max-attempts", relay.MaxAttemptsDefault, "attempts after which an event failing permanently (HTTP 4xx) is dead-lettered")
 	fs.StringVar(&f.poison, "poison-policy", string(relay.PoisonPolicyDefault), "what a dead event does to its key: block (later events wait) or skip")
+	fs.StringVar(&f.topics, "topics", "", "topic definitions `file` whose Poison keys override --poison-policy per topic")
 	fs.DurationVar(&f.cfg.RetryBase, "retry-base", relay.RetryBaseDefault, "first retry backoff; it doubles per attempt, with full jitter")
 	fs.DurationVar(&f.cfg.RetryMax, "retry-max", relay.RetryMaxDefault, "longest retry backoff")
 	fs.DurationVar(&f.cfg.Retention, "retention", 0, "keep delivered rows this long (0: delete on delivery)")
@@ -131,6 +140,13 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	f.cfg.PoisonPolicy = relay.PoisonPolicy(f.poison)
 	if f.cfg.PoisonPolicy != relay.PoisonBlock && f.cfg.PoisonPolicy != relay.PoisonSkip {
 		return fmt.Errorf("relay: --poison-policy: %q is not block or skip", f.poison)
+	}
+	if f.topics != "" {
+		reg, err := topics.Load(f.topics)
+		if err != nil {
+			return fmt.Errorf("relay: --topics: %w", err)
+		}
+		f.cfg.PoisonPolicyFunc = relay.PoisonPolicyFromTopics(reg)
 	}
 	for _, s := range []struct {
 		name, path string

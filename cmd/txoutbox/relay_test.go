@@ -38,7 +38,7 @@ func TestHelp(t *testing.T) {
 	if err := dispatch(t.Context(), []string{"relay", "--help"}, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"--database-url URL", "TXOUTBOX_DATABASE_URL", "--poison-policy", "Examples:", "/readyz"} {
+	for _, want := range []string{"--database-url URL", "TXOUTBOX_DATABASE_URL", "--poison-policy", "--topics file", "TXOUTBOX_TOPICS", "Examples:", "/readyz"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("txoutbox relay --help lacks %q:\n%s", want, out.String())
 		}
@@ -61,6 +61,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"relay", "--database-url", "postgres://x/y", "--sink", "kafka://b"}, nil, `--sink: "kafka://b" is not`},
 		{[]string{"relay", "--database-url", "postgres://x/y", "--sink", "noop", "--poison-policy", "drop"}, nil, `--poison-policy: "drop"`},
 		{[]string{"relay", "--database-url", "postgres://x/y", "--sink", "noop", "--log-level", "loud"}, nil, "--log-level"},
+		{[]string{"relay", "--database-url", "postgres://x/y", "--sink", "noop"}, map[string]string{"TXOUTBOX_TOPICS": "no-such-topics.yaml"}, "--topics: "},
 		{[]string{"relay", "--database-url", "postgres://x/y", "--sink", "https://api", "--format", "xml"}, nil, "Format"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
