@@ -304,16 +304,7 @@ func TestPublishRefusesBadEvents(t *testing.T) {
 	if sess.Len() != 0 {
 		t.Fatalf("refused events were buffered: %d", sess.Len())
 	}
-	tx, err := b.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sess.Flush(ctx, tx); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flushAndCommit(t, b.pool, sess)
 	if n := countEvents(t, b.pool, "true"); n != 0 {
 		t.Fatalf("%d refused events were written", n)
 	}
@@ -371,16 +362,7 @@ func TestConcurrentPublish(t *testing.T) {
 	// Flush concurrently with the publishers: every event is written exactly once.
 	flushed := 0
 	for range 3 {
-		tx, err := b.pool.Begin(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sess.Flush(ctx, tx); err != nil {
-			t.Fatal(err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			t.Fatal(err)
-		}
+		flushAndCommit(t, b.pool, sess)
 		flushed++
 	}
 	wg.Wait()
@@ -390,16 +372,7 @@ func TestConcurrentPublish(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tx, err := b.pool.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sess.Flush(ctx, tx); err != nil {
-		t.Fatal(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		t.Fatal(err)
-	}
+	flushAndCommit(t, b.pool, sess)
 	if n := countEvents(t, b.pool, "true"); n != goroutines*each {
 		t.Fatalf("got %d events, want %d", n, goroutines*each)
 	}
@@ -571,5 +544,14 @@ func TestValidTraceparent(t *testing.T) {
 		if got := outbox.ValidTraceparent(tp); got != want {
 			t.Errorf("ValidTraceparent(%q) = %v, want %v", tp, got, want)
 		}
+	}
+}
+
+// flushAndCommit flushes sess in a transaction of its own and commits it.
+func flushAndCommit(t testing.TB, pool *pgxpool.Pool, sess *outbox.Session) {
+	t.Helper()
+	noop := func(context.Context, pgx.Tx) error { return nil }
+	if err := outbox.InTx(context.Background(), pool, sess, noop); err != nil {
+		t.Fatal(err)
 	}
 }
