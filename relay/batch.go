@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"time"
 
@@ -31,6 +32,18 @@ type failure struct {
 	row  *row
 	err  error
 	wait time.Duration
+}
+
+// logAttrs are the fields of a failed event's log lines: what identifies
+// it and why it failed, never its data, which may hold personal details.
+func (f failure) logAttrs() []slog.Attr {
+	return []slog.Attr{
+		slog.String("event_id", f.row.ev.ID.String()),
+		slog.String("topic", f.row.ev.Topic),
+		slog.String("key", f.row.key),
+		slog.Int("attempt", int(f.row.attempts)),
+		slog.Any("err", f.err),
+	}
 }
 
 // outcome is what the sink did with a batch.
@@ -403,7 +416,7 @@ func (r *Relay) record(ctx context.Context, st *loopState, out outcome) (BatchSt
 		}
 		b.Queue(q, seqs)
 	}
-	var deadOnes []failure
+	var deadOnes, retried []failure
 	if len(out.failed) > 0 {
 		n := len(out.failed)
 		seqs, waits, errs, perm := make([]int64, n), make([]int64, n), make([]string, n), make([]bool, n)
@@ -427,7 +440,7 @@ func (r *Relay) record(ctx context.Context, st *loopState, out outcome) (BatchSt
 				if dead {
 					deadOnes = append(deadOnes, f)
 				} else {
-					stats.Failed++
+					retried = append(retried, f)
 				}
 				return nil
 			})
@@ -438,9 +451,14 @@ func (r *Relay) record(ctx context.Context, st *loopState, out outcome) (BatchSt
 	if err := r.pool.SendBatch(ctx, b).Close(); err != nil {
 		return BatchStats{}, fmt.Errorf("record outcome: %w", err)
 	}
-	stats.Dead = len(deadOnes)
+	stats.Failed, stats.Dead = len(retried), len(deadOnes)
+	if len(retried) > 0 && r.log.Enabled(ctx, slog.LevelDebug) {
+		for _, f := range retried {
+			r.log.LogAttrs(ctx, slog.LevelDebug, "event delivery failed", append(f.logAttrs(), slog.Duration("retry_in", f.wait))...)
+		}
+	}
 	for _, f := range deadOnes {
-		r.deadLettered(st, f)
+		r.deadLettered(ctx, st, f)
 	}
 	if r.cfg.Hooks.BatchFunc != nil {
 		stats.Events = r.eventStats(out)
@@ -450,16 +468,14 @@ func (r *Relay) record(ctx context.Context, st *loopState, out outcome) (BatchSt
 
 // deadLettered reports an event just dead-lettered and, when its topic's
 // policy is PoisonBlock, keeps its key blocked.
-func (r *Relay) deadLettered(st *loopState, f failure) {
+func (r *Relay) deadLettered(ctx context.Context, st *loopState, f failure) {
 	blocking := r.cfg.poisonPolicy(f.row.ev.Topic) == PoisonBlock
 	if blocking {
 		st.blocked[f.row.key] = blockedKey{part: f.row.part, dead: true}
 	} else {
 		delete(st.blocked, f.row.key)
 	}
-	r.log.Error("event dead-lettered",
-		"id", f.row.ev.ID, "topic", f.row.ev.Topic, "key", f.row.key,
-		"attempts", f.row.attempts, "err", f.err, "key_blocked", blocking)
+	r.log.LogAttrs(ctx, slog.LevelError, "event dead-lettered", append(f.logAttrs(), slog.Bool("key_blocked", blocking))...)
 	if r.cfg.Hooks.DeadFunc != nil {
 		r.cfg.Hooks.DeadFunc(DeadEvent{
 			ID: f.row.ev.ID, Topic: f.row.ev.Topic, Key: f.row.key,

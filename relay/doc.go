@@ -99,4 +99,21 @@
 // releases the partitions so the other relays take them at their next lease
 // round, and returns nil. Database outages are ridden out: the loop logs,
 // backs off and goes on when the pool reconnects.
+//
+// # Observing it
+//
+// Logs go to Config.Logger (log/slog). A failed attempt is logged at debug
+// and a dead letter at error, each with the fields event_id, topic, key,
+// attempt and err; an event's data is never logged, since it may hold
+// personal details. Hooks feed metrics (package outboxprom implements them).
+//
+// Traces: each Publish call to the sink is a span of kind Producer, named
+// "send {topic}", with the messaging.* attributes of the OpenTelemetry
+// semantic conventions. It is linked to the trace context each event was
+// published with (the traceparent stored with the event) and, when the call's
+// events all come from one trace, is a child of it, so the delivery shows in
+// the publishing request's trace. Config.TracerProvider defaults to the
+// global provider; until the application installs an SDK nothing is
+// recorded, and the relay does not parse the events' traceparents to link
+// them.
 package relay

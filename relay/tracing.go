@@ -39,31 +39,36 @@ const (
 // The events' own traceparent metadata is left as it is: it is the producer's
 // context, which is what CloudEvents' traceparent extension and a consumer
 // continuing the trace expect.
+//
+// Nothing is parsed for the links until the span is known to record: with
+// the no-op provider, or the global one before the application installs an
+// SDK, Start returns a span that records nothing, and parsing a traceparent
+// per event (a carrier map, a context and a hex decode each) would be work
+// thrown away on every batch. The parent is found first by comparing the
+// trace-id text of the traceparents, so at most one is parsed per call. The
+// links are added after Start, so a sampler does not see them; the SDK's
+// samplers decide on the parent alone anyway.
 func (r *Relay) startSend(topic string, msgs []*message.Message) (context.Context, trace.Span) {
-	var parent trace.SpanContext
-	var links []trace.Link
+	var first string
 	same := true
 	for _, m := range msgs {
 		tp := m.Metadata.Get(outbox.MetaTraceparent)
-		if tp == "" {
+		if len(tp) != traceparentLen {
 			same = false
-			continue
+			break
 		}
-		sc := parseTraceparent(tp)
-		if !sc.IsValid() {
+		if first == "" {
+			first = tp
+		} else if traceIDText(tp) != traceIDText(first) {
 			same = false
-			continue
+			break
 		}
-		if !parent.IsValid() {
-			parent = sc
-		} else if sc.TraceID() != parent.TraceID() {
-			same = false
-		}
-		links = append(links, trace.Link{SpanContext: sc})
 	}
 	ctx := context.Background()
-	if same && parent.IsValid() {
-		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
+	if same && first != "" {
+		if sc := parseTraceparent(first); sc.IsValid() {
+			ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
+		}
 	}
 	attrs := []attribute.KeyValue{
 		attrSystem.String(r.cfg.MessagingSystem),
@@ -77,11 +82,28 @@ func (r *Relay) startSend(topic string, msgs []*message.Message) (context.Contex
 			attrs = append(attrs, attrConversation.String(job))
 		}
 	}
-	return r.tracer.Start(ctx, "send "+topic,
+	ctx, span := r.tracer.Start(ctx, "send "+topic,
 		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithLinks(links...),
 		trace.WithAttributes(attrs...))
+	if !span.IsRecording() {
+		return ctx, span
+	}
+	for _, m := range msgs {
+		if tp := m.Metadata.Get(outbox.MetaTraceparent); tp != "" {
+			if sc := parseTraceparent(tp); sc.IsValid() {
+				span.AddLink(trace.Link{SpanContext: sc})
+			}
+		}
+	}
+	return ctx, span
 }
+
+// traceparentLen is the length of a version 00 W3C traceparent:
+// 00-{32 hex trace id}-{16 hex span id}-{2 hex flags}.
+const traceparentLen = 55
+
+// traceIDText is the trace id of a traceparent of traceparentLen bytes.
+func traceIDText(tp string) string { return tp[3:35] }
 
 // parseTraceparent returns the span context of a W3C traceparent, or an
 // invalid one.
