@@ -193,6 +193,10 @@ func runLatency(ctx context.Context, e *env, rec *recorder) error {
 			return err
 		}
 		rec.add("lat/sustained", best.offered)
+		if best.offered == 0 {
+			rec.note("latency run %d: no rate sustained; at %.0f/s %s", run+1, limit.offered, limitedBy(limit))
+			continue
+		}
 		rec.add("lat/sustained/p99", best.p99)
 		rec.note("latency run %d: %.0f/s sustained (p99 %.1f ms); at %.0f/s %s", run+1, best.offered, best.p99, limit.offered, limitedBy(limit))
 	}

@@ -215,10 +215,15 @@ func (r *recorder) results() []Result {
 			if b == nil || len(b.values) == 0 {
 				continue
 			}
-			q := make([]float64, len(m.values))
+			// A run whose baseline measured nothing has no ratio.
+			var q []float64
 			for i, v := range m.values {
-				base := b.values[min(i, len(b.values)-1)]
-				q[i] = v / base
+				if base := b.values[min(i, len(b.values)-1)]; base > 0 {
+					q = append(q, v/base)
+				}
+			}
+			if len(q) == 0 {
+				continue
 			}
 			var ratio Ratio
 			ratio.To = cmp.Or(b.short, b.name)
