@@ -360,10 +360,8 @@ func TestConcurrentPublish(t *testing.T) {
 		}()
 	}
 	// Flush concurrently with the publishers: every event is written exactly once.
-	flushed := 0
 	for range 3 {
 		flushAndCommit(t, b.pool, sess)
-		flushed++
 	}
 	wg.Wait()
 	close(errs)

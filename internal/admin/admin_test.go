@@ -3,18 +3,16 @@ package admin_test
 import (
 	"context"
 	"errors"
-	"strconv"
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
 	"github.com/txoutbox/txoutbox/internal/admin"
+	"github.com/txoutbox/txoutbox/internal/eventstest"
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/outbox"
-	"github.com/txoutbox/txoutbox/topics"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Wrap(m)) }
@@ -28,35 +26,7 @@ func setup(t *testing.T, n int) (*pgxpool.Pool, []uuid.UUID) {
 	if err := outbox.Migrate(ctx, pool, nil); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := topics.Load("../../topic_definitions.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := outbox.New(pool, reg, &outbox.Config{Source: "billing-api"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess := client.ServiceSession("job-1")
-	err = outbox.InTx(ctx, pool, sess, func(ctx context.Context, _ pgx.Tx) error {
-		for i := range n {
-			if err := sess.Publish(ctx, "Overdue", "Invoice", map[string]any{"id": "inv-" + strconv.Itoa(i), "days_overdue": i + 1}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows, err := pool.Query(ctx, "SELECT id FROM txoutbox_events ORDER BY seq")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-	if err != nil || len(ids) != n {
-		t.Fatalf("%d rows, err %v", len(ids), err)
-	}
-	return pool, ids
+	return pool, eventstest.PublishOverdue(t, pool, n)
 }
 
 func exec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {

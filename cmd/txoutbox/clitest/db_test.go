@@ -2,21 +2,17 @@ package clitest
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"net/url"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/txoutbox/internal/eventstest"
 	"github.com/txoutbox/txoutbox/internal/pgtest"
-	"github.com/txoutbox/txoutbox/outbox"
-	"github.com/txoutbox/txoutbox/topics"
 )
 
 // withPassword returns rawURL with a password set, to check it never shows.
@@ -101,42 +97,6 @@ func TestDatabaseErrors(t *testing.T) {
 	}
 }
 
-// publish writes n billing.InvoiceOverdue events, keys inv-0 ..., and
-// returns their ids in insert order.
-func publish(t *testing.T, pool *pgxpool.Pool, n int) []uuid.UUID {
-	t.Helper()
-	ctx := t.Context()
-	reg, err := topics.Load("../../../topic_definitions.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := outbox.New(pool, reg, &outbox.Config{Source: "billing-api"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sess := client.ServiceSession("job-1")
-	err = outbox.InTx(ctx, pool, sess, func(ctx context.Context, _ pgx.Tx) error {
-		for i := range n {
-			if err := sess.Publish(ctx, "Overdue", "Invoice", map[string]any{"id": "inv-" + strconv.Itoa(i), "days_overdue": i + 1}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rows, err := pool.Query(ctx, "SELECT id FROM txoutbox_events ORDER BY seq")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[uuid.UUID])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ids
-}
-
 func TestStatusInspectReplay(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
@@ -154,7 +114,7 @@ func TestStatusInspectReplay(t *testing.T) {
 		t.Errorf("status of an empty outbox:\n%s", r)
 	}
 
-	ids := publish(t, pool, 5)
+	ids := eventstest.PublishOverdue(t, pool, 5)
 	if _, err := pool.Exec(ctx, `UPDATE txoutbox_events SET status = 'dead', attempts = 10, last_error = 'HTTP 422: unknown
 field "days_overdue"' WHERE id = ANY($1)`, ids[:2]); err != nil {
 		t.Fatal(err)
