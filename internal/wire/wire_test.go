@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 
 	"github.com/txoutbox/txoutbox/internal/wire"
 	"github.com/txoutbox/txoutbox/outbox"
@@ -130,5 +131,41 @@ func TestParseFormat(t *testing.T) {
 	}
 	if _, err := wire.ParseFormat("kafka"); err == nil || !strings.Contains(err.Error(), "kafka") {
 		t.Errorf("ParseFormat(kafka) = %v", err)
+	}
+}
+
+// FromOutbox carries the envelope over as the message path does, trusting
+// the data.
+func TestFromOutbox(t *testing.T) {
+	t.Parallel()
+	msg := testMessage("0190f5e0-0000-7000-8000-000000000001", "inv-1", "job-1")
+	want, err := wire.FromMessage(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.DataValid = true
+	e := &outbox.Event{
+		ID: uuid.MustParse(msg.UUID), Topic: "billing.InvoiceCreated", Category: "billing", Entity: "Invoice", Action: "Created",
+		Data: want.Data, ActorID: "user-4711", ActorType: outbox.ActorUser, JobID: "job-1", Source: "billing-service",
+		Key: "inv-1", Traceparent: want.Traceparent, Time: want.Time, DedupeKey: "not on the wire",
+	}
+	got, err := wire.FromOutbox(e)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("FromOutbox:\ngot  %+v, %v\nwant %+v", got, err, want)
+	}
+
+	e.Topic = ""
+	if got, err := wire.FromOutbox(e); err != nil || got.Topic != "billing.InvoiceCreated" {
+		t.Errorf("FromOutbox without topic = %q, %v; want it built from its parts", got.Topic, err)
+	}
+	for name, mutate := range map[string]func(*outbox.Event){
+		"no topic": func(e *outbox.Event) { e.Topic, e.Action = "", "" },
+		"no data":  func(e *outbox.Event) { e.Data = nil },
+	} {
+		bad := *e
+		mutate(&bad)
+		if _, err := wire.FromOutbox(&bad); !errors.Is(err, wire.ErrInvalidEvent) {
+			t.Errorf("%s: FromOutbox = %v, want ErrInvalidEvent", name, err)
+		}
 	}
 }
