@@ -75,26 +75,76 @@ func (l *leaseSet) usable(now time.Time, margin time.Duration) (version uint64, 
 	return l.version, parts
 }
 
-// leaseLoop renews, takes and gives back partitions every LeaseTTL/3 until
-// ctx is cancelled.
-func (r *Relay) leaseLoop(ctx context.Context) {
-	every(ctx, r.cfg.LeaseTTL/3, func() {
-		if err := r.tickLeases(ctx); err != nil && ctx.Err() == nil {
-			r.log.Warn("lease partitions", "err", err)
+// leaseQuick is the lease loop's first wait after the number of live relays
+// or the partitions this relay holds changed: relays starting together, or one
+// joining or leaving, settle on their fair shares within a few quick rounds
+// instead of a LeaseTTL/3 apart. The wait doubles from there back to
+// LeaseTTL/3 while nothing changes, so a steady fleet renews no more often
+// than that.
+const leaseQuick = 50 * time.Millisecond
+
+// leaseRound is what one lease round saw and did.
+type leaseRound struct {
+	live     int // live relays, this one included
+	acquired int
+	released int
+}
+
+// leaseLoop renews, takes and gives back partitions until ctx is cancelled:
+// every LeaseTTL/3 in a steady fleet, sooner after a change. first is the
+// round Run did before starting it.
+func (r *Relay) leaseLoop(ctx context.Context, first leaseRound) {
+	steady := r.cfg.LeaseTTL / 3
+	quick := min(leaseQuick, steady)
+	wait, last := quick, first
+	repeat(ctx, wait, func() time.Duration {
+		start := time.Now()
+		round, err := r.tickLeases(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("lease partitions", "err", err)
+			}
+			round.live = last.live
 		}
+		if round.acquired > 0 {
+			r.Wake() // the loop may be idling, unaware of the new partitions' rows
+		}
+		wait = nextLeaseWait(wait, quick, steady, last, round)
+		last = round
+		return wait - time.Since(start)
 	})
+}
+
+// nextLeaseWait returns the wait before the lease round after round: quick
+// when the live relays or the held partitions just changed, since the other
+// relays are then moving too, else twice the last wait, up to steady.
+func nextLeaseWait(wait, quick, steady time.Duration, last, round leaseRound) time.Duration {
+	if round.live != last.live || round.acquired > 0 || round.released > 0 {
+		return quick
+	}
+	return min(2*wait, steady)
 }
 
 // every calls fn every interval until ctx is cancelled.
 func every(ctx context.Context, interval time.Duration, fn func()) {
-	t := time.NewTicker(interval)
+	repeat(ctx, interval, func() time.Duration {
+		start := time.Now()
+		fn()
+		return interval - time.Since(start)
+	})
+}
+
+// repeat calls fn after wait, then again after each wait fn returns (at once
+// when it is not positive), until ctx is cancelled.
+func repeat(ctx context.Context, wait time.Duration, fn func() time.Duration) {
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			fn()
+			t.Reset(max(fn(), 0))
 		}
 	}
 }
@@ -102,7 +152,7 @@ func every(ctx context.Context, interval time.Duration, fn func()) {
 // tickLeases heartbeats, renews the partitions this relay owns, and moves it
 // towards its fair share, ceil(Partitions / live relays): it takes free or
 // expired partitions while under it and gives back the ones over it.
-func (r *Relay) tickLeases(ctx context.Context) error {
+func (r *Relay) tickLeases(ctx context.Context) (leaseRound, error) {
 	ttl := r.cfg.LeaseTTL.Microseconds()
 	start := time.Now()
 
@@ -128,34 +178,37 @@ func (r *Relay) tickLeases(ctx context.Context) error {
 		err = cerr
 	}
 	if err != nil {
-		return fmt.Errorf("renew leases: %w", err)
+		return leaseRound{}, fmt.Errorf("renew leases: %w", err)
 	}
 	r.warnLost(owned)
+	round := leaseRound{live: live}
 
 	share := (Partitions + max(live, 1) - 1) / max(live, 1)
 	if n := share - len(owned); n > 0 {
 		rows, err := r.pool.Query(ctx, r.q.acquire, r.cfg.ID, ttl, n)
 		if err != nil {
 			r.leases.set(owned, start.Add(r.cfg.LeaseTTL))
-			return fmt.Errorf("acquire partitions: %w", err)
+			return round, fmt.Errorf("acquire partitions: %w", err)
 		}
 		got, err := pgx.CollectRows(rows, pgx.RowTo[int16])
 		owned = append(owned, got...)
 		r.leases.set(owned, start.Add(r.cfg.LeaseTTL))
+		round.acquired = len(got)
 		if err != nil {
-			return fmt.Errorf("acquire partitions: %w", err)
+			return round, fmt.Errorf("acquire partitions: %w", err)
 		}
 		if len(got) > 0 {
 			r.log.Debug("acquired partitions", "parts", got, "share", share, "relays", live)
 		}
-		return nil
+		return round, nil
 	}
 	r.leases.set(owned, start.Add(r.cfg.LeaseTTL))
 	if extra := len(owned) - share; extra > 0 {
 		slices.Sort(owned)
-		return r.release(ctx, owned[len(owned)-extra:], share, live)
+		round.released = extra
+		return round, r.release(ctx, owned[len(owned)-extra:], share, live)
 	}
-	return nil
+	return round, nil
 }
 
 // warnLost logs the partitions another relay took over from this one: this

@@ -110,7 +110,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	defer r.running.Store(false)
-	if err := r.tickLeases(ctx); err != nil {
+	first, err := r.tickLeases(ctx)
+	if err != nil {
 		if isUndefinedTable(err) {
 			return fmt.Errorf("relay: outbox tables missing, run the migrations: %w", err)
 		}
@@ -138,7 +139,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	// Leases are renewed until the loop is done with its last batch.
 	bgCtx, stopBg := context.WithCancel(context.WithoutCancel(ctx))
 	var wg sync.WaitGroup
-	wg.Go(func() { r.leaseLoop(bgCtx) })
+	wg.Go(func() { r.leaseLoop(bgCtx, first) })
 	wg.Go(func() { r.cleanupLoop(ctx) })
 
 	r.loop(ctx, workCtx)
