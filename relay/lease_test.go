@@ -84,24 +84,30 @@ func TestStartTogether(t *testing.T) {
 	const relays, ttl = 4, 60 * time.Second
 	log := &callLog{sink: &recordingSink{}}
 
-	ctx, stopInserts := context.WithCancel(t.Context())
+	// The inserts are not cancelled mid-statement, which could commit
+	// events without counting them.
+	stop := make(chan struct{})
 	var inserted int
 	var insertErr error
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		keys := cycleKeys(20, 20)
-		for ctx.Err() == nil {
-			if _, err := pool.Exec(ctx, insertSQL, keys); err != nil {
-				if ctx.Err() == nil {
-					insertErr = err
-				}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			if _, err := pool.Exec(context.Background(), insertSQL, keys); err != nil {
+				insertErr = err
 				return
 			}
 			inserted += len(keys)
-			time.Sleep(2 * time.Millisecond)
 		}
 	})
-	defer func() { stopInserts(); wg.Wait() }()
+	var once sync.Once
+	stopInserts := func() { once.Do(func() { close(stop) }); wg.Wait() }
+	defer stopInserts()
 
 	rs := make([]*Relay, relays)
 	for i := range rs {
@@ -128,7 +134,6 @@ func TestStartTogether(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // deliveries after the rebalance
 	stopInserts()
-	wg.Wait()
 	if insertErr != nil {
 		t.Fatal(insertErr)
 	}
