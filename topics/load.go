@@ -375,6 +375,7 @@ func (p *parser) topicSchema(t *Topic, index int, schemaNode, keyNode *yaml.Node
 		return
 	}
 	t.schema = sch
+	t.fast = newFastPath(sch)
 }
 
 // entry is one key of a mapping with merges resolved.

@@ -36,6 +36,7 @@ type Topic struct {
 	Line int    // line of the topic's entry in File
 
 	schema *jsonschema.Schema
+	fast   *fastPath // nil when the schema has none
 	// keyChecked is true when the schema guarantees a string or integer at Key,
 	// so valid data always has a key.
 	keyChecked bool

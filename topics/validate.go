@@ -41,10 +41,27 @@ func ValidateActorID(id string) error {
 //
 // Invalid data yields a [*ValidationError] naming the topic and the JSON
 // pointer of the failing value.
+//
+// Validate is on every Publish's path, so data is first checked against a
+// plan compiled from the schema at load, without decoding it into maps; only
+// data that plan cannot pass takes the JSON Schema validator, which decides
+// and explains. Valid data of a typical schema costs well under a
+// microsecond and one allocation, the key.
 func (t *Topic) Validate(raw []byte) (key string, err error) {
 	if t.schema == nil {
 		return "", t.invalid("", "topic "+t.Name+" was not loaded by this package", nil)
 	}
+	if t.fast != nil {
+		if key, ok := t.fast.validate(raw, t.Key, t.keyChecked); ok {
+			return key, nil
+		}
+	}
+	return t.validateGeneral(raw)
+}
+
+// validateGeneral is Validate's general path: it decides on any data and
+// explains what is invalid.
+func (t *Topic) validateGeneral(raw []byte) (key string, err error) {
 	if !utf8.Valid(raw) {
 		return "", t.invalid("", "invalid JSON: not valid UTF-8", nil)
 	}
@@ -158,16 +175,8 @@ func keyAt(v any, ptr string) (string, bool) {
 		if !ok {
 			return "", false
 		}
-		ptr = ptr[1:] // the leading '/'
-		tok := ptr
-		if i := strings.IndexByte(ptr, '/'); i >= 0 {
-			tok, ptr = ptr[:i], ptr[i:]
-		} else {
-			ptr = ""
-		}
-		if strings.Contains(tok, "~") {
-			tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
-		}
+		var tok string
+		tok, ptr = nextToken(ptr)
 		if v, ok = obj[tok]; !ok {
 			return "", false
 		}
@@ -179,6 +188,20 @@ func keyAt(v any, ptr string) (string, bool) {
 		return integerText(v)
 	}
 	return "", false
+}
+
+// nextToken splits the first reference token off a non-empty JSON pointer,
+// decoding its escapes.
+func nextToken(ptr string) (tok, rest string) {
+	ptr = ptr[1:] // the leading '/'
+	tok = ptr
+	if i := strings.IndexByte(ptr, '/'); i >= 0 {
+		tok, rest = ptr[:i], ptr[i:]
+	}
+	if strings.Contains(tok, "~") {
+		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+	}
+	return tok, rest
 }
 
 // integerText returns the decimal text of n if n is an integer, as JSON
