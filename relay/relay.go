@@ -79,7 +79,9 @@ func (r *Relay) ID() string { return r.cfg.ID }
 // Wake asks the relay to poll now instead of at the end of its current wait.
 // It never blocks. An application that embeds the relay passes it to the
 // outbox client, client.OnFlush(r.Wake), so that events flushed by this
-// process are delivered within milliseconds of their commit.
+// process are delivered within milliseconds of their commit. A wake does not
+// cut short the backoff after a round in which the sink or the database
+// failed.
 func (r *Relay) Wake() {
 	select {
 	case r.wake <- struct{}{}:
@@ -157,7 +159,9 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 // loop polls, delivers and waits, adapting the wait to what the last round
-// found.
+// found. A wake starts a round at once, except during the backoff after a
+// failed round: a sink or database that is down is not asked again for
+// every flush of the application.
 func (r *Relay) loop(ctx, workCtx context.Context) {
 	st := newLoopState()
 	timer := time.NewTimer(0)
@@ -167,6 +171,9 @@ func (r *Relay) loop(ctx, workCtx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-r.wake:
+			if st.failures > 0 {
+				continue
+			}
 			st.idle = 0
 		case <-timer.C:
 		}
