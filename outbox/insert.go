@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // The insert path goes through watermill-sql's Publisher, so the outbox
@@ -157,93 +158,83 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::json
 	return q.(string)
 }
 
-// insertRow is one event as the insert statements take it.
-type insertRow struct {
-	id                               uuid.UUID
-	topic, category, entity, action  string
-	data                             []byte
-	actorID, actorType, jobID        string
-	source, key, traceparent, tenant string
-	causation, dedupe                string
-	published                        time.Time
+func sameSession(a, b *Event) bool {
+	return a.ActorID == b.ActorID && a.ActorType == b.ActorType && a.JobID == b.JobID &&
+		a.Source == b.Source && a.Traceparent == b.Traceparent && a.Tenant == b.Tenant
 }
 
-func (r *insertRow) sameSession(o *insertRow) bool {
-	return r.actorID == o.actorID && r.actorType == o.actorType && r.jobID == o.jobID &&
-		r.source == o.source && r.traceparent == o.traceparent && r.tenant == o.tenant
+func sameTopic(a, b *Event) bool {
+	return a.Topic == b.Topic && a.Category == b.Category && a.Entity == b.Entity && a.Action == b.Action
 }
 
-func (r *insertRow) sameTopic(o *insertRow) bool {
-	return r.topic == o.topic && r.category == o.category && r.entity == o.entity && r.action == o.action
-}
+// errNoEvent reports a message that Client.insert did not make.
+var errNoEvent = errors.New("outbox: the outbox table takes messages made by Flush, each carrying its event")
 
+// InsertQuery returns the insert statement of messages made by
+// Client.insert, reading each event's fields from the event it carries: no
+// metadata map is built or read, and the values go to pgx in the types it
+// encodes directly (pgtype.UUID, json.RawMessage, time.Time, string).
 func (a *schemaAdapter) InsertQuery(_ string, msgs message.Messages) (wsql.Query, error) {
-	rows := make([]insertRow, len(msgs))
+	events := make([]*Event, len(msgs))
 	shape := insertShape{rows: len(msgs), sharedTopic: true}
 	for i, m := range msgs {
-		r := &rows[i]
-		if err := r.decode(m); err != nil {
-			return wsql.Query{}, err
+		ec, ok := m.Context().(*eventContext)
+		if !ok {
+			return wsql.Query{}, errNoEvent
 		}
-		shape.dedupe = shape.dedupe || r.dedupe != ""
-		shape.sharedTopic = shape.sharedTopic && r.sameTopic(&rows[0])
-		if !r.sameSession(&rows[0]) || len(rows) > maxValuesRows {
+		e := ec.event
+		events[i] = e
+		shape.dedupe = shape.dedupe || e.DedupeKey != ""
+		shape.sharedTopic = shape.sharedTopic && sameTopic(e, events[0])
+		if !sameSession(e, events[0]) || len(msgs) > maxValuesRows {
 			shape.rows = 0
 		}
 	}
 	if shape.rows == 0 {
 		shape.sharedTopic = false
-		return wsql.Query{Query: a.query(shape), Args: unnestArgs(rows)}, nil
+		args, err := unnestArgs(events)
+		if err != nil {
+			return wsql.Query{}, err
+		}
+		return wsql.Query{Query: a.query(shape), Args: args}, nil
 	}
-	first := &rows[0]
-	args := make([]any, 0, 10+10*len(rows))
-	args = append(args, first.actorID, first.actorType, first.jobID, first.source, nullable(first.traceparent), nullable(first.tenant))
+	first := events[0]
+	args := make([]any, 0, 10+10*len(events))
+	args = append(args, first.ActorID, first.ActorType, first.JobID, first.Source, nullable(first.Traceparent), nullable(first.Tenant))
 	if shape.sharedTopic {
-		args = append(args, first.topic, first.category, first.entity, first.action)
+		args = append(args, first.Topic, first.Category, first.Entity, first.Action)
 	}
-	for i := range rows {
-		r := &rows[i]
-		args = append(args, r.id)
+	for _, e := range events {
+		args = append(args, pgtype.UUID{Bytes: e.ID, Valid: true})
 		if !shape.sharedTopic {
-			args = append(args, r.topic, r.category, r.entity, r.action)
+			args = append(args, e.Topic, e.Category, e.Entity, e.Action)
 		}
-		var causation any
-		if r.causation != "" {
-			id, err := uuid.Parse(r.causation)
-			if err != nil {
-				return wsql.Query{}, fmt.Errorf("message %s: %s is not a UUID: %w", r.id, MetaCausationID, err)
-			}
-			causation = id
+		causation, err := causationID(e)
+		if err != nil {
+			return wsql.Query{}, err
 		}
-		args = append(args, string(r.data), r.key, causation, nullable(r.dedupe), r.published)
+		args = append(args, e.Data, e.Key, causation, nullable(e.DedupeKey), e.Time)
 	}
 	return wsql.Query{Query: a.query(shape), Args: args}, nil
 }
 
-func (r *insertRow) decode(m *message.Message) error {
-	id, err := uuid.Parse(m.UUID)
+// causationID returns the event's causation id as a UUID, NULL when it has
+// none.
+func causationID(e *Event) (pgtype.UUID, error) {
+	if e.CausationID == "" {
+		return pgtype.UUID{}, nil
+	}
+	id, err := uuid.Parse(e.CausationID)
 	if err != nil {
-		return fmt.Errorf("message %q: id is not a UUID: %w", m.UUID, err)
+		return pgtype.UUID{}, fmt.Errorf("event %s: causation id %q is not a UUID: %w", e.ID, e.CausationID, err)
 	}
-	t, err := time.Parse(time.RFC3339Nano, m.Metadata.Get(MetaTime))
-	if err != nil {
-		return fmt.Errorf("message %s: %s: %w", m.UUID, MetaTime, err)
-	}
-	md := m.Metadata
-	*r = insertRow{
-		id: id, data: m.Payload, published: t,
-		topic: md[MetaTopic], category: md[MetaCategory], entity: md[MetaEntity], action: md[MetaAction],
-		actorID: md[MetaActorID], actorType: md[MetaActorType], jobID: md[MetaJobID], source: md[MetaSource],
-		key: md[MetaKey], traceparent: md[MetaTraceparent], tenant: md[MetaTenant],
-		causation: md[MetaCausationID], dedupe: md[MetaDedupeKey],
-	}
-	return nil
+	return pgtype.UUID{Bytes: id, Valid: true}, nil
 }
 
 // unnestArgs returns the sixteen column arrays of the unnest statement. The
 // ids travel as text, which every pgx query execution mode can encode.
-func unnestArgs(rows []insertRow) []any {
-	n := len(rows)
+func unnestArgs(events []*Event) ([]any, error) {
+	n := len(events)
 	var (
 		ids                                    = make([]string, n)
 		data                                   = make([]string, n)
@@ -252,17 +243,19 @@ func unnestArgs(rows []insertRow) []any {
 		actorID, actorType, jobID, source, key = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		traceparent, tenant, causation, dedupe = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	)
-	for i := range rows {
-		r := &rows[i]
-		ids[i], data[i], published[i] = r.id.String(), string(r.data), r.published
-		topic[i], category[i], entity[i], action[i] = r.topic, r.category, r.entity, r.action
-		actorID[i], actorType[i], jobID[i], source[i], key[i] = r.actorID, r.actorType, r.jobID, r.source, r.key
-		traceparent[i], tenant[i], causation[i], dedupe[i] = r.traceparent, r.tenant, r.causation, r.dedupe
+	for i, e := range events {
+		if _, err := causationID(e); err != nil {
+			return nil, err
+		}
+		ids[i], data[i], published[i] = e.ID.String(), string(e.Data), e.Time
+		topic[i], category[i], entity[i], action[i] = e.Topic, e.Category, e.Entity, e.Action
+		actorID[i], actorType[i], jobID[i], source[i], key[i] = e.ActorID, e.ActorType, e.JobID, e.Source, e.Key
+		traceparent[i], tenant[i], causation[i], dedupe[i] = e.Traceparent, e.Tenant, e.CausationID, e.DedupeKey
 	}
 	return []any{
 		ids, topic, category, entity, action, data, actorID, actorType, jobID, source,
 		key, traceparent, tenant, causation, dedupe, published,
-	}
+	}, nil
 }
 
 // nullable turns "" into NULL.
@@ -290,16 +283,30 @@ func (a *schemaAdapter) SubscribeIsolationLevel() stdsql.IsolationLevel {
 	return stdsql.LevelReadCommitted
 }
 
+// eventContext is the context of a message Client.insert makes: the
+// flush's context, carrying the event the message stands for, so that the
+// schema adapter reads the event's fields as they are.
+type eventContext struct {
+	context.Context
+	event *Event
+}
+
 // insert writes events in one statement through the watermill-sql
-// Publisher.
+// Publisher. Each message carries its event in its context and the data as
+// its payload; it has no metadata, which only the relay's messages need.
 func (c *Client) insert(ctx context.Context, db execer, events []*Event) error {
 	pub, err := wsql.NewPublisher(txExecutor{ctx: ctx, db: db}, wsql.PublisherConfig{SchemaAdapter: c.adapter}, nil)
 	if err != nil {
 		return fmt.Errorf("insert events: %w", err)
 	}
+	ms := make([]message.Message, len(events))
+	ecs := make([]eventContext, len(events))
 	msgs := make([]*message.Message, len(events))
 	for i, e := range events {
-		msgs[i] = e.Message()
+		ecs[i] = eventContext{ctx, e}
+		ms[i].Payload = message.Payload(e.Data)
+		ms[i].SetContext(&ecs[i])
+		msgs[i] = &ms[i]
 	}
 	if err := pub.Publish(TableEvents, msgs...); err != nil {
 		return fmt.Errorf("insert events: %w", err)

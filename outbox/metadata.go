@@ -1,10 +1,9 @@
 package outbox
 
-// Metadata keys of the event envelope. Flush hands each event to the
-// watermill-sql publisher as a message whose UUID is the event id, whose
-// payload is the event data and whose metadata carries these keys; the relay
-// hands delivered events to sinks in the same shape, so a watermill
-// subscriber on the other side of a broker sees the same keys.
+// Metadata keys of the event envelope. The relay hands delivered events to
+// sinks as watermill messages whose UUID is the event id, whose payload is
+// the event data and whose metadata carries these keys (see Event.Message),
+// so a watermill subscriber on the other side of a broker sees them.
 const (
 	MetaTopic       = "topic"        // billing.InvoiceCreated
 	MetaCategory    = "category"     // billing

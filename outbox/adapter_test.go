@@ -1,0 +1,21 @@
+package outbox
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+)
+
+// TestInsertQueryNeedsEvents: the schema adapter writes the events Flush
+// attaches to its messages; a message from elsewhere is refused, not
+// written with empty columns.
+func TestInsertQueryNeedsEvents(t *testing.T) {
+	t.Parallel()
+	a := newSchemaAdapter(`"txoutbox_events"`)
+	msg := message.NewMessage("0190b2a4-6d2e-7c3e-8a3b-1c2d3e4f5a6b", []byte(`{"id":"inv-1"}`))
+	msg.Metadata.Set(MetaTopic, "billing.InvoiceCreated")
+	if _, err := a.InsertQuery(TableEvents, message.Messages{msg}); !errors.Is(err, errNoEvent) {
+		t.Fatalf("InsertQuery(a message without an event) = %v, want errNoEvent", err)
+	}
+}
