@@ -106,6 +106,7 @@ type paceResult struct {
 	p50, p99, max     float64 // milliseconds
 	backlog           int     // committed events not yet at the sink when the window closed
 	missing           int     // events of the window that never arrived
+	cpu               float64 // share of the machine's CPU time busy in the window; -1 when unknown
 }
 
 // pace produces one event per transaction at rate for a warm-up and a
@@ -119,9 +120,9 @@ func (pl *pipeline) pace(ctx context.Context, e *env, rate float64, window time.
 		_ = l.stop()
 		return paceResult{}, ctx.Err()
 	}
-	from, n0 := time.Now(), l.done.Load()
+	from, n0, cpu0 := time.Now(), l.done.Load(), readCPUTimes()
 	ok := sleep(ctx, window)
-	to, n1 := time.Now(), l.done.Load()
+	to, n1, cpu1 := time.Now(), l.done.Load(), readCPUTimes()
 	backlog := pl.lat.pending()
 	if err := l.stop(); err != nil {
 		return paceResult{}, err
@@ -141,6 +142,7 @@ func (pl *pipeline) pace(ctx context.Context, e *env, rate float64, window time.
 		max:      percentile(lat, 1),
 		backlog:  backlog,
 		missing:  missing,
+		cpu:      cpu1.busySince(cpu0),
 	}
 	return res, nil
 }
@@ -161,17 +163,25 @@ func runLatency(ctx context.Context, e *env, rec *recorder) error {
 	}
 	defer pl.close()
 
+	// The producers' rate and the machine's load tell whether a point
+	// measured the relay at the rate asked for or a machine short of CPU.
+	cpuKnown := readCPUTimes().ok
 	for _, lr := range latencyRates {
 		k := fmt.Sprintf("lat/%g", lr.rate)
 		rec.define(k+"/p50", fmt.Sprintf("commit→sink p50 at %g events/s", lr.rate), "", "ms", goal{})
 		rec.define(k+"/p99", fmt.Sprintf("commit→sink p99 at %g events/s", lr.rate), "", "ms", atMost(lr.p99ms, fmt.Sprintf("≤ %g ms", lr.p99ms)))
 		rec.define(k+"/max", fmt.Sprintf("commit→sink max at %g events/s", lr.rate), "", "ms", goal{})
+		rec.define(k+"/produced", "  committed by the producers", "", "events/s", goal{})
+		if cpuKnown {
+			rec.define(k+"/cpu", "  machine's CPUs busy", "", "%", goal{})
+		}
 	}
 	rec.define("lat/sustained", "highest rate sustained with a flat backlog", "", "events/s", goal{})
 	rec.define("lat/sustained/p99", "  commit→sink p99 at that rate", "", "ms", goal{})
 	rec.note("latency: %d connections produce one event per transaction at a fixed rate while one relay in the same process, woken by Flush, "+
 		"delivers to a no-op sink; latency runs from the return of COMMIT to the sink's Publish; "+
-		"a rate is sustained when the producers reach 95%% of it and the sink is at most 0.1 s behind at the end of the window", pacedWorkers)
+		"a rate is sustained when the producers reach 95%% of it and the sink is at most 0.1 s behind at the end of the window; "+
+		"the CPU row is the whole machine's busy time during the window, other jobs included", pacedWorkers)
 
 	for run := range e.cfg.Runs {
 		for _, lr := range latencyRates {
@@ -184,8 +194,12 @@ func runLatency(ctx context.Context, e *env, rec *recorder) error {
 			rec.add(k+"/p50", res.p50)
 			rec.add(k+"/p99", res.p99)
 			rec.add(k+"/max", res.max)
+			rec.add(k+"/produced", res.achieved)
+			if cpuKnown {
+				rec.add(k+"/cpu", 100*max(res.cpu, 0))
+			}
 			if !res.sustained() {
-				rec.note("latency run %d: %g/s not sustained: producers reached %.0f/s, %d events behind at the end", run+1, lr.rate, res.achieved, res.backlog)
+				rec.note("latency run %d: %g/s not sustained: %s, %d events behind at the end", run+1, lr.rate, producedWith(res), res.backlog)
 			}
 		}
 		best, limit, err := ramp(ctx, e, pl)
@@ -226,11 +240,27 @@ func limitedBy(r paceResult) string {
 	switch {
 	case r.achieved == 0 && r.backlog == 0:
 		return "the ramp ended"
+	case r.achieved < 0.95*r.offered && r.cpu >= cpuSaturated:
+		return producedWith(r) + ": the machine is the limit"
 	case r.achieved < 0.95*r.offered:
-		return fmt.Sprintf("the producers reached only %.0f/s (the database's commits are the limit)", r.achieved)
+		return producedWith(r) + ": the database's commits are the limit"
 	default:
 		return fmt.Sprintf("the relay fell %d events behind", r.backlog)
 	}
+}
+
+// cpuSaturated is the share of busy CPU time above which a rate the
+// producers did not reach counts as limited by the machine: the producers,
+// the relay and PostgreSQL share its CPUs, with whatever else runs there.
+const cpuSaturated = 0.9
+
+// producedWith says what rate the producers reached and, when known, how
+// busy the machine's CPUs were meanwhile.
+func producedWith(r paceResult) string {
+	if r.cpu < 0 {
+		return fmt.Sprintf("the producers reached %.0f/s", r.achieved)
+	}
+	return fmt.Sprintf("the producers reached %.0f/s with the CPUs %.0f%% busy", r.achieved, 100*r.cpu)
 }
 
 // runE2E runs 16 producers of one event per transaction, back to back, and a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -347,4 +348,49 @@ func (l *load) stop() error {
 	l.cancel()
 	l.wg.Wait()
 	return l.err
+}
+
+// cpuTimes is the machine's CPU time so far, all CPUs together, in the
+// kernel's ticks: busy is everything but idle and iowait. ok is false where
+// /proc/stat cannot be read (not Linux). A fixed-rate measurement that falls
+// short of its rate with the CPUs busy ran out of machine, not of database.
+type cpuTimes struct {
+	busy, total uint64
+	ok          bool
+}
+
+func readCPUTimes() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 5 || f[0] != "cpu" {
+		return cpuTimes{}
+	}
+	var t cpuTimes
+	// user nice system idle iowait irq softirq steal; guest time is
+	// already counted in user and nice.
+	for i, v := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return cpuTimes{}
+		}
+		t.total += n
+		if i != 3 && i != 4 {
+			t.busy += n
+		}
+	}
+	t.ok = true
+	return t
+}
+
+// busySince returns the share of the machine's CPU time that was busy
+// between t0 and t, or -1 when it is not known.
+func (t cpuTimes) busySince(t0 cpuTimes) float64 {
+	if !t.ok || !t0.ok || t.total <= t0.total {
+		return -1
+	}
+	return float64(t.busy-t0.busy) / float64(t.total-t0.total)
 }
