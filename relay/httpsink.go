@@ -293,8 +293,20 @@ func (s *HTTPSink) Publish(_ string, messages ...*message.Message) error {
 			continue
 		}
 		errs, stop := s.deliver(ctx, send)
+		if stop != nil && errs == nil {
+			errs = make([]error, len(send))
+			for j := range errs {
+				errs[j] = stop
+			}
+		}
+		for j, err := range errs {
+			if err != nil {
+				failed[send[j].ID] = err
+				blocked[send[j].Key] = true
+			}
+		}
 		if stop != nil {
-			for _, rest := range append([][]wire.Event{send}, plan[i+1:]...) {
+			for _, rest := range plan[i+1:] {
 				for _, ev := range rest {
 					if _, ok := failed[ev.ID]; !ok {
 						failed[ev.ID] = stop
@@ -302,12 +314,6 @@ func (s *HTTPSink) Publish(_ string, messages ...*message.Message) error {
 				}
 			}
 			break
-		}
-		for j, err := range errs {
-			if err != nil {
-				failed[send[j].ID] = err
-				blocked[send[j].Key] = true
-			}
 		}
 	}
 	return batchResult(failed, len(messages))
@@ -373,10 +379,12 @@ func (s *HTTPSink) plan(events []wire.Event) [][]wire.Event {
 }
 
 // deliver sends one request. It returns one error per event (nil when
-// delivered), or stop when the whole request failed in a way that should
-// stop the rest of the batch too (a retryable failure). A permanent failure
-// of a request of several events is narrowed down by sending each alone,
-// holding back the events after a failed one of the same key.
+// delivered), and stop when the request failed in a way that should stop
+// the rest of the batch too (a retryable failure). A permanent failure of a
+// request of several events is narrowed down by sending each alone, holding
+// back the events after a failed one of the same key; a retryable failure
+// midway stops that too, and then errs still says which events were
+// delivered alone before it.
 func (s *HTTPSink) deliver(ctx context.Context, events []wire.Event) (errs []error, stop error) {
 	errs, err := s.post(ctx, events)
 	switch {
@@ -401,7 +409,10 @@ func (s *HTTPSink) deliver(ctx context.Context, events []wire.Event) (errs []err
 		case IsPermanent(err):
 			errs[i] = err
 		default:
-			return nil, err
+			for j := i; j < len(events); j++ {
+				errs[j] = err
+			}
+			return errs, err
 		}
 		if errs[i] != nil {
 			failedKeys[events[i].Key] = true

@@ -422,6 +422,46 @@ func TestHTTPSinkIsolatesPoison(t *testing.T) {
 	}
 }
 
+// TestHTTPSinkNarrowingKeepsDelivered checks that when a retryable failure
+// cuts short the narrowing of a refused request to its poison event, the
+// events already delivered one by one count as delivered, not as failed to
+// be sent again.
+func TestHTTPSinkNarrowingKeepsDelivered(t *testing.T) {
+	t.Parallel()
+	msgs := []*message.Message{sinkMessage(1, "inv-1", "j"), sinkMessage(2, "inv-2", "j"), sinkMessage(3, "inv-3", "j")}
+	var mu sync.Mutex
+	calls := 0
+	srv := newHTTPSinkServer(t, false, func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch calls++; calls {
+		case 1: // the three together
+			w.WriteHeader(http.StatusUnprocessableEntity)
+		case 2: // the first alone
+			w.WriteHeader(http.StatusAccepted)
+		default: // the second alone
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
+	err := sink.Publish("t", msgs...)
+	var be *BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("Publish = %v, want a *BatchError", err)
+	}
+	if _, ok := be.Failed[msgs[0].UUID]; ok || len(be.Failed) != 2 {
+		t.Errorf("failed %v, want the first delivered and the other two failed", be.Failed)
+	}
+	for _, m := range msgs[1:] {
+		if e := be.Failed[m.UUID]; e == nil || IsPermanent(e) {
+			t.Errorf("%s: %v, want retryable", m.UUID, e)
+		}
+	}
+	if n := len(srv.recorded()); n != 3 {
+		t.Errorf("%d requests, want 3: nothing after the 503", n)
+	}
+}
+
 // TestHTTPSinkStopsOnRetryable checks that a retryable failure of a request
 // stops the rest of the batch and fails every message with that error.
 func TestHTTPSinkStopsOnRetryable(t *testing.T) {
