@@ -11,6 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/txoutbox/txoutbox/outbox"
 )
@@ -309,27 +310,24 @@ func groupRows(batch []*row) []group {
 	return groups
 }
 
-// deliver publishes the batch group by group. Once an event of a key fails,
-// the key's later events in the batch are not sent: they stay pending,
-// untouched, behind it.
+// deliver hands the batch to the sink: in one call when the sink is an
+// EventSink, else group by group. Once an event of a key fails, the key's
+// later events in the batch are not sent: they stay pending, untouched,
+// behind it.
 func (r *Relay) deliver(ctx context.Context, batch []*row) outcome {
+	if es, ok := r.sink.(EventSink); ok {
+		return r.deliverEvents(ctx, es, batch)
+	}
 	for _, rw := range batch {
 		rw.msg = rw.ev.Message()
 		rw.msg.SetContext(ctx)
 		rw.topic = r.cfg.TopicFunc(rw.msg)
 	}
 	var out outcome
-	var failedKeys map[string]bool
-	fail := func(rw *row, err error) {
-		out.failed = append(out.failed, failure{row: rw, err: err, wait: r.cfg.retryDelay(int(rw.attempts)+1, err)})
-		if failedKeys == nil {
-			failedKeys = make(map[string]bool)
-		}
-		failedKeys[rw.key] = true
-	}
+	failedKeys := make(map[string]bool)
 	for _, g := range groupRows(batch) {
 		send := g.rows
-		if failedKeys != nil {
+		if len(failedKeys) > 0 {
 			send = make([]*row, 0, len(g.rows))
 			for _, rw := range g.rows {
 				if !failedKeys[rw.key] {
@@ -344,43 +342,90 @@ func (r *Relay) deliver(ctx context.Context, batch []*row) outcome {
 		for i, rw := range send {
 			msgs[i] = rw.msg
 		}
-		_, span := r.startSend(g.topic, msgs)
+		_, span := r.startSend(ctx, g.topic, send)
 		err := r.publish(g.topic, msgs)
-		if err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
-		}
-		span.End()
-		var be *BatchError
-		switch {
-		case err == nil:
-			out.delivered = append(out.delivered, send...)
-		case errors.As(err, &be):
-			for _, rw := range send {
-				if ferr, ok := be.Failed[rw.msg.UUID]; ok {
-					fail(rw, cmpErr(ferr, err))
-				} else {
-					out.delivered = append(out.delivered, rw)
-				}
-			}
-		default:
-			for _, rw := range send {
-				fail(rw, err)
-			}
-		}
+		endSpan(span, err)
+		r.sorted(&out, send, err, func(rw *row) string { return rw.msg.UUID }, failedKeys)
 	}
 	return out
 }
 
+// deliverEvents hands the whole batch to an EventSink in one call: no
+// watermill message is built, and the sink, not the topic, decides how the
+// events are grouped into requests.
+func (r *Relay) deliverEvents(ctx context.Context, sink EventSink, batch []*row) outcome {
+	events := make([]*outbox.Event, len(batch))
+	topic := batch[0].ev.Topic
+	for i, rw := range batch {
+		events[i] = &rw.ev
+		if rw.ev.Topic != topic {
+			topic = ""
+		}
+	}
+	ctx, span := r.startSend(ctx, topic, batch)
+	err := r.publishEvents(ctx, sink, events)
+	endSpan(span, err)
+	var out outcome
+	r.sorted(&out, batch, err, func(rw *row) string { return rw.ev.ID.String() }, nil)
+	return out
+}
+
+// sorted adds the rows of one sink call to out as delivered or failed,
+// reading err as the sink's answer: nil, a *BatchError naming the failed
+// rows by id, or an error for all of them. The keys that failed are added
+// to failedKeys unless it is nil.
+func (r *Relay) sorted(out *outcome, rows []*row, err error, id func(*row) string, failedKeys map[string]bool) {
+	fail := func(rw *row, err error) {
+		out.failed = append(out.failed, failure{row: rw, err: err, wait: r.cfg.retryDelay(int(rw.attempts)+1, err)})
+		if failedKeys != nil {
+			failedKeys[rw.key] = true
+		}
+	}
+	var be *BatchError
+	switch {
+	case err == nil:
+		out.delivered = append(out.delivered, rows...)
+	case errors.As(err, &be):
+		for _, rw := range rows {
+			if ferr, ok := be.Failed[id(rw)]; ok {
+				fail(rw, cmpErr(ferr, err))
+			} else {
+				out.delivered = append(out.delivered, rw)
+			}
+		}
+	default:
+		for _, rw := range rows {
+			fail(rw, err)
+		}
+	}
+}
+
+func endSpan(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
+}
+
 // publish calls the sink, turning a panic into an error: a sink bug fails
 // the batch, it does not stop the relay.
-func (r *Relay) publish(topic string, msgs []*message.Message) (err error) {
+func (r *Relay) publish(topic string, msgs []*message.Message) error {
+	return recovered(func() error { return r.sink.Publish(topic, msgs...) })
+}
+
+// publishEvents is publish for an EventSink.
+func (r *Relay) publishEvents(ctx context.Context, sink EventSink, events []*outbox.Event) error {
+	return recovered(func() error { return sink.PublishEvents(ctx, events) })
+}
+
+func recovered(call func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("sink panicked: %v", p)
 		}
 	}()
-	return r.sink.Publish(topic, msgs...)
+	return call()
 }
 
 func cmpErr(err, fallback error) error {

@@ -141,10 +141,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 
 	// TopicFunc returns the topic a message is published to on the sink.
-	// Messages are grouped into one Publish call per run of the same topic,
-	// so a sink that ignores the topic (such as an HTTP events API) sends
-	// bigger batches when TopicFunc returns a constant. Defaults to the
-	// event's topic (metadata outbox.MetaTopic).
+	// Messages are grouped into one Publish call per run of the same topic.
+	// It is not used for an EventSink (such as HTTPSink), which gets each
+	// batch whole. Defaults to the event's topic (metadata
+	// outbox.MetaTopic).
 	TopicFunc func(*message.Message) string
 
 	// Logger receives the relay's logs. Defaults to slog.Default().
@@ -153,9 +153,9 @@ type Config struct {
 	// Hooks observe the relay, e.g. for metrics.
 	Hooks Hooks
 
-	// TracerProvider creates the relay's spans: one per Publish call to the
-	// sink, of kind Producer, linked to the trace context each event was
-	// published with (see the package documentation). Defaults to
+	// TracerProvider creates the relay's spans: one per call to the sink,
+	// of kind Producer, linked to the trace context each event was published
+	// with (see the package documentation). Defaults to
 	// otel.GetTracerProvider(), which records nothing until the application
 	// installs an SDK.
 	TracerProvider trace.TracerProvider

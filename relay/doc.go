@@ -2,6 +2,13 @@
 // an events API over HTTP (HTTPSink) or any watermill message.Publisher, such
 // as NATS JetStream, Kafka or AMQP.
 //
+// A watermill sink gets each event as a message (UUID = event id, payload =
+// data, metadata = the envelope), one Publish call per run of events with the
+// same topic (Config.TopicFunc). A sink that also implements EventSink, as
+// HTTPSink does, gets each batch whole, as outbox.Event values, in one
+// PublishEvents call: no message is built, and the sink groups the events
+// into requests as its wire allows.
+//
 // Run one in the txoutbox daemon (txoutbox relay), or embed it in the
 // application that publishes, as River's client is embedded:
 //
@@ -35,20 +42,23 @@
 // # Guarantees
 //
 // At least once. An event is deleted or marked delivered only after the sink
-// accepted it (Publish returned nil, or a *BatchError that does not name it).
+// accepted it (Publish or PublishEvents returned nil, or a *BatchError that
+// does not name it).
 // Every committed event is delivered, or dead-lettered and kept. Events of
 // transactions that rolled back never existed for the relay.
 //
-// Stable id. The message UUID is the event's id, assigned at Publish and the
-// same on every attempt and every relay; consumers dedupe by it.
+// Stable id. The message UUID (outbox.Event.ID for an EventSink) is the
+// event's id, assigned at Publish and the same on every attempt and every
+// relay; consumers dedupe by it.
 //
 // Order per key. Events with the same key are handed to the sink in the order
 // their rows became visible, which is commit order for transactions
 // serialized on the entity (both update its row, as handlers do). A key's
 // event is not handed over while an earlier event of the key is pending: in
 // retry, in flight, or, under PoisonBlock, dead. Several events of one key
-// may go in one Publish call, in order; a sink must then not accept a later
-// one after failing an earlier one (HTTPSink holds the later ones back).
+// may go in one call to the sink, in order; a sink must then not accept a
+// later one after failing an earlier one (HTTPSink holds the later ones
+// back).
 //
 // Duplicates, and only in these windows: a relay that stops without
 // recording (crash, SIGKILL, lost connection, a ShutdownTimeout that ran
@@ -107,9 +117,10 @@
 // attempt and err; an event's data is never logged, since it may hold
 // personal details. Hooks feed metrics (package outboxprom implements them).
 //
-// Traces: each Publish call to the sink is a span of kind Producer, named
-// "send {topic}", with the messaging.* attributes of the OpenTelemetry
-// semantic conventions. It is linked to the trace context each event was
+// Traces: each call to the sink is a span of kind Producer, named
+// "send {topic}" ("send" for an EventSink's batch of several topics), with
+// the messaging.* attributes of the OpenTelemetry semantic conventions; an
+// EventSink gets the span in its context. It is linked to the trace context each event was
 // published with (the traceparent stored with the event) and, when the call's
 // events all come from one trace, is a child of it, so the delivery shows in
 // the publishing request's trace. Config.TracerProvider defaults to the

@@ -20,6 +20,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/txoutbox/txoutbox/internal/wire"
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 // Wire formats of the events API, for [HTTPSinkConfig.Format].
@@ -95,7 +96,6 @@ type HTTPSinkConfig struct {
 	// CloudEvents and HTTPSinkBriteMaxBatchDefault for bc-events, whose
 	// bulk route takes at most 250.
 	MaxBatch int
-
 	// Logger receives warnings: a bulk answer that could not be read, the
 	// InsecureSkipVerify warning. Defaults to slog.Default().
 	Logger *slog.Logger
@@ -138,9 +138,10 @@ func validHeaderName(s string) bool {
 	return s != ""
 }
 
-// HTTPSink delivers events to an events API over HTTP(S). It is a watermill
-// [message.Publisher], so the relay treats it like any other sink, and it is
-// safe for concurrent use.
+// HTTPSink delivers events to an events API over HTTP(S). It is an
+// [EventSink], which the relay hands each batch whole, and a watermill
+// [message.Publisher] for code that holds messages; it is safe for
+// concurrent use.
 //
 // What an answer means:
 //   - 2xx: delivered; 409 Conflict: the API has the event already, delivered.
@@ -159,7 +160,7 @@ func validHeaderName(s string) bool {
 //     to be retried.
 //
 // Events of a batch go out in their order. Once an event has failed, later
-// events with the same key in the same Publish are held back (retryable) so
+// events with the same key in the same call are held back (retryable) so
 // that a key's events are never delivered out of order across requests;
 // within one bulk request the API decides, and a partially failed bulk post
 // may deliver a key's later event before the earlier one is retried. After a
@@ -257,37 +258,79 @@ func (e *HTTPStatusError) Error() string {
 // Publish delivers messages shaped as the outbox writes them (UUID = event
 // id, Payload = data, Metadata = the envelope). The topic argument is not
 // used: each event's topic is in its metadata. Requests use the context of
-// the first message, each bounded by the sink's Timeout.
+// the first message, each bounded by the sink's Timeout. A message whose
+// payload is not JSON fails alone, permanently, before anything is sent.
 //
 // It returns nil when every message was delivered, a [*BatchError] naming
 // the messages that were not when some were, and otherwise the error that
 // stopped them all.
+//
+// The relay calls PublishEvents instead; Publish is there for code that
+// holds watermill messages.
 func (s *HTTPSink) Publish(_ string, messages ...*message.Message) error {
 	if len(messages) == 0 {
 		return nil
 	}
-	ctx := messages[0].Context()
-	failed := make(map[string]error)
+	var failed map[string]error
 	events := make([]wire.Event, 0, len(messages))
 	for _, msg := range messages {
 		ev, err := wire.FromMessage(msg)
 		if err != nil {
-			failed[msg.UUID] = Permanent(err)
+			failed = addFailure(failed, msg.UUID, Permanent(err))
 			continue
 		}
 		events = append(events, ev)
 	}
+	return batchResult(s.send(messages[0].Context(), events, failed), len(messages))
+}
 
+// PublishEvents delivers a batch of the relay's events; it is the relay's
+// [EventSink] path, and it answers as Publish does, with failures keyed by
+// event id. The whole batch arrives in one call whatever its topics, so it
+// goes out in as few requests as MaxBatch allows.
+//
+// The events' data is not parsed: it was read from the outbox table's json
+// column, so it is JSON. Only data with a line break is rewritten, so that
+// each event of a CloudEvents batch stays on one line. Should an event's
+// data somehow not be JSON, the events API refuses the request and the
+// event is found and failed as any poison event is.
+func (s *HTTPSink) PublishEvents(ctx context.Context, events []*outbox.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	var failed map[string]error
+	evs := make([]wire.Event, 0, len(events))
+	for _, e := range events {
+		ev, err := wire.FromOutbox(e)
+		if err != nil {
+			failed = addFailure(failed, e.ID.String(), Permanent(err))
+			continue
+		}
+		evs = append(evs, ev)
+	}
+	return batchResult(s.send(ctx, evs, failed), len(events))
+}
+
+var _ EventSink = (*HTTPSink)(nil)
+
+// send delivers events request by request, in order, adding those that
+// were not delivered to failed, which it returns. Once an event has failed,
+// the later events of its key are held back; after a retryable failure of a
+// whole request, the rest is not sent.
+func (s *HTTPSink) send(ctx context.Context, events []wire.Event, failed map[string]error) map[string]error {
 	plan := s.plan(events)
-	blocked := make(map[string]bool)
+	var blocked map[string]bool
 	for i, req := range plan {
-		send := req[:0:0]
-		for _, ev := range req {
-			if blocked[ev.Key] {
-				failed[ev.ID] = heldBack(ev.Key)
-				continue
+		send := req
+		if len(blocked) > 0 {
+			send = req[:0:0]
+			for _, ev := range req {
+				if blocked[ev.Key] {
+					failed = addFailure(failed, ev.ID, heldBack(ev.Key))
+					continue
+				}
+				send = append(send, ev)
 			}
-			send = append(send, ev)
 		}
 		if len(send) == 0 {
 			continue
@@ -301,7 +344,10 @@ func (s *HTTPSink) Publish(_ string, messages ...*message.Message) error {
 		}
 		for j, err := range errs {
 			if err != nil {
-				failed[send[j].ID] = err
+				failed = addFailure(failed, send[j].ID, err)
+				if blocked == nil {
+					blocked = make(map[string]bool)
+				}
 				blocked[send[j].Key] = true
 			}
 		}
@@ -309,14 +355,22 @@ func (s *HTTPSink) Publish(_ string, messages ...*message.Message) error {
 			for _, rest := range plan[i+1:] {
 				for _, ev := range rest {
 					if _, ok := failed[ev.ID]; !ok {
-						failed[ev.ID] = stop
+						failed = addFailure(failed, ev.ID, stop)
 					}
 				}
 			}
 			break
 		}
 	}
-	return batchResult(failed, len(messages))
+	return failed
+}
+
+func addFailure(failed map[string]error, id string, err error) map[string]error {
+	if failed == nil {
+		failed = make(map[string]error)
+	}
+	failed[id] = err
+	return failed
 }
 
 // heldBack is the error of an event not sent because an earlier event of

@@ -1,20 +1,22 @@
 package relay_test
 
 import (
+	"context"
 	"fmt"
 	"log"
 	"net/http"
 	"net/http/httptest"
 
-	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/relay"
 )
 
 // An HTTPSink posts events to an events API; here a stand-in that prints
-// what it receives. The relay calls Publish with the messages it claimed;
-// this calls it directly with one message shaped as the outbox writes it.
+// what it receives. The relay hands it each batch it claimed through
+// PublishEvents; this calls it directly with one event as the relay reads it
+// from the outbox table.
 func ExampleNewHTTPSink() {
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Println(r.Method, r.URL.Path, r.Header.Get("Content-Type"))
@@ -33,15 +35,16 @@ func ExampleNewHTTPSink() {
 	}
 	defer sink.Close()
 
-	msg := message.NewMessage("0190f5e0-0000-7000-8000-000000000001", []byte(`{"id":"inv-1","amount_cents":1250}`))
-	msg.Metadata.Set(outbox.MetaCategory, "billing")
-	msg.Metadata.Set(outbox.MetaEntity, "Invoice")
-	msg.Metadata.Set(outbox.MetaAction, "Created")
-	msg.Metadata.Set(outbox.MetaActorID, "user-4711")
-	msg.Metadata.Set(outbox.MetaActorType, outbox.ActorUser)
-	msg.Metadata.Set(outbox.MetaJobID, "job-1")
-	msg.Metadata.Set(outbox.MetaKey, "inv-1")
-	if err := sink.Publish("billing.InvoiceCreated", msg); err != nil {
+	ev := &outbox.Event{
+		ID:       uuid.MustParse("0190f5e0-0000-7000-8000-000000000001"),
+		Topic:    "billing.InvoiceCreated",
+		Category: "billing", Entity: "Invoice", Action: "Created",
+		Data:    []byte(`{"id":"inv-1","amount_cents":1250}`),
+		ActorID: "user-4711", ActorType: outbox.ActorUser,
+		JobID: "job-1",
+		Key:   "inv-1",
+	}
+	if err := sink.PublishEvents(context.Background(), []*outbox.Event{ev}); err != nil {
 		log.Fatal(err)
 	}
 	// Output:

@@ -482,15 +482,28 @@ func TestHTTPSinkStopsOnRetryable(t *testing.T) {
 	}
 }
 
+// TestHTTPSinkInvalidMessage checks that Publish, unlike PublishEvents,
+// checks what it is given: a message without an envelope, or whose payload
+// is not JSON, fails alone and permanently, and is never sent.
 func TestHTTPSinkInvalidMessage(t *testing.T) {
 	t.Parallel()
 	srv := newHTTPSinkServer(t, false, status(http.StatusOK, ""))
 	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
 	bad := message.NewMessage("bad-1", []byte(`{"id":"x"}`)) // no envelope
-	err := sink.Publish("t", sinkMessage(1, "inv-1", "j"), bad)
+	notJSON := sinkMessage(2, "inv-2", "j")
+	notJSON.Payload = []byte(`{"id":"inv-2",`)
+	err := sink.Publish("t", sinkMessage(1, "inv-1", "j"), bad, notJSON)
 	var be *BatchError
-	if !errors.As(err, &be) || len(be.Failed) != 1 || !IsPermanent(be.Failed["bad-1"]) || !errors.Is(be.Failed["bad-1"], wire.ErrInvalidEvent) {
-		t.Fatalf("Publish = %v, want bad-1 failed permanently", err)
+	if !errors.As(err, &be) || len(be.Failed) != 2 {
+		t.Fatalf("Publish = %v, want bad-1 and the invalid payload failed", err)
+	}
+	for _, id := range []string{"bad-1", notJSON.UUID} {
+		if !IsPermanent(be.Failed[id]) || !errors.Is(be.Failed[id], wire.ErrInvalidEvent) {
+			t.Errorf("%s: %v, want failed permanently", id, be.Failed[id])
+		}
+	}
+	if reqs := srv.recorded(); len(reqs) != 1 || bytes.Contains(reqs[0].Body, []byte(notJSON.UUID)) {
+		t.Errorf("requests %v, want one without the invalid events", reqs)
 	}
 }
 

@@ -3,12 +3,9 @@ package relay
 import (
 	"context"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/txoutbox/txoutbox/outbox"
 )
 
 // TracerName is the instrumentation scope of the relay's spans.
@@ -29,14 +26,16 @@ const (
 	attrConversation = attribute.Key("messaging.message.conversation_id")
 )
 
-// startSend starts the span of one Publish call to the sink: kind Producer,
-// named "send {topic}", linked to the trace context each event was published
-// with. When every event of the call comes from the same trace (one request's
-// events, the usual case for a small batch) the span is also a child of the
-// first event's context, so the delivery shows up in that request's trace;
-// a batch mixing traces starts a trace of its own and only links to them.
+// startSend starts the span of one call to the sink, delivering rows:
+// kind Producer, named "send {topic}", or "send" when the call mixes topics
+// (an EventSink takes a whole batch), linked to the trace context each event
+// was published with. When every event of the call comes from the same trace
+// (one request's events, the usual case for a small batch) the span is also
+// a child of the first event's context, so the delivery shows up in that
+// request's trace; a batch mixing traces starts a trace of its own and only
+// links to them. The returned context is ctx with the span in it.
 //
-// The events' own traceparent metadata is left as it is: it is the producer's
+// The events' own traceparents are left as they are: each is the producer's
 // context, which is what CloudEvents' traceparent extension and a consumer
 // continuing the trace expect.
 //
@@ -48,11 +47,11 @@ const (
 // trace-id text of the traceparents, so at most one is parsed per call. The
 // links are added after Start, so a sampler does not see them; the SDK's
 // samplers decide on the parent alone anyway.
-func (r *Relay) startSend(topic string, msgs []*message.Message) (context.Context, trace.Span) {
+func (r *Relay) startSend(ctx context.Context, topic string, rows []*row) (context.Context, trace.Span) {
 	var first string
 	same := true
-	for _, m := range msgs {
-		tp := m.Metadata.Get(outbox.MetaTraceparent)
+	for _, rw := range rows {
+		tp := rw.ev.Traceparent
 		if len(tp) != traceparentLen {
 			same = false
 			break
@@ -64,32 +63,40 @@ func (r *Relay) startSend(topic string, msgs []*message.Message) (context.Contex
 			break
 		}
 	}
-	ctx := context.Background()
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindProducer)}
+	parent := trace.SpanContext{}
 	if same && first != "" {
-		if sc := parseTraceparent(first); sc.IsValid() {
-			ctx = trace.ContextWithRemoteSpanContext(ctx, sc)
-		}
+		parent = parseTraceparent(first)
+	}
+	if parent.IsValid() {
+		ctx = trace.ContextWithRemoteSpanContext(ctx, parent)
+	} else {
+		// Not a child of whatever span Run's context carries: a delivery
+		// belongs to the events' traces, not to the relay's start.
+		opts = append(opts, trace.WithNewRoot())
 	}
 	attrs := []attribute.KeyValue{
 		attrSystem.String(r.cfg.MessagingSystem),
 		attrOperation.String("send"),
-		attrDestination.String(topic),
-		attrBatchCount.Int(len(msgs)),
+		attrBatchCount.Int(len(rows)),
 	}
-	if len(msgs) == 1 {
-		attrs = append(attrs, attrMessageID.String(msgs[0].UUID))
-		if job := msgs[0].Metadata.Get(outbox.MetaJobID); job != "" {
+	name := "send"
+	if topic != "" {
+		name += " " + topic
+		attrs = append(attrs, attrDestination.String(topic))
+	}
+	if len(rows) == 1 {
+		attrs = append(attrs, attrMessageID.String(rows[0].ev.ID.String()))
+		if job := rows[0].ev.JobID; job != "" {
 			attrs = append(attrs, attrConversation.String(job))
 		}
 	}
-	ctx, span := r.tracer.Start(ctx, "send "+topic,
-		trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attrs...))
+	ctx, span := r.tracer.Start(ctx, name, append(opts, trace.WithAttributes(attrs...))...)
 	if !span.IsRecording() {
 		return ctx, span
 	}
-	for _, m := range msgs {
-		if tp := m.Metadata.Get(outbox.MetaTraceparent); tp != "" {
+	for _, rw := range rows {
+		if tp := rw.ev.Traceparent; tp != "" {
 			if sc := parseTraceparent(tp); sc.IsValid() {
 				span.AddLink(trace.Link{SpanContext: sc})
 			}

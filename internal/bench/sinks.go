@@ -17,6 +17,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/txoutbox/txoutbox/internal/wire"
+	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/relay"
 )
 
@@ -34,11 +35,15 @@ func newCounter(target int64, lat *latencies) *counter {
 	return &counter{target: target, reached: make(chan struct{}), lat: lat}
 }
 
-func (c *counter) arrived(ids []string) {
+func (c *counter) arrived(ids []string) { c.arrivedN(ids, len(ids)) }
+
+// arrivedN counts n events; ids, their ids, may be nil unless latencies are
+// recorded.
+func (c *counter) arrivedN(ids []string, n int) {
 	if c.lat != nil {
 		c.lat.received(ids, time.Now())
 	}
-	if c.n.Add(int64(len(ids))) >= c.target && c.target > 0 {
+	if c.n.Add(int64(n)) >= c.target && c.target > 0 {
 		c.once.Do(func() { close(c.reached) })
 	}
 }
@@ -129,13 +134,33 @@ func startHTTPSink(c *counter) (*httpSink, error) {
 }
 
 // Publish posts msgs through the relay's HTTPSink and counts them once the
-// API has taken them all.
+// API has taken them all. The relay calls PublishEvents instead.
 func (h *httpSink) Publish(topic string, msgs ...*message.Message) error {
 	if err := h.sink.Publish(topic, msgs...); err != nil {
 		return err
 	}
 	return noopSink{h.c}.Publish(topic, msgs...)
 }
+
+// PublishEvents posts events through the relay's HTTPSink, as the relay
+// does with an HTTPSink of its own, and counts them once the API has taken
+// them all.
+func (h *httpSink) PublishEvents(ctx context.Context, events []*outbox.Event) error {
+	if err := h.sink.PublishEvents(ctx, events); err != nil {
+		return err
+	}
+	var ids []string // only the latencies need them
+	if h.c.lat != nil {
+		ids = make([]string, len(events))
+		for i, e := range events {
+			ids[i] = e.ID.String()
+		}
+	}
+	h.c.arrivedN(ids, len(events))
+	return nil
+}
+
+var _ relay.EventSink = (*httpSink)(nil)
 
 // Close does nothing: close stops the server once the relays are done.
 func (h *httpSink) Close() error { return nil }
