@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -38,12 +40,18 @@ const (
 	// HTTPSinkTimeoutDefault bounds one HTTP request, body included.
 	HTTPSinkTimeoutDefault = 10 * time.Second
 	// HTTPSinkMaxBatchDefault is the most CloudEvents posted in one request.
-	HTTPSinkMaxBatchDefault = 500
+	// It is the relay's BatchSizeDefault, so that a batch goes out in one
+	// request: one round trip instead of several, one after the other.
+	HTTPSinkMaxBatchDefault = BatchSizeDefault
 	// HTTPSinkBriteMaxBatchDefault is the most events in one bc-events bulk
 	// post. The API takes up to 250, but every event id of a bulk post also
 	// rides in a header (see HTTPSinkConfig.Format), and 100 ids keep the
 	// headers under 4 KiB, inside any proxy's limits.
 	HTTPSinkBriteMaxBatchDefault = 100
+
+	// HTTPSinkMaxParallelDefault is the most requests of one batch in
+	// flight at once.
+	HTTPSinkMaxParallelDefault = 1
 
 	httpSinkMaxResponse = 1 << 20
 	httpSinkErrorBody   = 256
@@ -91,11 +99,21 @@ type HTTPSinkConfig struct {
 	// Timeout bounds each HTTP request, reading the answer included; a
 	// request that runs out is retried. Defaults to HTTPSinkTimeoutDefault.
 	Timeout time.Duration
-	// MaxBatch is the most events sent in one request; a larger Publish is
-	// sent in several, in order. Defaults to HTTPSinkMaxBatchDefault for
-	// CloudEvents and HTTPSinkBriteMaxBatchDefault for bc-events, whose
-	// bulk route takes at most 250.
+	// MaxBatch is the most events sent in one request; a larger batch is
+	// sent in several, in order (or in lanes, see MaxParallel). Defaults to
+	// HTTPSinkMaxBatchDefault for CloudEvents and
+	// HTTPSinkBriteMaxBatchDefault for bc-events, whose bulk route takes at
+	// most 250.
 	MaxBatch int
+	// MaxParallel is the most requests of one batch in flight at once. A
+	// batch of more than MaxBatch events is split into up to MaxParallel
+	// lanes that share no key, sent side by side, each lane's requests one
+	// after the other, so each key's events still arrive in order. It pays
+	// when a batch takes several requests to an API some way off, as with
+	// the bc-events bulk route; on one machine it only adds work. Defaults
+	// to HTTPSinkMaxParallelDefault: one request after the other.
+	MaxParallel int
+
 	// Logger receives warnings: a bulk answer that could not be read, the
 	// InsecureSkipVerify warning. Defaults to slog.Default().
 	Logger *slog.Logger
@@ -114,6 +132,8 @@ func (c *HTTPSinkConfig) validate() error {
 		return fmt.Errorf("Timeout: %s is negative", c.Timeout)
 	case c.MaxBatch < 0:
 		return fmt.Errorf("MaxBatch: %d is negative", c.MaxBatch)
+	case c.MaxParallel < 0:
+		return fmt.Errorf("MaxParallel: %d is negative", c.MaxParallel)
 	case c.Format == FormatBriteEvents && c.MaxBatch > wire.BriteBulkMax:
 		return fmt.Errorf("MaxBatch: %d is above the %d the bc-events bulk route takes", c.MaxBatch, wire.BriteBulkMax)
 	case (c.APIKeyHeader == "") != (c.APIKey == ""):
@@ -159,12 +179,15 @@ func validHeaderName(s string) bool {
 //     that says records failed without saying which fails the whole request,
 //     to be retried.
 //
-// Events of a batch go out in their order. Once an event has failed, later
-// events with the same key in the same call are held back (retryable) so
-// that a key's events are never delivered out of order across requests;
-// within one bulk request the API decides, and a partially failed bulk post
-// may deliver a key's later event before the earlier one is retried. After a
-// retryable failure of a whole request the rest of the batch is not sent.
+// A batch of more than MaxBatch events is split into lanes that share no
+// key, up to MaxParallel of them, sent side by side; a lane's requests go
+// one after the other, its events in the batch's order. Once an event has
+// failed, later events with the same key in the same call are held back
+// (retryable) so that a key's events are never delivered out of order
+// across requests; within one bulk request the API decides, and a partially
+// failed bulk post may deliver a key's later event before the earlier one
+// is retried. After a retryable failure of a whole request the rest of its
+// lane is not sent.
 type HTTPSink struct {
 	url         *url.URL
 	format      wire.Format
@@ -172,6 +195,7 @@ type HTTPSink struct {
 	ownClient   bool
 	timeout     time.Duration
 	maxBatch    int
+	maxParallel int
 	bearerToken string
 	apiKeyName  string
 	apiKey      string
@@ -194,6 +218,7 @@ func NewHTTPSink(cfg HTTPSinkConfig) (*HTTPSink, error) {
 		client:      cfg.Client,
 		timeout:     cmp.Or(cfg.Timeout, HTTPSinkTimeoutDefault),
 		maxBatch:    cfg.MaxBatch,
+		maxParallel: cmp.Or(cfg.MaxParallel, HTTPSinkMaxParallelDefault),
 		bearerToken: cfg.BearerToken,
 		apiKeyName:  cfg.APIKeyHeader,
 		apiKey:      cfg.APIKey,
@@ -313,11 +338,32 @@ func (s *HTTPSink) PublishEvents(ctx context.Context, events []*outbox.Event) er
 
 var _ EventSink = (*HTTPSink)(nil)
 
-// send delivers events request by request, in order, adding those that
-// were not delivered to failed, which it returns. Once an event has failed,
-// the later events of its key are held back; after a retryable failure of a
-// whole request, the rest is not sent.
+// send delivers events, adding those that were not to failed, which it
+// returns. Events are split into lanes that share no key (see lanes), sent
+// side by side; within a lane requests go one after the other, in order.
 func (s *HTTPSink) send(ctx context.Context, events []wire.Event, failed map[string]error) map[string]error {
+	ls := lanes(events, min(s.maxParallel, (len(events)+s.maxBatch-1)/s.maxBatch))
+	if len(ls) <= 1 {
+		return s.sendLane(ctx, events, failed)
+	}
+	laneFailed := make([]map[string]error, len(ls))
+	var wg sync.WaitGroup
+	for i, lane := range ls {
+		wg.Go(func() { laneFailed[i] = s.sendLane(ctx, lane, nil) })
+	}
+	wg.Wait()
+	for _, lf := range laneFailed {
+		for id, err := range lf {
+			failed = addFailure(failed, id, err)
+		}
+	}
+	return failed
+}
+
+// sendLane sends events request by request, in order. Once an event has
+// failed, the later events of its key are held back; after a retryable
+// failure of a whole request, the rest of the lane is not sent.
+func (s *HTTPSink) sendLane(ctx context.Context, events []wire.Event, failed map[string]error) map[string]error {
 	plan := s.plan(events)
 	var blocked map[string]bool
 	for i, req := range plan {
@@ -363,6 +409,52 @@ func (s *HTTPSink) send(ctx context.Context, events []wire.Event, failed map[str
 		}
 	}
 	return failed
+}
+
+// lanes splits events into at most n lanes that share no key, each keeping
+// the events' order, so that the lanes can be sent at the same time without
+// reordering any key. A key's first event goes to the shortest lane and its
+// later events follow it there; with a batch of many keys the lanes come
+// out about even, and a batch of one key is one lane.
+func lanes(events []wire.Event, n int) [][]wire.Event {
+	if n <= 1 {
+		return [][]wire.Event{events}
+	}
+	laneOf := make([]int, len(events))
+	sizes := make([]int, n)
+	byKey := make(map[string]int, len(events))
+	for i := range events {
+		l, ok := byKey[events[i].Key]
+		if !ok {
+			l = 0
+			for j := range sizes {
+				if sizes[j] < sizes[l] {
+					l = j
+				}
+			}
+			byKey[events[i].Key] = l
+		}
+		laneOf[i] = l
+		sizes[l]++
+	}
+	// One copy of the events, lane after lane: each lane is a sub-slice.
+	sorted := make([]wire.Event, len(events))
+	start := make([]int, n)
+	for l := 1; l < n; l++ {
+		start[l] = start[l-1] + sizes[l-1]
+	}
+	next := slices.Clone(start)
+	for i := range events {
+		sorted[next[laneOf[i]]] = events[i]
+		next[laneOf[i]]++
+	}
+	out := make([][]wire.Event, 0, n)
+	for l := range n {
+		if sizes[l] > 0 {
+			out = append(out, sorted[start[l]:start[l]+sizes[l]:start[l]+sizes[l]])
+		}
+	}
+	return out
 }
 
 func addFailure(failed map[string]error, id string, err error) map[string]error {
@@ -434,7 +526,7 @@ func (s *HTTPSink) plan(events []wire.Event) [][]wire.Event {
 
 // deliver sends one request. It returns one error per event (nil when
 // delivered), and stop when the request failed in a way that should stop
-// the rest of the batch too (a retryable failure). A permanent failure of a
+// the rest of the lane too (a retryable failure). A permanent failure of a
 // request of several events is narrowed down by sending each alone, holding
 // back the events after a failed one of the same key; a retryable failure
 // midway stops that too, and then errs still says which events were

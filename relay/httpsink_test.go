@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/google/uuid"
 
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
 	"github.com/txoutbox/txoutbox/internal/wire"
@@ -675,6 +676,7 @@ func TestHTTPSinkConfigValidate(t *testing.T) {
 		"Format":                        {URL: "http://x", Format: "xml"},
 		"Timeout":                       {URL: "http://x", Timeout: -1},
 		"MaxBatch: -1":                  {URL: "http://x", MaxBatch: -1},
+		"MaxParallel: -2":               {URL: "http://x", MaxParallel: -2},
 		"MaxBatch: 251":                 {URL: "http://x", Format: FormatBriteEvents, MaxBatch: 251},
 		"APIKeyHeader, APIKey":          {URL: "http://x", APIKey: "k"},
 		"APIKeyHeader: \"X Key\"":       {URL: "http://x", APIKeyHeader: "X Key", APIKey: "k"},
@@ -733,6 +735,58 @@ func BenchmarkHTTPSink(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N*len(msgs))/b.Elapsed().Seconds(), "events/s")
+}
+
+// BenchmarkHTTPSinkPublishEvents posts a relay batch of 1,000 events on
+// 1,000 keys, with data as PostgreSQL's json functions write it, to a server
+// on 127.0.0.1 that reads each body and answers 202, at once ("local") or
+// after 5 ms ("remote", an API across a network): in requests of 500 one
+// after the other, in two lanes side by side, and in one request of 1,000.
+func BenchmarkHTTPSinkPublishEvents(b *testing.B) {
+	events := make([]*outbox.Event, 1000)
+	for i := range events {
+		key := fmt.Sprint("inv-", i)
+		events[i] = &outbox.Event{
+			ID: uuid.New(), Topic: "billing.InvoiceCreated", Category: "billing", Entity: "Invoice", Action: "Created",
+			Data:    fmt.Appendf(nil, `{"id" : %q, "customer" : {"id" : "cus-1", "name" : "Customer"}, "amount_cents" : %d, "currency" : "EUR"}`, key, i),
+			ActorID: "user-42", ActorType: outbox.ActorUser, JobID: fmt.Sprint("job-", i), Source: "billing-api", Key: key,
+			Time: time.Now(),
+		}
+	}
+	for _, api := range []struct {
+		name  string
+		delay time.Duration
+	}{{"local", 0}, {"remote", 5 * time.Millisecond}} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, bufio.NewReader(r.Body))
+			time.Sleep(api.delay)
+			w.WriteHeader(http.StatusAccepted)
+		}))
+		for _, bc := range []struct {
+			name               string
+			maxBatch, parallel int
+		}{
+			{"500x2/serial", 500, 1},
+			{"500x2/parallel", 500, 2},
+			{"1000x1", 1000, 1},
+		} {
+			b.Run(api.name+"/"+bc.name, func(b *testing.B) {
+				sink, err := NewHTTPSink(HTTPSinkConfig{URL: srv.URL, MaxBatch: bc.maxBatch, MaxParallel: bc.parallel, Logger: slog.New(slog.DiscardHandler)})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer sink.Close()
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := sink.PublishEvents(b.Context(), events); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N*len(events))/b.Elapsed().Seconds(), "events/s")
+			})
+		}
+		srv.Close()
+	}
 }
 
 const roundTripTopics = `DefaultCategory: billing
