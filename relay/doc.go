@@ -29,7 +29,10 @@
 // key (the part column). Relays lease partitions in txoutbox_partitions: each
 // relay heartbeats in txoutbox_relays, holds at most its fair share
 // (64 / live relays, rounded up), takes free or expired partitions and gives
-// back extras, renewing its leases every LeaseTTL/3. Because a partition has
+// back extras, renewing its leases every LeaseTTL/3; after a round in which
+// the live relays or its own share changed it runs the next one 50 ms later,
+// doubling back to LeaseTTL/3, so relays started together settle on their
+// shares within a few hundred milliseconds. Because a partition has
 // one owner, the relay reads its pending rows with a plain SELECT, oldest
 // first, delivers them outside any transaction, and records the outcome in
 // one short transaction: delivered rows are deleted (or marked delivered and

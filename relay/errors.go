@@ -62,9 +62,10 @@ func RetryAfterOf(err error) (time.Duration, bool) {
 
 // BatchError reports the outcome of a batch publish in which some messages
 // were delivered and some were not. Failed maps the UUID of each message that
-// was not delivered to its error (which may be Permanent or RetryAfter);
-// every message of the batch not named in Failed was delivered. A sink that
-// returns any other error from Publish fails the whole batch.
+// was not delivered (for an EventSink, the event id, outbox.Event.ID as a
+// string) to its error, which may be Permanent or RetryAfter; every message
+// of the batch not named in Failed was delivered. A sink that returns any
+// other error from Publish or PublishEvents fails the whole batch.
 type BatchError struct {
 	Failed map[string]error
 }

@@ -18,7 +18,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -293,8 +292,6 @@ func (d *demo) startRelay(sinkURL string) error {
 	r, err := relay.New(d.pool, sink, &relay.Config{
 		Schema: d.schema,
 		Logger: d.log,
-		// The events API takes any mix of topics in one request.
-		TopicFunc: func(*message.Message) string { return "events" },
 		Hooks: relay.Hooks{BatchFunc: func(b relay.BatchStats) {
 			if b.Read > 0 {
 				d.batches.Add(1)

@@ -227,8 +227,6 @@ func (f *relayFlags) newSink(stdout io.Writer, logger *slog.Logger) (message.Pub
 		if err != nil {
 			return nil, fmt.Errorf("--sink: %w", err)
 		}
-		// The events API takes any mix of topics in one request.
-		f.cfg.TopicFunc = func(*message.Message) string { return "events" }
 		return s, nil
 	case strings.HasPrefix(f.sink, "nats://"), strings.HasPrefix(f.sink, "amqp://"), strings.HasPrefix(f.sink, "amqps://"):
 		tf, err := topicFunc(f.broker.topicTemplate)
