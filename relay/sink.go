@@ -24,6 +24,10 @@ import (
 // The events and their Data belong to the relay and are reused after the
 // call returns; the sink must not keep them. ctx carries the delivery's
 // span and ends when the relay's shutdown timeout runs out.
+//
+// relay.New takes a message.Publisher, so an EventSink implements that too:
+// its Publish serves callers outside the relay, and Close is called when the
+// relay's owner closes the sink.
 type EventSink interface {
 	PublishEvents(ctx context.Context, events []*outbox.Event) error
 }
