@@ -14,6 +14,9 @@ import (
 // publishClients are the concurrent clients of the publish scenario.
 var publishClients = []int{1, 4, 16}
 
+// cpuSuffix marks the key of a point's client CPU per transaction.
+const cpuSuffix = "/cpu"
+
 // wakeClients is the concurrency of the wake-up comparison: the point where
 // a NOTIFY per transaction hurts most.
 const wakeClients = 16
@@ -56,11 +59,14 @@ func runPublish(ctx context.Context, e *env, rec *recorder) error {
 		none := fmt.Sprintf("none/c%d", c)
 		rec.define(none, fmt.Sprintf("tx, no events, %s", plural(c, "client")), "no events", "tx/s", goal{})
 		for _, n := range []int{1, 10} {
+			flush := fmt.Sprintf("flush/e%d/c%d", n, c)
 			hand := fmt.Sprintf("hand/e%d/c%d", n, c)
 			valid := fmt.Sprintf("handvalid/e%d/c%d", n, c)
-			rec.define(fmt.Sprintf("flush/e%d/c%d", n, c), fmt.Sprintf("tx + Publish/Flush %s, %s", plural(n, "event"), plural(c, "client")), "no relay", "tx/s",
+			rec.define(flush, fmt.Sprintf("tx + Publish/Flush %s, %s", plural(n, "event"), plural(c, "client")), "no relay", "tx/s",
 				ratioAtLeast(0.95, "≥ 0.95× hand-written"), hand, valid, none)
+			rec.define(flush+cpuSuffix, "  client CPU per tx, Publish/Flush", "", "µs", goal{}, hand+cpuSuffix)
 			rec.define(hand, "  tx + hand-written INSERT of the same rows", "hand-written", "tx/s", goal{}, none)
+			rec.define(hand+cpuSuffix, "  client CPU per tx, hand-written", "hand-written", "µs", goal{})
 			rec.define(valid, "  tx + schema validation + hand-written INSERT", "validated hand-written", "tx/s", goal{}, none)
 		}
 	}
@@ -80,6 +86,8 @@ func runPublish(ctx context.Context, e *env, rec *recorder) error {
 		"Publish/Flush includes Publish's schema validation and JSON encoding; the hand-written INSERT writes the same rows, JSON-encoded, unvalidated "+
 		"(the physical floor), the validated one validates them first (the same work as Publish/Flush but for the insert path); "+
 		"each point runs %s after a %s warm-up, both tables truncated before it", e.cfg.Duration, warmup(e.cfg))
+	rec.note("publish: client CPU per tx is this process's CPU time (user and system, PostgreSQL excluded) over a point's warm-up and window, " +
+		"divided by the transactions run: the client's share, which competes with PostgreSQL for the same cores and is steadier than tx/s on a busy machine")
 	rec.note("publish: the wake-up rows run one relay in the producing process, delivering to a no-op sink; " +
 		"the relay polling with no wake-up signal is compared with no relay at all (tx + Publish/Flush 1 event, 16 clients), the others with it")
 
@@ -104,11 +112,15 @@ func runPublish(ctx context.Context, e *env, rec *recorder) error {
 					return err
 				}
 				p := newProducer(pool, client, pt.path, pt.events, wakeNone)
+				cpu := processCPU()
 				rate, err := closedLoop(ctx, c, warmup(e.cfg), e.cfg.Duration, p.tx)
 				if err != nil {
 					return fmt.Errorf("%s: %w", pt.key, err)
 				}
 				rec.add(pt.key, rate)
+				if rec.find(pt.key+cpuSuffix) != nil && cpu > 0 {
+					rec.add(pt.key+cpuSuffix, float64((processCPU()-cpu).Microseconds())/float64(p.seq.Load()))
+				}
 			}
 		}
 		for _, v := range wakeVariants {
