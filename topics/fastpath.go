@@ -41,7 +41,8 @@ type plan struct {
 
 	// objects
 	minProps, maxProps int            // -1: none
-	names              map[string]int // properties and required names → bit
+	names              []string       // properties and required names, by bit
+	bits               map[string]int // names → bit, when there are many
 	props              []*plan        // by bit; nil for a name only required
 	required           uint64
 	patterns           []patternPlan
@@ -180,12 +181,13 @@ func (c *planCompiler) compile(s *jsonschema.Schema) *plan {
 
 	// objects
 	p.minProps, p.maxProps = intOr(s.MinProperties), intOr(s.MaxProperties)
-	p.names = map[string]int{}
+	bits := map[string]int{}
 	bit := func(name string) int {
-		b, ok := p.names[name]
+		b, ok := bits[name]
 		if !ok {
 			b = len(p.names)
-			p.names[name] = b
+			bits[name] = b
+			p.names = append(p.names, name)
 			p.props = append(p.props, nil)
 		}
 		return b
@@ -205,8 +207,8 @@ func (c *planCompiler) compile(s *jsonschema.Schema) *plan {
 	}
 	p.additional = c.additional(s.AdditionalProperties)
 	p.members = len(p.names) > 0 || len(p.patterns) > 0 || p.additional != nil
-	if len(p.names) == 0 {
-		p.names = nil
+	if len(p.names) > scanNamesMax {
+		p.bits = bits
 	}
 
 	// arrays
@@ -573,7 +575,7 @@ func (c *checker) object(p *plan, i int) bool {
 	for k, m := i+1, 0; m < int(tok.n); m++ {
 		name, v := c.t.text(k), k+1
 		evaluated := false
-		if b, ok := p.names[string(name)]; ok {
+		if b := p.bit(name); b >= 0 {
 			seen |= 1 << b
 			if q := p.props[b]; q != nil {
 				evaluated = true
@@ -596,6 +598,26 @@ func (c *checker) object(p *plan, i int) bool {
 		k = int(c.t.toks[v].next)
 	}
 	return seen&p.required == p.required
+}
+
+// scanNamesMax is the most names looked up by comparing them one by one,
+// which for a few short names is faster than hashing.
+const scanNamesMax = 12
+
+// bit returns the bit of a property or required name, or -1.
+func (p *plan) bit(name []byte) int {
+	if p.bits != nil {
+		if b, ok := p.bits[string(name)]; ok {
+			return b
+		}
+		return -1
+	}
+	for b, n := range p.names {
+		if len(n) == len(name) && n == string(name) {
+			return b
+		}
+	}
+	return -1
 }
 
 // extra checks a value no other keyword covered against
