@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/txoutbox/txoutbox/internal/cputime"
 	"github.com/txoutbox/txoutbox/outbox"
 )
 
@@ -25,7 +26,7 @@ func BenchmarkFlush(b *testing.B) {
 		data := invoices(n)
 		b.Run(fmt.Sprintf("events=%d/flush", n), func(b *testing.B) {
 			b.ReportAllocs()
-			cpu := processCPU()
+			cpu := cputime.Process()
 			for b.Loop() {
 				sess := publishAll(ctx, b, bb.client, data)
 				tx, err := bb.pool.Begin(ctx)
@@ -54,7 +55,7 @@ func BenchmarkFlush(b *testing.B) {
 			}
 			query := sb.String()
 			args := make([]any, 3*n)
-			cpu := processCPU()
+			cpu := cputime.Process()
 			for b.Loop() {
 				for i := range n {
 					args[3*i], args[3*i+1], args[3*i+2] = uuid.Must(uuid.NewV7()), data[i], fmt.Sprintf("inv-%d", i)
@@ -86,7 +87,7 @@ func BenchmarkPublish(b *testing.B) {
 		data := invoices(n)
 		b.Run(fmt.Sprintf("events=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
-			cpu := processCPU()
+			cpu := cputime.Process()
 			for b.Loop() {
 				publishAll(ctx, b, bb.client, data).Rollback()
 			}
@@ -117,7 +118,7 @@ func publishAll(ctx context.Context, b *testing.B, client *outbox.Client, data [
 
 // reportCPU reports the process's CPU time per op since start.
 func reportCPU(b *testing.B, start time.Duration) {
-	if now := processCPU(); now > 0 {
+	if now := cputime.Process(); now > 0 {
 		b.ReportMetric(float64((now-start).Microseconds())/float64(b.N), "cpu-µs/op")
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/txoutbox/internal/cputime"
 	"github.com/txoutbox/txoutbox/outbox"
 )
 
@@ -112,14 +113,14 @@ func runPublish(ctx context.Context, e *env, rec *recorder) error {
 					return err
 				}
 				p := newProducer(pool, client, pt.path, pt.events, wakeNone)
-				cpu := processCPU()
+				cpu := cputime.Process()
 				rate, err := closedLoop(ctx, c, warmup(e.cfg), e.cfg.Duration, p.tx)
 				if err != nil {
 					return fmt.Errorf("%s: %w", pt.key, err)
 				}
 				rec.add(pt.key, rate)
 				if rec.find(pt.key+cpuSuffix) != nil && cpu > 0 {
-					rec.add(pt.key+cpuSuffix, float64((processCPU()-cpu).Microseconds())/float64(p.seq.Load()))
+					rec.add(pt.key+cpuSuffix, float64((cputime.Process()-cpu).Microseconds())/float64(p.seq.Load()))
 				}
 			}
 		}

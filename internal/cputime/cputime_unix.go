@@ -1,15 +1,15 @@
 //go:build unix
 
-package outbox_test
+package cputime
 
 import (
 	"syscall"
 	"time"
 )
 
-// processCPU returns the CPU time this process has used, user and system.
-// PostgreSQL runs in processes of its own, so this is the client's share.
-func processCPU() time.Duration {
+// Process returns the CPU time this process has used, user and system,
+// child processes left out; 0 if it cannot be read.
+func Process() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0
