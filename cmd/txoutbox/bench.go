@@ -24,7 +24,7 @@ the ratio to the baseline:
            (in-process Wake vs a NOTIFY per transaction vs a debounced one)
   relay    --events committed events drained by 1 and 4 relays to a no-op sink
            and to a local HTTP sink, beside watermill-sql's subscriber and
-           forwarder draining --watermill-events to the same no-op sink
+           forwarder draining the same events to the same no-op sink
   latency  commit→sink latency while producing 1,000 and 5,000 events/s, and
            the highest rate sustained with a flat backlog
   e2e      16 producers and a relay on this machine: events delivered per second
@@ -58,7 +58,7 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.scenario, "scenario", "", "run only these scenarios, comma-separated: "+strings.Join(bench.Scenarios, ", "))
 	fs.IntVar(&f.runs, "runs", bench.RunsDefault, "times each measurement is taken")
 	fs.IntVar(&f.events, "events", bench.EventsDefault, "events each relay drain moves")
-	fs.IntVar(&f.watermillEvents, "watermill-events", bench.WatermillEventsDefault, "events the watermill-sql baseline drains")
+	fs.IntVar(&f.watermillEvents, "watermill-events", 0, "events the watermill-sql baseline drains; 0 is the same as --events")
 	fs.IntVar(&f.backlog, "backlog", bench.BacklogDefault, "rows pending during the backlog scenario")
 	fs.DurationVar(&f.duration, "duration", bench.DurationDefault, "measuring `window` of each rate and latency point")
 	fs.StringVar(&f.json, "json", "", "also write the results as JSON to this `file`")

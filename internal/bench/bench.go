@@ -16,7 +16,6 @@ import (
 const (
 	RunsDefault            = 3
 	EventsDefault          = 100_000
-	WatermillEventsDefault = 20_000
 	BacklogDefault         = 1_000_000
 	DurationDefault        = time.Second
 )
@@ -54,10 +53,9 @@ type Config struct {
 	Events int
 
 	// WatermillEvents is how many events the watermill-sql baseline drains.
-	// It is smaller than Events because the baseline is slow, and its stock
-	// query reads the whole backlog on every poll, so a smaller backlog
-	// flatters it: the ratio to it is conservative. Defaults to
-	// WatermillEventsDefault.
+	// Defaults to Events, so that both drain the same backlog. A smaller
+	// one makes a quicker run but flatters the baseline, whose stock query
+	// reads the whole backlog on every poll.
 	WatermillEvents int
 
 	// Backlog is how many rows are pending while the backlog scenario
@@ -84,7 +82,7 @@ func (c *Config) withDefaults() *Config {
 	}
 	out.Runs = cmp.Or(out.Runs, RunsDefault)
 	out.Events = cmp.Or(out.Events, EventsDefault)
-	out.WatermillEvents = cmp.Or(out.WatermillEvents, WatermillEventsDefault)
+	out.WatermillEvents = cmp.Or(out.WatermillEvents, out.Events)
 	out.Backlog = cmp.Or(out.Backlog, BacklogDefault)
 	out.Duration = cmp.Or(out.Duration, DurationDefault)
 	out.Logger = cmp.Or(out.Logger, slog.New(slog.DiscardHandler))
