@@ -14,10 +14,10 @@ import (
 
 // Defaults of Config.
 const (
-	RunsDefault            = 3
-	EventsDefault          = 100_000
-	BacklogDefault         = 1_000_000
-	DurationDefault        = time.Second
+	RunsDefault     = 3
+	EventsDefault   = 100_000
+	BacklogDefault  = 1_000_000
+	DurationDefault = time.Second
 )
 
 // Scenario names, in the order Run runs them.
