@@ -51,16 +51,50 @@ func (f failure) logAttrs() []slog.Attr {
 type outcome struct {
 	delivered []*row
 	failed    []failure
+	unsent    []*row // left pending as they were: no attempt, no backoff
+}
+
+// sinkFailed reports whether the sink delivered nothing of what it sent and
+// failed all of it retryably: a failure of the sink rather than of events.
+func (o *outcome) sinkFailed() bool {
+	if len(o.delivered) > 0 || len(o.failed) == 0 {
+		return false
+	}
+	for _, f := range o.failed {
+		if IsPermanent(f.err) {
+			return false
+		}
+	}
+	return true
+}
+
+// unsendCut moves to unsent the failures of a delivery the relay cut short
+// (its context ended): the sink did not fail those events, the relay
+// stopped it.
+func (o *outcome) unsendCut() {
+	o.failed = slices.DeleteFunc(o.failed, func(f failure) bool {
+		if errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded) {
+			o.unsent = append(o.unsent, f.row)
+			return true
+		}
+		return false
+	})
 }
 
 // step runs one round: read a batch of the owned partitions, deliver it,
-// record the outcome.
+// record the outcome. The partitions it reads are busy until it returns: the
+// lease goroutine gives none of them back meanwhile.
 func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
-	r.batchMu.Lock()
-	defer r.batchMu.Unlock()
-
 	now := time.Now()
-	version, parts := r.leases.usable(now, r.cfg.LeaseTTL/3)
+	version, parts := r.leases.begin(now, r.cfg.LeaseTTL/3)
+	defer func() {
+		if r.leases.end() {
+			select {
+			case r.leaseKick <- struct{}{}:
+			default:
+			}
+		}
+	}()
 	if version != st.partsVersion || (r.cfg.mayBlock() && now.Sub(st.deadLoadedAt) >= r.cfg.LeaseTTL/3) {
 		if err := r.syncBlocked(ctx, st, version, now); err != nil {
 			return stepResult{dbErr: err}
@@ -86,16 +120,39 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 	if len(batch) == 0 {
 		return res
 	}
+	if st.sinkFailed {
+		batch = batch[:1] // a probe: is the sink back?
+	}
 
-	out := r.deliver(workCtx, batch)
+	// Delivery stops when a lease of the batch's partitions is about to
+	// end: what was not sent by then stays pending for the next owner.
+	dctx, stopCut := r.leases.deliverContext(workCtx)
+	out := r.deliver(dctx, batch)
+	if dctx.Err() != nil {
+		out.unsendCut()
+	}
+	stopCut()
 	res.delivered = len(out.delivered)
-	if len(out.delivered) == 0 {
+	switch {
+	case out.sinkFailed():
+		res.sinkErr = out.failed[0].err
 		for _, f := range out.failed {
-			if !IsPermanent(f.err) {
-				res.sinkErr = f.err
-				res.retryIn = max(res.retryIn, f.wait)
+			if d, ok := RetryAfterOf(f.err); ok {
+				res.retryIn = max(res.retryIn, min(d, r.cfg.RetryMax))
 			}
 		}
+		if st.sinkFailed {
+			// The sink failed the round before too: it is down, and
+			// these events count no attempt for it.
+			res.sinkDown, res.unsent = res.sinkErr, len(out.failed)
+			for _, f := range out.failed {
+				out.unsent = append(out.unsent, f.row)
+			}
+			out.failed = nil
+		}
+		st.sinkFailed = true
+	case len(out.delivered) > 0 || len(out.failed) > 0:
+		st.sinkFailed = false
 	}
 	var stats BatchStats
 	var err error
@@ -112,6 +169,7 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 	}
 	stats.Read, stats.Elapsed = len(rows), time.Since(now)
 	if r.cfg.Hooks.BatchFunc != nil {
+		stats.Events = r.eventStats(out)
 		r.cfg.Hooks.BatchFunc(stats)
 	}
 	return res
@@ -338,6 +396,11 @@ func (r *Relay) deliver(ctx context.Context, batch []*row) outcome {
 		if len(send) == 0 {
 			continue
 		}
+		if ctx.Err() != nil {
+			// The delivery was cut short: the rest stays pending.
+			out.unsent = append(out.unsent, send...)
+			continue
+		}
 		msgs := make([]*message.Message, len(send))
 		for i, rw := range send {
 			msgs[i] = rw.msg
@@ -387,12 +450,21 @@ func (r *Relay) sorted(out *outcome, rows []*row, err error, id func(*row) strin
 		out.delivered = append(out.delivered, rows...)
 	case errors.As(err, &be):
 		for _, rw := range rows {
-			if ferr, ok := be.Failed[id(rw)]; ok {
-				fail(rw, cmpErr(ferr, err))
-			} else {
+			ferr, ok := be.Failed[id(rw)]
+			switch {
+			case !ok:
 				out.delivered = append(out.delivered, rw)
+			case errors.Is(ferr, ErrNotSent):
+				out.unsent = append(out.unsent, rw)
+				if failedKeys != nil {
+					failedKeys[rw.key] = true
+				}
+			default:
+				fail(rw, cmpErr(ferr, err))
 			}
 		}
+	case errors.Is(err, ErrNotSent):
+		out.unsent = append(out.unsent, rows...)
 	default:
 		for _, rw := range rows {
 			fail(rw, err)
@@ -446,6 +518,9 @@ func cmpErr(err, fallback error) error {
 // at-least-once delivery allows.
 func (r *Relay) record(ctx context.Context, st *loopState, out outcome) (BatchStats, error) {
 	stats := BatchStats{Delivered: len(out.delivered)}
+	if len(out.delivered) == 0 && len(out.failed) == 0 {
+		return stats, nil
+	}
 	now := time.Now()
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
@@ -497,18 +572,36 @@ func (r *Relay) record(ctx context.Context, st *loopState, out outcome) (BatchSt
 		return BatchStats{}, fmt.Errorf("record outcome: %w", err)
 	}
 	stats.Failed, stats.Dead = len(retried), len(deadOnes)
-	if len(retried) > 0 && r.log.Enabled(ctx, slog.LevelDebug) {
-		for _, f := range retried {
-			r.log.LogAttrs(ctx, slog.LevelDebug, "event delivery failed", append(f.logAttrs(), slog.Duration("retry_in", f.wait))...)
-		}
-	}
+	r.logFailed(ctx, retried)
 	for _, f := range deadOnes {
 		r.deadLettered(ctx, st, f)
 	}
-	if r.cfg.Hooks.BatchFunc != nil {
-		stats.Events = r.eventStats(out)
-	}
 	return stats, nil
+}
+
+// logFailed logs the failures to be retried, one line per distinct error:
+// the events of one failed request share its error, so a request that
+// failed is one line, however many events it carried, naming the first
+// event and the count.
+func (r *Relay) logFailed(ctx context.Context, failed []failure) {
+	if len(failed) == 0 || !r.log.Enabled(ctx, slog.LevelWarn) {
+		return
+	}
+	for i := 0; i < len(failed); {
+		f, n := failed[i], 1
+		for i+n < len(failed) && sameErr(failed[i+n].err, f.err) {
+			n++
+		}
+		i += n
+		r.log.LogAttrs(ctx, slog.LevelWarn, "event delivery failed",
+			append(f.logAttrs(), slog.Int("events", n), slog.Duration("retry_in", f.wait))...)
+	}
+}
+
+// sameErr reports whether a and b are the same failure: one error value,
+// or two with the same text.
+func sameErr(a, b error) bool {
+	return a == b || a.Error() == b.Error()
 }
 
 // deadLettered reports an event just dead-lettered and, when its topic's

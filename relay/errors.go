@@ -73,3 +73,12 @@ type BatchError struct {
 func (e *BatchError) Error() string {
 	return fmt.Sprintf("%d message(s) of the batch failed", len(e.Failed))
 }
+
+// ErrNotSent is what a sink reports, in a [*BatchError], for an event it did
+// not send at all: a request before it failed and the sink stopped there, an
+// earlier event of its key failed, or the relay cut the batch short. The
+// relay leaves such an event pending as it was, without counting an attempt
+// or waiting for a backoff: only events the sink sent and saw fail (answered
+// with an error, or in a request that failed) count an attempt. Wrap it to
+// say why: fmt.Errorf("held back: %w", relay.ErrNotSent).
+var ErrNotSent = errors.New("not sent")

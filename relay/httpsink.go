@@ -381,6 +381,11 @@ func (s *HTTPSink) sendLane(ctx context.Context, events []wire.Event, failed map
 		if len(send) == 0 {
 			continue
 		}
+		if ctx.Err() != nil {
+			// The relay cut the batch short: the rest is not sent.
+			failed = notSent(failed, plan[i:], context.Cause(ctx))
+			break
+		}
 		errs, stop := s.deliver(ctx, send)
 		if stop != nil && errs == nil {
 			errs = make([]error, len(send))
@@ -398,13 +403,7 @@ func (s *HTTPSink) sendLane(ctx context.Context, events []wire.Event, failed map
 			}
 		}
 		if stop != nil {
-			for _, rest := range plan[i+1:] {
-				for _, ev := range rest {
-					if _, ok := failed[ev.ID]; !ok {
-						failed = addFailure(failed, ev.ID, stop)
-					}
-				}
-			}
+			failed = notSent(failed, plan[i+1:], stop)
 			break
 		}
 	}
@@ -465,10 +464,25 @@ func addFailure(failed map[string]error, id string, err error) map[string]error 
 	return failed
 }
 
+// notSent adds the events of reqs that have no outcome yet to failed as not
+// sent, because of why.
+func notSent(failed map[string]error, reqs [][]wire.Event, why error) map[string]error {
+	err := fmt.Errorf("%w: stopped after %w", ErrNotSent, why)
+	for _, req := range reqs {
+		for _, ev := range req {
+			if _, ok := failed[ev.ID]; !ok {
+				failed = addFailure(failed, ev.ID, err)
+			}
+		}
+	}
+	return failed
+}
+
 // heldBack is the error of an event not sent because an earlier event of
-// its key failed; it is retryable, as the event itself may be fine.
+// its key failed: the relay sends it again after that one, counting no
+// attempt for it.
 func heldBack(key string) error {
-	return fmt.Errorf("held back: an earlier event with key %q failed in this batch", key)
+	return fmt.Errorf("held back, an earlier event with key %q failed in this batch: %w", key, ErrNotSent)
 }
 
 // batchResult turns the failures of a Publish of n messages into its error.
@@ -555,8 +569,10 @@ func (s *HTTPSink) deliver(ctx context.Context, events []wire.Event) (errs []err
 		case IsPermanent(err):
 			errs[i] = err
 		default:
-			for j := i; j < len(events); j++ {
-				errs[j] = err
+			errs[i] = err
+			why := fmt.Errorf("%w: stopped after %w", ErrNotSent, err)
+			for j := i + 1; j < len(events); j++ {
+				errs[j] = why
 			}
 			return errs, err
 		}

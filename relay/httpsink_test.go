@@ -464,7 +464,9 @@ func TestHTTPSinkNarrowingKeepsDelivered(t *testing.T) {
 }
 
 // TestHTTPSinkStopsOnRetryable checks that a retryable failure of a request
-// stops the rest of the batch and fails every message with that error.
+// stops the rest of the batch: the request's messages fail with its error,
+// the later ones are reported not sent (ErrNotSent), so that the relay
+// counts no attempt for them.
 func TestHTTPSinkStopsOnRetryable(t *testing.T) {
 	t.Parallel()
 	srv := newHTTPSinkServer(t, false, status(http.StatusServiceUnavailable, "down"))
@@ -474,9 +476,19 @@ func TestHTTPSinkStopsOnRetryable(t *testing.T) {
 		msgs = append(msgs, sinkMessage(i+1, fmt.Sprint("inv-", i), "j"))
 	}
 	err := sink.Publish("t", msgs...)
-	var se *HTTPStatusError
-	if !errors.As(err, &se) || se.StatusCode != 503 {
-		t.Fatalf("Publish = %v, want the 503 for the whole batch", err)
+	var be *BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 5 {
+		t.Fatalf("Publish = %v, want a *BatchError naming all five", err)
+	}
+	for i, m := range msgs {
+		e := be.Failed[m.UUID]
+		var se *HTTPStatusError
+		switch {
+		case i < 2 && (!errors.As(e, &se) || se.StatusCode != 503 || errors.Is(e, ErrNotSent)):
+			t.Errorf("message %d, in the failed request: %v, want the 503", i, e)
+		case i >= 2 && !errors.Is(e, ErrNotSent):
+			t.Errorf("message %d, after the failed request: %v, want ErrNotSent", i, e)
+		}
 	}
 	if n := len(srv.recorded()); n != 1 {
 		t.Errorf("%d requests after a 503, want 1", n)

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -12,12 +13,34 @@ import (
 )
 
 // leaseSet is the partitions this relay holds, each with the local time its
-// lease ends. The lease goroutine writes it; the loop reads it.
+// lease ends. The lease goroutine writes it; the loop reads it. Its lock is
+// held only for bookkeeping, never across a query or a delivery, so that
+// renewing the leases never waits for a batch.
+//
+// While a batch is read, delivered and recorded, the partitions it reads are
+// busy: a partition to give back that is busy is only marked, and the loop
+// releases it when the batch is done. That is how a partition changes hands
+// between two batches of its owner, never in the middle of one.
 type leaseSet struct {
 	mu       sync.Mutex
 	deadline map[int16]time.Time
 	version  uint64 // changes whenever the set of partitions does
+	busy     uint64 // bit p: partition p is in the batch in flight
+	giveBack uint64 // bit p: release partition p once it is not busy
+
+	// cut ends the delivery of the batch in flight when the lease of a busy
+	// partition gets within margin of its end, or is lost; nil between
+	// deliveries. cutTimer fires it and follows the renewals.
+	cut      context.CancelCauseFunc
+	cutTimer *time.Timer
+	margin   time.Duration
 }
+
+// Causes of a delivery cut short (context.Cause of the delivery context).
+var (
+	errLeaseEnding = errors.New("partition lease about to end: delivery stopped")
+	errLeaseLost   = errors.New("partition lease lost: delivery stopped")
+)
 
 // set replaces the held partitions: parts all lease until deadline.
 func (l *leaseSet) set(parts []int16, deadline time.Time) {
@@ -25,26 +48,41 @@ func (l *leaseSet) set(parts []int16, deadline time.Time) {
 	defer l.mu.Unlock()
 	changed := len(parts) != len(l.deadline)
 	next := make(map[int16]time.Time, len(parts))
+	var mask uint64
 	for _, p := range parts {
 		if _, ok := l.deadline[p]; !ok {
 			changed = true
 		}
 		next[p] = deadline
+		mask |= 1 << uint(p)
 	}
 	l.deadline = next
+	l.giveBack &= mask
 	if changed {
 		l.version++
 	}
+	if l.cut != nil {
+		if l.busy&^mask != 0 {
+			l.cut(errLeaseLost)
+			return
+		}
+		l.resetCut(time.Now())
+	}
 }
 
-// drop forgets parts.
-func (l *leaseSet) drop(parts []int16) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, p := range parts {
-		delete(l.deadline, p)
+// resetCut sets the cut timer to the earliest end of a busy partition's
+// lease, less the margin. l.mu is held.
+func (l *leaseSet) resetCut(now time.Time) {
+	var earliest time.Time
+	for p, d := range l.deadline {
+		if l.busy&(1<<uint(p)) != 0 && (earliest.IsZero() || d.Before(earliest)) {
+			earliest = d
+		}
 	}
-	l.version++
+	if earliest.IsZero() {
+		return
+	}
+	l.cutTimer.Reset(max(earliest.Sub(now)-l.margin, 0))
 }
 
 // held returns the partitions held, in order.
@@ -59,20 +97,95 @@ func (l *leaseSet) held() []int16 {
 	return parts
 }
 
-// usable returns the version of the set and, in order, the partitions whose
-// lease has at least margin left: enough to deliver a batch and record it
-// before another relay may take the partition over.
-func (l *leaseSet) usable(now time.Time, margin time.Duration) (version uint64, parts []int16) {
+// begin returns the version of the set and, in order, the partitions a batch
+// may read now, and marks them busy until end: those with at least margin of
+// lease left (enough to deliver a batch and record it before another relay
+// may take the partition over) and not marked to give back.
+func (l *leaseSet) begin(now time.Time, margin time.Duration) (version uint64, parts []int16) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	parts = make([]int16, 0, len(l.deadline))
+	l.busy = 0
 	for p, d := range l.deadline {
-		if d.Sub(now) >= margin {
+		if d.Sub(now) >= margin && l.giveBack&(1<<uint(p)) == 0 {
 			parts = append(parts, p)
+			l.busy |= 1 << uint(p)
 		}
 	}
+	l.margin = margin
 	slices.Sort(parts)
 	return l.version, parts
+}
+
+// deliverContext returns the context a batch is delivered under: parent,
+// cut short when the lease of a busy partition comes within the margin
+// given to begin of its end (renewals push that back) or is lost. stop must
+// be called when the delivery is over.
+func (l *leaseSet) deliverContext(parent context.Context) (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(parent)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cut = cancel
+	l.cutTimer = time.AfterFunc(time.Hour, func() { cancel(errLeaseEnding) })
+	l.resetCut(time.Now())
+	return ctx, func() {
+		l.mu.Lock()
+		l.cutTimer.Stop()
+		l.cut, l.cutTimer = nil, nil
+		l.mu.Unlock()
+		cancel(nil)
+	}
+}
+
+// end marks the batch done. It reports whether partitions were marked to
+// give back while the batch ran: the lease goroutine releases them at its
+// next round, which the loop then asks for at once.
+func (l *leaseSet) end() (giveBack bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.busy = 0
+	return l.giveBack != 0
+}
+
+// giveBackParts marks parts to give back and returns those not busy,
+// forgotten now, for the caller to release; the others wait for the batch in
+// flight to end. Only the lease goroutine calls it, so that no renewal
+// brings a released partition back into the set.
+func (l *leaseSet) giveBackParts(parts []int16) (release []int16) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range parts {
+		if _, ok := l.deadline[p]; ok {
+			l.giveBack |= 1 << uint(p)
+		}
+	}
+	return l.takeGiveBack()
+}
+
+// takeGiveBack removes the partitions to give back that are not busy from
+// the set and returns them. l.mu is held.
+func (l *leaseSet) takeGiveBack() []int16 {
+	free := l.giveBack &^ l.busy
+	if free == 0 {
+		return nil
+	}
+	var parts []int16
+	for p := range int16(Partitions) {
+		if free&(1<<uint(p)) != 0 {
+			parts = append(parts, p)
+			delete(l.deadline, p)
+		}
+	}
+	l.giveBack &^= free
+	l.version++
+	return parts
+}
+
+// marked returns the partitions marked to give back.
+func (l *leaseSet) marked() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.giveBack
 }
 
 // leaseQuick is the lease loop's first wait after the number of live relays
@@ -88,7 +201,15 @@ type leaseRound struct {
 	live     int // live relays, this one included
 	acquired int
 	released int
+	short    bool // holds fewer than its share: waiting for partitions to come free
 }
+
+// leaseShortMax is the longest wait between lease rounds while the relay
+// holds fewer partitions than its share. The partitions it waits for come
+// free when their owner finishes its batch in flight; polling for them this
+// often costs one small query and gets the joiner its share within this
+// long of their release.
+const leaseShortMax = 500 * time.Millisecond
 
 // leaseLoop renews, takes and gives back partitions until ctx is cancelled:
 // every LeaseTTL/3 in a steady fleet, sooner after a change. first is the
@@ -97,7 +218,16 @@ func (r *Relay) leaseLoop(ctx context.Context, first leaseRound) {
 	steady := r.cfg.LeaseTTL / 3
 	quick := min(leaseQuick, steady)
 	wait, last := quick, first
-	repeat(ctx, wait, func() time.Duration {
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.leaseKick:
+			t.Stop()
+		case <-t.C:
+		}
 		start := time.Now()
 		round, err := r.tickLeases(ctx)
 		if err != nil {
@@ -111,40 +241,36 @@ func (r *Relay) leaseLoop(ctx context.Context, first leaseRound) {
 		}
 		wait = nextLeaseWait(wait, quick, steady, last, round)
 		last = round
-		return wait - time.Since(start)
-	})
+		t.Reset(max(wait-time.Since(start), 0))
+	}
 }
 
 // nextLeaseWait returns the wait before the lease round after round: quick
 // when the live relays or the held partitions just changed, since the other
-// relays are then moving too, else twice the last wait, up to steady.
+// relays are then moving too, else twice the last wait, up to steady, or up
+// to leaseShortMax while the relay holds less than its share.
 func nextLeaseWait(wait, quick, steady time.Duration, last, round leaseRound) time.Duration {
 	if round.live != last.live || round.acquired > 0 || round.released > 0 {
 		return quick
+	}
+	if round.short {
+		return min(2*wait, max(min(leaseShortMax, steady), quick))
 	}
 	return min(2*wait, steady)
 }
 
 // every calls fn every interval until ctx is cancelled.
 func every(ctx context.Context, interval time.Duration, fn func()) {
-	repeat(ctx, interval, func() time.Duration {
-		start := time.Now()
-		fn()
-		return interval - time.Since(start)
-	})
-}
-
-// repeat calls fn after wait, then again after each wait fn returns (at once
-// when it is not positive), until ctx is cancelled.
-func repeat(ctx context.Context, wait time.Duration, fn func() time.Duration) {
-	t := time.NewTimer(wait)
+	t := time.NewTimer(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			t.Reset(max(fn(), 0))
+			start := time.Now()
+			fn()
+			t.Reset(max(interval-time.Since(start), 0))
 		}
 	}
 }
@@ -194,6 +320,7 @@ func (r *Relay) tickLeases(ctx context.Context) (leaseRound, error) {
 		owned = append(owned, got...)
 		r.leases.set(owned, start.Add(r.cfg.LeaseTTL))
 		round.acquired = len(got)
+		round.short = len(owned) < share
 		if err != nil {
 			return round, fmt.Errorf("acquire partitions: %w", err)
 		}
@@ -204,11 +331,29 @@ func (r *Relay) tickLeases(ctx context.Context) (leaseRound, error) {
 	}
 	r.leases.set(owned, start.Add(r.cfg.LeaseTTL))
 	if extra := len(owned) - share; extra > 0 {
-		slices.Sort(owned)
-		round.released = extra
-		return round, r.release(ctx, owned[len(owned)-extra:], share, live)
+		rel := r.leases.giveBackParts(extraParts(owned, extra, r.leases.marked()))
+		round.released = len(rel)
+		return round, r.release(ctx, rel)
 	}
 	return round, nil
+}
+
+// extraParts picks the n partitions of owned to give back: those already
+// marked (bit p of marked) first, since their owner is done with them once
+// its batch is, then the highest.
+func extraParts(owned []int16, n int, marked uint64) []int16 {
+	owned = slices.Clone(owned)
+	slices.SortFunc(owned, func(a, b int16) int {
+		ma, mb := marked&(1<<uint(a)) != 0, marked&(1<<uint(b)) != 0
+		if ma != mb {
+			if ma {
+				return -1
+			}
+			return 1
+		}
+		return int(b) - int(a)
+	})
+	return owned[:n]
 }
 
 // warnLost logs the partitions another relay took over from this one: this
@@ -226,16 +371,16 @@ func (r *Relay) warnLost(owned []int16) {
 	}
 }
 
-// release gives back parts between two batches, so that the relay taking
-// them over never reads a row this one has in flight.
-func (r *Relay) release(ctx context.Context, parts []int16, share, live int) error {
-	r.batchMu.Lock()
-	defer r.batchMu.Unlock()
-	r.leases.drop(parts)
+// release gives back parts, which no batch is reading: the lease set
+// handed them out only once they were not busy.
+func (r *Relay) release(ctx context.Context, parts []int16) error {
+	if len(parts) == 0 {
+		return nil
+	}
 	if _, err := r.pool.Exec(ctx, r.q.release, r.cfg.ID, parts); err != nil {
 		return fmt.Errorf("release partitions: %w", err)
 	}
-	r.log.Debug("released partitions", "parts", parts, "share", share, "relays", live)
+	r.log.Debug("released partitions", "parts", parts)
 	return nil
 }
 

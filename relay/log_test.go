@@ -63,9 +63,9 @@ func TestFailureLogs(t *testing.T) {
 		}
 	}
 	const wantErr = "permanent: 422: amount_cents must be an integer"
-	if len(failed) != 1 || failed[0].Level != "DEBUG" || failed[0].Attempt != 1 ||
+	if len(failed) != 1 || failed[0].Level != "WARN" || failed[0].Attempt != 1 ||
 		failed[0].Topic != "billing.InvoiceCreated" || failed[0].Key != "bad" || failed[0].Err != wantErr {
-		t.Errorf("failure lines of the poison = %+v, want one at DEBUG, attempt 1, with topic, key and error", failed)
+		t.Errorf("failure lines of the poison = %+v, want one at WARN, attempt 1, with topic, key and error", failed)
 	}
 	if len(dead) != 1 || dead[0].Level != "ERROR" || dead[0].Attempt != 2 ||
 		dead[0].Topic != "billing.InvoiceCreated" || dead[0].Key != "bad" || dead[0].Err != wantErr ||

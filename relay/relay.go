@@ -31,18 +31,19 @@ type Relay struct {
 	host string
 	// tracer starts the spans of deliveries to the sink.
 	tracer trace.Tracer
-	// statsBuf backs BatchStats.Events; used under batchMu.
+	// statsBuf backs BatchStats.Events; used by the loop only.
 	statsBuf []EventStats
 
 	wake     chan struct{}
 	running  atomic.Bool
 	lastPoll atomic.Int64 // unix nanoseconds
 
-	leases leaseSet
-	// batchMu is held while a batch is read, delivered and recorded. A
-	// partition is released only under it, so no other relay can read a
-	// row this one has in flight.
-	batchMu sync.Mutex
+	// leases is the partitions held. The lease goroutine renews, takes and
+	// gives them back without ever waiting for a batch; a partition in the
+	// batch in flight is given back once the batch is recorded, when the
+	// loop sends on leaseKick for a lease round at once.
+	leases    leaseSet
+	leaseKick chan struct{}
 }
 
 // New returns a relay that delivers the outbox in pool's database to sink.
@@ -68,6 +69,8 @@ func New(pool *pgxpool.Pool, sink message.Publisher, cfg *Config) (*Relay, error
 		log:  c.Logger.With("relay", c.ID),
 		host: host,
 		wake: make(chan struct{}, 1),
+
+		leaseKick: make(chan struct{}, 1),
 
 		tracer: c.TracerProvider.Tracer(TracerName),
 	}, nil
@@ -183,8 +186,8 @@ func (r *Relay) loop(ctx, workCtx context.Context) {
 			if res.dbErr != nil {
 				r.log.Warn("relay round", "err", res.dbErr)
 			}
-			if res.sinkErr != nil {
-				r.log.Warn("sink delivered nothing this round", "err", res.sinkErr)
+			if res.sinkDown != nil {
+				r.log.Warn("sink failed again; no attempt counted, backing off", "err", res.sinkDown, "events", res.unsent)
 			}
 		}
 		timer.Reset(st.next(r.cfg, res))
@@ -198,10 +201,14 @@ type loopState struct {
 	spare        []row // a second buffer, for reading while rows are recorded
 	prefetched   bool  // rows holds the next batch, read while the last was recorded
 	partsVersion uint64
-	parts        []int16
 	deadLoadedAt time.Time
 	idle         time.Duration // last idle wait; 0 after rows were found
 	failures     int           // consecutive rounds that failed as a whole
+	// sinkFailed: the last round that sent anything delivered nothing and
+	// failed retryably. Then the sink, not the events, is taken to be at
+	// fault: the next rounds send one event as a probe and count no
+	// attempt until the sink delivers again.
+	sinkFailed bool
 }
 
 // blockedKey is a key whose oldest pending event must not be tried before
@@ -220,9 +227,15 @@ func newLoopState() *loopState {
 type stepResult struct {
 	read      int
 	delivered int
-	dbErr     error         // the database failed; the round did nothing or only part
-	sinkErr   error         // the sink failed every event it was given
-	retryIn   time.Duration // with sinkErr: when the failed events are due again
+	dbErr     error // the database failed; the round did nothing or only part
+	// sinkErr: the sink delivered nothing and failed retryably; retryIn is
+	// the longest RetryAfter it asked for.
+	sinkErr error
+	retryIn time.Duration
+	// sinkDown: sinkErr followed an earlier round's, so no attempt was
+	// counted for the unsent events.
+	sinkDown error
+	unsent   int
 }
 
 // Bounds of the loop's backoff while the database is unreachable.
@@ -230,6 +243,14 @@ const (
 	dbRetryBase = 100 * time.Millisecond
 	dbRetryMax  = 5 * time.Second
 )
+
+// sinkRetryMax caps the loop's backoff while the sink fails every round:
+// RetryBase doubling up to this (or RetryMax when lower), waiting half to
+// all of it. Each of those rounds sends one event, so probing a sink that is
+// down this often costs one request, and delivery resumes within about
+// sinkRetryMax of the sink's recovery unless the sink asked for a longer
+// RetryAfter.
+const sinkRetryMax = 4 * time.Second
 
 // next returns how long to wait before the next round.
 func (st *loopState) next(cfg *Config, res stepResult) time.Duration {
@@ -239,11 +260,16 @@ func (st *loopState) next(cfg *Config, res stepResult) time.Duration {
 		st.idle = 0
 		return equalJitter(dbRetryBase, dbRetryMax, st.failures)
 	case res.sinkErr != nil:
-		// Back off the whole loop, not just the failed rows, so that a
-		// sink that is down is not tried once per key of the backlog.
 		st.failures++
 		st.idle = 0
-		return max(res.retryIn, equalJitter(cfg.RetryBase, cfg.RetryMax, st.failures))
+		if res.sinkDown == nil {
+			// The first failure: the failed events wait out their own
+			// backoff, and the next round probes with another event.
+			return max(res.retryIn, pollMin)
+		}
+		// The sink failed again: back off the whole loop, so that a sink
+		// that is down is not tried once per key of the backlog.
+		return max(res.retryIn, equalJitter(cfg.RetryBase, min(cfg.RetryMax, sinkRetryMax), st.failures-1))
 	case res.read >= cfg.BatchSize:
 		st.failures, st.idle = 0, 0
 		return 0
