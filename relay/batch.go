@@ -68,10 +68,10 @@ func (o *outcome) sinkFailed() bool {
 	return true
 }
 
-// unsendCut moves to unsent the failures of a delivery the relay cut short
-// (its context ended): the sink did not fail those events, the relay
-// stopped it.
-func (o *outcome) unsendCut() {
+// unsendCancelled moves to unsent the failures of a delivery the relay
+// cancelled (its shutdown timeout ran out): the sink did not fail those
+// events, the relay stopped it.
+func (o *outcome) unsendCancelled() {
 	o.failed = slices.DeleteFunc(o.failed, func(f failure) bool {
 		if errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded) {
 			o.unsent = append(o.unsent, f.row)
@@ -128,17 +128,17 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 	// end: what was not sent by then stays pending for the next owner.
 	dctx, stopCut := r.leases.deliverContext(workCtx)
 	out := r.deliver(dctx, batch)
-	if dctx.Err() != nil {
-		out.unsendCut()
-	}
 	stopCut()
+	if workCtx.Err() != nil {
+		out.unsendCancelled()
+	}
 	res.delivered = len(out.delivered)
 	switch {
 	case out.sinkFailed():
 		res.sinkErr = out.failed[0].err
 		for _, f := range out.failed {
 			if d, ok := RetryAfterOf(f.err); ok {
-				res.retryIn = max(res.retryIn, min(d, r.cfg.RetryMax))
+				res.retryIn = max(res.retryIn, d)
 			}
 		}
 		if st.sinkFailed {
@@ -396,7 +396,7 @@ func (r *Relay) deliver(ctx context.Context, batch []*row) outcome {
 		if len(send) == 0 {
 			continue
 		}
-		if ctx.Err() != nil {
+		if cutShort(ctx) != nil {
 			// The delivery was cut short: the rest stays pending.
 			out.unsent = append(out.unsent, send...)
 			continue

@@ -361,11 +361,16 @@ func (s *HTTPSink) send(ctx context.Context, events []wire.Event, failed map[str
 }
 
 // sendLane sends events request by request, in order. Once an event has
-// failed, the later events of its key are held back; after a retryable
-// failure of a whole request, the rest of the lane is not sent.
+// failed, the later events of its key are held back. After a retryable
+// failure of a whole request the rest of the lane is not sent, unless the
+// API answered it with an error that speaks of that request alone (see
+// goOnAfter) and the request before it did not fail too: one failed request
+// of a flaky API does not hold up the rest of the batch, while an API that
+// is down or asks for a pause gets no more than two requests.
 func (s *HTTPSink) sendLane(ctx context.Context, events []wire.Event, failed map[string]error) map[string]error {
 	plan := s.plan(events)
 	var blocked map[string]bool
+	lastFailed := false
 	for i, req := range plan {
 		send := req
 		if len(blocked) > 0 {
@@ -381,9 +386,9 @@ func (s *HTTPSink) sendLane(ctx context.Context, events []wire.Event, failed map
 		if len(send) == 0 {
 			continue
 		}
-		if ctx.Err() != nil {
+		if err := cutShort(ctx); err != nil {
 			// The relay cut the batch short: the rest is not sent.
-			failed = notSent(failed, plan[i:], context.Cause(ctx))
+			failed = notSent(failed, plan[i:], err)
 			break
 		}
 		errs, stop := s.deliver(ctx, send)
@@ -402,12 +407,30 @@ func (s *HTTPSink) sendLane(ctx context.Context, events []wire.Event, failed map
 				blocked[send[j].Key] = true
 			}
 		}
-		if stop != nil {
+		if stop != nil && (lastFailed || !goOnAfter(stop)) {
 			failed = notSent(failed, plan[i+1:], stop)
 			break
 		}
+		lastFailed = stop != nil
 	}
 	return failed
+}
+
+// goOnAfter reports whether a lane goes on after a request failed with err:
+// when the API answered 408 or a 5xx other than 503, without a Retry-After.
+// No answer at all (a refused connection, a timeout), 429, 503, a
+// Retry-After or an answer that says the sink is misconfigured (401, 403,
+// 404) stop the lane: the next request would fare no better.
+func goOnAfter(err error) bool {
+	var se *HTTPStatusError
+	if !errors.As(err, &se) || errors.Is(err, errMisconfigured) {
+		return false
+	}
+	if _, ok := RetryAfterOf(err); ok {
+		return false
+	}
+	return se.StatusCode == http.StatusRequestTimeout ||
+		se.StatusCode >= 500 && se.StatusCode != http.StatusServiceUnavailable
 }
 
 // lanes splits events into at most n lanes that share no key, each keeping
@@ -477,6 +500,10 @@ func notSent(failed map[string]error, reqs [][]wire.Event, why error) map[string
 	}
 	return failed
 }
+
+// errMisconfigured prefixes an answer that says the sink's URL or
+// credentials are wrong rather than the events.
+var errMisconfigured = errors.New("check the sink's URL and credentials")
 
 // heldBack is the error of an event not sent because an earlier event of
 // its key failed: the relay sends it again after that one, counting no
@@ -622,7 +649,7 @@ func (s *HTTPSink) post(ctx context.Context, events []wire.Event) ([]error, erro
 	case code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500:
 	case code == http.StatusUnauthorized || code == http.StatusForbidden || code == http.StatusNotFound ||
 		code == http.StatusMethodNotAllowed || code == http.StatusProxyAuthRequired:
-		return nil, fmt.Errorf("check the sink's URL and credentials: %w", serr)
+		return nil, fmt.Errorf("%w: %w", errMisconfigured, serr)
 	case code == http.StatusBadRequest && s.format == wire.FormatBriteEvents && retryableBriteError(body):
 	default:
 		return nil, Permanent(serr)

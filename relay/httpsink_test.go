@@ -997,3 +997,48 @@ Topics:
 		})
 	}
 }
+
+// TestHTTPSinkGoesOnAfterOneFailure: a request the API answers 500 fails
+// its events alone, and the lane goes on; a second failed request in a row
+// stops it, the rest reported not sent.
+func TestHTTPSinkGoesOnAfterOneFailure(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	n := 0
+	failOn := map[int]bool{2: true, 5: true, 6: true}
+	srv := newHTTPSinkServer(t, false, func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		n++
+		fail := failOn[n]
+		mu.Unlock()
+		if fail {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	})
+	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, MaxBatch: 1})
+	var msgs []*message.Message
+	for i := range 8 {
+		msgs = append(msgs, sinkMessage(i+1, fmt.Sprint("inv-", i), "j"))
+	}
+	err := sink.Publish("t", msgs...)
+	var be *BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("Publish = %v, want a *BatchError", err)
+	}
+	for i, m := range msgs {
+		e, failed := be.Failed[m.UUID]
+		switch req := i + 1; {
+		case failOn[req] && (e == nil || IsPermanent(e) || errors.Is(e, ErrNotSent)):
+			t.Errorf("request %d, answered 500: %v, want retryable", req, e)
+		case req > 6 && !errors.Is(e, ErrNotSent):
+			t.Errorf("request %d, after two failed in a row: %v, want ErrNotSent", req, e)
+		case req <= 6 && !failOn[req] && failed:
+			t.Errorf("request %d: %v, want delivered", req, e)
+		}
+	}
+	if got := len(srv.recorded()); got != 6 {
+		t.Errorf("%d requests, want 6: on after the 2nd failed, stopped after the 5th and 6th", got)
+	}
+}

@@ -28,10 +28,11 @@ type leaseSet struct {
 	busy     uint64 // bit p: partition p is in the batch in flight
 	giveBack uint64 // bit p: release partition p once it is not busy
 
-	// cut ends the delivery of the batch in flight when the lease of a busy
-	// partition gets within margin of its end, or is lost; nil between
-	// deliveries. cutTimer fires it and follows the renewals.
-	cut      context.CancelCauseFunc
+	// cut stops the delivery of the batch in flight from sending more when
+	// the lease of a busy partition gets within margin of its end, or is
+	// lost; nil between deliveries. cutTimer fires it and follows the
+	// renewals.
+	cut      *cutSignal
 	cutTimer *time.Timer
 	margin   time.Duration
 }
@@ -63,7 +64,7 @@ func (l *leaseSet) set(parts []int16, deadline time.Time) {
 	}
 	if l.cut != nil {
 		if l.busy&^mask != 0 {
-			l.cut(errLeaseLost)
+			l.cut.fire(errLeaseLost)
 			return
 		}
 		l.resetCut(time.Now())
@@ -118,23 +119,57 @@ func (l *leaseSet) begin(now time.Time, margin time.Duration) (version uint64, p
 }
 
 // deliverContext returns the context a batch is delivered under: parent,
-// cut short when the lease of a busy partition comes within the margin
-// given to begin of its end (renewals push that back) or is lost. stop must
-// be called when the delivery is over.
+// carrying a signal that tells the sink to send nothing more once the lease
+// of a busy partition comes within the margin given to begin of its end
+// (renewals push that back) or is lost (see cutShort). stop must be called
+// when the delivery is over.
 func (l *leaseSet) deliverContext(parent context.Context) (ctx context.Context, stop func()) {
-	ctx, cancel := context.WithCancelCause(parent)
+	sig := &cutSignal{}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.cut = cancel
-	l.cutTimer = time.AfterFunc(time.Hour, func() { cancel(errLeaseEnding) })
+	l.cut = sig
+	l.cutTimer = time.AfterFunc(time.Hour, func() { sig.fire(errLeaseEnding) })
 	l.resetCut(time.Now())
-	return ctx, func() {
+	return context.WithValue(parent, cutKey{}, sig), func() {
 		l.mu.Lock()
+		defer l.mu.Unlock()
 		l.cutTimer.Stop()
 		l.cut, l.cutTimer = nil, nil
-		l.mu.Unlock()
-		cancel(nil)
 	}
+}
+
+// cutSignal tells a delivery to send nothing more. Unlike a cancelled
+// context it leaves the request in flight alone: that one was sent while the
+// lease held, and cancelling it would only leave its events in doubt.
+type cutSignal struct {
+	mu    sync.Mutex
+	cause error
+}
+
+func (c *cutSignal) fire(cause error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cause == nil {
+		c.cause = cause
+	}
+}
+
+type cutKey struct{}
+
+// cutShort returns why the relay wants the delivery under ctx to send
+// nothing more, or nil: the batch's lease is about to end or was lost, or
+// ctx is done. A sink that sends a batch in several requests checks it
+// before each.
+func cutShort(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return context.Cause(ctx)
+	}
+	if c, ok := ctx.Value(cutKey{}).(*cutSignal); ok {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.cause
+	}
+	return nil
 }
 
 // end marks the batch done. It reports whether partitions were marked to
