@@ -87,11 +87,15 @@ type Config struct {
 	PollInterval time.Duration
 
 	// LeaseTTL is how long a partition lease lasts without renewal. The
-	// relay renews its leases every LeaseTTL/3; when it dies, its
-	// partitions pass to other relays after at most LeaseTTL, and events
-	// it had in flight are delivered again. A relay does not start
-	// delivering a batch with less than LeaseTTL/3 of lease left. Defaults
-	// to LeaseTTLDefault.
+	// relay renews its leases every LeaseTTL/3, on a goroutine that never
+	// waits for a delivery; when it dies, its partitions pass to other
+	// relays after at most LeaseTTL, and events it had in flight are
+	// delivered again. A relay does not start delivering a batch with less
+	// than LeaseTTL/3 of lease left, and stops sending one (the rest stays
+	// pending) when renewals are so late that less than that is left. Keep
+	// LeaseTTL/3 above the sink's timeout, as the defaults do, so that a
+	// request in flight then ends before the lease. Defaults to
+	// LeaseTTLDefault.
 	LeaseTTL time.Duration
 
 	// MaxAttempts is the number of attempts after which an event failing

@@ -31,9 +31,13 @@
 // (64 / live relays, rounded up), takes free or expired partitions and gives
 // back extras, renewing its leases every LeaseTTL/3; after a round in which
 // the live relays or its own share changed it runs the next one 50 ms later,
-// doubling back to LeaseTTL/3, so relays started together settle on their
-// shares within a few hundred milliseconds. Because a partition has
-// one owner, the relay reads its pending rows with a plain SELECT, oldest
+// doubling back to LeaseTTL/3 (or to 500 ms while it holds less than its
+// share), so relays started together settle on their shares within a few
+// hundred milliseconds. Renewals and heartbeats run on a goroutine of their
+// own that never waits for a delivery. A partition to give back while a
+// batch reads it is released as soon as that batch is recorded: partitions
+// change hands between batches, never in the middle of one. Because a
+// partition has one owner, the relay reads its pending rows with a plain SELECT, oldest
 // first, delivers them outside any transaction, and records the outcome in
 // one short transaction: delivered rows are deleted (or marked delivered and
 // kept for Config.Retention), failed ones get their attempt, error and next
@@ -70,22 +74,37 @@
 // database crash can lose the last outcomes recorded (they commit without
 // waiting for the WAL flush), making those rows pending again; a sink that
 // fails a call it in fact carried out (a timeout) gets the events again. A
-// relay whose leases lapse while it is stuck mid-batch (more than
-// LeaseTTL/3 late renewing) can deliver that batch alongside the relay that
-// took over: duplicates of those events may then arrive after their key's
-// later events. Otherwise a duplicate comes as a repeat of the key's events
-// from the first one whose delivery went unrecorded, in order: a consumer
-// may see 1 2 3 2 3 4, never 1 3 2. In the steady state no event is
-// delivered by two relays: a partition changes hands only between two
-// batches of its owner.
+// relay that cannot renew its leases (the database unreachable, the process
+// frozen) stops sending a batch once a lease of it has less than LeaseTTL/3
+// left, and starts none; a request already in flight then finishes, so with
+// a sink timeout above LeaseTTL/3 its answer can come after the lease ended
+// and another relay took over: duplicates of those events may then arrive
+// after their key's later events. Otherwise a duplicate comes as a repeat of
+// the key's events from the first one whose delivery went unrecorded, in
+// order: a consumer may see 1 2 3 2 3 4, never 1 3 2.
 //
-// Failures. An event the sink fails is retried after a backoff with full
-// jitter, RetryBase doubling per attempt up to RetryMax, or after the sink's
-// RetryAfter if longer; meanwhile its key waits and other keys go on. A
-// Publish that fails as a whole with nothing delivered backs off the whole
-// loop too, so a sink that is down is not asked again for every key of the
-// backlog. Temporary failures are retried for as long as they last: an
-// outage never dead-letters anything.
+// Steady state, meaning every relay renews its leases in time, whether
+// relays are joining, leaving (Run's context cancelled) or neither: no event
+// is delivered by two relays. A relay that joins gets its share when the
+// relays holding it finish their batches in flight; one that leaves
+// finishes its batch and releases its partitions.
+//
+// Failures. An event the sink fails (answered with an error, or in a
+// request that failed) counts an attempt and is retried after a backoff
+// with full jitter, RetryBase doubling per attempt up to RetryMax, or after
+// the sink's RetryAfter if longer; meanwhile its key waits and other keys go
+// on. An event the sink did not send at all (ErrNotSent: held back behind
+// a failed event of its key, after a request that stopped the batch, or when
+// the relay cut the batch short) stays pending as it was, with no attempt
+// and no wait. When a round delivers nothing and fails retryably, its events
+// count their attempt; when the next round fails the same way, the sink is
+// taken to be down: until it delivers again each round sends it a single
+// event as a probe, counts no attempt, and the loop backs off, RetryBase
+// doubling up to 4 s (or RetryMax when lower), or the sink's RetryAfter if
+// longer. So delivery resumes within about 4 s of the sink's recovery, an
+// outage does not pile attempts on the backlog, and a sink that is down is
+// not asked again for every key of the backlog. Temporary failures are
+// retried for as long as they last: an outage never dead-letters anything.
 //
 // Dead letters. An event that fails with a Permanent error (HTTP 4xx other
 // than 408, 409 and 429) is tried again without waiting, and after
@@ -115,10 +134,13 @@
 //
 // # Observing it
 //
-// Logs go to Config.Logger (log/slog). A failed attempt is logged at debug
-// and a dead letter at error, each with the fields event_id, topic, key,
-// attempt and err; an event's data is never logged, since it may hold
-// personal details. Hooks feed metrics (package outboxprom implements them).
+// Logs go to Config.Logger (log/slog). Failed attempts are logged at warn,
+// one line per failure: the events of a failed request share one line, with
+// their count in the field events. A dead letter is logged at error. Both
+// carry the fields event_id, topic, key, attempt and err (of the first
+// event, for a request); an event's data is never logged, since it may hold
+// personal details. While the sink is down, each failed probe is one warn
+// line. Hooks feed metrics (package outboxprom implements them).
 //
 // Traces: each call to the sink is a span of kind Producer, named
 // "send {topic}" ("send" for an EventSink's batch of several topics), with

@@ -183,11 +183,14 @@ func validHeaderName(s string) bool {
 // key, up to MaxParallel of them, sent side by side; a lane's requests go
 // one after the other, its events in the batch's order. Once an event has
 // failed, later events with the same key in the same call are held back
-// (retryable) so that a key's events are never delivered out of order
+// ([ErrNotSent]) so that a key's events are never delivered out of order
 // across requests; within one bulk request the API decides, and a partially
 // failed bulk post may deliver a key's later event before the earlier one
 // is retried. After a retryable failure of a whole request the rest of its
-// lane is not sent.
+// lane is not sent (ErrNotSent), unless the API answered 408 or a 5xx
+// other than 503, without Retry-After, and the request before did not fail
+// too: one failed request of a flaky API does not hold up the batch, while
+// an API that is down, or asks for a pause, gets at most two requests.
 type HTTPSink struct {
 	url         *url.URL
 	format      wire.Format

@@ -18,8 +18,11 @@ import (
 // (outbox.Event.ID.String()) naming those that were not, or an error that
 // fails them all. It may send the events in any grouping and concurrently,
 // but must keep each key's order: once it fails an event, it must not
-// deliver a later event of the same key from the same call (it fails it
-// too, retryable, and the relay sends it again after the earlier one).
+// deliver a later event of the same key from the same call (it reports it
+// with [ErrNotSent], and the relay sends it again after the earlier one).
+// An event it did not send at all, e.g. because an earlier request failed
+// and it stopped there, it reports with ErrNotSent too: the relay counts an
+// attempt only for the events the sink sent and saw fail.
 //
 // The events and their Data belong to the relay and are reused after the
 // call returns; the sink must not keep them. ctx carries the delivery's
