@@ -25,6 +25,9 @@
 //	TestFaultSink             the events API answering 500, 429 with Retry-After, hanging,
 //	                          closing connections mid-response, sending malformed bodies
 //	TestFaultRacingRelays     four relays with short leases sharing one table, joining and leaving
+//	TestFaultFlakyAPI         the events API failing a random 15% of requests (500, or 429 with Retry-After)
+//	TestFaultFlakyAPIJoinsLeaves
+//	                          the same, while relays join and leave gracefully: no duplicates
 //
 // Run them with
 //

@@ -36,11 +36,21 @@ const (
 	// pages, truncated or oversized JSON, a bulk answer that does not say
 	// which records failed, a 2xx bulk answer that is not JSON.
 	malformed
+	// flaky fails a random share of the requests, each drawn on its own:
+	// flaky500Share answered 500 and flaky429Share answered 429 with
+	// Retry-After: 1, storing nothing; the rest reach the events API.
+	flaky
 )
 
 func (m faultMode) String() string {
-	return [...]string{"healthy", "500", "429", "hang", "close", "malformed"}[m]
+	return [...]string{"healthy", "500", "429", "hang", "close", "malformed", "flaky"}[m]
 }
+
+// The shares of the requests flaky fails.
+const (
+	flaky500Share = 0.10
+	flaky429Share = 0.05
+)
 
 // retryAfter is the Retry-After answer429 sends, in seconds.
 const retryAfter = time.Second
@@ -61,8 +71,9 @@ type sink struct {
 	requests atomic.Int64
 	window   struct {
 		sync.Mutex
-		failures  int // faulted requests the sender must see fail
-		successes int // faulted requests the sender may count as delivered
+		failures  int         // faulted requests the sender must see fail
+		successes int         // faulted requests the sender may count as delivered
+		byStatus  map[int]int // of the failures, those answered with a status
 	}
 
 	mu       sync.Mutex
@@ -72,12 +83,13 @@ type sink struct {
 }
 
 // arrival is one event stored by the sink, as sent by from (the sender's
-// "from" query parameter).
+// "from" query parameter), at the time the events API stored it.
 type arrival struct {
 	id   string
 	key  string
 	seq  int64
 	from string
+	at   time.Time
 }
 
 func newSink(t *testing.T) *sink {
@@ -108,6 +120,7 @@ func (s *sink) setMode(m faultMode) {
 	if m != healthy {
 		s.window.Lock()
 		s.window.failures, s.window.successes = 0, 0
+		s.window.byStatus = nil
 		s.window.Unlock()
 	}
 	s.mode.Store(int32(m))
@@ -118,6 +131,25 @@ func (s *sink) windowCounts() (failures, successes int) {
 	s.window.Lock()
 	defer s.window.Unlock()
 	return s.window.failures, s.window.successes
+}
+
+// windowStatus returns the faulted requests since the fault started that
+// were answered with code.
+func (s *sink) windowStatus(code int) int {
+	s.window.Lock()
+	defer s.window.Unlock()
+	return s.window.byStatus[code]
+}
+
+// countStatus counts a failed request answered with code.
+func (s *sink) countStatus(code int) {
+	s.window.Lock()
+	defer s.window.Unlock()
+	s.window.failures++
+	if s.window.byStatus == nil {
+		s.window.byStatus = map[int]int{}
+	}
+	s.window.byStatus[code]++
 }
 
 func (s *sink) count(fail bool) {
@@ -153,10 +185,10 @@ func (s *sink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *sink) inject(mode faultMode, n int64, w http.ResponseWriter, r *http.Request, body []byte) {
 	switch mode {
 	case answer500:
-		s.count(true)
+		s.countStatus(http.StatusInternalServerError)
 		http.Error(w, `{"errorType":"InternalServerError","errorMessage":"injected"}`, http.StatusInternalServerError)
 	case answer429:
-		s.count(true)
+		s.countStatus(http.StatusTooManyRequests)
 		w.Header().Set("Retry-After", fmt.Sprint(int(retryAfter/time.Second)))
 		http.Error(w, `{"errorType":"TooManyRequests"}`, http.StatusTooManyRequests)
 	case hang:
@@ -180,6 +212,15 @@ func (s *sink) inject(mode faultMode, n int64, w http.ResponseWriter, r *http.Re
 		_ = conn.Close()
 	case malformed:
 		s.malformed(n, w, r, body)
+	case flaky:
+		switch p := rand.Float64(); {
+		case p < flaky500Share:
+			s.inject(answer500, n, w, r, body)
+		case p < flaky500Share+flaky429Share:
+			s.inject(answer429, n, w, r, body)
+		default:
+			copyResponse(w, s.forward(r, body))
+		}
 	}
 }
 
@@ -272,6 +313,7 @@ func (s *sink) record(r *http.Request, body []byte) {
 		evs, err = wire.DecodeCloudEventBatch(body)
 	}
 	from := r.URL.Query().Get("from")
+	at := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -284,7 +326,7 @@ func (s *sink) record(r *http.Request, body []byte) {
 			s.decodeEr = append(s.decodeEr, fmt.Sprintf("event %s: %v", ev.ID, err))
 			continue
 		}
-		s.arrivals = append(s.arrivals, arrival{id: ev.ID, key: d.ID, seq: d.Seq, from: from})
+		s.arrivals = append(s.arrivals, arrival{id: ev.ID, key: d.ID, seq: d.Seq, from: from, at: at})
 		s.seen[ev.ID] = true
 	}
 }
