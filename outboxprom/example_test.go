@@ -14,6 +14,7 @@ import (
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/outboxprom"
 	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/relay/relaywatermill"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
@@ -47,8 +48,12 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	sink := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
-	defer sink.Close()
+	pubsub := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	defer pubsub.Close()
+	sink, err := relaywatermill.New(pubsub, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
 	r, err := relay.New(pool, sink, &relay.Config{Hooks: m.RelayHooks("gochannel")})
 	if err != nil {
 		log.Fatal(err)

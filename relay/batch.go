@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -24,8 +23,6 @@ type row struct {
 	attempts int32
 	waitUS   int64 // > 0: the row's next attempt is not due yet
 	ev       outbox.Event
-	msg      *message.Message
-	topic    string
 }
 
 // failure is a row the sink did not take.
@@ -341,82 +338,9 @@ func (r *Relay) read(ctx context.Context, buf []row, parts []int16, blocked []st
 	return out, nil
 }
 
-// group is one Publish call: consecutive rows for one topic.
-type group struct {
-	topic string
-	rows  []*row
-}
-
-// groupRows splits a batch into as few Publish calls as it can without
-// reordering a key: each row joins the latest group of its topic if that
-// group is not before the group holding the key's previous row, and opens a
-// new group otherwise. Groups are published in order.
-func groupRows(batch []*row) []group {
-	var groups []group
-	lastOfTopic := make(map[string]int)
-	keyAt := make(map[string]int, len(batch))
-	for _, rw := range batch {
-		g, ok := lastOfTopic[rw.topic]
-		if prev, seen := keyAt[rw.key]; !ok || (seen && g < prev) {
-			groups = append(groups, group{topic: rw.topic})
-			g = len(groups) - 1
-			lastOfTopic[rw.topic] = g
-		}
-		groups[g].rows = append(groups[g].rows, rw)
-		keyAt[rw.key] = g
-	}
-	return groups
-}
-
-// deliver hands the batch to the sink: in one call when the sink is an
-// EventSink, else group by group. Once an event of a key fails, the key's
-// later events in the batch are not sent: they stay pending, untouched,
-// behind it.
+// deliver hands the batch to the sink in one Send and sorts the events by
+// its answer.
 func (r *Relay) deliver(ctx context.Context, batch []*row) outcome {
-	if es, ok := r.sink.(EventSink); ok {
-		return r.deliverEvents(ctx, es, batch)
-	}
-	for _, rw := range batch {
-		rw.msg = rw.ev.Message()
-		rw.msg.SetContext(ctx)
-		rw.topic = r.cfg.TopicFunc(rw.msg)
-	}
-	var out outcome
-	failedKeys := make(map[string]bool)
-	for _, g := range groupRows(batch) {
-		send := g.rows
-		if len(failedKeys) > 0 {
-			send = make([]*row, 0, len(g.rows))
-			for _, rw := range g.rows {
-				if !failedKeys[rw.key] {
-					send = append(send, rw)
-				}
-			}
-		}
-		if len(send) == 0 {
-			continue
-		}
-		if cutShort(ctx) != nil {
-			// The delivery was cut short: the rest stays pending.
-			out.unsent = append(out.unsent, send...)
-			continue
-		}
-		msgs := make([]*message.Message, len(send))
-		for i, rw := range send {
-			msgs[i] = rw.msg
-		}
-		_, span := r.startSend(ctx, g.topic, send)
-		err := r.publish(g.topic, msgs)
-		endSpan(span, err)
-		r.sorted(&out, send, err, func(rw *row) string { return rw.msg.UUID }, failedKeys)
-	}
-	return out
-}
-
-// deliverEvents hands the whole batch to an EventSink in one call: no
-// watermill message is built, and the sink, not the topic, decides how the
-// events are grouped into requests.
-func (r *Relay) deliverEvents(ctx context.Context, sink EventSink, batch []*row) outcome {
 	events := make([]*outbox.Event, len(batch))
 	topic := batch[0].ev.Topic
 	for i, rw := range batch {
@@ -426,50 +350,42 @@ func (r *Relay) deliverEvents(ctx context.Context, sink EventSink, batch []*row)
 		}
 	}
 	ctx, span := r.startSend(ctx, topic, batch)
-	err := r.publishEvents(ctx, sink, events)
+	err := recovered(func() error { return r.sink.Send(ctx, events) })
 	endSpan(span, err)
-	var out outcome
-	r.sorted(&out, batch, err, func(rw *row) string { return rw.ev.ID.String() }, nil)
-	return out
+	return sorted(batch, err, r.cfg)
 }
 
-// sorted adds the rows of one sink call to out as delivered or failed,
-// reading err as the sink's answer: nil, a *BatchError naming the failed
-// rows by id, or an error for all of them. The keys that failed are added
-// to failedKeys unless it is nil.
-func (r *Relay) sorted(out *outcome, rows []*row, err error, id func(*row) string, failedKeys map[string]bool) {
-	fail := func(rw *row, err error) {
-		out.failed = append(out.failed, failure{row: rw, err: err, wait: r.cfg.retryDelay(int(rw.attempts)+1, err)})
-		if failedKeys != nil {
-			failedKeys[rw.key] = true
+// sorted reads err, the sink's answer to a Send of rows, as the rows'
+// outcome: nil delivers them all; a *BatchError names by id those that
+// failed or were not sent; ErrNotSent sends none; any other error fails
+// them all.
+func sorted(rows []*row, err error, cfg *Config) outcome {
+	var out outcome
+	add := func(rw *row, err error) {
+		switch {
+		case err == nil:
+			out.delivered = append(out.delivered, rw)
+		case errors.Is(err, ErrNotSent):
+			out.unsent = append(out.unsent, rw)
+		default:
+			out.failed = append(out.failed, failure{row: rw, err: err, wait: cfg.retryDelay(int(rw.attempts)+1, err)})
 		}
 	}
 	var be *BatchError
-	switch {
-	case err == nil:
-		out.delivered = append(out.delivered, rows...)
-	case errors.As(err, &be):
+	if !errors.As(err, &be) {
 		for _, rw := range rows {
-			ferr, ok := be.Failed[id(rw)]
-			switch {
-			case !ok:
-				out.delivered = append(out.delivered, rw)
-			case errors.Is(ferr, ErrNotSent):
-				out.unsent = append(out.unsent, rw)
-				if failedKeys != nil {
-					failedKeys[rw.key] = true
-				}
-			default:
-				fail(rw, cmpErr(ferr, err))
-			}
+			add(rw, err)
 		}
-	case errors.Is(err, ErrNotSent):
-		out.unsent = append(out.unsent, rows...)
-	default:
-		for _, rw := range rows {
-			fail(rw, err)
-		}
+		return out
 	}
+	for _, rw := range rows {
+		ferr, ok := be.Failed[rw.ev.ID.String()]
+		if ok && ferr == nil {
+			ferr = err
+		}
+		add(rw, ferr)
+	}
+	return out
 }
 
 func endSpan(span trace.Span, err error) {
@@ -480,17 +396,8 @@ func endSpan(span trace.Span, err error) {
 	span.End()
 }
 
-// publish calls the sink, turning a panic into an error: a sink bug fails
-// the batch, it does not stop the relay.
-func (r *Relay) publish(topic string, msgs []*message.Message) error {
-	return recovered(func() error { return r.sink.Publish(topic, msgs...) })
-}
-
-// publishEvents is publish for an EventSink.
-func (r *Relay) publishEvents(ctx context.Context, sink EventSink, events []*outbox.Event) error {
-	return recovered(func() error { return sink.PublishEvents(ctx, events) })
-}
-
+// recovered calls the sink, turning a panic into an error: a sink bug
+// fails the batch, it does not stop the relay.
 func recovered(call func() error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
@@ -498,13 +405,6 @@ func recovered(call func() error) (err error) {
 		}
 	}()
 	return call()
-}
-
-func cmpErr(err, fallback error) error {
-	if err != nil {
-		return err
-	}
-	return fallback
 }
 
 // record writes the outcome in one round trip and one transaction: delivered

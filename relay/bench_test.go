@@ -5,10 +5,6 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -32,42 +28,28 @@ import (
 const benchEvents = 100_000
 
 // BenchmarkRelay drains benchEvents committed rows with one relay to a no-op
-// sink and to an HTTP events API on loopback (CloudEvents batches), and the
-// same number with watermill-sql/v3's subscriber and forwarder (default
-// settings, default PostgreSQL schema) to the same no-op sink, in the same
-// run, on the same server. Run it with -benchtime=1x:
+// sink, and the same number with watermill-sql/v3's subscriber and forwarder
+// (default settings, default PostgreSQL schema) to the same no-op sink, in
+// the same run, on the same server. Run it with -benchtime=1x:
 //
 //	go test -run '^$' -bench BenchmarkRelay -benchtime=1x ./relay/
 //
 // The collector runs at GOGC=400, as in the txoutbox daemon, for both.
+// Package relayhttp measures the drain to an events API
+// (BenchmarkRelayHTTP), and txoutbox bench measures both side by side.
 func BenchmarkRelay(b *testing.B) {
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	ctx := b.Context()
 	pool := newTestDB(b)
 	sqlDB := stdlib.OpenDBFromPool(pool)
 	b.Cleanup(func() { _ = sqlDB.Close() })
-	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.WriteHeader(http.StatusOK)
-	}))
-	b.Cleanup(api.Close)
 
-	var relayRate, httpRate, watermillRate float64
+	var relayRate, watermillRate float64
 	for b.Loop() {
 		b.StopTimer()
 		insertBenchEvents(b, pool)
 		b.StartTimer()
 		relayRate += benchEvents / drainRelay(b, pool, nil).Seconds()
-
-		b.StopTimer()
-		insertBenchEvents(b, pool)
-		b.StartTimer()
-		sink, err := NewHTTPSink(HTTPSinkConfig{URL: api.URL, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		httpRate += benchEvents / drainRelay(b, pool, sink).Seconds()
-		_ = sink.Close()
 
 		b.StopTimer()
 		insertWatermillEvents(ctx, b, sqlDB)
@@ -76,7 +58,6 @@ func BenchmarkRelay(b *testing.B) {
 	}
 	n := float64(b.N)
 	b.ReportMetric(relayRate/n, "relay-events/s")
-	b.ReportMetric(httpRate/n, "relay-http-events/s")
 	b.ReportMetric(watermillRate/n, "watermill-events/s")
 	b.ReportMetric(relayRate/watermillRate, "relay/watermill")
 }
@@ -98,14 +79,9 @@ func insertBenchEvents(b *testing.B, pool *pgxpool.Pool) {
 
 // drainRelay runs a relay until sink (a no-op sink when nil) has taken
 // benchEvents events, and returns how long that took.
-func drainRelay(b *testing.B, pool *pgxpool.Pool, sink message.Publisher) time.Duration {
+func drainRelay(b *testing.B, pool *pgxpool.Pool, sink Sink) time.Duration {
 	counter := newCountingSink(sink, benchEvents)
-	var s message.Publisher = counter
-	if es, ok := sink.(EventSink); ok {
-		s = countingEventSink{counter, es}
-	}
-	cfg := &Config{Logger: testLogger(b), TopicFunc: func(*message.Message) string { return "events" }}
-	r, err := New(pool, s, cfg)
+	r, err := New(pool, counter, &Config{Logger: testLogger(b)})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -192,50 +168,43 @@ func drainWatermill(b *testing.B, db *sql.DB) time.Duration {
 	return elapsed
 }
 
-// countingSink passes messages on to next (none: a no-op sink) and closes
-// done once target messages went through.
+// countingSink passes events on to next (none: a no-op sink) and closes
+// done once target events went through. It is a relay Sink, and a watermill
+// publisher for the watermill-sql forwarder's drain.
 type countingSink struct {
-	next   message.Publisher
+	next   Sink
 	target int64
 	n      atomic.Int64
 	once   sync.Once
 	done   chan struct{}
 }
 
-func newCountingSink(next message.Publisher, target int64) *countingSink {
+func newCountingSink(next Sink, target int64) *countingSink {
 	return &countingSink{next: next, target: target, done: make(chan struct{})}
 }
 
-func (s *countingSink) Publish(topic string, msgs ...*message.Message) error {
+func (s *countingSink) Send(ctx context.Context, events []*outbox.Event) error {
 	if s.next != nil {
-		if err := s.next.Publish(topic, msgs...); err != nil {
+		if err := s.next.Send(ctx, events); err != nil {
 			return err
 		}
 	}
-	if s.n.Add(int64(len(msgs))) >= s.target {
+	s.count(len(events))
+	return nil
+}
+
+func (s *countingSink) Publish(_ string, msgs ...*message.Message) error {
+	s.count(len(msgs))
+	return nil
+}
+
+func (s *countingSink) count(n int) {
+	if s.n.Add(int64(n)) >= s.target {
 		s.once.Do(func() { close(s.done) })
 	}
-	return nil
 }
 
 func (s *countingSink) Close() error { return nil }
-
-// countingEventSink is a countingSink for an EventSink, so that the relay
-// takes the EventSink path.
-type countingEventSink struct {
-	*countingSink
-	next EventSink
-}
-
-func (s countingEventSink) PublishEvents(ctx context.Context, events []*outbox.Event) error {
-	if err := s.next.PublishEvents(ctx, events); err != nil {
-		return err
-	}
-	if s.n.Add(int64(len(events))) >= s.target {
-		s.once.Do(func() { close(s.done) })
-	}
-	return nil
-}
 
 // BenchmarkLatency measures commit-to-delivery latency and producer
 // throughput while 16 producers publish through outbox sessions for three
@@ -287,14 +256,14 @@ func measureLatency(b *testing.B, wake bool) {
 	// the sink got the event. An event can reach the sink before its
 	// producer sees Commit return; that counts as no latency.
 	var committed, delivered sync.Map
-	sink := &recordingSink{FailFunc: func(_ int, msgs []*message.Message) error {
+	sink := &recordingSink{FailFunc: func(_ context.Context, _ int, events []*outbox.Event) error {
 		now := time.Now()
-		for _, m := range msgs {
+		for _, e := range events {
 			var data struct {
 				ID  string `json:"id"`
 				Seq int    `json:"amount_cents"`
 			}
-			if err := json.Unmarshal(m.Payload, &data); err != nil {
+			if err := json.Unmarshal(e.Data, &data); err != nil {
 				return err
 			}
 			delivered.Store(fmt.Sprintf("%s/%d", data.ID, data.Seq), now)

@@ -9,12 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
@@ -144,13 +142,6 @@ type Config struct {
 	// ShutdownTimeoutDefault.
 	ShutdownTimeout time.Duration
 
-	// TopicFunc returns the topic a message is published to on the sink.
-	// Messages are grouped into one Publish call per run of the same topic.
-	// It is not used for an EventSink (such as HTTPSink), which gets each
-	// batch whole. Defaults to the event's topic (metadata
-	// outbox.MetaTopic).
-	TopicFunc func(*message.Message) string
-
 	// Logger receives the relay's logs. Defaults to slog.Default().
 	Logger *slog.Logger
 
@@ -229,9 +220,6 @@ func (c *Config) withDefaults() *Config {
 	out.CleanupInterval = cmp.Or(out.CleanupInterval, CleanupIntervalDefault)
 	out.CleanupBatchSize = cmp.Or(out.CleanupBatchSize, CleanupBatchSizeDefault)
 	out.ShutdownTimeout = cmp.Or(out.ShutdownTimeout, ShutdownTimeoutDefault)
-	if out.TopicFunc == nil {
-		out.TopicFunc = eventTopic
-	}
 	if out.Logger == nil {
 		out.Logger = slog.Default()
 	}
@@ -242,39 +230,48 @@ func (c *Config) withDefaults() *Config {
 	return &out
 }
 
+// ErrInvalidConfig is wrapped by the errors of New, and of the sinks'
+// constructors, for a configuration they refuse; the error names the field.
+var ErrInvalidConfig = errors.New("invalid config")
+
 // validate checks a config that has its defaults applied, so a field still
-// zero or negative was set so by the caller.
+// zero or negative was set so by the caller. Its errors wrap
+// ErrInvalidConfig and name the field.
 func (c *Config) validate() error {
+	var err error
 	switch {
 	case c.BatchSize < 0:
-		return fmt.Errorf("Config.BatchSize must not be negative, got %d", c.BatchSize)
+		err = fmt.Errorf("BatchSize must not be negative, got %d", c.BatchSize)
 	case c.PollInterval < 0:
-		return fmt.Errorf("Config.PollInterval must not be negative, got %s", c.PollInterval)
+		err = fmt.Errorf("PollInterval must not be negative, got %s", c.PollInterval)
 	case c.LeaseTTL < 300*time.Millisecond:
-		return fmt.Errorf("Config.LeaseTTL must be at least 300ms, got %s", c.LeaseTTL)
+		err = fmt.Errorf("LeaseTTL must be at least 300ms, got %s", c.LeaseTTL)
 	case c.MaxAttempts < 0:
-		return fmt.Errorf("Config.MaxAttempts must not be negative, got %d", c.MaxAttempts)
+		err = fmt.Errorf("MaxAttempts must not be negative, got %d", c.MaxAttempts)
 	case c.PoisonPolicy != PoisonBlock && c.PoisonPolicy != PoisonSkip:
-		return fmt.Errorf("Config.PoisonPolicy must be %q or %q, got %q", PoisonBlock, PoisonSkip, c.PoisonPolicy)
+		err = fmt.Errorf("PoisonPolicy must be %q or %q, got %q", PoisonBlock, PoisonSkip, c.PoisonPolicy)
 	case c.RetryBase < 0:
-		return fmt.Errorf("Config.RetryBase must not be negative, got %s", c.RetryBase)
+		err = fmt.Errorf("RetryBase must not be negative, got %s", c.RetryBase)
 	case c.RetryMax < c.RetryBase:
-		return fmt.Errorf("Config.RetryMax (%s) must not be less than Config.RetryBase (%s)", c.RetryMax, c.RetryBase)
+		err = fmt.Errorf("RetryMax (%s) must not be less than RetryBase (%s)", c.RetryMax, c.RetryBase)
 	case c.Retention < 0:
-		return fmt.Errorf("Config.Retention must not be negative, got %s", c.Retention)
+		err = fmt.Errorf("Retention must not be negative, got %s", c.Retention)
 	case c.CleanupInterval < 0:
-		return fmt.Errorf("Config.CleanupInterval must not be negative, got %s", c.CleanupInterval)
+		err = fmt.Errorf("CleanupInterval must not be negative, got %s", c.CleanupInterval)
 	case c.CleanupBatchSize < 0:
-		return fmt.Errorf("Config.CleanupBatchSize must not be negative, got %d", c.CleanupBatchSize)
+		err = fmt.Errorf("CleanupBatchSize must not be negative, got %d", c.CleanupBatchSize)
 	case c.ShutdownTimeout < 0:
-		return fmt.Errorf("Config.ShutdownTimeout must not be negative, got %s", c.ShutdownTimeout)
+		err = fmt.Errorf("ShutdownTimeout must not be negative, got %s", c.ShutdownTimeout)
 	case len(c.ID) > 200:
-		return errors.New("Config.ID must be at most 200 bytes")
+		err = errors.New("ID must be at most 200 bytes")
 	case len(c.Schema) > 63 || strings.ContainsRune(c.Schema, 0) || strings.TrimSpace(c.Schema) != c.Schema:
 		// The names outbox.Migrate refuses: PostgreSQL would truncate a
 		// longer one, and quoting drops a NUL, so the relay would read
 		// another schema than the one named.
-		return fmt.Errorf("Config.Schema must be at most 63 bytes, without NUL or surrounding spaces, got %q", c.Schema)
+		err = fmt.Errorf("Schema must be at most 63 bytes, without NUL or surrounding spaces, got %q", c.Schema)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: relay.Config.%w", ErrInvalidConfig, err)
 	}
 	return nil
 }
@@ -314,5 +311,3 @@ func defaultID() string {
 	host, _ := os.Hostname()
 	return fmt.Sprintf("%s-%d-%s", cmp.Or(host, "relay"), os.Getpid(), uuid.NewString()[:8])
 }
-
-func eventTopic(m *message.Message) string { return m.Metadata.Get(outbox.MetaTopic) }

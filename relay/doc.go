@@ -1,13 +1,19 @@
-// Package relay delivers the events committed to the outbox table to a sink:
-// an events API over HTTP (HTTPSink) or any watermill message.Publisher, such
-// as NATS JetStream, Kafka or AMQP.
+// Package relay delivers the events committed to the outbox table to a
+// [Sink]: an events API over HTTP (package relay/relayhttp), any watermill
+// publisher such as NATS JetStream, Kafka or AMQP (package
+// relay/relaywatermill), or a sink of your own, which is a type with one
+// method:
 //
-// A watermill sink gets each event as a message (UUID = event id, payload =
-// data, metadata = the envelope), one Publish call per run of events with the
-// same topic (Config.TopicFunc). A sink that also implements EventSink, as
-// HTTPSink does, gets each batch whole, as outbox.Event values, in one
-// PublishEvents call: no message is built, and the sink groups the events
-// into requests as its wire allows.
+//	type Sink interface {
+//		Send(ctx context.Context, events []*outbox.Event) error
+//	}
+//
+// Send gets each batch whole, oldest first, and answers for each event:
+// nil delivers them all, a [*BatchError] names by id those that failed, and
+// [Permanent], [RetryAfter] and [ErrNotSent] say how each failed. A sink
+// that sends a batch in several parts uses [Outcome] to keep each key's
+// order across them. Package relay/relaytest is the conformance suite every
+// sink passes; Example_sink is a complete sink in 20 lines.
 //
 // Run one in the txoutbox daemon (txoutbox relay), or embed it in the
 // application that publishes, as River's client is embedded:
@@ -49,13 +55,12 @@
 // # Guarantees
 //
 // At least once. An event is deleted or marked delivered only after the sink
-// accepted it (Publish or PublishEvents returned nil, or a *BatchError that
+// accepted it (Send returned nil, or a *BatchError that
 // does not name it).
 // Every committed event is delivered, or dead-lettered and kept. Events of
 // transactions that rolled back never existed for the relay.
 //
-// Stable id. The message UUID (outbox.Event.ID for an EventSink) is the
-// event's id, assigned at Publish and the same on every attempt and every
+// Stable id. outbox.Event.ID is the event's id, assigned at Publish and the same on every attempt and every
 // relay; consumers dedupe by it.
 //
 // Order per key. Events with the same key are handed to the sink in the order
@@ -63,9 +68,9 @@
 // serialized on the entity (both update its row, as handlers do). A key's
 // event is not handed over while an earlier event of the key is pending: in
 // retry, in flight, or, under PoisonBlock, dead. Several events of one key
-// may go in one call to the sink, in order; a sink must then not accept a
-// later one after failing an earlier one (HTTPSink holds the later ones
-// back).
+// may go in one call to the sink, in order; a sink must then not deliver a
+// later one after failing an earlier one (Outcome holds the later ones
+// back, as relayhttp and relaywatermill do).
 //
 // Duplicates, and only in these windows: a relay that stops without
 // recording (crash, SIGKILL, lost connection, a ShutdownTimeout that ran
@@ -143,9 +148,9 @@
 // line. Hooks feed metrics (package outboxprom implements them).
 //
 // Traces: each call to the sink is a span of kind Producer, named
-// "send {topic}" ("send" for an EventSink's batch of several topics), with
+// "send {topic}" ("send" for a batch of several topics), with
 // the messaging.* attributes of the OpenTelemetry semantic conventions; an
-// EventSink gets the span in its context. It is linked to the trace context each event was
+// sink gets the span in its context. It is linked to the trace context each event was
 // published with (the traceparent stored with the event) and, when the call's
 // events all come from one trace, is a child of it, so the delivery shows in
 // the publishing request's trace. Config.TracerProvider defaults to the

@@ -60,18 +60,18 @@ func RetryAfterOf(err error) (time.Duration, bool) {
 	return 0, false
 }
 
-// BatchError reports the outcome of a batch publish in which some messages
-// were delivered and some were not. Failed maps the UUID of each message that
-// was not delivered (for an EventSink, the event id, outbox.Event.ID as a
-// string) to its error, which may be Permanent or RetryAfter; every message
-// of the batch not named in Failed was delivered. A sink that returns any
-// other error from Publish or PublishEvents fails the whole batch.
+// BatchError reports the outcome of a Send in which some events were
+// delivered and some were not. Failed maps the id of each event that was not
+// delivered (outbox.Event.ID.String()) to its error, which may be
+// Permanent, RetryAfter or ErrNotSent; every event of the batch not named in
+// Failed was delivered. A sink that returns any other error from Send fails
+// the whole batch.
 type BatchError struct {
 	Failed map[string]error
 }
 
 func (e *BatchError) Error() string {
-	return fmt.Sprintf("%d message(s) of the batch failed", len(e.Failed))
+	return fmt.Sprintf("%d event(s) of the batch failed", len(e.Failed))
 }
 
 // ErrNotSent is what a sink reports, in a [*BatchError], for an event it did

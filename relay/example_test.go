@@ -2,84 +2,56 @@ package relay_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
-	"log"
+	"io"
+	"os"
+	"sync"
 
-	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/google/uuid"
 
-	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/relay"
-	"github.com/txoutbox/txoutbox/topics"
 )
 
-// A relay embedded in the publishing application, delivering to a watermill
-// publisher (here watermill's in-memory Go channel; NATS JetStream, Kafka or
-// AMQP work the same). The outbox client wakes the relay after each flush,
-// so the event is delivered right after its transaction commits.
-func Example() {
-	ctx := context.Background()
-	pool, err := pgxpool.New(ctx, pgtest.ExampleDB())
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer pool.Close()
-	if err := outbox.Migrate(ctx, pool, nil); err != nil {
-		log.Fatal(err)
-	}
-	reg, err := topics.Load("../topic_definitions.yaml")
-	if err != nil {
-		log.Fatal(err)
-	}
-	client, err := outbox.New(pool, reg, &outbox.Config{Source: "billing-api"})
-	if err != nil {
-		log.Fatal(err)
-	}
+// LineSink writes each event as a line of JSON: a sink of your own. Send
+// gets a batch, oldest first; it writes the batch whole, so each key's order
+// holds, and a failed write fails the batch, which the relay retries.
+type LineSink struct {
+	mu sync.Mutex // Send may be called by several relays at once
+	W  io.Writer
+}
 
-	sink := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
-	defer sink.Close()
-	received, err := sink.Subscribe(ctx, "billing.InvoiceCreated")
-	if err != nil {
-		log.Fatal(err)
+func (s *LineSink) Send(ctx context.Context, events []*outbox.Event) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ev := range events {
+		line, err := json.Marshal(map[string]any{
+			"id": ev.ID, "topic": ev.Topic, "key": ev.Key, "data": json.RawMessage(ev.Data),
+		})
+		if err != nil {
+			return relay.Permanent(err) // this batch can never be written
+		}
+		if _, err := fmt.Fprintf(s.W, "%s\n", line); err != nil {
+			return err // retried after a backoff
+		}
 	}
+	return nil
+}
 
-	r, err := relay.New(pool, sink, nil)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer client.OnFlush(r.Wake)()
-	runCtx, stop := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- r.Run(runCtx) }()
-
-	sess := client.UserSession("user-42", "job-7f3a")
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	err = sess.Publish(ctx, "Created", "Invoice", map[string]any{
-		"id": "inv-1001", "customer": map[string]any{"id": "cus-7", "name": "Ada Lovelace"},
-		"amount_cents": 1250, "currency": "EUR", "status": "open", "due_date": "2026-12-31",
-	})
-	if err != nil {
-		log.Fatal(err)
-	}
-	if err := sess.Flush(ctx, tx); err != nil {
-		log.Fatal(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		log.Fatal(err)
-	}
-
-	msg := <-received
-	msg.Ack()
-	fmt.Println(msg.Metadata.Get(outbox.MetaTopic), msg.Metadata.Get(outbox.MetaKey), msg.Metadata.Get(outbox.MetaJobID))
-
-	stop()
-	if err := <-done; err != nil {
-		log.Fatal(err)
-	}
-	// Output: billing.InvoiceCreated inv-1001 job-7f3a
+// A sink of your own is a type with a Send method; relay.New(pool, sink,
+// nil) runs a relay on it. Here it is called directly, as the relay calls
+// it with a batch it read; TestLineSinkConformance runs the conformance
+// suite (package relaytest) on it.
+func Example_sink() {
+	sink := &LineSink{W: os.Stdout}
+	err := sink.Send(context.Background(), []*outbox.Event{{
+		ID:    uuid.MustParse("0190f5e0-0000-7000-8000-000000000001"),
+		Topic: "billing.InvoiceCreated", Key: "inv-1",
+		Data: []byte(`{"id":"inv-1","amount_cents":1250}`),
+	}})
+	fmt.Println(err)
+	// Output:
+	// {"data":{"id":"inv-1","amount_cents":1250},"id":"0190f5e0-0000-7000-8000-000000000001","key":"inv-1","topic":"billing.InvoiceCreated"}
+	// <nil>
 }

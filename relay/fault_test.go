@@ -9,11 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/internal/pgtest"
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 // runUntil runs r until ctx is cancelled and returns Run's result on the
@@ -37,7 +37,7 @@ func TestCancelMidBatch(t *testing.T) {
 			insertEvents(t, pool, cycleKeys(500, 20)...)
 
 			entered, release := make(chan struct{}), make(chan struct{})
-			first := &recordingSink{FailFunc: func(call int, msgs []*message.Message) error {
+			first := &recordingSink{FailFunc: func(ctx context.Context, call int, events []*outbox.Event) error {
 				if call > 1 {
 					return errors.New("not expected: the relay was stopped")
 				}
@@ -46,8 +46,8 @@ func TestCancelMidBatch(t *testing.T) {
 					<-release
 					return nil
 				}
-				<-msgs[0].Context().Done() // the shutdown timeout ran out
-				return msgs[0].Context().Err()
+				<-ctx.Done() // the shutdown timeout ran out
+				return ctx.Err()
 			}}
 			timeout := 5 * time.Second
 			if !finish {
@@ -158,7 +158,7 @@ func TestSinkOutage(t *testing.T) {
 		err        error
 	}
 	var calls []call // written by the relay's loop only, read after it stops
-	sink := &recordingSink{FailFunc: func(n int, msgs []*message.Message) error {
+	sink := &recordingSink{FailFunc: func(_ context.Context, n int, events []*outbox.Event) error {
 		c := call{start: time.Now()}
 		switch {
 		case n <= 4:
@@ -166,8 +166,8 @@ func TestSinkOutage(t *testing.T) {
 		case n <= 6:
 			c.err = RetryAfter(errors.New("503 service unavailable"), retryAfter)
 		}
-		for _, m := range msgs {
-			c.ids = append(c.ids, m.UUID)
+		for _, m := range events {
+			c.ids = append(c.ids, m.ID.String())
 		}
 		c.end = time.Now()
 		calls = append(calls, c)

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -76,17 +76,17 @@ type delivered struct {
 }
 
 // recordingSink records what it is given. FailFunc, when set, decides the
-// outcome of each Publish call (numbered from 1); a nil error delivers.
+// outcome of each Send call (numbered from 1); a nil error delivers.
 type recordingSink struct {
-	FailFunc func(call int, msgs []*message.Message) error
+	FailFunc func(ctx context.Context, call int, events []*outbox.Event) error
 
 	mu    sync.Mutex
 	calls int
 	got   []delivered
-	tries map[string][]time.Time // message UUID -> start of each attempt
+	tries map[string][]time.Time // event id -> start of each attempt
 }
 
-func (s *recordingSink) Publish(topic string, msgs ...*message.Message) error {
+func (s *recordingSink) Send(ctx context.Context, events []*outbox.Event) error {
 	now := time.Now()
 	s.mu.Lock()
 	s.calls++
@@ -94,35 +94,33 @@ func (s *recordingSink) Publish(topic string, msgs ...*message.Message) error {
 	if s.tries == nil {
 		s.tries = make(map[string][]time.Time)
 	}
-	for _, m := range msgs {
-		s.tries[m.UUID] = append(s.tries[m.UUID], now)
+	for _, e := range events {
+		s.tries[e.ID.String()] = append(s.tries[e.ID.String()], now)
 	}
 	fail := s.FailFunc
 	s.mu.Unlock()
 
 	var err error
 	if fail != nil {
-		err = fail(call, msgs)
+		err = fail(ctx, call, events)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var be *BatchError
 	isBatch := errors.As(err, &be)
-	for _, m := range msgs {
-		if err != nil && (!isBatch || be.Failed[m.UUID] != nil) {
+	for _, e := range events {
+		if err != nil && (!isBatch || be.Failed[e.ID.String()] != nil) {
 			continue
 		}
 		var data struct {
 			Key string `json:"key"`
 			N   int    `json:"n"`
 		}
-		_ = json.Unmarshal(m.Payload, &data)
-		s.got = append(s.got, delivered{ID: m.UUID, Topic: topic, Key: m.Metadata.Get(outbox.MetaKey), N: data.N, At: time.Now()})
+		_ = json.Unmarshal(e.Data, &data)
+		s.got = append(s.got, delivered{ID: e.ID.String(), Topic: e.Topic, Key: e.Key, N: data.N, At: time.Now()})
 	}
 	return err
 }
-
-func (s *recordingSink) Close() error { return nil }
 
 // delivered returns a copy of what the sink took.
 func (s *recordingSink) delivered() []delivered {
@@ -131,7 +129,7 @@ func (s *recordingSink) delivered() []delivered {
 	return slices.Clone(s.got)
 }
 
-// attempts returns the start times of the attempts to deliver message id.
+// attempts returns the start times of the attempts to deliver event id.
 func (s *recordingSink) attempts(id string) []time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -157,7 +155,7 @@ func (s *recordingSink) distinct() int {
 
 // startRelay runs a relay until the test ends (or stop is called) and
 // fails the test if Run returns an error.
-func startRelay(t testing.TB, pool *pgxpool.Pool, sink message.Publisher, cfg *Config) (r *Relay, stop func()) {
+func startRelay(t testing.TB, pool *pgxpool.Pool, sink Sink, cfg *Config) (r *Relay, stop func()) {
 	t.Helper()
 	if cfg == nil {
 		cfg = &Config{}
@@ -233,4 +231,22 @@ func checkOrder(t testing.TB, got []delivered) {
 		}
 		last[d.Key] = d.N
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -121,7 +121,7 @@ func (l *leaseSet) begin(now time.Time, margin time.Duration) (version uint64, p
 // deliverContext returns the context a batch is delivered under: parent,
 // carrying a signal that tells the sink to send nothing more once the lease
 // of a busy partition comes within the margin given to begin of its end
-// (renewals push that back) or is lost (see cutShort). stop must be called
+// (renewals push that back) or is lost (see SendCut). stop must be called
 // when the delivery is over.
 func (l *leaseSet) deliverContext(parent context.Context) (ctx context.Context, stop func()) {
 	sig := &cutSignal{}
@@ -138,9 +138,7 @@ func (l *leaseSet) deliverContext(parent context.Context) (ctx context.Context, 
 	}
 }
 
-// cutSignal tells a delivery to send nothing more. Unlike a cancelled
-// context it leaves the request in flight alone: that one was sent while the
-// lease held, and cancelling it would only leave its events in doubt.
+// cutSignal tells a delivery to send nothing more (see SendCut).
 type cutSignal struct {
 	mu    sync.Mutex
 	cause error
@@ -156,11 +154,14 @@ func (c *cutSignal) fire(cause error) {
 
 type cutKey struct{}
 
-// cutShort returns why the relay wants the delivery under ctx to send
-// nothing more, or nil: the batch's lease is about to end or was lost, or
-// ctx is done. A sink that sends a batch in several requests checks it
-// before each.
-func cutShort(ctx context.Context) error {
+// SendCut returns why the relay wants the Send under ctx to send nothing
+// more, or nil: the batch's partition leases are about to end or were lost,
+// or ctx is done. A sink that sends a batch in parts checks it before each
+// and reports the events it then leaves with [ErrNotSent]
+// (Outcome.NotSent). Unlike a cancelled context it leaves the part in
+// flight alone: that was sent while the lease held, and cancelling it
+// would only leave its events in doubt.
+func SendCut(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return context.Cause(ctx)
 	}

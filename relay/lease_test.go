@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 // TestNextLeaseWait checks the lease loop's schedule: quick after a change,
@@ -59,20 +59,18 @@ type loggedSink struct {
 	log   *callLog
 }
 
-func (s loggedSink) Publish(topic string, msgs ...*message.Message) error {
+func (s loggedSink) Send(ctx context.Context, events []*outbox.Event) error {
 	c := sinkCall{relay: s.relay, start: time.Now()}
-	for _, m := range msgs {
-		c.ids = append(c.ids, m.UUID)
+	for _, m := range events {
+		c.ids = append(c.ids, m.ID.String())
 	}
-	err := s.log.sink.Publish(topic, msgs...)
+	err := s.log.sink.Send(ctx, events)
 	c.end = time.Now()
 	s.log.mu.Lock()
 	s.log.calls = append(s.log.calls, c)
 	s.log.mu.Unlock()
 	return err
 }
-
-func (s loggedSink) Close() error { return nil }
 
 // TestStartTogether starts four relays at once while events are committed.
 // Each holds its fair share of the partitions well before the first steady

@@ -1,12 +1,13 @@
 package relay
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 // TestWakeDuringBackoff commits events and wakes the relay after each, as a
@@ -16,7 +17,7 @@ func TestWakeDuringBackoff(t *testing.T) {
 	t.Parallel()
 	pool := newTestDB(t)
 	insertEvents(t, pool, cycleKeys(10, 10)...)
-	sink := &recordingSink{FailFunc: func(int, []*message.Message) error { return errors.New("connection refused") }}
+	sink := &recordingSink{FailFunc: func(context.Context, int, []*outbox.Event) error { return errors.New("connection refused") }}
 	// The first backoff is at least RetryBase/2 = 2s.
 	r, stop := startRelay(t, pool, sink, &Config{RetryBase: 4 * time.Second, RetryMax: 8 * time.Second})
 	waitFor(t, 10*time.Second, "the first attempt", func() bool { return sink.callCount() > 0 })

@@ -1,13 +1,13 @@
 package relay
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -29,19 +29,19 @@ func newPoisonSink(poison ...string) *poisonSink {
 		s.poison[id] = true
 	}
 	s.poisoned.Store(true)
-	s.FailFunc = func(_ int, msgs []*message.Message) error {
+	s.FailFunc = func(_ context.Context, _ int, events []*outbox.Event) error {
 		if !s.poisoned.Load() {
 			return nil
 		}
 		failed := make(map[string]error)
 		badKeys := make(map[string]bool)
-		for _, m := range msgs {
-			switch key := m.Metadata.Get(outbox.MetaKey); {
-			case s.poison[m.UUID]:
-				failed[m.UUID] = Permanent(errors.New("422: amount_cents must be an integer"))
+		for _, m := range events {
+			switch key := m.Key; {
+			case s.poison[m.ID.String()]:
+				failed[m.ID.String()] = Permanent(errors.New("422: amount_cents must be an integer"))
 				badKeys[key] = true
 			case badKeys[key]:
-				failed[m.UUID] = errors.New("held back")
+				failed[m.ID.String()] = errors.New("held back")
 			}
 		}
 		if len(failed) == 0 {

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/trace"
@@ -24,7 +23,7 @@ var ErrRunning = errors.New("relay: already running")
 // its partitions.
 type Relay struct {
 	pool *pgxpool.Pool
-	sink message.Publisher
+	sink Sink
 	cfg  *Config
 	q    queries
 	log  *slog.Logger
@@ -49,7 +48,7 @@ type Relay struct {
 // New returns a relay that delivers the outbox in pool's database to sink.
 // cfg may be nil for the defaults. The sink is the relay's for as long as it
 // runs but is not closed by it.
-func New(pool *pgxpool.Pool, sink message.Publisher, cfg *Config) (*Relay, error) {
+func New(pool *pgxpool.Pool, sink Sink, cfg *Config) (*Relay, error) {
 	if pool == nil {
 		return nil, errors.New("relay: pool is nil")
 	}
@@ -58,7 +57,7 @@ func New(pool *pgxpool.Pool, sink message.Publisher, cfg *Config) (*Relay, error
 	}
 	c := cfg.withDefaults()
 	if err := c.validate(); err != nil {
-		return nil, fmt.Errorf("relay: %w", err)
+		return nil, err
 	}
 	host, _ := os.Hostname()
 	return &Relay{

@@ -1,14 +1,18 @@
 package relay
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
+	"github.com/google/uuid"
 	"github.com/txoutbox/txoutbox/internal/pgtest"
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 func TestDeliverInOrder(t *testing.T) {
@@ -82,42 +86,6 @@ func TestRunWithoutTables(t *testing.T) {
 	}
 }
 
-func TestGroupRows(t *testing.T) {
-	t.Parallel()
-	mk := func(spec string) []*row {
-		var rows []*row
-		for i, f := range strings.Fields(spec) {
-			topic, key, _ := strings.Cut(f, "/")
-			rows = append(rows, &row{seq: int64(i), topic: topic, key: key})
-		}
-		return rows
-	}
-	show := func(gs []group) string {
-		var parts []string
-		for _, g := range gs {
-			var rs []string
-			for _, r := range g.rows {
-				rs = append(rs, r.topic+"/"+r.key)
-			}
-			parts = append(parts, "["+strings.Join(rs, " ")+"]")
-		}
-		return strings.Join(parts, " ")
-	}
-	for _, tc := range []struct{ in, want string }{
-		{"a/1 a/2 a/1", "[a/1 a/2 a/1]"},
-		{"a/1 b/2 a/3 b/4", "[a/1 a/3] [b/2 b/4]"},
-		// a/1 must follow b/1, so it cannot join the first a group.
-		{"a/1 b/1 a/1", "[a/1] [b/1] [a/1]"},
-		{"a/1 b/1 a/2 a/1 b/3", "[a/1 a/2] [b/1 b/3] [a/1]"},
-		{"a/1 b/2 c/1 a/3 c/2", "[a/1 a/3] [b/2] [c/1 c/2]"},
-		{"", ""},
-	} {
-		if got := show(groupRows(mk(tc.in))); got != tc.want {
-			t.Errorf("groupRows(%s) = %s, want %s", tc.in, got, tc.want)
-		}
-	}
-}
-
 func TestBackoff(t *testing.T) {
 	t.Parallel()
 	cfg := (&Config{RetryBase: 10 * time.Millisecond, RetryMax: 80 * time.Millisecond}).withDefaults()
@@ -143,9 +111,9 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
-// TestMessageShape checks that a sink gets an event as the outbox defines
-// it: UUID = event id, payload = data, metadata = the envelope.
-func TestMessageShape(t *testing.T) {
+// TestEventShape checks that a sink gets an event as it was stored: every
+// envelope field read back from its row.
+func TestEventShape(t *testing.T) {
 	t.Parallel()
 	pool := newTestDB(t)
 	_, err := pool.Exec(t.Context(), `INSERT INTO txoutbox_events
@@ -158,28 +126,35 @@ func TestMessageShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got *message.Message
-	sink := &recordingSink{FailFunc: func(_ int, msgs []*message.Message) error { got = msgs[0]; return nil }}
+	var mu sync.Mutex
+	var got outbox.Event
+	sink := &recordingSink{FailFunc: func(_ context.Context, _ int, events []*outbox.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got = *events[0]
+		got.Data = bytes.Clone(got.Data)
+		return nil
+	}}
 	startRelay(t, pool, sink, nil)
 	waitFor(t, 5*time.Second, "the event", func() bool { return sink.distinct() == 1 })
 
-	if got.UUID != "0190f0f0-0000-7000-8000-000000000001" || string(got.Payload) != `{"id": "inv-1"}` {
-		t.Errorf("message %s %s", got.UUID, got.Payload)
+	mu.Lock()
+	defer mu.Unlock()
+	want := outbox.Event{
+		ID:    uuid.MustParse("0190f0f0-0000-7000-8000-000000000001"),
+		Topic: "billing.InvoicePaid", Category: "billing", Entity: "Invoice", Action: "Paid",
+		Data:    []byte(`{"id": "inv-1"}`),
+		ActorID: "svc", ActorType: "service", JobID: "job-9", Source: "billing-api", Key: "inv-1",
+		Traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", Tenant: "acme",
+		CausationID: "0190f0f0-0000-7000-8000-000000000000", DedupeKey: "d-1",
+		Time: time.Date(2026, 1, 2, 3, 4, 5, 123456000, time.UTC),
 	}
-	want := map[string]string{
-		"topic": "billing.InvoicePaid", "category": "billing", "entity": "Invoice", "action": "Paid",
-		"actor_id": "svc", "actor_type": "service", "job_id": "job-9", "source": "billing-api", "key": "inv-1",
-		"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tenant": "acme",
-		"causation_id": "0190f0f0-0000-7000-8000-000000000000", "dedupe_key": "d-1",
-		"time": "2026-01-02T03:04:05.123456Z",
+	if !got.Time.Equal(want.Time) {
+		t.Errorf("time %s, want %s", got.Time, want.Time)
 	}
-	for k, v := range want {
-		if got.Metadata.Get(k) != v {
-			t.Errorf("metadata %s = %q, want %q", k, got.Metadata.Get(k), v)
-		}
-	}
-	if len(got.Metadata) != len(want) {
-		t.Errorf("metadata has %d keys, want %d: %v", len(got.Metadata), len(want), got.Metadata)
+	got.Time = want.Time
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("event\n%+v\nwant\n%+v", got, want)
 	}
 }
 

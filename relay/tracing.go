@@ -28,7 +28,7 @@ const (
 
 // startSend starts the span of one call to the sink, delivering rows:
 // kind Producer, named "send {topic}", or "send" when the call mixes topics
-// (an EventSink takes a whole batch), linked to the trace context each event
+// (a sink takes a whole batch), linked to the trace context each event
 // was published with. When every event of the call comes from the same trace
 // (one request's events, the usual case for a small batch) the span is also
 // a child of the first event's context, so the delivery shows up in that

@@ -16,6 +16,7 @@ import (
 	"github.com/streadway/amqp"
 
 	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/relay/relaywatermill"
 )
 
 // Defaults of the broker sinks' flags.
@@ -45,9 +46,9 @@ func (f *brokerFlags) register(fs interface {
 
 var placeholder = regexp.MustCompile(`\{[^{}]*\}`)
 
-// topicFunc returns the relay's TopicFunc for a --topic-template: the
+// topicFunc returns the broker sink's TopicFunc for a --topic-template: the
 // subject or routing key of each event.
-func topicFunc(tmpl string) (func(*message.Message) string, error) {
+func topicFunc(tmpl string) (func(*outbox.Event) string, error) {
 	if tmpl == "" {
 		return nil, errors.New("--topic-template is empty")
 	}
@@ -59,14 +60,11 @@ func topicFunc(tmpl string) (func(*message.Message) string, error) {
 		}
 	}
 	if tmpl == topicTemplateDefault {
-		return func(m *message.Message) string { return m.Metadata.Get(outbox.MetaTopic) }, nil
+		return func(ev *outbox.Event) string { return ev.Topic }, nil
 	}
-	return func(m *message.Message) string {
+	return func(ev *outbox.Event) string {
 		return strings.NewReplacer(
-			"{topic}", m.Metadata.Get(outbox.MetaTopic),
-			"{category}", m.Metadata.Get(outbox.MetaCategory),
-			"{entity}", m.Metadata.Get(outbox.MetaEntity),
-			"{action}", m.Metadata.Get(outbox.MetaAction),
+			"{topic}", ev.Topic, "{category}", ev.Category, "{entity}", ev.Entity, "{action}", ev.Action,
 		).Replace(tmpl)
 	}, nil
 }
@@ -159,7 +157,7 @@ type amqpMarshaler struct{ wmamqp.DefaultMarshaler }
 func (m amqpMarshaler) Marshal(msg *message.Message) (amqp.Publishing, error) {
 	p, err := m.DefaultMarshaler.Marshal(msg)
 	p.MessageId = msg.UUID
-	p.Type = msg.Metadata.Get(outbox.MetaTopic)
+	p.Type = msg.Metadata.Get(relaywatermill.MetaTopic)
 	p.ContentType = "application/json"
 	return p, err
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/relay/relayhttp"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
@@ -79,7 +80,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL `URL` to run in, in a schema of its own (default: a throwaway server)")
 	fs.IntVar(&f.requests, "requests", demoRequestsDefault, "requests to send to the service")
 	fs.IntVar(&f.concurrency, "concurrency", demoConcurrencyDefault, "requests in flight at once")
-	fs.StringVar(&f.format, "format", relay.FormatCloudEvents, "wire `format` the relay posts: cloudevents or briteevents")
+	fs.StringVar(&f.format, "format", string(relayhttp.FormatCloudEvents), "wire `format` the relay posts: cloudevents or briteevents")
 	fs.DurationVar(&f.timeout, "timeout", demoTimeoutDefault, "how long to wait for the events after the last request")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -89,7 +90,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("demo: --requests: %d is not a positive number", f.requests)
 	case f.concurrency <= 0:
 		return fmt.Errorf("demo: --concurrency: %d is not a positive number", f.concurrency)
-	case f.format != relay.FormatCloudEvents && f.format != relay.FormatBriteEvents:
+	case f.format != string(relayhttp.FormatCloudEvents) && f.format != string(relayhttp.FormatBriteEvents):
 		return fmt.Errorf("demo: --format: %q is not cloudevents or briteevents", f.format)
 	case f.timeout <= 0:
 		return fmt.Errorf("demo: --timeout: %s is not positive", f.timeout)
@@ -128,7 +129,7 @@ type demo struct {
 	relayDone   chan error
 	stopRelay   context.CancelFunc
 	removeHook  func()
-	httpSink    *relay.HTTPSink
+	httpSink    *relayhttp.Sink
 	batches     atomic.Int64
 	batchTime   atomic.Int64 // nanoseconds, summed
 	failedReqs  atomic.Int64
@@ -198,7 +199,7 @@ func (d *demo) run(ctx context.Context) error {
 		d.printf("  %-18s %d batches of %.1f events on average, %s each from read to recorded\n", "relay", n,
 			float64(arrived)/float64(n), (time.Duration(d.batchTime.Load()) / time.Duration(n)).Round(10*time.Microsecond))
 	}
-	if d.flags.format == relay.FormatCloudEvents {
+	if d.flags.format == string(relayhttp.FormatCloudEvents) {
 		d.printf("  %-18s p50 %.1f ms, p99 %.1f ms, max %.1f ms (publish in the transaction → received by the events API)\n",
 			"latency", st.LatencyP50Ms, st.LatencyP99Ms, st.LatencyMaxMs)
 	} else {
@@ -284,7 +285,7 @@ func (d *demo) serve(h http.Handler) (string, error) {
 }
 
 func (d *demo) startRelay(sinkURL string) error {
-	sink, err := relay.NewHTTPSink(relay.HTTPSinkConfig{URL: sinkURL, Format: d.flags.format, Logger: d.log})
+	sink, err := relayhttp.New(&relayhttp.Config{URL: sinkURL, Format: relayhttp.Format(d.flags.format), Logger: d.log})
 	if err != nil {
 		return err
 	}

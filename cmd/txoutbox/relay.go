@@ -20,7 +20,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/relay/relayhttp"
+	"github.com/txoutbox/txoutbox/relay/relaywatermill"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
@@ -95,13 +98,13 @@ func (f *relayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL `URL` of the database holding the outbox (required)")
 	fs.StringVar(&f.cfg.Schema, "schema", "", "`schema` of the outbox tables (default: the search_path)")
 	fs.StringVar(&f.sink, "sink", "", "where events go: an http(s):// events API `URL`, a nats:// or amqp:// broker, stdout or noop (required)")
-	fs.StringVar(&f.format, "format", relay.FormatCloudEvents, "wire `format` of an HTTP sink: cloudevents or briteevents")
+	fs.StringVar(&f.format, "format", string(relayhttp.FormatCloudEvents), "wire `format` of an HTTP sink: cloudevents or briteevents")
 	fs.StringVar(&f.bearer, "bearer-token", "", "`token` sent to an HTTP sink as Authorization: Bearer")
 	fs.StringVar(&f.apiKeyHdr, "api-key-header", "", "`header` carrying --api-key to an HTTP sink, e.g. X-Api-Key")
 	fs.StringVar(&f.apiKey, "api-key", "", "API `key` sent to an HTTP sink in --api-key-header")
 	fs.StringVar(&f.bearerFile, "bearer-token-file", "", "`file` holding the --bearer-token (e.g. a mounted secret); keeps it out of ps and shell history")
 	fs.StringVar(&f.apiKeyFile, "api-key-file", "", "`file` holding the --api-key")
-	fs.DurationVar(&f.sinkTimeout, "sink-timeout", relay.HTTPSinkTimeoutDefault, "bound on one HTTP sink request")
+	fs.DurationVar(&f.sinkTimeout, "sink-timeout", relayhttp.TimeoutDefault, "bound on one HTTP sink request")
 	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify an HTTPS sink's certificate (development only)")
 	fs.IntVar(&f.cfg.BatchSize, "batch-size", relay.BatchSizeDefault, "most events read, delivered and recorded per round")
 	fs.DurationVar(&f.cfg.PollInterval, "poll-interval", relay.PollIntervalDefault, "longest wait between polls when the outbox is idle")
@@ -166,11 +169,11 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		debug.SetGCPercent(400)
 	}
 
-	sink, err := f.newSink(stdout, logger)
+	sink, closeSink, err := f.newSink(stdout, logger)
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
-	defer sink.Close()
+	defer closeSink()
 
 	pool, err := pgxpool.New(ctx, f.databaseURL)
 	if err != nil {
@@ -206,17 +209,17 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return err
 }
 
-// newSink returns the sink --sink names.
-func (f *relayFlags) newSink(stdout io.Writer, logger *slog.Logger) (message.Publisher, error) {
+// newSink returns the sink --sink names and what closes it.
+func (f *relayFlags) newSink(stdout io.Writer, logger *slog.Logger) (relay.Sink, func(), error) {
 	switch {
 	case f.sink == "noop":
-		return noopSink{}, nil
+		return relay.SinkFunc(func(context.Context, []*outbox.Event) error { return nil }), func() {}, nil
 	case f.sink == "stdout":
-		return &stdoutSink{w: stdout}, nil
+		return &stdoutSink{w: stdout}, func() {}, nil
 	case strings.HasPrefix(f.sink, "http://") || strings.HasPrefix(f.sink, "https://"):
-		s, err := relay.NewHTTPSink(relay.HTTPSinkConfig{
+		s, err := relayhttp.New(&relayhttp.Config{
 			URL:                f.sink,
-			Format:             f.format,
+			Format:             relayhttp.Format(f.format),
 			BearerToken:        f.bearer,
 			APIKeyHeader:       f.apiKeyHdr,
 			APIKey:             f.apiKey,
@@ -225,23 +228,33 @@ func (f *relayFlags) newSink(stdout io.Writer, logger *slog.Logger) (message.Pub
 			Logger:             logger,
 		})
 		if err != nil {
-			return nil, fmt.Errorf("--sink: %w", err)
+			return nil, nil, fmt.Errorf("--sink: %w", err)
 		}
-		return s, nil
+		return s, func() { _ = s.Close() }, nil
 	case strings.HasPrefix(f.sink, "nats://"), strings.HasPrefix(f.sink, "amqp://"), strings.HasPrefix(f.sink, "amqps://"):
 		tf, err := topicFunc(f.broker.topicTemplate)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		f.cfg.TopicFunc = tf
+		var pub message.Publisher
 		if strings.HasPrefix(f.sink, "nats://") {
 			f.cfg.MessagingSystem = "nats"
-			return f.newNATSSink(f.sink, logger)
+			pub, err = f.newNATSSink(f.sink, logger)
+		} else {
+			f.cfg.MessagingSystem = "rabbitmq"
+			pub, err = f.newAMQPSink(f.sink, logger)
 		}
-		f.cfg.MessagingSystem = "rabbitmq"
-		return f.newAMQPSink(f.sink, logger)
+		if err != nil {
+			return nil, nil, err
+		}
+		s, err := relaywatermill.New(pub, &relaywatermill.Config{TopicFunc: tf})
+		if err != nil {
+			_ = pub.Close()
+			return nil, nil, fmt.Errorf("--sink: %w", err)
+		}
+		return s, func() { _ = pub.Close() }, nil
 	}
-	return nil, fmt.Errorf("--sink: %q is not an http(s) URL, a nats:// or amqp:// URL, stdout or noop", f.sink)
+	return nil, nil, fmt.Errorf("--sink: %q is not an http(s) URL, a nats:// or amqp:// URL, stdout or noop", f.sink)
 }
 
 // sinkName is the sink for logs: a URL without its credentials or query.
@@ -350,21 +363,17 @@ func (a *admin) close() error {
 	return nil
 }
 
-// noopSink discards every event.
-type noopSink struct{}
-
-func (noopSink) Publish(string, ...*message.Message) error { return nil }
-func (noopSink) Close() error                              { return nil }
-
-// stdoutSink writes each event as one JSON line.
+// stdoutSink writes each event as one JSON line: its id, its envelope under
+// the metadata keys a watermill message carries, and its data.
 type stdoutSink struct {
 	mu sync.Mutex
 	w  io.Writer
 }
 
-func (s *stdoutSink) Publish(topic string, msgs ...*message.Message) error {
+func (s *stdoutSink) Send(_ context.Context, events []*outbox.Event) error {
 	var b []byte
-	for _, m := range msgs {
+	for _, ev := range events {
+		m := relaywatermill.Message(ev)
 		line, err := json.Marshal(struct {
 			ID       string            `json:"id"`
 			Metadata map[string]string `json:"metadata"`
@@ -382,5 +391,3 @@ func (s *stdoutSink) Publish(topic string, msgs ...*message.Message) error {
 	}
 	return nil
 }
-
-func (s *stdoutSink) Close() error { return nil }

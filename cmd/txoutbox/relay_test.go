@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/internal/pgtest"
@@ -321,12 +320,13 @@ func TestRelayProcessKilled(t *testing.T) {
 		t.Fatal("no leases held after SIGKILL: the test proves nothing")
 	}
 
-	r, err := relay.New(pool, publisherFunc(func(msgs []*message.Message) {
+	r, err := relay.New(pool, relay.SinkFunc(func(_ context.Context, events []*outbox.Event) error {
 		mu.Lock()
 		defer mu.Unlock()
-		for _, m := range msgs {
-			got[m.UUID]++
+		for _, ev := range events {
+			got[ev.ID.String()]++
 		}
+		return nil
 	}), &relay.Config{LeaseTTL: time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -352,13 +352,3 @@ func TestRelayProcessKilled(t *testing.T) {
 	}
 	t.Logf("%d events, %d requests before the kill", len(ids), requests)
 }
-
-// publisherFunc is a sink that hands every batch to a function.
-type publisherFunc func([]*message.Message)
-
-func (f publisherFunc) Publish(_ string, msgs ...*message.Message) error {
-	f(msgs)
-	return nil
-}
-
-func (publisherFunc) Close() error { return nil }

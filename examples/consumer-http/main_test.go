@@ -7,11 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 
 	"github.com/txoutbox/txoutbox/outbox"
-	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/relay/relayhttp"
 )
 
 // TestDedupe posts events through the relay's HTTP sink, then the same
@@ -29,25 +28,21 @@ func TestDedupe(t *testing.T) {
 	})
 	srv := httptest.NewServer(c)
 	defer srv.Close()
-	sink, err := relay.NewHTTPSink(relay.HTTPSinkConfig{URL: srv.URL, Format: relay.FormatCloudEvents})
+	sink, err := relayhttp.New(&relayhttp.Config{URL: srv.URL, Format: relayhttp.FormatCloudEvents})
 	if err != nil {
 		t.Fatal(err)
 	}
 	const n = 50
-	var evs []outbox.Event
+	var evs []*outbox.Event
 	for i := range n {
-		evs = append(evs, outbox.Event{
+		evs = append(evs, &outbox.Event{
 			ID: uuid.Must(uuid.NewV7()), Topic: "billing.InvoiceCreated", Category: "billing", Entity: "Invoice", Action: "Created",
 			Data: []byte(`{"n":1}`), ActorID: "user-1", ActorType: outbox.ActorUser, JobID: "job-1", Source: "billing",
 			Key: fmt.Sprintf("inv-%d", i%5), Time: time.Now(),
 		})
 	}
 	for range 2 { // the second round is a retry of the same events
-		msgs := make([]*message.Message, 0, n)
-		for i := range evs {
-			msgs = append(msgs, evs[i].Message())
-		}
-		if err := sink.Publish("events", msgs...); err != nil {
+		if err := sink.Send(t.Context(), evs); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/relay/relayhttp"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
@@ -106,7 +107,7 @@ func TestOneTrace(t *testing.T) {
 	}
 
 	// The relay delivers it.
-	httpSink, err := relay.NewHTTPSink(relay.HTTPSinkConfig{URL: api.URL, Format: relay.FormatCloudEvents})
+	httpSink, err := relayhttp.New(&relayhttp.Config{URL: api.URL, Format: relayhttp.FormatCloudEvents})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/txoutbox/txoutbox/relay"
 )
 
 // sinkKind is where a drain delivers.
@@ -93,7 +94,7 @@ func drain(ctx context.Context, e *env, s *schema, kind sinkKind, relays, n int)
 	}
 	defer pool.Close()
 	c := newCounter(int64(n), nil)
-	var sink message.Publisher = noopSink{c}
+	var sink relay.Sink = noopSink{c}
 	if kind == sinkHTTP {
 		h, err := startHTTPSink(c)
 		if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/relay"
@@ -24,14 +23,13 @@ type relays struct {
 // heartbeats are registered first, so that each takes its fair share of the
 // partitions on its first lease round instead of the first one taking all
 // and handing them back a lease period later.
-func startRelays(ctx context.Context, e *env, s *schema, pool *pgxpool.Pool, sink message.Publisher, n int) (*relays, error) {
+func startRelays(ctx context.Context, e *env, s *schema, pool *pgxpool.Pool, sink relay.Sink, n int) (*relays, error) {
 	set := &relays{}
 	for i := range n {
 		r, err := relay.New(pool, sink, &relay.Config{
-			ID:        fmt.Sprintf("bench-%s-%d", s.name, i),
-			Schema:    s.name,
-			Logger:    e.log,
-			TopicFunc: func(*message.Message) string { return "events" },
+			ID:     fmt.Sprintf("bench-%s-%d", s.name, i),
+			Schema: s.name,
+			Logger: e.log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("new relay: %w", err)

@@ -19,6 +19,7 @@ import (
 	"github.com/txoutbox/txoutbox/internal/wire"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/relay/relayhttp"
 )
 
 // counter counts events arriving at a sink and says when target arrived.
@@ -70,9 +71,21 @@ func (c *counter) wait(ctx context.Context, stall time.Duration) (int64, error) 
 	}
 }
 
-// noopSink is a watermill publisher that takes every message and does
-// nothing with it but count.
+// noopSink takes every event and does nothing with it but count: a relay
+// sink, and a watermill publisher for the watermill-sql forwarder's drain.
 type noopSink struct{ c *counter }
+
+func (s noopSink) Send(_ context.Context, events []*outbox.Event) error {
+	var ids []string // only the latencies need them
+	if s.c.lat != nil {
+		ids = make([]string, len(events))
+		for i, e := range events {
+			ids[i] = e.ID.String()
+		}
+	}
+	s.c.arrivedN(ids, len(events))
+	return nil
+}
 
 func (s noopSink) Publish(_ string, msgs ...*message.Message) error {
 	ids := make([]string, len(msgs))
@@ -85,15 +98,15 @@ func (s noopSink) Publish(_ string, msgs ...*message.Message) error {
 
 func (s noopSink) Close() error { return nil }
 
-// httpSink is an events API on loopback and the relay's HTTPSink posting
+// httpSink is an events API on loopback and a relayhttp.Sink posting
 // CloudEvents batches to it. The server reads each body and answers 202
 // without decoding it, so that what is measured is the relay's work, not
-// the API's; events count as arrived when the sink's Publish returns
-// without error, that is once the API has answered.
+// the API's; events count as arrived when the sink's Send returns without
+// error, that is once the API has answered.
 type httpSink struct {
 	srv  *http.Server
 	done chan struct{}
-	sink *relay.HTTPSink
+	sink *relayhttp.Sink
 	c    *counter
 }
 
@@ -121,9 +134,9 @@ func startHTTPSink(c *counter) (*httpSink, error) {
 		defer close(h.done)
 		_ = h.srv.Serve(ln)
 	}()
-	h.sink, err = relay.NewHTTPSink(relay.HTTPSinkConfig{
+	h.sink, err = relayhttp.New(&relayhttp.Config{
 		URL:    "http://" + ln.Addr().String() + "/",
-		Format: string(wire.FormatCloudEvents),
+		Format: relayhttp.FormatCloudEvents,
 		Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -133,34 +146,16 @@ func startHTTPSink(c *counter) (*httpSink, error) {
 	return h, nil
 }
 
-// Publish posts msgs through the relay's HTTPSink and counts them once the
-// API has taken them all. The relay calls PublishEvents instead.
-func (h *httpSink) Publish(topic string, msgs ...*message.Message) error {
-	if err := h.sink.Publish(topic, msgs...); err != nil {
+// Send posts events through the sink and counts them once the API has
+// taken them all.
+func (h *httpSink) Send(ctx context.Context, events []*outbox.Event) error {
+	if err := h.sink.Send(ctx, events); err != nil {
 		return err
 	}
-	return noopSink{h.c}.Publish(topic, msgs...)
+	return noopSink{h.c}.Send(ctx, events)
 }
 
-// PublishEvents posts events through the relay's HTTPSink, as the relay
-// does with an HTTPSink of its own, and counts them once the API has taken
-// them all.
-func (h *httpSink) PublishEvents(ctx context.Context, events []*outbox.Event) error {
-	if err := h.sink.PublishEvents(ctx, events); err != nil {
-		return err
-	}
-	var ids []string // only the latencies need them
-	if h.c.lat != nil {
-		ids = make([]string, len(events))
-		for i, e := range events {
-			ids[i] = e.ID.String()
-		}
-	}
-	h.c.arrivedN(ids, len(events))
-	return nil
-}
-
-var _ relay.EventSink = (*httpSink)(nil)
+var _ relay.Sink = (*httpSink)(nil)
 
 // Close does nothing: close stops the server once the relays are done.
 func (h *httpSink) Close() error { return nil }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/relay/relayhttp"
 )
 
 // joinLease is the lease of TestFaultFlakyAPIJoinsLeaves: short, so that
@@ -102,7 +103,7 @@ func TestFaultFlakyAPI(t *testing.T) {
 	e := newEnv(t, pgtest.NewDB(t), 24)
 	s := newSink(t)
 	logs := newLogRecorder()
-	e.runRelay(t, s.url("relay"), relay.FormatBriteEvents, sinkTimeout, flakyRelayConfig(logs))
+	e.runRelay(t, s.url("relay"), relayhttp.FormatBriteEvents, sinkTimeout, flakyRelayConfig(logs))
 	w := e.startWriters(t, writerConfig{n: 3, pace: 5 * time.Millisecond})
 	waitUntil(t, 30*time.Second, func() string { return "a first event to arrive\n" + logs.String() },
 		func() bool { return s.distinct() > 0 })
@@ -150,7 +151,7 @@ func TestFaultFlakyAPIJoinsLeaves(t *testing.T) {
 		started++
 		c := cfg
 		c.ID = id
-		_, stop = e.runRelay(t, s.url(id), relay.FormatBriteEvents, sinkTimeout, c)
+		_, stop = e.runRelay(t, s.url(id), relayhttp.FormatBriteEvents, sinkTimeout, c)
 		return id, stop
 	}
 	anchorID, stopAnchor := start()

@@ -11,12 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/relay/relayhttp"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
@@ -433,17 +433,16 @@ func clip(s []int64) []int64 {
 // runRelay runs an in-process relay delivering env's outbox to sinkURL
 // until the returned stop is called (also at cleanup). Stop returns Run's
 // error.
-func (e *env) runRelay(t *testing.T, sinkURL, format string, sinkTimeout time.Duration, cfg relay.Config) (r *relay.Relay, stop func() error) {
+func (e *env) runRelay(t *testing.T, sinkURL string, format relayhttp.Format, sinkTimeout time.Duration, cfg relay.Config) (r *relay.Relay, stop func() error) {
 	t.Helper()
 	pool, err := pgxpool.New(t.Context(), e.url)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sink, err := relay.NewHTTPSink(relay.HTTPSinkConfig{URL: sinkURL, Format: format, Timeout: sinkTimeout, Logger: cfg.Logger})
+	sink, err := relayhttp.New(&relayhttp.Config{URL: sinkURL, Format: format, Timeout: sinkTimeout, Logger: cfg.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.TopicFunc = func(*message.Message) string { return "events" }
 	r, err = relay.New(pool, sink, &cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/relay/relayhttp"
 )
 
 // racingLease is the lease of TestFaultRacingRelays: short, so that leases
@@ -56,7 +57,7 @@ func TestFaultRacingRelays(t *testing.T) {
 		started++
 		c := cfg
 		c.ID = id
-		_, stop := e.runRelay(t, s.url(id), relay.FormatCloudEvents, 2*time.Second, c)
+		_, stop := e.runRelay(t, s.url(id), relayhttp.FormatCloudEvents, 2*time.Second, c)
 		return stop
 	}
 	running := make([]func() error, relays)

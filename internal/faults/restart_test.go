@@ -9,6 +9,7 @@ import (
 
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/relay/relayhttp"
 )
 
 // TestFaultPostgresRestart stops and starts the PostgreSQL server under a
@@ -35,7 +36,7 @@ func TestFaultPostgresRestart(t *testing.T) {
 	e := newEnv(t, url, 32)
 	s := newSink(t)
 	logs := newLogRecorder()
-	e.runRelay(t, s.url("relay"), relay.FormatCloudEvents, 2*time.Second, relay.Config{
+	e.runRelay(t, s.url("relay"), relayhttp.FormatCloudEvents, 2*time.Second, relay.Config{
 		BatchSize:    batch,
 		PollInterval: 20 * time.Millisecond,
 		LeaseTTL:     2 * time.Second,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/relay/relayhttp"
 )
 
 // Backoff settings of the relay in TestFaultSink, from which the request
@@ -41,16 +42,16 @@ func TestFaultSink(t *testing.T) {
 	window := pick(2*time.Second, 20*time.Second)
 	for _, tc := range []struct {
 		mode   faultMode
-		format string
+		format relayhttp.Format
 		minGap time.Duration
 		factor int
 		dups   bool // the fault loses answers of stored events
 	}{
-		{answer500, relay.FormatCloudEvents, sinkRetryBase / 2, 1, false},
-		{answer429, relay.FormatBriteEvents, retryAfter, 1, false},
-		{hang, relay.FormatCloudEvents, sinkTimeout + sinkRetryBase/2, 1, false},
-		{closeMidResponse, relay.FormatBriteEvents, sinkRetryBase / 2, 2, true},
-		{malformed, relay.FormatBriteEvents, sinkRetryBase / 2, 1, true},
+		{answer500, relayhttp.FormatCloudEvents, sinkRetryBase / 2, 1, false},
+		{answer429, relayhttp.FormatBriteEvents, retryAfter, 1, false},
+		{hang, relayhttp.FormatCloudEvents, sinkTimeout + sinkRetryBase/2, 1, false},
+		{closeMidResponse, relayhttp.FormatBriteEvents, sinkRetryBase / 2, 2, true},
+		{malformed, relayhttp.FormatBriteEvents, sinkRetryBase / 2, 1, true},
 	} {
 		t.Run(tc.mode.String(), func(t *testing.T) {
 			t.Parallel()

@@ -1,4 +1,4 @@
-package relay
+package relayhttp
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/internal/wire"
+	"github.com/txoutbox/txoutbox/relay"
 )
 
 // flakyAPI is a bc-events API for the liveness tests: it answers each
@@ -98,19 +99,12 @@ func (a *flakyAPI) storedSince(t time.Time) bool {
 // so that the bc-events format posts them one by one.
 func insertJobEvents(t testing.TB, pool *pgxpool.Pool, n int) {
 	t.Helper()
-	_, err := pool.Exec(context.Background(), `INSERT INTO txoutbox_events
-		(id, topic, category, entity, action, data, actor_id, actor_type, job_id, source, key, published_at)
-		SELECT gen_random_uuid(), 'billing.InvoiceCreated', 'billing', 'Invoice', 'Created',
-			json_build_object('n', i), 'user-1', 'user', 'job-' || i, 'test', 'k' || i, now()
-		FROM generate_series(1, $1) AS i`, n)
-	if err != nil {
-		t.Fatalf("insert events: %v", err)
-	}
+	insertEvents(t, pool, ownJob, cycleKeys(n, n))
 }
 
 // briteSink returns an HTTPSink posting to api in the bc-events format.
-func briteSink(t *testing.T, api *flakyAPI) *HTTPSink {
-	return newTestHTTPSink(t, HTTPSinkConfig{URL: api.URL, Format: FormatBriteEvents})
+func briteSink(t *testing.T, api *flakyAPI) *Sink {
+	return newTestHTTPSink(t, Config{URL: api.URL, Format: FormatBriteEvents})
 }
 
 // TestFlakyAPIDelivers: an events API failing 10% of requests with 500 slows
@@ -139,7 +133,7 @@ func TestFlakyAPIDelivers(t *testing.T) {
 		insertJobEvents(t, pool, n)
 		start := time.Now()
 		// Retention keeps the delivered rows with their attempts.
-		_, stop := startRelay(t, pool, briteSink(t, api), &Config{Retention: time.Hour, RetryBase: 20 * time.Millisecond})
+		_, stop := startRelay(t, pool, briteSink(t, api), &relay.Config{Retention: time.Hour, RetryBase: 20 * time.Millisecond})
 		waitFor(t, 2*time.Minute, "every event delivered", func() bool {
 			got, _ := api.distinct()
 			return got == n
@@ -207,7 +201,7 @@ func TestOutageRecovery(t *testing.T) {
 	api.setFail(func() int { return http.StatusServiceUnavailable })
 	pool := newTestDB(t)
 	insertJobEvents(t, pool, 200)
-	startRelay(t, pool, newTestHTTPSink(t, HTTPSinkConfig{URL: api.URL}), &Config{Retention: time.Hour})
+	startRelay(t, pool, newTestHTTPSink(t, Config{URL: api.URL}), &relay.Config{Retention: time.Hour})
 	time.Sleep(outage)
 	failedDuringOutage := requestsFailed(api)
 	api.setFail(nil)
@@ -236,8 +230,8 @@ func TestJoinMidBatch(t *testing.T) {
 	api := newFlakyAPI(t, 40*time.Millisecond) // a batch takes 2s, the lease 1s
 	pool := newTestDB(t)
 	insertJobEvents(t, pool, n)
-	cfg := func(id string) *Config {
-		return &Config{ID: id, LeaseTTL: time.Second, BatchSize: batch}
+	cfg := func(id string) *relay.Config {
+		return &relay.Config{ID: id, LeaseTTL: time.Second, BatchSize: batch}
 	}
 	start := time.Now()
 	startRelay(t, pool, briteSink(t, api), cfg("relay-a"))
@@ -267,15 +261,15 @@ func TestJoinMidBatch(t *testing.T) {
 	if got >= batch {
 		t.Fatalf("relay-a's first batch was over (%d stored) before its leases could be checked mid-batch", got)
 	}
-	if during.owned != Partitions || leaseOf("relay-b").owned != 0 {
-		t.Errorf("mid-batch, relay-a owns %d partitions, want all %d until its batch is recorded", during.owned, Partitions)
+	if during.owned != 64 || leaseOf("relay-b").owned != 0 {
+		t.Errorf("mid-batch, relay-a owns %d partitions, want all 64 until its batch is recorded", during.owned)
 	}
 	if !during.until.After(before.until.Add(500*time.Millisecond)) || !during.heartbeat.After(before.heartbeat) {
 		t.Errorf("mid-batch, relay-a's lease ran until %s then %s, heartbeat %s then %s: want both renewed during the batch",
 			before.until, during.until, before.heartbeat, during.heartbeat)
 	}
 
-	waitFor(t, 10*time.Second, "relay-b holding its share", func() bool { return leaseOf("relay-b").owned == Partitions/2 })
+	waitFor(t, 10*time.Second, "relay-b holding its share", func() bool { return leaseOf("relay-b").owned == 32 })
 	if got := stored(); got < batch {
 		t.Errorf("relay-b got its share with %d events stored, before relay-a's first batch of %d was over", got, batch)
 	}

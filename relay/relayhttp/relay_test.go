@@ -1,7 +1,6 @@
-package relay
+package relayhttp
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,162 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-	"go.opentelemetry.io/otel/trace"
-
 	"github.com/txoutbox/txoutbox/internal/wire"
 	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/relay"
 )
-
-// eventSink is an EventSink that records each call. FailFunc, when set,
-// decides the outcome of each call (numbered from 1). Publish, which the
-// relay must not call while PublishEvents is there, fails the test.
-type eventSink struct {
-	t        testing.TB
-	FailFunc func(call int, events []*outbox.Event) error
-
-	mu    sync.Mutex
-	calls [][]outbox.Event
-	spans []trace.SpanContext
-}
-
-func (s *eventSink) PublishEvents(ctx context.Context, events []*outbox.Event) error {
-	s.mu.Lock()
-	evs := make([]outbox.Event, len(events))
-	for i, e := range events {
-		evs[i] = *e
-	}
-	s.calls = append(s.calls, evs)
-	s.spans = append(s.spans, trace.SpanContextFromContext(ctx))
-	call, fail := len(s.calls), s.FailFunc
-	s.mu.Unlock()
-	if fail != nil {
-		return fail(call, events)
-	}
-	return nil
-}
-
-func (s *eventSink) Publish(string, ...*message.Message) error {
-	s.t.Error("the relay called Publish on an EventSink")
-	return errors.New("use PublishEvents")
-}
-
-func (s *eventSink) Close() error { return nil }
-
-func (s *eventSink) callList() [][]outbox.Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([][]outbox.Event(nil), s.calls...)
-}
-
-// insertTopics inserts one event per key, in order, the i-th on topics[i %
-// len(topics)] of the billing category.
-func insertTopics(t testing.TB, pool execer, tops []string, keys ...string) {
-	t.Helper()
-	for i, k := range keys {
-		action := tops[i%len(tops)]
-		if _, err := pool.Exec(context.Background(), `INSERT INTO txoutbox_events
-			(id, topic, category, entity, action, data, actor_id, actor_type, job_id, source, key, published_at)
-			VALUES (gen_random_uuid(), 'billing.Invoice' || $1, 'billing', 'Invoice', $1,
-				json_build_object('key', $2::text, 'n', $3::int), 'user-1', 'user', 'job-1', 'test', $2, now())`,
-			action, k, i); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// A batch whose topics interleave is one call of an EventSink, in order,
-// with no watermill message built; its span is named "send" alone.
-func TestEventSinkWholeBatch(t *testing.T) {
-	t.Parallel()
-	pool := newTestDB(t)
-	insertTopics(t, pool, []string{"Created", "Paid"}, cycleKeys(10, 3)...)
-	rec := tracetest.NewSpanRecorder()
-	sink := &eventSink{t: t}
-	_, stop := startRelay(t, pool, sink, &Config{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))})
-	waitFor(t, 10*time.Second, "the batch", func() bool { return len(sink.callList()) > 0 })
-	waitFor(t, 5*time.Second, "delivered rows deleted", func() bool { return count(t, pool, "true") == 0 })
-	stop()
-
-	calls := sink.callList()
-	if len(calls) != 1 || len(calls[0]) != 10 {
-		t.Fatalf("%d calls, want the 10 events in one", len(calls))
-	}
-	for i, ev := range calls[0] {
-		var data struct{ N int }
-		if err := json.Unmarshal(ev.Data, &data); err != nil || data.N != i {
-			t.Errorf("event %d: data %s, want n=%d", i, ev.Data, i)
-		}
-		if want := "billing.Invoice" + []string{"Created", "Paid"}[i%2]; ev.Topic != want || ev.Key != fmt.Sprintf("k%d", i%3) {
-			t.Errorf("event %d: %s key %s", i, ev.Topic, ev.Key)
-		}
-	}
-	spans := rec.Ended()
-	if len(spans) != 1 || spans[0].Name() != "send" {
-		t.Fatalf("spans %v, want one named send", spans)
-	}
-	if !sink.spans[0].Equal(spans[0].SpanContext()) {
-		t.Errorf("PublishEvents got span %v in its context, want the send span %v", sink.spans[0], spans[0].SpanContext())
-	}
-	for _, kv := range spans[0].Attributes() {
-		if kv.Key == attrDestination {
-			t.Errorf("a batch of two topics has %s = %s", kv.Key, kv.Value.Emit())
-		}
-	}
-}
-
-// An EventSink's answer is read as Publish's: the events a *BatchError names
-// by id are retried, the rest recorded delivered; an error fails them all; a
-// panic fails the batch, not the relay. After a call that failed as a whole,
-// the relay probes with one event until the sink delivers again.
-func TestEventSinkOutcome(t *testing.T) {
-	t.Parallel()
-	pool := newTestDB(t)
-	insertEvents(t, pool, "a", "b", "c")
-	var mu sync.Mutex
-	got := make(map[string]int) // key -> times delivered
-	sink := &eventSink{t: t, FailFunc: func(call int, events []*outbox.Event) error {
-		switch call {
-		case 2:
-			panic("sink bug")
-		case 3:
-			return errors.New("down")
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		failed := make(map[string]error)
-		for _, e := range events {
-			if e.Key == "b" && call == 1 {
-				failed[e.ID.String()] = errors.New("busy")
-			} else {
-				got[e.Key]++
-			}
-		}
-		if len(failed) > 0 {
-			return &BatchError{Failed: failed}
-		}
-		return nil
-	}}
-	startRelay(t, pool, sink, &Config{RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond})
-	waitFor(t, 10*time.Second, "every event delivered", func() bool { return count(t, pool, "true") == 0 })
-	mu.Lock()
-	defer mu.Unlock()
-	if got["a"] != 1 || got["b"] != 1 || got["c"] != 1 {
-		t.Errorf("delivered %v, want each key once", got)
-	}
-	calls := sink.callList()
-	if len(calls) != 4 || len(calls[0]) != 3 {
-		t.Fatalf("calls %v, want four, the first with all three events", calls)
-	}
-	for i, c := range calls[1:] {
-		if len(c) != 1 || c[0].Key != "b" {
-			t.Errorf("call %d: %v, want b alone", i+2, c)
-		}
-	}
-}
 
 // TestRelayToHTTPSinkMixedTopics: through HTTPSink a batch whose topics
 // interleave is one request, whatever Config.TopicFunc says.
@@ -175,8 +23,8 @@ func TestRelayToHTTPSinkMixedTopics(t *testing.T) {
 	t.Parallel()
 	srv := newHTTPSinkServer(t, false, status(http.StatusAccepted, ""))
 	pool := newTestDB(t)
-	insertTopics(t, pool, []string{"Created", "Paid", "Voided"}, cycleKeys(30, 7)...)
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
+	insertEvents(t, pool, sameJob, cycleKeys(30, 7), "Created", "Paid", "Voided")
+	sink := newTestHTTPSink(t, Config{URL: srv.URL})
 	startRelay(t, pool, sink, nil)
 	waitFor(t, 10*time.Second, "every event delivered", func() bool { return count(t, pool, "true") == 0 })
 
@@ -203,7 +51,7 @@ func TestRelayToHTTPSinkParallelOrder(t *testing.T) {
 	t.Parallel()
 	const n, keys, poisonAt = 600, 25, 5
 	pool := newTestDB(t)
-	insertEvents(t, pool, cycleKeys(n, keys)...)
+	insertEvents(t, pool, sameJob, cycleKeys(n, keys))
 	var poisonID string
 	var poisonN int
 	if err := pool.QueryRow(t.Context(), `SELECT id::text, (data->>'n')::int FROM txoutbox_events
@@ -238,8 +86,8 @@ func TestRelayToHTTPSinkParallelOrder(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusAccepted)
 	})
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, MaxBatch: 20, MaxParallel: 4})
-	startRelay(t, pool, sink, &Config{BatchSize: 200, MaxAttempts: 2, RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond})
+	sink := newTestHTTPSink(t, Config{URL: srv.URL, MaxBatch: 20, MaxParallel: 4})
+	startRelay(t, pool, sink, &relay.Config{BatchSize: 200, MaxAttempts: 2, RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond})
 	left := n/keys - poisonAt // k3's events from the poison on
 	waitFor(t, 30*time.Second, "every event but k3's from the poison on", func() bool {
 		return count(t, pool, "true") == left && count(t, pool, "status = 'dead'") == 1
@@ -265,12 +113,12 @@ func TestRelayToHTTPSinkParallelOrder(t *testing.T) {
 func TestHTTPSinkPublishEventsData(t *testing.T) {
 	t.Parallel()
 	srv := newHTTPSinkServer(t, false, status(http.StatusAccepted, ""))
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
+	sink := newTestHTTPSink(t, Config{URL: srv.URL})
 	events := []*outbox.Event{
 		{ID: uuid.New(), Topic: "billing.InvoiceCreated", Key: "inv-1", Data: []byte(`{"id" : "inv-1", "n" : 1}`)},
 		{ID: uuid.New(), Topic: "billing.InvoiceCreated", Key: "inv-2", Data: []byte("{\n  \"id\": \"inv-2\",\r\n  \"note\": \"a\\nb\"\n}")},
 	}
-	if err := sink.PublishEvents(t.Context(), events); err != nil {
+	if err := sink.Send(t.Context(), events); err != nil {
 		t.Fatal(err)
 	}
 	body := srv.recorded()[0].Body
@@ -292,12 +140,12 @@ func TestHTTPSinkPublishEventsData(t *testing.T) {
 func TestHTTPSinkPublishEventsInvalid(t *testing.T) {
 	t.Parallel()
 	srv := newHTTPSinkServer(t, false, status(http.StatusAccepted, ""))
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
+	sink := newTestHTTPSink(t, Config{URL: srv.URL})
 	good := &outbox.Event{ID: uuid.New(), Topic: "billing.InvoiceCreated", Key: "k", Data: []byte(`{}`)}
 	noData := &outbox.Event{ID: uuid.New(), Topic: "billing.InvoiceCreated", Key: "k2"}
-	err := sink.PublishEvents(t.Context(), []*outbox.Event{good, noData})
-	var be *BatchError
-	if !errors.As(err, &be) || len(be.Failed) != 1 || !IsPermanent(be.Failed[noData.ID.String()]) ||
+	err := sink.Send(t.Context(), []*outbox.Event{good, noData})
+	var be *relay.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 1 || !relay.IsPermanent(be.Failed[noData.ID.String()]) ||
 		!errors.Is(be.Failed[noData.ID.String()], wire.ErrInvalidEvent) {
 		t.Fatalf("PublishEvents = %v, want the event without data failed permanently", err)
 	}
@@ -337,10 +185,10 @@ func TestHTTPSinkLanes(t *testing.T) {
 		mu.Unlock()
 		w.WriteHeader(http.StatusAccepted)
 	})
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, MaxBatch: 5, MaxParallel: 3})
-	err := sink.PublishEvents(t.Context(), events)
-	var be *BatchError
-	if !errors.As(err, &be) || !IsPermanent(be.Failed[poison.ID.String()]) {
+	sink := newTestHTTPSink(t, Config{URL: srv.URL, MaxBatch: 5, MaxParallel: 3})
+	err := sink.Send(t.Context(), events)
+	var be *relay.BatchError
+	if !errors.As(err, &be) || !relay.IsPermanent(be.Failed[poison.ID.String()]) {
 		t.Fatalf("PublishEvents = %v, want the poison failed permanently", err)
 	}
 	for i, e := range events {
@@ -348,7 +196,7 @@ func TestHTTPSinkLanes(t *testing.T) {
 		switch {
 		case i == poisonAt:
 		case e.Key == poison.Key && i > poisonAt:
-			if !failed || IsPermanent(ferr) || !strings.Contains(ferr.Error(), "held back") {
+			if !failed || relay.IsPermanent(ferr) || !strings.Contains(ferr.Error(), "held back") {
 				t.Errorf("event %d of the poison's key after it: %v, want held back", i, ferr)
 			}
 		case failed:
@@ -372,13 +220,13 @@ func TestHTTPSinkLanes(t *testing.T) {
 // lanes never splits a key, keeps each lane in order and balances them.
 func TestLanes(t *testing.T) {
 	t.Parallel()
-	var events []wire.Event
+	var events []item
 	for i := range 100 {
 		key := fmt.Sprint("k", i%10)
 		if i%4 == 0 {
 			key = "hot"
 		}
-		events = append(events, wire.Event{ID: fmt.Sprint(i), Key: key})
+		events = append(events, item{ev: &outbox.Event{Key: key}, w: wire.Event{ID: fmt.Sprint(i), Key: key}})
 	}
 	if ls := lanes(events, 1); len(ls) != 1 || len(ls[0]) != 100 {
 		t.Fatalf("one lane: %d", len(ls))
@@ -395,7 +243,8 @@ func TestLanes(t *testing.T) {
 			t.Errorf("lane %d has %d events", l, len(lane))
 		}
 		prev := -1
-		for _, ev := range lane {
+		for _, it := range lane {
+			ev := it.w
 			var i int
 			_, _ = fmt.Sscan(ev.ID, &i)
 			if i <= prev {

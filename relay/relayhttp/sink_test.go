@@ -1,4 +1,4 @@
-package relay
+package relayhttp
 
 import (
 	"bufio"
@@ -23,16 +23,18 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
 	"github.com/txoutbox/txoutbox/internal/wire"
 	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/relay/relaytest"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
-var updateHTTPSinkGolden = flag.Bool("httpsink.update", false, "rewrite relay/testdata/httpsink_* golden files")
+var updateHTTPSinkGolden = flag.Bool("httpsink.update", false, "rewrite relay/relayhttp/testdata golden files")
 
 // recordedRequest is one request an httpSinkServer received.
 type recordedRequest struct {
@@ -84,12 +86,12 @@ func status(code int, body string) http.HandlerFunc {
 	}
 }
 
-func newTestHTTPSink(t *testing.T, cfg HTTPSinkConfig) *HTTPSink {
+func newTestHTTPSink(t *testing.T, cfg Config) *Sink {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s, err := NewHTTPSink(cfg)
+	s, err := New(&cfg)
 	if err != nil {
 		t.Fatalf("NewHTTPSink: %v", err)
 	}
@@ -98,24 +100,21 @@ func newTestHTTPSink(t *testing.T, cfg HTTPSinkConfig) *HTTPSink {
 }
 
 // sinkMessage builds a message shaped as the outbox hands it to sinks.
-func sinkMessage(n int, key, job string) *message.Message {
-	id := fmt.Sprintf("0190f5e0-0000-7000-8000-%012d", n)
-	msg := message.NewMessage(id, []byte(fmt.Sprintf(`{"id":%q,"amount_cents":%d,"currency":"EUR"}`, key, 100*n)))
-	for k, v := range map[string]string{
-		outbox.MetaTopic:     "billing.InvoiceCreated",
-		outbox.MetaCategory:  "billing",
-		outbox.MetaEntity:    "Invoice",
-		outbox.MetaAction:    "Created",
-		outbox.MetaActorID:   "user-4711",
-		outbox.MetaActorType: outbox.ActorUser,
-		outbox.MetaJobID:     job,
-		outbox.MetaSource:    "billing-service",
-		outbox.MetaKey:       key,
-		outbox.MetaTime:      "2026-11-23T10:00:00.5Z",
-	} {
-		msg.Metadata.Set(k, v)
+func sinkMessage(n int, key, job string) *outbox.Event {
+	return &outbox.Event{
+		ID:       uuid.MustParse(fmt.Sprintf("0190f5e0-0000-7000-8000-%012d", n)),
+		Topic:    "billing.InvoiceCreated",
+		Category: "billing", Entity: "Invoice", Action: "Created",
+		Data:    []byte(fmt.Sprintf(`{"id":%q,"amount_cents":%d,"currency":"EUR"}`, key, 100*n)),
+		ActorID: "user-4711", ActorType: outbox.ActorUser,
+		JobID: job, Source: "billing-service", Key: key,
+		Time: time.Date(2026, 11, 23, 10, 0, 0, 500_000_000, time.UTC),
 	}
-	return msg
+}
+
+// send delivers events through sink as the relay does.
+func send(sink *Sink, events ...*outbox.Event) error {
+	return sink.Send(context.Background(), events)
 }
 
 func checkGolden(t *testing.T, name string, body []byte) {
@@ -144,12 +143,12 @@ func checkGolden(t *testing.T, name string, body []byte) {
 func TestHTTPSinkCloudEvents(t *testing.T) {
 	t.Parallel()
 	srv := newHTTPSinkServer(t, false, status(http.StatusAccepted, ""))
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL + "/ingest"})
-	msgs := []*message.Message{sinkMessage(1, "inv-1", "job-1"), sinkMessage(2, "inv-2", "job-2")}
-	msgs[1].Metadata.Set(outbox.MetaTraceparent, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
-	msgs[1].Metadata.Set(outbox.MetaTenant, "acme")
-	msgs[1].Metadata.Set(outbox.MetaCausationID, msgs[0].UUID)
-	if err := sink.Publish("ignored", msgs...); err != nil {
+	sink := newTestHTTPSink(t, Config{URL: srv.URL + "/ingest"})
+	msgs := []*outbox.Event{sinkMessage(1, "inv-1", "job-1"), sinkMessage(2, "inv-2", "job-2")}
+	msgs[1].Traceparent = ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	msgs[1].Tenant = ("acme")
+	msgs[1].CausationID = (msgs[0].ID.String())
+	if err := send(sink, msgs...); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
 	reqs := srv.recorded()
@@ -160,10 +159,10 @@ func TestHTTPSinkCloudEvents(t *testing.T) {
 	if r.Path != "/ingest" || r.Header.Get("Content-Type") != wire.ContentTypeCloudEventBatch {
 		t.Errorf("request %s with Content-Type %q", r.Path, r.Header.Get("Content-Type"))
 	}
-	if got, want := r.Header.Get(wire.HeaderIdempotencyKey), wire.BulkIdempotencyKey([]string{msgs[0].UUID, msgs[1].UUID}); got != want {
+	if got, want := r.Header.Get(wire.HeaderIdempotencyKey), wire.BulkIdempotencyKey([]string{msgs[0].ID.String(), msgs[1].ID.String()}); got != want {
 		t.Errorf("Idempotency-Key = %q, want %q", got, want)
 	}
-	checkGolden(t, "httpsink_cloudevents.json", r.Body)
+	checkGolden(t, "cloudevents.json", r.Body)
 }
 
 func TestHTTPSinkBriteEvents(t *testing.T) {
@@ -177,13 +176,13 @@ func TestHTTPSinkBriteEvents(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 		_, _ = io.WriteString(w, `{"eventId":"e","jobId":"j"}`)
 	})
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL + "/api/", Format: FormatBriteEvents})
+	sink := newTestHTTPSink(t, Config{URL: srv.URL + "/api/", Format: FormatBriteEvents})
 	// Jobs A, A, B, A: A's three events share a bulk post, B's goes alone.
-	msgs := []*message.Message{
+	msgs := []*outbox.Event{
 		sinkMessage(1, "inv-1", "job-A"), sinkMessage(2, "inv-2", "job-A"),
 		sinkMessage(3, "inv-3", "job-B"), sinkMessage(4, "inv-1", "job-A"),
 	}
-	if err := sink.Publish("t", msgs...); err != nil {
+	if err := send(sink, msgs...); err != nil {
 		t.Fatalf("Publish: %v", err)
 	}
 	reqs := srv.recorded()
@@ -197,18 +196,18 @@ func TestHTTPSinkBriteEvents(t *testing.T) {
 	if bulk.Header.Get(wire.HeaderJobID) != "job-A" || single.Header.Get(wire.HeaderJobID) != "job-B" {
 		t.Errorf("job ids %q, %q", bulk.Header.Get(wire.HeaderJobID), single.Header.Get(wire.HeaderJobID))
 	}
-	ids := []string{msgs[0].UUID, msgs[1].UUID, msgs[3].UUID}
+	ids := []string{msgs[0].ID.String(), msgs[1].ID.String(), msgs[3].ID.String()}
 	if got := wire.EventIDsFromHeader(bulk.Header); strings.Join(got, ",") != strings.Join(ids, ",") {
 		t.Errorf("bulk event ids %v, want %v", got, ids)
 	}
 	if bulk.Header.Get(wire.HeaderIdempotencyKey) != wire.BulkIdempotencyKey(ids) {
 		t.Errorf("bulk Idempotency-Key = %q", bulk.Header.Get(wire.HeaderIdempotencyKey))
 	}
-	if single.Header.Get(wire.HeaderIdempotencyKey) != msgs[2].UUID {
+	if single.Header.Get(wire.HeaderIdempotencyKey) != msgs[2].ID.String() {
 		t.Errorf("single Idempotency-Key = %q, want the event id", single.Header.Get(wire.HeaderIdempotencyKey))
 	}
-	checkGolden(t, "httpsink_briteevents_bulk.json", bulk.Body)
-	checkGolden(t, "httpsink_briteevents_single.json", single.Body)
+	checkGolden(t, "briteevents_bulk.json", bulk.Body)
+	checkGolden(t, "briteevents_single.json", single.Body)
 }
 
 // TestHTTPSinkBriteKeyOrder checks that grouping by job id never sends a
@@ -216,18 +215,18 @@ func TestHTTPSinkBriteEvents(t *testing.T) {
 func TestHTTPSinkBriteKeyOrder(t *testing.T) {
 	t.Parallel()
 	srv := newHTTPSinkServer(t, false, status(http.StatusCreated, `{}`))
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: FormatBriteEvents})
-	msgs := []*message.Message{
+	sink := newTestHTTPSink(t, Config{URL: srv.URL, Format: FormatBriteEvents})
+	msgs := []*outbox.Event{
 		sinkMessage(1, "inv-1", "job-A"), sinkMessage(2, "inv-1", "job-B"), sinkMessage(3, "inv-1", "job-A"),
 	}
-	if err := sink.Publish("t", msgs...); err != nil {
+	if err := send(sink, msgs...); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
 	for _, r := range srv.recorded() {
 		got = append(got, r.Header.Get(wire.HeaderIdempotencyKey))
 	}
-	want := []string{msgs[0].UUID, msgs[1].UUID, msgs[2].UUID}
+	want := []string{msgs[0].ID.String(), msgs[1].ID.String(), msgs[2].ID.String()}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("sent %v, want one request each in order %v", got, want)
 	}
@@ -268,8 +267,8 @@ func TestHTTPSinkStatus(t *testing.T) {
 				w.WriteHeader(tc.code)
 				_, _ = io.WriteString(w, tc.bodyOnError)
 			})
-			sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
-			err := sink.Publish("t", sinkMessage(1, "inv-1", "job-1"))
+			sink := newTestHTTPSink(t, Config{URL: srv.URL})
+			err := send(sink, sinkMessage(1, "inv-1", "job-1"))
 			switch tc.want {
 			case "nil":
 				if err != nil {
@@ -277,22 +276,22 @@ func TestHTTPSinkStatus(t *testing.T) {
 				}
 				return
 			case "retry":
-				if err == nil || IsPermanent(err) {
+				if err == nil || relay.IsPermanent(err) {
 					t.Fatalf("Publish = %v, want a retryable error", err)
 				}
 			case "permanent":
-				if !IsPermanent(err) {
+				if !relay.IsPermanent(err) {
 					t.Fatalf("Publish = %v, want a permanent error", err)
 				}
 			}
-			var se *HTTPStatusError
+			var se *StatusError
 			if !errors.As(err, &se) || se.StatusCode != tc.code {
 				t.Errorf("error %v does not carry status %d", err, tc.code)
 			}
 			if tc.bodyOnError != "" && !strings.Contains(err.Error(), tc.bodyOnError) {
 				t.Errorf("error %q lacks the answer's body", err)
 			}
-			d, ok := RetryAfterOf(err)
+			d, ok := relay.RetryAfterOf(err)
 			if ok != (tc.wantAfter != 0) || d != tc.wantAfter {
 				t.Errorf("RetryAfterOf = %s, %v; want %s", d, ok, tc.wantAfter)
 			}
@@ -310,7 +309,7 @@ func TestParseRetryAfter(t *testing.T) {
 		"Mon, 23 Nov 2026 10:01:30 GMT":  90 * time.Second,
 		"Monday, 23-Nov-26 10:00:10 GMT": 10 * time.Second, // RFC 850
 		"Mon, 23 Nov 2026 09:00:00 GMT":  0,                // in the past
-		"99999999999999":                 httpSinkMaxWait,
+		"99999999999999":                 maxWait,
 	} {
 		if got, ok := parseRetryAfter(in, now); !ok || got != want {
 			t.Errorf("parseRetryAfter(%q) = %s, %v; want %s", in, got, ok, want)
@@ -330,10 +329,10 @@ func TestHTTPSinkRetryAfterDate(t *testing.T) {
 		w.Header().Set("Retry-After", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
 		w.WriteHeader(http.StatusServiceUnavailable)
 	})
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
-	err := sink.Publish("t", sinkMessage(1, "inv-1", "job-1"))
-	if d, ok := RetryAfterOf(err); !ok || d <= 58*time.Minute || d > time.Hour {
-		t.Errorf("RetryAfterOf(%v) = %s, %v; want about an hour", err, d, ok)
+	sink := newTestHTTPSink(t, Config{URL: srv.URL})
+	err := send(sink, sinkMessage(1, "inv-1", "job-1"))
+	if d, ok := relay.RetryAfterOf(err); !ok || d <= 58*time.Minute || d > time.Hour {
+		t.Errorf("relay.RetryAfterOf(%v) = %s, %v; want about an hour", err, d, ok)
 	}
 }
 
@@ -341,20 +340,20 @@ func TestHTTPSinkBriteBulkPartialFailure(t *testing.T) {
 	t.Parallel()
 	srv := newHTTPSinkServer(t, false, status(http.StatusCreated,
 		`{"failedRecords":2,"records":["Success","ProvisionedThroughputExceededException","ValidationError"]}`))
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: FormatBriteEvents})
-	msgs := []*message.Message{sinkMessage(1, "inv-1", "j"), sinkMessage(2, "inv-2", "j"), sinkMessage(3, "inv-3", "j")}
-	err := sink.Publish("t", msgs...)
-	var be *BatchError
+	sink := newTestHTTPSink(t, Config{URL: srv.URL, Format: FormatBriteEvents})
+	msgs := []*outbox.Event{sinkMessage(1, "inv-1", "j"), sinkMessage(2, "inv-2", "j"), sinkMessage(3, "inv-3", "j")}
+	err := send(sink, msgs...)
+	var be *relay.BatchError
 	if !errors.As(err, &be) {
-		t.Fatalf("Publish = %v, want a *BatchError", err)
+		t.Fatalf("Publish = %v, want a *relay.BatchError", err)
 	}
-	if len(be.Failed) != 2 || be.Failed[msgs[0].UUID] != nil {
+	if len(be.Failed) != 2 || be.Failed[msgs[0].ID.String()] != nil {
 		t.Fatalf("failed = %v, want the 2nd and 3rd only", be.Failed)
 	}
-	if e := be.Failed[msgs[1].UUID]; e == nil || IsPermanent(e) {
+	if e := be.Failed[msgs[1].ID.String()]; e == nil || relay.IsPermanent(e) {
 		t.Errorf("throughput-exceeded record: %v, want retryable", e)
 	}
-	if e := be.Failed[msgs[2].UUID]; !IsPermanent(e) {
+	if e := be.Failed[msgs[2].ID.String()]; !relay.IsPermanent(e) {
 		t.Errorf("validation record: %v, want permanent", e)
 	}
 }
@@ -377,13 +376,13 @@ func TestHTTPSinkBriteBulkAnswers(t *testing.T) {
 			t.Parallel()
 			srv := newHTTPSinkServer(t, false, status(tc.code, tc.body))
 			var logs syncBuffer
-			sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: FormatBriteEvents,
+			sink := newTestHTTPSink(t, Config{URL: srv.URL, Format: FormatBriteEvents,
 				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-			err := sink.Publish("t", sinkMessage(1, "inv-1", "j"), sinkMessage(2, "inv-2", "j"))
+			err := send(sink, sinkMessage(1, "inv-1", "j"), sinkMessage(2, "inv-2", "j"))
 			if tc.delivered != (err == nil) {
 				t.Fatalf("Publish = %v, want delivered=%v", err, tc.delivered)
 			}
-			if err != nil && IsPermanent(err) {
+			if err != nil && relay.IsPermanent(err) {
 				t.Errorf("Publish = %v, want retryable", err)
 			}
 			if tc.warn != strings.Contains(logs.String(), "level=WARN") {
@@ -398,7 +397,7 @@ func TestHTTPSinkBriteBulkAnswers(t *testing.T) {
 func TestHTTPSinkIsolatesPoison(t *testing.T) {
 	t.Parallel()
 	poison := sinkMessage(2, "inv-2", "j")
-	poison.Payload = []byte(`{"id":"inv-2","amount_cents":-1}`)
+	poison.Data = []byte(`{"id":"inv-2","amount_cents":-1}`)
 	srv := newHTTPSinkServer(t, false, func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		if bytes.Contains(body, []byte(`"amount_cents":-1`)) {
@@ -407,14 +406,14 @@ func TestHTTPSinkIsolatesPoison(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
-	msgs := []*message.Message{sinkMessage(1, "inv-1", "j"), poison, sinkMessage(3, "inv-3", "j"), sinkMessage(4, "inv-2", "j")}
-	err := sink.Publish("t", msgs...)
-	var be *BatchError
-	if !errors.As(err, &be) || len(be.Failed) != 2 || !IsPermanent(be.Failed[poison.UUID]) {
+	sink := newTestHTTPSink(t, Config{URL: srv.URL})
+	msgs := []*outbox.Event{sinkMessage(1, "inv-1", "j"), poison, sinkMessage(3, "inv-3", "j"), sinkMessage(4, "inv-2", "j")}
+	err := send(sink, msgs...)
+	var be *relay.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 2 || !relay.IsPermanent(be.Failed[poison.ID.String()]) {
 		t.Fatalf("Publish = %#v, want the poison event failed permanently and its key's next held back", err)
 	}
-	if e := be.Failed[msgs[3].UUID]; e == nil || IsPermanent(e) {
+	if e := be.Failed[msgs[3].ID.String()]; e == nil || relay.IsPermanent(e) {
 		t.Errorf("next event of the poison's key: %v, want held back (retryable)", e)
 	}
 	// One batch, then one request per event of the batch but not the held-back one.
@@ -429,7 +428,7 @@ func TestHTTPSinkIsolatesPoison(t *testing.T) {
 // be sent again.
 func TestHTTPSinkNarrowingKeepsDelivered(t *testing.T) {
 	t.Parallel()
-	msgs := []*message.Message{sinkMessage(1, "inv-1", "j"), sinkMessage(2, "inv-2", "j"), sinkMessage(3, "inv-3", "j")}
+	msgs := []*outbox.Event{sinkMessage(1, "inv-1", "j"), sinkMessage(2, "inv-2", "j"), sinkMessage(3, "inv-3", "j")}
 	var mu sync.Mutex
 	calls := 0
 	srv := newHTTPSinkServer(t, false, func(w http.ResponseWriter, _ *http.Request) {
@@ -444,18 +443,18 @@ func TestHTTPSinkNarrowingKeepsDelivered(t *testing.T) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
 	})
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
-	err := sink.Publish("t", msgs...)
-	var be *BatchError
+	sink := newTestHTTPSink(t, Config{URL: srv.URL})
+	err := send(sink, msgs...)
+	var be *relay.BatchError
 	if !errors.As(err, &be) {
-		t.Fatalf("Publish = %v, want a *BatchError", err)
+		t.Fatalf("Publish = %v, want a *relay.BatchError", err)
 	}
-	if _, ok := be.Failed[msgs[0].UUID]; ok || len(be.Failed) != 2 {
+	if _, ok := be.Failed[msgs[0].ID.String()]; ok || len(be.Failed) != 2 {
 		t.Errorf("failed %v, want the first delivered and the other two failed", be.Failed)
 	}
 	for _, m := range msgs[1:] {
-		if e := be.Failed[m.UUID]; e == nil || IsPermanent(e) {
-			t.Errorf("%s: %v, want retryable", m.UUID, e)
+		if e := be.Failed[m.ID.String()]; e == nil || relay.IsPermanent(e) {
+			t.Errorf("%s: %v, want retryable", m.ID.String(), e)
 		}
 	}
 	if n := len(srv.recorded()); n != 3 {
@@ -465,58 +464,33 @@ func TestHTTPSinkNarrowingKeepsDelivered(t *testing.T) {
 
 // TestHTTPSinkStopsOnRetryable checks that a retryable failure of a request
 // stops the rest of the batch: the request's messages fail with its error,
-// the later ones are reported not sent (ErrNotSent), so that the relay
+// the later ones are reported not sent (relay.ErrNotSent), so that the relay
 // counts no attempt for them.
 func TestHTTPSinkStopsOnRetryable(t *testing.T) {
 	t.Parallel()
 	srv := newHTTPSinkServer(t, false, status(http.StatusServiceUnavailable, "down"))
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, MaxBatch: 2})
-	var msgs []*message.Message
+	sink := newTestHTTPSink(t, Config{URL: srv.URL, MaxBatch: 2})
+	var msgs []*outbox.Event
 	for i := range 5 {
 		msgs = append(msgs, sinkMessage(i+1, fmt.Sprint("inv-", i), "j"))
 	}
-	err := sink.Publish("t", msgs...)
-	var be *BatchError
+	err := send(sink, msgs...)
+	var be *relay.BatchError
 	if !errors.As(err, &be) || len(be.Failed) != 5 {
-		t.Fatalf("Publish = %v, want a *BatchError naming all five", err)
+		t.Fatalf("Publish = %v, want a *relay.BatchError naming all five", err)
 	}
 	for i, m := range msgs {
-		e := be.Failed[m.UUID]
-		var se *HTTPStatusError
+		e := be.Failed[m.ID.String()]
+		var se *StatusError
 		switch {
-		case i < 2 && (!errors.As(e, &se) || se.StatusCode != 503 || errors.Is(e, ErrNotSent)):
+		case i < 2 && (!errors.As(e, &se) || se.StatusCode != 503 || errors.Is(e, relay.ErrNotSent)):
 			t.Errorf("message %d, in the failed request: %v, want the 503", i, e)
-		case i >= 2 && !errors.Is(e, ErrNotSent):
-			t.Errorf("message %d, after the failed request: %v, want ErrNotSent", i, e)
+		case i >= 2 && !errors.Is(e, relay.ErrNotSent):
+			t.Errorf("message %d, after the failed request: %v, want relay.ErrNotSent", i, e)
 		}
 	}
 	if n := len(srv.recorded()); n != 1 {
 		t.Errorf("%d requests after a 503, want 1", n)
-	}
-}
-
-// TestHTTPSinkInvalidMessage checks that Publish, unlike PublishEvents,
-// checks what it is given: a message without an envelope, or whose payload
-// is not JSON, fails alone and permanently, and is never sent.
-func TestHTTPSinkInvalidMessage(t *testing.T) {
-	t.Parallel()
-	srv := newHTTPSinkServer(t, false, status(http.StatusOK, ""))
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
-	bad := message.NewMessage("bad-1", []byte(`{"id":"x"}`)) // no envelope
-	notJSON := sinkMessage(2, "inv-2", "j")
-	notJSON.Payload = []byte(`{"id":"inv-2",`)
-	err := sink.Publish("t", sinkMessage(1, "inv-1", "j"), bad, notJSON)
-	var be *BatchError
-	if !errors.As(err, &be) || len(be.Failed) != 2 {
-		t.Fatalf("Publish = %v, want bad-1 and the invalid payload failed", err)
-	}
-	for _, id := range []string{"bad-1", notJSON.UUID} {
-		if !IsPermanent(be.Failed[id]) || !errors.Is(be.Failed[id], wire.ErrInvalidEvent) {
-			t.Errorf("%s: %v, want failed permanently", id, be.Failed[id])
-		}
-	}
-	if reqs := srv.recorded(); len(reqs) != 1 || bytes.Contains(reqs[0].Body, []byte(notJSON.UUID)) {
-		t.Errorf("requests %v, want one without the invalid events", reqs)
 	}
 }
 
@@ -533,16 +507,16 @@ func TestHTTPSinkStableID(t *testing.T) {
 			w.WriteHeader(http.StatusBadGateway)
 		}
 	})
-	for _, format := range []string{FormatCloudEvents, FormatBriteEvents} {
-		sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: format})
+	for _, format := range []Format{FormatCloudEvents, FormatBriteEvents} {
+		sink := newTestHTTPSink(t, Config{URL: srv.URL, Format: format})
 		mu.Lock()
 		calls = 0
 		mu.Unlock()
 		msg := sinkMessage(7, "inv-7", "j")
-		if err := sink.Publish("t", msg); err == nil {
+		if err := send(sink, msg); err == nil {
 			t.Fatal("first attempt succeeded against a 502")
 		}
-		if err := sink.Publish("t", msg); err != nil {
+		if err := send(sink, msg); err != nil {
 			t.Fatalf("second attempt: %v", err)
 		}
 	}
@@ -561,10 +535,10 @@ func TestHTTPSinkAuth(t *testing.T) {
 	const token, key = "s3cr3t-token", "s3cr3t-key"
 	srv := newHTTPSinkServer(t, false, status(http.StatusUnauthorized, `{"message":"no"}`))
 
-	bearer := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL + "/?api_key=" + key, BearerToken: token})
-	errBearer := bearer.Publish("t", sinkMessage(1, "inv-1", "j"))
-	apiKey := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, APIKeyHeader: "X-Api-Key", APIKey: key})
-	errKey := apiKey.Publish("t", sinkMessage(1, "inv-1", "j"))
+	bearer := newTestHTTPSink(t, Config{URL: srv.URL + "/?api_key=" + key, BearerToken: token})
+	errBearer := send(bearer, sinkMessage(1, "inv-1", "j"))
+	apiKey := newTestHTTPSink(t, Config{URL: srv.URL, APIKeyHeader: "X-Api-Key", APIKey: key})
+	errKey := send(apiKey, sinkMessage(1, "inv-1", "j"))
 
 	reqs := srv.recorded()
 	if got := reqs[0].Header.Get("Authorization"); got != "Bearer "+token {
@@ -578,12 +552,12 @@ func TestHTTPSinkAuth(t *testing.T) {
 			t.Errorf("credentials leak into %q", s)
 		}
 	}
-	if errBearer == nil || IsPermanent(errBearer) || !strings.Contains(errBearer.Error(), "credentials") {
+	if errBearer == nil || relay.IsPermanent(errBearer) || !strings.Contains(errBearer.Error(), "credentials") {
 		t.Errorf("401 = %v, want a retryable error pointing at the credentials", errBearer)
 	}
 
-	userinfo := newTestHTTPSink(t, HTTPSinkConfig{URL: "https://user:" + key + "@events.example/api?token=" + token})
-	if s := userinfo.String(); strings.Contains(s, key) || strings.Contains(s, token) || s != "HTTPSink(cloudevents, https://events.example/api)" {
+	userinfo := newTestHTTPSink(t, Config{URL: "https://user:" + key + "@events.example/api?token=" + token})
+	if s := userinfo.String(); strings.Contains(s, key) || strings.Contains(s, token) || s != "relayhttp.Sink(cloudevents, https://events.example/api)" {
 		t.Errorf("String() = %q", s)
 	}
 }
@@ -592,24 +566,24 @@ func TestHTTPSinkTLS(t *testing.T) {
 	t.Parallel()
 	srv := newHTTPSinkServer(t, true, status(http.StatusOK, ""))
 
-	verifying := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
-	err := verifying.Publish("t", sinkMessage(1, "inv-1", "j"))
+	verifying := newTestHTTPSink(t, Config{URL: srv.URL})
+	err := send(verifying, sinkMessage(1, "inv-1", "j"))
 	var certErr *tls.CertificateVerificationError
-	if !errors.As(err, &certErr) || IsPermanent(err) {
+	if !errors.As(err, &certErr) || relay.IsPermanent(err) {
 		t.Fatalf("Publish to an unknown CA = %v, want a certificate verification error", err)
 	}
 
 	pool := x509.NewCertPool()
 	pool.AddCert(srv.Certificate())
-	trusting := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, TLSConfig: &tls.Config{RootCAs: pool}})
-	if err := trusting.Publish("t", sinkMessage(1, "inv-1", "j")); err != nil {
+	trusting := newTestHTTPSink(t, Config{URL: srv.URL, TLSConfig: &tls.Config{RootCAs: pool}})
+	if err := send(trusting, sinkMessage(1, "inv-1", "j")); err != nil {
 		t.Errorf("Publish with the server's CA = %v", err)
 	}
 
 	var logs syncBuffer
-	insecure := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, InsecureSkipVerify: true,
+	insecure := newTestHTTPSink(t, Config{URL: srv.URL, InsecureSkipVerify: true,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
-	if err := insecure.Publish("t", sinkMessage(1, "inv-1", "j")); err != nil {
+	if err := send(insecure, sinkMessage(1, "inv-1", "j")); err != nil {
 		t.Errorf("Publish with InsecureSkipVerify = %v", err)
 	}
 	if !strings.Contains(logs.String(), "level=WARN") || !strings.Contains(logs.String(), "verification is off") {
@@ -627,9 +601,9 @@ func TestHTTPSinkTimeout(t *testing.T) {
 		}
 	})
 	t.Cleanup(func() { close(release) })
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Timeout: 50 * time.Millisecond})
-	err := sink.Publish("t", sinkMessage(1, "inv-1", "j"))
-	if !errors.Is(err, context.DeadlineExceeded) || IsPermanent(err) {
+	sink := newTestHTTPSink(t, Config{URL: srv.URL, Timeout: 50 * time.Millisecond})
+	err := send(sink, sinkMessage(1, "inv-1", "j"))
+	if !errors.Is(err, context.DeadlineExceeded) || relay.IsPermanent(err) {
 		t.Fatalf("Publish to a stalled server = %v, want a retryable deadline error", err)
 	}
 }
@@ -637,13 +611,15 @@ func TestHTTPSinkTimeout(t *testing.T) {
 func TestHTTPSinkContextCancelled(t *testing.T) {
 	t.Parallel()
 	srv := newHTTPSinkServer(t, false, status(http.StatusOK, ""))
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL})
+	sink := newTestHTTPSink(t, Config{URL: srv.URL})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	msg := sinkMessage(1, "inv-1", "j")
-	msg.SetContext(ctx)
-	if err := sink.Publish("t", msg); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Publish with a cancelled context = %v", err)
+	err := sink.Send(ctx, []*outbox.Event{sinkMessage(1, "inv-1", "j")})
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, relay.ErrNotSent) {
+		t.Fatalf("Send with a cancelled context = %v, want it not sent", err)
+	}
+	if n := len(srv.recorded()); n != 0 {
+		t.Errorf("%d requests with a cancelled context, want none", n)
 	}
 }
 
@@ -652,7 +628,7 @@ func TestHTTPSinkContextCancelled(t *testing.T) {
 func TestHTTPSinkConnectionClosed(t *testing.T) {
 	t.Parallel()
 	for name, tc := range map[string]struct {
-		format string
+		format Format
 		raw    string
 	}{
 		"before the status": {FormatCloudEvents, ""},
@@ -671,9 +647,9 @@ func TestHTTPSinkConnectionClosed(t *testing.T) {
 				_ = buf.Flush()
 				_ = conn.Close()
 			})
-			sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, Format: tc.format})
-			err := sink.Publish("t", sinkMessage(1, "inv-1", "j"), sinkMessage(2, "inv-2", "j"))
-			if err == nil || IsPermanent(err) {
+			sink := newTestHTTPSink(t, Config{URL: srv.URL, Format: tc.format})
+			err := send(sink, sinkMessage(1, "inv-1", "j"), sinkMessage(2, "inv-2", "j"))
+			if err == nil || relay.IsPermanent(err) {
 				t.Fatalf("Publish = %v, want a retryable error", err)
 			}
 		})
@@ -682,7 +658,7 @@ func TestHTTPSinkConnectionClosed(t *testing.T) {
 
 func TestHTTPSinkConfigValidate(t *testing.T) {
 	t.Parallel()
-	for field, cfg := range map[string]HTTPSinkConfig{
+	for field, cfg := range map[string]Config{
 		"URL":                           {},
 		"URL: \"ftp":                    {URL: "ftp://x/"},
 		"Format":                        {URL: "http://x", Format: "xml"},
@@ -694,13 +670,13 @@ func TestHTTPSinkConfigValidate(t *testing.T) {
 		"APIKeyHeader: \"X Key\"":       {URL: "http://x", APIKeyHeader: "X Key", APIKey: "k"},
 		"TLSConfig, InsecureSkipVerify": {URL: "http://x", Client: http.DefaultClient, InsecureSkipVerify: true},
 	} {
-		_, err := NewHTTPSink(cfg)
-		if err == nil || !strings.Contains(err.Error(), field) {
-			t.Errorf("NewHTTPSink(%+v) = %v, want an error naming %s", cfg, err, field)
+		_, err := New(&cfg)
+		if !errors.Is(err, relay.ErrInvalidConfig) || !strings.Contains(err.Error(), "relayhttp.Config."+field) {
+			t.Errorf("New(%+v) = %v, want relay.ErrInvalidConfig naming %s", cfg, err, field)
 		}
 	}
-	s, err := NewHTTPSink(HTTPSinkConfig{URL: "http://x", Format: " BriteEvents", Client: http.DefaultClient})
-	if err != nil || s.maxBatch != HTTPSinkBriteMaxBatchDefault || s.timeout != HTTPSinkTimeoutDefault {
+	s, err := New(&Config{URL: "http://x", Format: " BriteEvents", Client: http.DefaultClient})
+	if err != nil || s.maxBatch != BriteMaxBatchDefault || s.timeout != TimeoutDefault {
 		t.Errorf("defaults: %+v, %v", s, err)
 	}
 }
@@ -731,30 +707,30 @@ func BenchmarkHTTPSink(b *testing.B) {
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	defer srv.Close()
-	sink, err := NewHTTPSink(HTTPSinkConfig{URL: srv.URL, Logger: slog.New(slog.DiscardHandler)})
+	sink, err := New(&Config{URL: srv.URL, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer sink.Close()
-	msgs := make([]*message.Message, 500)
+	msgs := make([]*outbox.Event, 500)
 	for i := range msgs {
 		msgs[i] = sinkMessage(i, fmt.Sprint("inv-", i), "job-1")
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if err := sink.Publish("t", msgs...); err != nil {
+		if err := send(sink, msgs...); err != nil {
 			b.Fatal(err)
 		}
 	}
 	b.ReportMetric(float64(b.N*len(msgs))/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkHTTPSinkPublishEvents posts a relay batch of 1,000 events on
+// BenchmarkHTTPSinkSend posts a relay batch of 1,000 events on
 // 1,000 keys, with data as PostgreSQL's json functions write it, to a server
 // on 127.0.0.1 that reads each body and answers 202, at once ("local") or
 // after 5 ms ("remote", an API across a network): in requests of 500 one
 // after the other, in two lanes side by side, and in one request of 1,000.
-func BenchmarkHTTPSinkPublishEvents(b *testing.B) {
+func BenchmarkHTTPSinkSend(b *testing.B) {
 	events := make([]*outbox.Event, 1000)
 	for i := range events {
 		key := fmt.Sprint("inv-", i)
@@ -783,14 +759,14 @@ func BenchmarkHTTPSinkPublishEvents(b *testing.B) {
 			{"1000x1", 1000, 1},
 		} {
 			b.Run(api.name+"/"+bc.name, func(b *testing.B) {
-				sink, err := NewHTTPSink(HTTPSinkConfig{URL: srv.URL, MaxBatch: bc.maxBatch, MaxParallel: bc.parallel, Logger: slog.New(slog.DiscardHandler)})
+				sink, err := New(&Config{URL: srv.URL, MaxBatch: bc.maxBatch, MaxParallel: bc.parallel, Logger: slog.New(slog.DiscardHandler)})
 				if err != nil {
 					b.Fatal(err)
 				}
 				defer sink.Close()
 				b.ReportAllocs()
 				for b.Loop() {
-					if err := sink.PublishEvents(b.Context(), events); err != nil {
+					if err := sink.Send(b.Context(), events); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -839,34 +815,34 @@ func newEventsAPI(t *testing.T, yaml string) (*sinkserver.Server, string) {
 // harmless.
 func TestHTTPSinkRoundTrip(t *testing.T) {
 	t.Parallel()
-	for _, format := range []string{FormatCloudEvents, FormatBriteEvents} {
-		t.Run(format, func(t *testing.T) {
+	for _, format := range []Format{FormatCloudEvents, FormatBriteEvents} {
+		t.Run(string(format), func(t *testing.T) {
 			t.Parallel()
 			api, url := newEventsAPI(t, roundTripTopics)
-			sink := newTestHTTPSink(t, HTTPSinkConfig{URL: url, Format: format, MaxBatch: 50})
+			sink := newTestHTTPSink(t, Config{URL: url, Format: format, MaxBatch: 50})
 
-			var msgs []*message.Message
+			var msgs []*outbox.Event
 			for i := range 300 {
 				msgs = append(msgs, sinkMessage(i+1, fmt.Sprint("inv-", i%7), fmt.Sprint("job-", i%3)))
 			}
 			poison := msgs[100]
-			poison.Payload = []byte(`{"id":"inv-2","amount_cents":-1,"currency":"EUR"}`)
+			poison.Data = []byte(`{"id":"inv-2","amount_cents":-1,"currency":"EUR"}`)
 
-			err := sink.Publish("t", msgs...)
-			var be *BatchError
-			if !errors.As(err, &be) || !IsPermanent(be.Failed[poison.UUID]) {
+			err := send(sink, msgs...)
+			var be *relay.BatchError
+			if !errors.As(err, &be) || !relay.IsPermanent(be.Failed[poison.ID.String()]) {
 				t.Fatalf("Publish = %v, want the poison event failed permanently", err)
 			}
 			// Later events of the poison's key are held back, nothing else fails.
 			for id, e := range be.Failed {
-				if id != poison.UUID && (IsPermanent(e) || !strings.Contains(e.Error(), "held back")) {
+				if id != poison.ID.String() && (relay.IsPermanent(e) || !strings.Contains(e.Error(), "held back")) {
 					t.Errorf("%s failed with %v", id, e)
 				}
 			}
 
 			// The relay sends the rest again (here: everything but the poison).
-			rest := slices.DeleteFunc(slices.Clone(msgs), func(m *message.Message) bool { return m == poison })
-			if err := sink.Publish("t", rest...); err != nil {
+			rest := slices.DeleteFunc(slices.Clone(msgs), func(m *outbox.Event) bool { return m == poison })
+			if err := send(sink, rest...); err != nil {
 				t.Fatalf("second Publish: %v", err)
 			}
 			got := api.Events(0, 1000)
@@ -878,19 +854,19 @@ func TestHTTPSinkRoundTrip(t *testing.T) {
 				byID[ev.ID] = ev
 			}
 			for _, m := range rest {
-				ev, ok := byID[m.UUID]
+				ev, ok := byID[m.ID.String()]
 				switch {
 				case !ok:
-					t.Fatalf("event %s did not arrive", m.UUID)
-				case ev.Topic != "billing.InvoiceCreated" || ev.Key != m.Metadata.Get(outbox.MetaKey) ||
-					ev.JobID != m.Metadata.Get(outbox.MetaJobID) || ev.ActorID != "user-4711" || ev.ActorType != "user":
-					t.Fatalf("event %s arrived as %+v", m.UUID, ev)
+					t.Fatalf("event %s did not arrive", m.ID.String())
+				case ev.Topic != "billing.InvoiceCreated" || ev.Key != m.Key ||
+					ev.JobID != m.JobID || ev.ActorID != "user-4711" || ev.ActorType != "user":
+					t.Fatalf("event %s arrived as %+v", m.ID.String(), ev)
 				}
 				var want, have any
-				_ = json.Unmarshal(m.Payload, &want)
+				_ = json.Unmarshal(m.Data, &want)
 				_ = json.Unmarshal(ev.Data, &have)
 				if fmt.Sprint(want) != fmt.Sprint(have) {
-					t.Fatalf("event %s data %s, want %s", m.UUID, ev.Data, m.Payload)
+					t.Fatalf("event %s data %s, want %s", m.ID.String(), ev.Data, m.Data)
 				}
 			}
 			// Per key, events arrived in publish order.
@@ -908,11 +884,11 @@ func TestHTTPSinkRoundTrip(t *testing.T) {
 
 			// An outage, then recovery: nothing is lost or doubled.
 			api.FailNext(1, http.StatusServiceUnavailable, time.Second)
-			more := []*message.Message{sinkMessage(1001, "inv-x", "job-9"), sinkMessage(1002, "inv-y", "job-9")}
-			if d, ok := RetryAfterOf(sink.Publish("t", more...)); !ok || d != time.Second {
+			more := []*outbox.Event{sinkMessage(1001, "inv-x", "job-9"), sinkMessage(1002, "inv-y", "job-9")}
+			if d, ok := relay.RetryAfterOf(send(sink, more...)); !ok || d != time.Second {
 				t.Errorf("during the outage: RetryAfterOf = %s, %v", d, ok)
 			}
-			if err := sink.Publish("t", more...); err != nil {
+			if err := send(sink, more...); err != nil {
 				t.Errorf("after the outage: %v", err)
 			}
 			if n := len(api.Events(0, 1000)); n != len(rest)+2 {
@@ -928,15 +904,15 @@ func TestHTTPSinkRoundTrip(t *testing.T) {
 func TestHTTPSinkRoundTripRecordFailures(t *testing.T) {
 	t.Parallel()
 	api, url := newEventsAPI(t, roundTripTopics)
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: url, Format: FormatBriteEvents})
-	msgs := []*message.Message{sinkMessage(1, "a", "j"), sinkMessage(2, "b", "j"), sinkMessage(3, "c", "j")}
+	sink := newTestHTTPSink(t, Config{URL: url, Format: FormatBriteEvents})
+	msgs := []*outbox.Event{sinkMessage(1, "a", "j"), sinkMessage(2, "b", "j"), sinkMessage(3, "c", "j")}
 	api.FailNextRecords(2, wire.BriteErrThroughputExceeded)
-	err := sink.Publish("t", msgs...)
-	var be *BatchError
-	if !errors.As(err, &be) || len(be.Failed) != 2 || be.Failed[msgs[2].UUID] != nil || IsPermanent(be.Failed[msgs[0].UUID]) {
+	err := send(sink, msgs...)
+	var be *relay.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 2 || be.Failed[msgs[2].ID.String()] != nil || relay.IsPermanent(be.Failed[msgs[0].ID.String()]) {
 		t.Fatalf("Publish = %v, want the first two failed, retryable", err)
 	}
-	if err := sink.Publish("t", msgs[0], msgs[1]); err != nil {
+	if err := send(sink, msgs[0], msgs[1]); err != nil {
 		t.Fatalf("resend: %v", err)
 	}
 	if n := len(api.Events(0, 10)); n != 3 {
@@ -962,17 +938,17 @@ Topics:
         key: {type: string}
         n: {type: integer}
 `
-	for _, format := range []string{FormatCloudEvents, FormatBriteEvents} {
-		t.Run(format, func(t *testing.T) {
+	for _, format := range []Format{FormatCloudEvents, FormatBriteEvents} {
+		t.Run(string(format), func(t *testing.T) {
 			t.Parallel()
 			api, url := newEventsAPI(t, rowTopics)
 			api.FailNext(3, http.StatusServiceUnavailable, 0)
 
 			pool := newTestDB(t)
 			const n = 400
-			insertEvents(t, pool, cycleKeys(n, 20)...)
-			sink := newTestHTTPSink(t, HTTPSinkConfig{URL: url, Format: format})
-			startRelay(t, pool, sink, &Config{BatchSize: 150, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond})
+			insertEvents(t, pool, sameJob, cycleKeys(n, 20))
+			sink := newTestHTTPSink(t, Config{URL: url, Format: format})
+			startRelay(t, pool, sink, &relay.Config{BatchSize: 150, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond})
 
 			waitFor(t, 60*time.Second, "every event to reach the events API", func() bool {
 				return api.Stats().Accepted >= n
@@ -1017,23 +993,23 @@ func TestHTTPSinkGoesOnAfterOneFailure(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusAccepted)
 	})
-	sink := newTestHTTPSink(t, HTTPSinkConfig{URL: srv.URL, MaxBatch: 1})
-	var msgs []*message.Message
+	sink := newTestHTTPSink(t, Config{URL: srv.URL, MaxBatch: 1})
+	var msgs []*outbox.Event
 	for i := range 8 {
 		msgs = append(msgs, sinkMessage(i+1, fmt.Sprint("inv-", i), "j"))
 	}
-	err := sink.Publish("t", msgs...)
-	var be *BatchError
+	err := send(sink, msgs...)
+	var be *relay.BatchError
 	if !errors.As(err, &be) {
-		t.Fatalf("Publish = %v, want a *BatchError", err)
+		t.Fatalf("Publish = %v, want a *relay.BatchError", err)
 	}
 	for i, m := range msgs {
-		e, failed := be.Failed[m.UUID]
+		e, failed := be.Failed[m.ID.String()]
 		switch req := i + 1; {
-		case failOn[req] && (e == nil || IsPermanent(e) || errors.Is(e, ErrNotSent)):
+		case failOn[req] && (e == nil || relay.IsPermanent(e) || errors.Is(e, relay.ErrNotSent)):
 			t.Errorf("request %d, answered 500: %v, want retryable", req, e)
-		case req > 6 && !errors.Is(e, ErrNotSent):
-			t.Errorf("request %d, after two failed in a row: %v, want ErrNotSent", req, e)
+		case req > 6 && !errors.Is(e, relay.ErrNotSent):
+			t.Errorf("request %d, after two failed in a row: %v, want relay.ErrNotSent", req, e)
 		case req <= 6 && !failOn[req] && failed:
 			t.Errorf("request %d: %v, want delivered", req, e)
 		}
@@ -1042,3 +1018,40 @@ func TestHTTPSinkGoesOnAfterOneFailure(t *testing.T) {
 		t.Errorf("%d requests, want 6: on after the 2nd failed, stopped after the 5th and 6th", got)
 	}
 }
+
+// TestConformance runs the sink conformance suite against the local events
+// API, in both wire formats.
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	for _, format := range []Format{FormatCloudEvents, FormatBriteEvents} {
+		t.Run(string(format), func(t *testing.T) {
+			t.Parallel()
+			relaytest.Run(t, relaytest.Suite{
+				Pool: func(t *testing.T) *pgxpool.Pool { return newTestDB(t) },
+				NewSink: func(t *testing.T) (relay.Sink, func() []relaytest.Received) {
+					api, url := newEventsAPI(t, conformanceTopics)
+					return newTestHTTPSink(t, Config{URL: url, Format: format}), func() []relaytest.Received {
+						var got []relaytest.Received
+						for _, ev := range api.Events(0, 10_000) {
+							got = append(got, relaytest.Received{ID: ev.ID, Key: ev.Key, Data: ev.Data})
+						}
+						return got
+					}
+				},
+			})
+		})
+	}
+}
+
+// conformanceTopics are the topics of relaytest's events.
+const conformanceTopics = `DefaultCategory: billing
+Topics:
+  - Action: Created
+    Entity: Invoice
+    Description: An invoice was issued.
+    Schema: {type: object}
+  - Action: Paid
+    Entity: Invoice
+    Description: An invoice was paid.
+    Schema: {type: object}
+`

@@ -1,4 +1,4 @@
-package relay_test
+package relayhttp_test
 
 import (
 	"context"
@@ -10,14 +10,14 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/txoutbox/txoutbox/outbox"
-	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/relay/relayhttp"
 )
 
-// An HTTPSink posts events to an events API; here a stand-in that prints
-// what it receives. The relay hands it each batch it claimed through
-// PublishEvents; this calls it directly with one event as the relay reads it
-// from the outbox table.
-func ExampleNewHTTPSink() {
+// A Sink posts events to an events API; here a stand-in that prints what it
+// receives. The relay hands it each batch it claimed through Send, as
+// relay.New(pool, sink, nil) arranges; this calls it directly with one event
+// as the relay reads it from the outbox table.
+func ExampleNew() {
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Println(r.Method, r.URL.Path, r.Header.Get("Content-Type"))
 		fmt.Println("job:", r.Header.Get("X-Britecore-Job-Id"), "idempotency key:", r.Header.Get("Idempotency-Key"))
@@ -25,9 +25,9 @@ func ExampleNewHTTPSink() {
 	}))
 	defer api.Close()
 
-	sink, err := relay.NewHTTPSink(relay.HTTPSinkConfig{
+	sink, err := relayhttp.New(&relayhttp.Config{
 		URL:         api.URL,
-		Format:      relay.FormatBriteEvents,
+		Format:      relayhttp.FormatBriteEvents,
 		BearerToken: "token-from-a-secret-store",
 	})
 	if err != nil {
@@ -44,7 +44,7 @@ func ExampleNewHTTPSink() {
 		JobID: "job-1",
 		Key:   "inv-1",
 	}
-	if err := sink.PublishEvents(context.Background(), []*outbox.Event{ev}); err != nil {
+	if err := sink.Send(context.Background(), []*outbox.Event{ev}); err != nil {
 		log.Fatal(err)
 	}
 	// Output:
