@@ -101,14 +101,14 @@
 // on. An event the sink did not send at all (ErrNotSent: held back behind
 // a failed event of its key, after a request that stopped the batch, or when
 // the relay cut the batch short) stays pending as it was, with no attempt
-// and no wait. When a round delivers nothing and fails retryably, its events
-// count their attempt; when the next round fails the same way, the sink is
-// taken to be down: until it delivers again each round sends it a single
-// event as a probe, counts no attempt, and the loop backs off, RetryBase
-// doubling up to 4 s (or RetryMax when lower), or the sink's RetryAfter if
-// longer. So delivery resumes within about 4 s of the sink's recovery, an
-// outage does not pile attempts on the backlog, and a sink that is down is
-// not asked again for every key of the backlog. Temporary failures are
+// and no wait. When a round delivers nothing and fails retryably, the loop
+// backs off, RetryBase doubling up to 4 s (or RetryMax when lower), or the
+// sink's RetryAfter if longer, so a sink that is down is not asked again for
+// every key of the backlog. That round's events count their attempt; when
+// the next round fails the same way, the sink is taken to be down: until it
+// delivers again each round sends it a single event as a probe and counts
+// no attempt. So delivery resumes within about 4 s of the sink's recovery,
+// and an outage does not pile attempts on the backlog. Temporary failures are
 // retried for as long as they last: an outage never dead-letters anything.
 //
 // Dead letters. An event that fails with a Permanent error (HTTP 4xx other

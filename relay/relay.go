@@ -259,16 +259,11 @@ func (st *loopState) next(cfg *Config, res stepResult) time.Duration {
 		st.idle = 0
 		return equalJitter(dbRetryBase, dbRetryMax, st.failures)
 	case res.sinkErr != nil:
+		// Back off the whole loop, so that a sink that is down is not
+		// tried once per key of the backlog.
 		st.failures++
 		st.idle = 0
-		if res.sinkDown == nil {
-			// The first failure: the failed events wait out their own
-			// backoff, and the next round probes with another event.
-			return max(res.retryIn, pollMin)
-		}
-		// The sink failed again: back off the whole loop, so that a sink
-		// that is down is not tried once per key of the backlog.
-		return max(res.retryIn, equalJitter(cfg.RetryBase, min(cfg.RetryMax, sinkRetryMax), st.failures-1))
+		return max(res.retryIn, equalJitter(cfg.RetryBase, min(cfg.RetryMax, sinkRetryMax), st.failures))
 	case res.read >= cfg.BatchSize:
 		st.failures, st.idle = 0, 0
 		return 0
