@@ -69,7 +69,7 @@ func (c *Config) validate() error {
 	if err := topics.ValidateActorID(c.Source); err != nil {
 		return fmt.Errorf("Config.Source: %w: %q is the actor id of service sessions: %v", ErrInvalidConfig, c.Source, err)
 	}
-	if err := validateSchemaName(c.Schema); err != nil {
+	if err := checkSchema(c.Schema); err != nil {
 		return fmt.Errorf("Config.Schema: %w", err)
 	}
 	if c.MaxEventBytes < 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -441,7 +442,7 @@ func TestMigrateConcurrentlyAndAgain(t *testing.T) {
 	if err := outbox.Migrate(ctx, pool, nil); err != nil {
 		t.Fatalf("migrating again: %v", err)
 	}
-	ms, err := outbox.ListMigrations()
+	ms, err := fs.ReadDir(outbox.Migrations(), ".")
 	if err != nil {
 		t.Fatal(err)
 	}

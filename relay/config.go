@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -14,6 +13,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/topics"
 )
@@ -270,11 +270,11 @@ func (c *Config) validate() error {
 		return fmt.Errorf("Config.ShutdownTimeout must not be negative, got %s", c.ShutdownTimeout)
 	case len(c.ID) > 200:
 		return errors.New("Config.ID must be at most 200 bytes")
-	case len(c.Schema) > 63 || strings.ContainsRune(c.Schema, 0) || strings.TrimSpace(c.Schema) != c.Schema:
-		// The names outbox.Migrate refuses: PostgreSQL would truncate a
-		// longer one, and quoting drops a NUL, so the relay would read
-		// another schema than the one named.
-		return fmt.Errorf("Config.Schema must be at most 63 bytes, without NUL or surrounding spaces, got %q", c.Schema)
+	}
+	// The names outbox.Migrate refuses: the relay would read another schema
+	// than the one named.
+	if err := outboxsql.CheckSchema(c.Schema); err != nil {
+		return fmt.Errorf("Config.Schema: %w", err)
 	}
 	return nil
 }
