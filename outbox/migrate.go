@@ -10,10 +10,6 @@ import (
 	"github.com/txoutbox/txoutbox/internal/outboxsql"
 )
 
-// TableEvents is the name of the outbox table. It lives in the schema named
-// by Config.Schema, or on the connection's search_path when that is empty.
-const TableEvents = outboxsql.TableEvents
-
 // Migrations returns the embedded migration files, named
 // NNN_name.up.sql, for teams that apply migrations with their own tool
 // (goose, atlas, golang-migrate) instead of Migrate. The files create their

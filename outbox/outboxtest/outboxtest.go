@@ -74,8 +74,8 @@ type Want struct {
 }
 
 // RequireOpts says where the assertions read events. A nil *RequireOpts
-// reads outbox.TableEvents on the connection's search_path, which is where
-// outbox.Migrate with a nil config creates it.
+// reads the outbox table, txoutbox_events, on the connection's search_path,
+// which is where outbox.Migrate with a nil config creates it.
 type RequireOpts struct {
 	// Schema holds the outbox table: the value of the client's
 	// outbox.Config.Schema. Defaults to the connection's search_path.
