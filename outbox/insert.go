@@ -10,8 +10,6 @@ import (
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/txoutbox/txoutbox/internal/outboxsql"
@@ -37,17 +35,12 @@ import (
 // same rows. The statements' text comes from outboxsql (Queries.Insert);
 // this file chooses the shape and passes the parameters.
 
-// execer is what the insert needs from a pgx.Tx, a *pgx.Conn or a pool.
-type execer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
-
 // txExecutor adapts a pgx executor to watermill-sql's ContextExecutor. The
 // Publisher calls only ExecContext, with context.Background(), so the
 // executor carries the caller's context itself.
 type txExecutor struct {
 	ctx context.Context
-	db  execer
+	db  outboxsql.DB
 }
 
 var errQueryUnsupported = errors.New("outbox: the insert executor runs Exec only")
@@ -229,7 +222,7 @@ type eventContext struct {
 // insert writes events in one statement through the watermill-sql
 // Publisher. Each message carries its event in its context and the data as
 // its payload; it has no metadata, which only the relay's messages need.
-func (c *Client) insert(ctx context.Context, db execer, events []*Event) error {
+func (c *Client) insert(ctx context.Context, db outboxsql.DB, events []*Event) error {
 	pub, err := wsql.NewPublisher(txExecutor{ctx: ctx, db: db}, wsql.PublisherConfig{SchemaAdapter: c.adapter}, nil)
 	if err != nil {
 		return fmt.Errorf("insert events: %w", err)
@@ -248,5 +241,3 @@ func (c *Client) insert(ctx context.Context, db execer, events []*Event) error {
 	}
 	return nil
 }
-
-var _ execer = pgx.Tx(nil)

@@ -28,7 +28,7 @@ type FlushStats struct {
 
 // write inserts events through db, inside a span, and reports the write to
 // Config.FlushFunc.
-func (c *Client) write(ctx context.Context, db execer, events []*Event) error {
+func (c *Client) write(ctx context.Context, db outboxsql.DB, events []*Event) error {
 	ctx, span := c.tracer.Start(ctx, "outbox flush",
 		trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithAttributes(

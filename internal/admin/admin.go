@@ -34,24 +34,17 @@ const (
 // LimitDefault is how many events Events returns when Filter.Limit is 0.
 const LimitDefault = 50
 
-// DB is what Admin queries through; *pgxpool.Pool, *pgx.Conn and pgx.Tx
-// satisfy it.
-type DB interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
 // Admin runs operators' queries against one outbox.
 type Admin struct {
-	db     DB
+	db     outboxsql.DB
 	schema string
 	q      outboxsql.AdminQueries
 }
 
 // New returns an Admin for the outbox in schema ("" for the search_path's),
-// the same schema given to outbox.Migrate and the relay.
-func New(db DB, schema string) *Admin {
+// the same schema given to outbox.Migrate and the relay. db is a pool, a
+// connection or a transaction.
+func New(db outboxsql.DB, schema string) *Admin {
 	return &Admin{db: db, schema: schema, q: outboxsql.New(schema).Admin}
 }
 

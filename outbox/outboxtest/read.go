@@ -7,20 +7,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/outbox"
-)
-
-// The executors the Querier doc names.
-var (
-	_ Querier = pgx.Tx(nil)
-	_ Querier = (*pgx.Conn)(nil)
-	_ Querier = (*pgxpool.Conn)(nil)
-	_ Querier = (*pgxpool.Pool)(nil)
 )
 
 // listMax is the most events a failure message lists.
