@@ -4,7 +4,8 @@ import "github.com/txoutbox/txoutbox/internal/outboxsql"
 
 // queries are the relay's statements, from the schema's SQL layer
 // (outboxsql.RelayQueries, where each one's parameters are documented). The
-// rows of read are in the order decodeRow reads them.
+// columns of read, outboxsql.ReadColumns, are in the order decodeRow reads
+// them.
 type queries struct {
 	read            string
 	deleteDelivered string
