@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 )
 
 // TestInsertQueryNeedsEvents: the schema adapter writes the events Flush
@@ -12,10 +14,10 @@ import (
 // written with empty columns.
 func TestInsertQueryNeedsEvents(t *testing.T) {
 	t.Parallel()
-	a := newSchemaAdapter(`"txoutbox_events"`)
+	a := &schemaAdapter{q: outboxsql.New("")}
 	msg := message.NewMessage("0190b2a4-6d2e-7c3e-8a3b-1c2d3e4f5a6b", []byte(`{"id":"inv-1"}`))
 	msg.Metadata.Set(MetaTopic, "billing.InvoiceCreated")
-	if _, err := a.InsertQuery(TableEvents, message.Messages{msg}); !errors.Is(err, errNoEvent) {
+	if _, err := a.InsertQuery(outboxsql.TableEvents, message.Messages{msg}); !errors.Is(err, errNoEvent) {
 		t.Fatalf("InsertQuery(a message without an event) = %v, want errNoEvent", err)
 	}
 }

@@ -8,11 +8,11 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
@@ -69,7 +69,7 @@ func (c *Config) validate() error {
 	if err := topics.ValidateActorID(c.Source); err != nil {
 		return fmt.Errorf("Config.Source: %w: %q is the actor id of service sessions: %v", ErrInvalidConfig, c.Source, err)
 	}
-	if err := validateSchemaName(c.Schema); err != nil {
+	if err := checkSchema(c.Schema); err != nil {
 		return fmt.Errorf("Config.Schema: %w", err)
 	}
 	if c.MaxEventBytes < 0 {
@@ -84,7 +84,6 @@ type Client struct {
 	pool     *pgxpool.Pool
 	registry *topics.Registry
 	cfg      *Config
-	table    string // quoted, schema-qualified
 	adapter  *schemaAdapter
 	tracer   trace.Tracer
 
@@ -105,16 +104,11 @@ func New(pool *pgxpool.Pool, registry *topics.Registry, cfg *Config) (*Client, e
 	if err := c.validate(); err != nil {
 		return nil, fmt.Errorf("outbox: new client: %w", err)
 	}
-	table := pgx.Identifier{TableEvents}
-	if c.Schema != "" {
-		table = pgx.Identifier{c.Schema, TableEvents}
-	}
 	return &Client{
 		pool:     pool,
 		registry: registry,
 		cfg:      c,
-		table:    table.Sanitize(),
-		adapter:  newSchemaAdapter(table.Sanitize()),
+		adapter:  &schemaAdapter{q: outboxsql.New(c.Schema)},
 		tracer:   c.TracerProvider.Tracer(TracerName),
 		hooks:    map[int]func(){},
 	}, nil

@@ -5,16 +5,14 @@ import (
 	stdsql "database/sql"
 	"errors"
 	"fmt"
-	"strings"
-	"sync"
 	"time"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 )
 
 // The insert path goes through watermill-sql's Publisher, so the outbox
@@ -34,20 +32,15 @@ import (
 // depend on the number of rows. Measured against that unnest statement for
 // every flush, the VALUES list took about 30% off a one-event Flush and
 // brought a ten-event one to within about 10% of a hand-written INSERT of the
-// same rows. Every parameter carries a cast, so the statements work in every
-// pgx query execution mode, the simple protocol included.
-
-// execer is what the insert needs from a pgx.Tx, a *pgx.Conn or a pool.
-type execer interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
+// same rows. The statements' text comes from outboxsql (Queries.Insert);
+// this file chooses the shape and passes the parameters.
 
 // txExecutor adapts a pgx executor to watermill-sql's ContextExecutor. The
 // Publisher calls only ExecContext, with context.Background(), so the
 // executor carries the caller's context itself.
 type txExecutor struct {
 	ctx context.Context
-	db  execer
+	db  outboxsql.DB
 }
 
 var errQueryUnsupported = errors.New("outbox: the insert executor runs Exec only")
@@ -86,76 +79,11 @@ func (r execResult) RowsAffected() (int64, error) { return int64(r), nil }
 // topic, two for ON CONFLICT) pgx keeps prepared per connection.
 const maxValuesRows = 32
 
-// insertShape selects the text of an insert statement.
-type insertShape struct {
-	rows        int  // rows of the VALUES form; 0 for the unnest form
-	sharedTopic bool // the topic columns are passed once for all rows
-	dedupe      bool // some event has a dedupe key: ON CONFLICT DO NOTHING
-}
-
 // schemaAdapter is the watermill-sql SchemaAdapter for the outbox table. Only
 // InsertQuery is used: the table is created by Migrate and read by the relay.
+// The statements are outboxsql's; the adapter passes their parameters.
 type schemaAdapter struct {
-	table   string
-	queries sync.Map // insertShape → statement text
-}
-
-func newSchemaAdapter(table string) *schemaAdapter {
-	return &schemaAdapter{table: table}
-}
-
-const (
-	insertColumns = `id, topic, category, entity, action, data, actor_id, actor_type, job_id, source,
-	key, traceparent, tenant, causation_id, dedupe_key, published_at`
-	onConflictDedupe = `
-ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING`
-)
-
-// query returns the statement text of shape, building it once.
-func (a *schemaAdapter) query(shape insertShape) string {
-	if q, ok := a.queries.Load(shape); ok {
-		return q.(string)
-	}
-	var b strings.Builder
-	b.WriteString(`INSERT INTO ` + a.table + ` (` + insertColumns + `)`)
-	if shape.rows == 0 {
-		b.WriteString(`
-SELECT id, topic, category, entity, action, data, actor_id, actor_type, job_id, source,
-	key, NULLIF(traceparent, ''), NULLIF(tenant, ''), NULLIF(causation_id, '')::uuid,
-	NULLIF(dedupe_key, ''), published_at
-FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::json[],
-	$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
-	$14::text[], $15::text[], $16::timestamptz[])
-	AS e(` + insertColumns + `)`)
-	} else {
-		// $1-$6: actor_id, actor_type, job_id, source, traceparent, tenant;
-		// $7-$10 with a shared topic: topic, category, entity, action; then
-		// per row: id, [topic, category, entity, action,] data, key,
-		// causation_id, dedupe_key, published_at.
-		b.WriteString(` VALUES`)
-		next := 7
-		topic := `$7::text, $8::text, $9::text, $10::text`
-		if shape.sharedTopic {
-			next = 11
-		}
-		param := func() int { next++; return next - 1 }
-		for i := range shape.rows {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprintf(&b, "\n\t($%d::uuid, ", param())
-			if !shape.sharedTopic {
-				topic = fmt.Sprintf("$%d::text, $%d::text, $%d::text, $%d::text", param(), param(), param(), param())
-			}
-			fmt.Fprintf(&b, "%s, $%d::json, $1::text, $2::text, $3::text, $4::text, $%d::text, $5::text, $6::text, $%d::uuid, $%d::text, $%d::timestamptz)",
-				topic, param(), param(), param(), param(), param())
-		}
-	}
-	if shape.dedupe {
-		b.WriteString(onConflictDedupe)
-	}
-	q, _ := a.queries.LoadOrStore(shape, b.String())
-	return q.(string)
+	q *outboxsql.Queries
 }
 
 func sameSession(a, b *Event) bool {
@@ -176,7 +104,7 @@ var errNoEvent = errors.New("outbox: the outbox table takes messages made by Flu
 // encodes directly (pgtype.UUID, json.RawMessage, time.Time, string).
 func (a *schemaAdapter) InsertQuery(_ string, msgs message.Messages) (wsql.Query, error) {
 	events := make([]*Event, len(msgs))
-	shape := insertShape{rows: len(msgs), sharedTopic: true}
+	shape := outboxsql.InsertShape{Rows: len(msgs), SharedTopic: true}
 	for i, m := range msgs {
 		ec, ok := m.Context().(*eventContext)
 		if !ok {
@@ -184,29 +112,29 @@ func (a *schemaAdapter) InsertQuery(_ string, msgs message.Messages) (wsql.Query
 		}
 		e := ec.event
 		events[i] = e
-		shape.dedupe = shape.dedupe || e.DedupeKey != ""
-		shape.sharedTopic = shape.sharedTopic && sameTopic(e, events[0])
+		shape.Dedupe = shape.Dedupe || e.DedupeKey != ""
+		shape.SharedTopic = shape.SharedTopic && sameTopic(e, events[0])
 		if !sameSession(e, events[0]) || len(msgs) > maxValuesRows {
-			shape.rows = 0
+			shape.Rows = 0
 		}
 	}
-	if shape.rows == 0 {
-		shape.sharedTopic = false
+	if shape.Rows == 0 {
+		shape.SharedTopic = false
 		args, err := unnestArgs(events)
 		if err != nil {
 			return wsql.Query{}, err
 		}
-		return wsql.Query{Query: a.query(shape), Args: args}, nil
+		return wsql.Query{Query: a.q.Insert(shape), Args: args}, nil
 	}
 	first := events[0]
 	args := make([]any, 0, 10+10*len(events))
 	args = append(args, first.ActorID, first.ActorType, first.JobID, first.Source, nullable(first.Traceparent), nullable(first.Tenant))
-	if shape.sharedTopic {
+	if shape.SharedTopic {
 		args = append(args, first.Topic, first.Category, first.Entity, first.Action)
 	}
 	for _, e := range events {
 		args = append(args, pgtype.UUID{Bytes: e.ID, Valid: true})
-		if !shape.sharedTopic {
+		if !shape.SharedTopic {
 			args = append(args, e.Topic, e.Category, e.Entity, e.Action)
 		}
 		causation, err := causationID(e)
@@ -215,7 +143,7 @@ func (a *schemaAdapter) InsertQuery(_ string, msgs message.Messages) (wsql.Query
 		}
 		args = append(args, e.Data, e.Key, causation, nullable(e.DedupeKey), e.Time)
 	}
-	return wsql.Query{Query: a.query(shape), Args: args}, nil
+	return wsql.Query{Query: a.q.Insert(shape), Args: args}, nil
 }
 
 // causationID returns the event's causation id as a UUID, NULL when it has
@@ -294,7 +222,7 @@ type eventContext struct {
 // insert writes events in one statement through the watermill-sql
 // Publisher. Each message carries its event in its context and the data as
 // its payload; it has no metadata, which only the relay's messages need.
-func (c *Client) insert(ctx context.Context, db execer, events []*Event) error {
+func (c *Client) insert(ctx context.Context, db outboxsql.DB, events []*Event) error {
 	pub, err := wsql.NewPublisher(txExecutor{ctx: ctx, db: db}, wsql.PublisherConfig{SchemaAdapter: c.adapter}, nil)
 	if err != nil {
 		return fmt.Errorf("insert events: %w", err)
@@ -308,10 +236,8 @@ func (c *Client) insert(ctx context.Context, db execer, events []*Event) error {
 		ms[i].SetContext(&ecs[i])
 		msgs[i] = &ms[i]
 	}
-	if err := pub.Publish(TableEvents, msgs...); err != nil {
+	if err := pub.Publish(outboxsql.TableEvents, msgs...); err != nil {
 		return fmt.Errorf("insert events: %w", err)
 	}
 	return nil
 }
-
-var _ execer = pgx.Tx(nil)

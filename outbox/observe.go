@@ -7,6 +7,8 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 )
 
 // TracerName is the instrumentation scope of the client's spans.
@@ -26,13 +28,13 @@ type FlushStats struct {
 
 // write inserts events through db, inside a span, and reports the write to
 // Config.FlushFunc.
-func (c *Client) write(ctx context.Context, db execer, events []*Event) error {
+func (c *Client) write(ctx context.Context, db outboxsql.DB, events []*Event) error {
 	ctx, span := c.tracer.Start(ctx, "outbox flush",
 		trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithAttributes(
 			attribute.String("messaging.operation.type", "create"),
 			attribute.Int("messaging.batch.message_count", len(events)),
-			attribute.String("db.collection.name", TableEvents),
+			attribute.String("db.collection.name", outboxsql.TableEvents),
 		))
 	start := time.Now()
 	err := c.insert(ctx, db, events)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/topics"
@@ -441,7 +443,7 @@ func TestMigrateConcurrentlyAndAgain(t *testing.T) {
 	if err := outbox.Migrate(ctx, pool, nil); err != nil {
 		t.Fatalf("migrating again: %v", err)
 	}
-	ms, err := outbox.ListMigrations()
+	ms, err := fs.ReadDir(outbox.Migrations(), ".")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,7 +477,7 @@ func TestSchemaNameIsQuoted(t *testing.T) {
 		t.Fatal(err)
 	}
 	var n int
-	if err := b.pool.QueryRow(ctx, "SELECT count(*) FROM "+pgx.Identifier{schema, outbox.TableEvents}.Sanitize()).Scan(&n); err != nil || n != 1 {
+	if err := b.pool.QueryRow(ctx, "SELECT count(*) FROM "+outboxsql.Table(schema, outboxsql.TableEvents)).Scan(&n); err != nil || n != 1 {
 		t.Fatalf("events in the quoted schema: %d, %v; want 1", n, err)
 	}
 	if countInvoicesTable(t, b.pool) != 1 {

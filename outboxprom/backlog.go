@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 )
 
 // BacklogTimeoutDefault bounds the backlog query of one scrape.
@@ -41,21 +40,13 @@ func (m *Metrics) RegisterBacklog(pool *pgxpool.Pool, cfg *BacklogConfig) error 
 	if c.Timeout < 0 {
 		return fmt.Errorf("outboxprom: BacklogConfig.Timeout must not be negative, got %s", c.Timeout)
 	}
-	table := pgx.Identifier{outbox.TableEvents}
-	if c.Schema != "" {
-		table = pgx.Identifier{c.Schema, outbox.TableEvents}
-	}
-	t := table.Sanitize()
 	desc := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(m.cfg.Namespace, "outbox", name), help, nil, m.cfg.ConstLabels)
 	}
 	bc := &backlogCollector{
 		pool:    pool,
 		timeout: c.Timeout,
-		query: `SELECT
-	(SELECT count(*) FROM ` + t + ` WHERE status = 'pending'),
-	coalesce(extract(epoch FROM now() - (SELECT published_at FROM ` + t + ` WHERE status = 'pending' ORDER BY seq LIMIT 1)), 0)::float8,
-	(SELECT count(*) FROM ` + t + ` WHERE status = 'dead')`,
+		query:   outboxsql.New(c.Schema).Backlog,
 		backlog: desc("backlog_events", "Events committed to the outbox and not yet delivered."),
 		oldest:  desc("oldest_pending_age_seconds", "Age of the oldest pending event, 0 when none is pending."),
 		dead:    desc("dead_events", "Dead-lettered events waiting for a replay."),

@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
@@ -264,11 +264,13 @@ func (c *Config) validate() error {
 		err = fmt.Errorf("ShutdownTimeout must not be negative, got %s", c.ShutdownTimeout)
 	case len(c.ID) > 200:
 		err = errors.New("ID must be at most 200 bytes")
-	case len(c.Schema) > 63 || strings.ContainsRune(c.Schema, 0) || strings.TrimSpace(c.Schema) != c.Schema:
-		// The names outbox.Migrate refuses: PostgreSQL would truncate a
-		// longer one, and quoting drops a NUL, so the relay would read
-		// another schema than the one named.
-		err = fmt.Errorf("Schema must be at most 63 bytes, without NUL or surrounding spaces, got %q", c.Schema)
+	}
+	if err == nil {
+		// The names outbox.Migrate refuses: the relay would read another
+		// schema than the one named.
+		if serr := outboxsql.CheckSchema(c.Schema); serr != nil {
+			err = fmt.Errorf("Schema: %w", serr)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("%w: relay.Config.%w", ErrInvalidConfig, err)

@@ -6,18 +6,19 @@ import (
 	"fmt"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 )
 
 // ErrReplayNoFilter is returned by Replay when the filter selects nothing in
 // particular: replaying every dead event must be asked for with All.
 var ErrReplayNoFilter = errors.New("relay: replay needs IDs, a topic, a key, or All")
 
-// Executor runs one statement. *pgxpool.Pool, *pgx.Conn and pgx.Tx satisfy
-// it, so Replay can run inside the caller's transaction.
-type Executor interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-}
+// Executor runs statements with pgx's Exec, Query and QueryRow.
+// *pgxpool.Pool, *pgxpool.Conn, *pgx.Conn and pgx.Tx satisfy it, so Replay
+// can run inside the caller's transaction. It is the one executor interface
+// of the outbox's SQL layer, also named outboxtest.Querier.
+type Executor = outboxsql.DB
 
 // ReplayFilter selects the dead events Replay returns to the relay. The
 // conditions that are set must all match.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/txoutbox/txoutbox/examples/echo-service/api"
 	"github.com/txoutbox/txoutbox/examples/invoices"
+	outboxadmin "github.com/txoutbox/txoutbox/internal/admin"
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
 	"github.com/txoutbox/txoutbox/outbox"
@@ -457,12 +458,11 @@ func (d *demo) waitDelivered(ctx context.Context, published int64) (int64, error
 }
 
 func (d *demo) pendingRows(ctx context.Context) (int64, error) {
-	var n int64
-	q := "SELECT count(*) FROM " + pgx.Identifier{d.schema, outbox.TableEvents}.Sanitize() + " WHERE status <> 'delivered'"
-	if err := d.pool.QueryRow(ctx, q).Scan(&n); err != nil {
+	st, err := outboxadmin.New(d.pool, d.schema).Status(ctx)
+	if err != nil {
 		return 0, fmt.Errorf("count events left: %w", err)
 	}
-	return n, nil
+	return st.Pending + st.Dead, nil
 }
 
 // close stops everything run started, in reverse order, and drops the

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/outbox"
 )
 
@@ -33,7 +34,7 @@ func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
-	ms, err := outbox.ListMigrations()
+	ms, err := outboxsql.Migrations()
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
@@ -58,7 +59,7 @@ func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 }
 
 // printMigrations writes every migration, in order, as one SQL script.
-func printMigrations(w io.Writer, schema string, ms []outbox.Migration) error {
+func printMigrations(w io.Writer, schema string, ms []outboxsql.Migration) error {
 	var b strings.Builder
 	b.WriteString("-- txoutbox migrations: the outbox table and the relay's lease tables.\n")
 	if schema != "" {
@@ -75,6 +76,6 @@ func printMigrations(w io.Writer, schema string, ms []outbox.Migration) error {
 	return err
 }
 
-func migrationNumber(m outbox.Migration) string {
+func migrationNumber(m outboxsql.Migration) string {
 	return fmt.Sprintf("%03d", m.Version)
 }

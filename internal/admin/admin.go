@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/relay"
 )
 
@@ -26,33 +26,26 @@ var ErrInvalidFilter = errors.New("invalid filter")
 
 // Event states, as stored in the status column.
 const (
-	StatePending   = "pending"
-	StateDelivered = "delivered"
-	StateDead      = "dead"
+	StatePending   = outboxsql.StatusPending
+	StateDelivered = outboxsql.StatusDelivered
+	StateDead      = outboxsql.StatusDead
 )
 
 // LimitDefault is how many events Events returns when Filter.Limit is 0.
 const LimitDefault = 50
 
-// DB is what Admin queries through; *pgxpool.Pool, *pgx.Conn and pgx.Tx
-// satisfy it.
-type DB interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
 // Admin runs operators' queries against one outbox.
 type Admin struct {
-	db     DB
+	db     outboxsql.DB
 	schema string
-	q      queries
+	q      outboxsql.AdminQueries
 }
 
 // New returns an Admin for the outbox in schema ("" for the search_path's),
-// the same schema given to outbox.Migrate and the relay.
-func New(db DB, schema string) *Admin {
-	return &Admin{db: db, schema: schema, q: newQueries(schema)}
+// the same schema given to outbox.Migrate and the relay. db is a pool, a
+// connection or a transaction.
+func New(db outboxsql.DB, schema string) *Admin {
+	return &Admin{db: db, schema: schema, q: outboxsql.New(schema).Admin}
 }
 
 // Counts are the outbox's events by state. Pending events are split into
@@ -114,7 +107,7 @@ type Status struct {
 // Status counts the outbox's events by state and topic and lists the relays.
 // It reads the whole table, so it costs a scan of it.
 func (a *Admin) Status(ctx context.Context) (*Status, error) {
-	rows, err := a.db.Query(ctx, a.q.counts)
+	rows, err := a.db.Query(ctx, a.q.Counts)
 	if err != nil {
 		return nil, a.err("count events", err)
 	}
@@ -141,7 +134,7 @@ func (a *Admin) Status(ctx context.Context) (*Status, error) {
 		return strings.Compare(x.Topic, y.Topic)
 	})
 
-	rows, err = a.db.Query(ctx, a.q.relays)
+	rows, err = a.db.Query(ctx, a.q.Relays)
 	if err != nil {
 		return nil, a.err("list relays", err)
 	}
@@ -158,7 +151,7 @@ func (a *Admin) Status(ctx context.Context) (*Status, error) {
 	if err := rows.Err(); err != nil {
 		return nil, a.err("list relays", err)
 	}
-	if err := a.db.QueryRow(ctx, a.q.leased).Scan(&st.LeasedPartitions); err != nil {
+	if err := a.db.QueryRow(ctx, a.q.Leased).Scan(&st.LeasedPartitions); err != nil {
 		return nil, a.err("count leased partitions", err)
 	}
 	return st, nil
@@ -241,7 +234,7 @@ func (a *Admin) Events(ctx context.Context, f Filter) ([]Event, error) {
 	if f.Limit == 0 {
 		args[4] = LimitDefault
 	}
-	rows, err := a.db.Query(ctx, a.q.events, args...)
+	rows, err := a.db.Query(ctx, a.q.Events, args...)
 	if err != nil {
 		return nil, a.err("list events", err)
 	}
@@ -266,7 +259,7 @@ func (a *Admin) Replayable(ctx context.Context, f Filter) (dead, delivered int64
 	if err := f.replayable(); err != nil {
 		return 0, 0, err
 	}
-	if err := a.db.QueryRow(ctx, a.q.replayable, f.args()...).Scan(&dead, &delivered); err != nil {
+	if err := a.db.QueryRow(ctx, a.q.Replayable, f.args()...).Scan(&dead, &delivered); err != nil {
 		return 0, 0, a.err("count replayable events", err)
 	}
 	return dead, delivered, nil
@@ -298,7 +291,7 @@ func (a *Admin) Replay(ctx context.Context, f Filter) (int64, error) {
 	}
 	if f.State != StateDead {
 		args := f.args()
-		tag, err := a.db.Exec(ctx, a.q.requeueDelivered, args[0], f.Topic, f.Key)
+		tag, err := a.db.Exec(ctx, a.q.RequeueDelivered, args[0], f.Topic, f.Key)
 		if err != nil {
 			return n, a.err("requeue delivered events", err)
 		}
@@ -332,11 +325,3 @@ func (a *Admin) err(what string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }
-
-// tableEvents is exported by the outbox package; the lease tables are the
-// relay's (outbox/migrations/002_create_relay.up.sql).
-const (
-	tableEvents     = outbox.TableEvents
-	tableRelays     = "txoutbox_relays"
-	tablePartitions = "txoutbox_partitions"
-)

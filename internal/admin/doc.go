@@ -11,8 +11,8 @@
 //
 //	n, err := a.Replay(ctx, admin.Filter{State: admin.StateDead, Topic: "billing.InvoiceCreated"})
 //
-// Queries read the outbox table and the relay's lease tables
-// (outbox/migrations) and never lock rows a relay is working on for longer
+// Queries read the outbox table and the relay's lease tables (their SQL is
+// in internal/outboxsql, next to the migrations) and never lock rows a relay is working on for longer
 // than one statement. A database without those tables gives
 // [ErrNotMigrated].
 package admin

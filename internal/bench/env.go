@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/topics"
@@ -142,16 +143,6 @@ func (s *schema) pool(ctx context.Context, maxConns int) (*pgxpool.Pool, error) 
 
 func (s *schema) table(name string) string { return pgx.Identifier{s.name, name}.Sanitize() }
 
-// pending counts the outbox rows not yet delivered.
-func (s *schema) pending(ctx context.Context) (int64, error) {
-	var n int64
-	err := s.env.admin.QueryRow(ctx, `SELECT count(*) FROM `+s.table(outbox.TableEvents)+` WHERE status = 'pending'`).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("count pending events: %w", err)
-	}
-	return n, nil
-}
-
 // drop removes the schema; a scenario calls it on its way out, whatever
 // happened.
 func (s *schema) drop() {
@@ -187,7 +178,7 @@ func (s *schema) insert(ctx context.Context, n int, after string) error {
 	for range insertWorkers {
 		g.Go(func() error {
 			for from := range chunks {
-				if _, err := s.env.admin.Exec(ctx, `INSERT INTO `+s.table(outbox.TableEvents)+`
+				if _, err := s.env.admin.Exec(ctx, `INSERT INTO `+s.table(outboxsql.TableEvents)+`
 					(id, topic, category, entity, action, data, actor_id, actor_type, job_id, source, key, published_at)
 					SELECT gen_random_uuid(), 'billing.InvoiceCreated', 'billing', 'Invoice', 'Created',
 						json_build_object('id', 'inv-' || i % 10000, 'customer', json_build_object('id', 'cus-' || i % 997, 'name', 'Customer'),
@@ -203,7 +194,7 @@ func (s *schema) insert(ctx context.Context, n int, after string) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	if _, err := s.env.admin.Exec(ctx, after+` `+s.table(outbox.TableEvents)); err != nil {
+	if _, err := s.env.admin.Exec(ctx, after+` `+s.table(outboxsql.TableEvents)); err != nil {
 		return fmt.Errorf("%s events: %w", after, err)
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/topics"
 )
@@ -98,7 +99,7 @@ func newProducer(pool *pgxpool.Pool, client *outbox.Client, path insertPath, eve
 	p.business = `INSERT INTO ` + businessTable + ` (customer_id, amount_cents, currency) VALUES ($1, $2, 'EUR')`
 	if path != viaFlush && events > 0 {
 		var b strings.Builder
-		b.WriteString(`INSERT INTO ` + outbox.TableEvents +
+		b.WriteString(`INSERT INTO ` + outboxsql.TableEvents +
 			` (id, topic, category, entity, action, data, actor_id, actor_type, job_id, source, key, published_at) VALUES `)
 		for i := range events {
 			if i > 0 {

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/internal/cputime"
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/outbox"
 )
 
@@ -139,7 +140,7 @@ func runPublish(ctx context.Context, e *env, rec *recorder) error {
 func warmup(cfg *Config) time.Duration { return cfg.Duration / 4 }
 
 func truncate(ctx context.Context, s *schema) error {
-	_, err := s.env.admin.Exec(ctx, `TRUNCATE `+s.table(outbox.TableEvents)+`, `+s.table(businessTable))
+	_, err := s.env.admin.Exec(ctx, `TRUNCATE `+s.table(outboxsql.TableEvents)+`, `+s.table(businessTable))
 	if err != nil {
 		return fmt.Errorf("truncate: %w", err)
 	}

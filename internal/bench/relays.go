@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/relay"
 )
 
@@ -25,6 +26,7 @@ type relays struct {
 // and handing them back a lease period later.
 func startRelays(ctx context.Context, e *env, s *schema, pool *pgxpool.Pool, sink relay.Sink, n int) (*relays, error) {
 	set := &relays{}
+	heartbeat := outboxsql.New(s.name).Relay.Heartbeat
 	for i := range n {
 		r, err := relay.New(pool, sink, &relay.Config{
 			ID:     fmt.Sprintf("bench-%s-%d", s.name, i),
@@ -34,8 +36,7 @@ func startRelays(ctx context.Context, e *env, s *schema, pool *pgxpool.Pool, sin
 		if err != nil {
 			return nil, fmt.Errorf("new relay: %w", err)
 		}
-		if _, err := e.admin.Exec(ctx, `INSERT INTO `+s.table("txoutbox_relays")+` (id) VALUES ($1)
-			ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`, r.ID()); err != nil {
+		if _, err := e.admin.Exec(ctx, heartbeat, r.ID(), "", 0); err != nil {
 			return nil, fmt.Errorf("register relay: %w", err)
 		}
 		set.list = append(set.list, r)

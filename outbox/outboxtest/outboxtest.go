@@ -6,8 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
-
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/outbox"
 )
 
@@ -20,12 +19,12 @@ type TB interface {
 	Fatalf(format string, args ...any)
 }
 
-// Querier runs the assertions' query. pgx.Tx, *pgx.Conn, *pgxpool.Conn and
-// *pgxpool.Pool satisfy it: pass the transaction a test flushed into to see
-// its events before commit, or the pool to see committed events only.
-type Querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
+// Querier runs the assertions' query with pgx's Exec, Query and QueryRow.
+// pgx.Tx, *pgx.Conn, *pgxpool.Conn and *pgxpool.Pool satisfy it: pass the
+// transaction a test flushed into to see its events before commit, or the
+// pool to see committed events only. It is the one executor interface of the
+// outbox's SQL layer, also named relay.Executor.
+type Querier = outboxsql.DB
 
 // Want describes the events an assertion looks for. Every field that is set
 // must match and zero fields match anything, so Want{} matches every event;
@@ -74,8 +73,8 @@ type Want struct {
 }
 
 // RequireOpts says where the assertions read events. A nil *RequireOpts
-// reads outbox.TableEvents on the connection's search_path, which is where
-// outbox.Migrate with a nil config creates it.
+// reads the outbox table, txoutbox_events, on the connection's search_path,
+// which is where outbox.Migrate with a nil config creates it.
 type RequireOpts struct {
 	// Schema holds the outbox table: the value of the client's
 	// outbox.Config.Schema. Defaults to the connection's search_path.

@@ -7,35 +7,14 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/outbox"
-)
-
-// The executors the Querier doc names.
-var (
-	_ Querier = pgx.Tx(nil)
-	_ Querier = (*pgx.Conn)(nil)
-	_ Querier = (*pgxpool.Conn)(nil)
-	_ Querier = (*pgxpool.Pool)(nil)
 )
 
 // listMax is the most events a failure message lists.
 const listMax = 20
-
-// selectEvents reads events in insert order. $1 is the topics to read, NULL
-// for all; $2 the most rows to return, NULL for all. The last column counts
-// the rows before the limit. %s is the quoted table.
-const selectEvents = `SELECT id::text, topic, category, entity, action, data::text,
-	actor_id, actor_type, job_id, source, key, coalesce(traceparent, ''),
-	coalesce(tenant, ''), coalesce(causation_id::text, ''), coalesce(dedupe_key, ''),
-	published_at, count(*) OVER ()
-FROM %s
-WHERE $1::text[] IS NULL OR topic = ANY($1::text[])
-ORDER BY seq
-LIMIT $2::bigint`
 
 // undefinedTable is the SQLSTATE of a missing table.
 const undefinedTable = "42P01"
@@ -56,11 +35,11 @@ func newReader(t TB, fn string, db Querier, opts *RequireOpts) (*reader, bool) {
 		t.Fatalf("outboxtest: %s: db is nil", fn)
 		return nil, false
 	}
-	id, name := pgx.Identifier{outbox.TableEvents}, outbox.TableEvents
+	schema, name := "", outboxsql.TableEvents
 	if opts != nil && opts.Schema != "" {
-		id, name = pgx.Identifier{opts.Schema, outbox.TableEvents}, opts.Schema+"."+outbox.TableEvents
+		schema, name = opts.Schema, opts.Schema+"."+outboxsql.TableEvents
 	}
-	return &reader{t: t, fn: fn, db: db, query: fmt.Sprintf(selectEvents, id.Sanitize()), name: name}, true
+	return &reader{t: t, fn: fn, db: db, query: outboxsql.New(schema).ReadEvents, name: name}, true
 }
 
 // read returns the events of topics (all events for nil topics) in insert
@@ -102,8 +81,8 @@ func (r *reader) fail(err error) {
 	r.t.Fatalf("outboxtest: %s: read %s: %v", r.fn, r.name, err)
 }
 
-// load runs the query; limit is nil or an int. total counts the events of
-// topics before the limit.
+// load runs the query, outboxsql's ReadEvents; limit is nil or an int. total
+// counts the events of topics before the limit.
 func (r *reader) load(ctx context.Context, topics []string, limit any) (events []*outbox.Event, total int, err error) {
 	rows, err := r.db.Query(ctx, r.query, topics, limit)
 	if err != nil {

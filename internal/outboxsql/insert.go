@@ -1,0 +1,83 @@
+package outboxsql
+
+import (
+	"fmt"
+	"strings"
+)
+
+// InsertShape selects the text of an insert statement.
+type InsertShape struct {
+	// Rows is the number of rows of the VALUES form; 0 selects the unnest
+	// form, whose text does not depend on the number of rows.
+	Rows int
+	// SharedTopic passes the topic columns once for all rows of the VALUES
+	// form.
+	SharedTopic bool
+	// Dedupe adds ON CONFLICT DO NOTHING on the dedupe key, for when some
+	// event has one.
+	Dedupe bool
+}
+
+const (
+	insertColumns = `id, topic, category, entity, action, data, actor_id, actor_type, job_id, source,
+	key, traceparent, tenant, causation_id, dedupe_key, published_at`
+	onConflictDedupe = `
+ON CONFLICT (dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING`
+)
+
+// Insert returns the text of the insert statement of shape, building it
+// once. Every parameter carries a cast, so the statements work in every pgx
+// query execution mode, the simple protocol included.
+//
+// The unnest form takes sixteen arrays, one a column in this order: id
+// (text), topic, category, entity, action, data (text), actor_id,
+// actor_type, job_id, source, key, traceparent, tenant, causation_id (text),
+// dedupe_key, published_at; "" in traceparent, tenant, causation_id and
+// dedupe_key is stored as NULL.
+//
+// The VALUES form takes $1-$6, what a session's events share: actor_id,
+// actor_type, job_id, source, traceparent, tenant; then with SharedTopic
+// $7-$10: topic, category, entity, action; then per row: id, [topic,
+// category, entity, action,] data, key, causation_id, dedupe_key,
+// published_at.
+func (q *Queries) Insert(shape InsertShape) string {
+	if s, ok := q.insert.Load(shape); ok {
+		return s.(string)
+	}
+	var b strings.Builder
+	b.WriteString(`INSERT INTO ` + q.events + ` (` + insertColumns + `)`)
+	if shape.Rows == 0 {
+		b.WriteString(`
+SELECT id, topic, category, entity, action, data, actor_id, actor_type, job_id, source,
+	key, NULLIF(traceparent, ''), NULLIF(tenant, ''), NULLIF(causation_id, '')::uuid,
+	NULLIF(dedupe_key, ''), published_at
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::json[],
+	$7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[],
+	$14::text[], $15::text[], $16::timestamptz[])
+	AS e(` + insertColumns + `)`)
+	} else {
+		b.WriteString(` VALUES`)
+		next := 7
+		topic := `$7::text, $8::text, $9::text, $10::text`
+		if shape.SharedTopic {
+			next = 11
+		}
+		param := func() int { next++; return next - 1 }
+		for i := range shape.Rows {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, "\n\t($%d::uuid, ", param())
+			if !shape.SharedTopic {
+				topic = fmt.Sprintf("$%d::text, $%d::text, $%d::text, $%d::text", param(), param(), param(), param())
+			}
+			fmt.Fprintf(&b, "%s, $%d::json, $1::text, $2::text, $3::text, $4::text, $%d::text, $5::text, $6::text, $%d::uuid, $%d::text, $%d::timestamptz)",
+				topic, param(), param(), param(), param(), param())
+		}
+	}
+	if shape.Dedupe {
+		b.WriteString(onConflictDedupe)
+	}
+	s, _ := q.insert.LoadOrStore(shape, b.String())
+	return s.(string)
+}

@@ -1,0 +1,111 @@
+package outboxsql
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+)
+
+//go:embed migrations/*.up.sql
+var migrationFiles embed.FS
+
+// MigrationFS returns the migration files, NNN_name.up.sql, at its root.
+func MigrationFS() fs.FS {
+	sub, err := fs.Sub(migrationFiles, "migrations")
+	if err != nil {
+		panic(err) // the embedded directory is fixed at build time
+	}
+	return sub
+}
+
+// Migration is one schema change.
+type Migration struct {
+	Version int    // NNN of the file name
+	Name    string // file name
+	SQL     string
+}
+
+// Migrations returns the migrations in the order Migrate applies them.
+func Migrations() ([]Migration, error) {
+	entries, err := fs.ReadDir(migrationFiles, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("read migrations: %w", err)
+	}
+	var ms []Migration
+	for _, e := range entries {
+		name := e.Name()
+		num, _, ok := strings.Cut(name, "_")
+		version, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration %s: name must start with NNN_", name)
+		}
+		body, err := fs.ReadFile(migrationFiles, path.Join("migrations", name))
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", name, err)
+		}
+		ms = append(ms, Migration{Version: version, Name: name, SQL: string(body)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
+	return ms, nil
+}
+
+// Migrate applies, in tx, the migrations that schema ("" for the
+// search_path's) does not have yet, creating the schema when it is missing.
+// Concurrent callers serialize on a transaction-scoped advisory lock, so the
+// ones that come second find nothing left to do once the first commits.
+func Migrate(ctx context.Context, tx pgx.Tx, schema string) error {
+	ms, err := Migrations()
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "txoutbox_migrate:"+schema); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	if schema != "" {
+		s := pgx.Identifier{schema}.Sanitize()
+		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+s); err != nil {
+			return fmt.Errorf("create schema: %w", err)
+		}
+		if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+s); err != nil {
+			return fmt.Errorf("set search_path: %w", err)
+		}
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+TableMigrations+` (
+		version    integer     PRIMARY KEY,
+		name       text        NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now()
+	)`); err != nil {
+		return fmt.Errorf("create %s: %w", TableMigrations, err)
+	}
+	rows, err := tx.Query(ctx, "SELECT version FROM "+TableMigrations)
+	if err != nil {
+		return fmt.Errorf("read applied versions: %w", err)
+	}
+	applied, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return fmt.Errorf("read applied versions: %w", err)
+	}
+	done := make(map[int]bool, len(applied))
+	for _, v := range applied {
+		done[int(v)] = true
+	}
+	for _, m := range ms {
+		if done[m.Version] {
+			continue
+		}
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return fmt.Errorf("apply %s: %w", m.Name, err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO "+TableMigrations+" (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+			return fmt.Errorf("record %s: %w", m.Name, err)
+		}
+	}
+	return nil
+}

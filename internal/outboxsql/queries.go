@@ -1,0 +1,250 @@
+package outboxsql
+
+import (
+	"strings"
+	"sync"
+)
+
+// Queries are the statements of one schema, built by New with the tables'
+// names quoted and qualified. Parameters are documented where a statement
+// is defined; callers pass them in that order.
+type Queries struct {
+	Relay   RelayQueries
+	Admin   AdminQueries
+	Backlog string // outboxprom's backlog gauges
+	// ReadEvents reads events for outboxtest's assertions.
+	ReadEvents string
+
+	events string   // quoted name of the outbox table
+	insert sync.Map // InsertShape → statement text
+}
+
+// RelayQueries are the relay's statements.
+type RelayQueries struct {
+	Read            string
+	DeleteDelivered string
+	MarkDelivered   string
+	RecordFailed    string
+	DeadKeys        string
+	Cleanup         string
+
+	Heartbeat, Renew, LiveRelays, PruneRelays string
+	Acquire, Release, ReleaseAll, Deregister  string
+	Replay                                    string
+}
+
+// AdminQueries are the statements behind `txoutbox status`, `inspect` and
+// `replay`.
+type AdminQueries struct {
+	Counts, Relays, Leased string
+	Events                 string
+	Replayable             string
+	RequeueDelivered       string
+}
+
+// ReadColumns are the columns of RelayQueries.Read, in the order the relay
+// decodes them. The sixth, the microseconds until a row's retry is due, is
+// above 0 for a row whose retry is not due: its key waits, and so do the
+// key's later rows.
+const ReadColumns = `seq, id, part, key, attempts,
+	CASE WHEN next_attempt_at > now() THEN (extract(epoch FROM next_attempt_at - now()) * 1e6)::bigint ELSE 0 END,
+	topic, category, entity, action, data, actor_id, actor_type, job_id, source,
+	coalesce(traceparent, ''), coalesce(tenant, ''), coalesce(causation_id::text, ''), coalesce(dedupe_key, ''),
+	published_at`
+
+// adminFilter is the filter of AdminQueries.Events and Replayable: $1 ids
+// (empty for any), $2 status, $3 topic, $4 key ("" for any).
+const adminFilter = `(cardinality($1::uuid[]) = 0 OR e.id = ANY($1::uuid[]))
+	AND ($2::text = '' OR e.status = $2::text)
+	AND ($3::text = '' OR e.topic = $3::text)
+	AND ($4::text = '' OR e.key = $4::text)`
+
+// New returns the statements of the tables in schema, or on the
+// search_path when schema is "". schema is quoted, never spliced in as is;
+// check it with CheckSchema first.
+func New(schema string) *Queries {
+	r := strings.NewReplacer(
+		"{events}", Table(schema, TableEvents),
+		"{relays}", Table(schema, TableRelays),
+		"{partitions}", Table(schema, TablePartitions),
+		"{filter}", adminFilter,
+	)
+	return &Queries{
+		Relay:  newRelayQueries(r),
+		Admin:  newAdminQueries(r),
+		events: Table(schema, TableEvents),
+
+		// One query per scrape, on the partial indexes of pending and dead
+		// rows: pending count, age of the oldest in seconds, dead count.
+		Backlog: r.Replace(`SELECT
+	(SELECT count(*) FROM {events} WHERE status = 'pending'),
+	coalesce(extract(epoch FROM now() - (SELECT published_at FROM {events} WHERE status = 'pending' ORDER BY seq LIMIT 1)), 0)::float8,
+	(SELECT count(*) FROM {events} WHERE status = 'dead')`),
+
+		// Events in insert order. $1 is the topics to read, NULL for all;
+		// $2 the most rows to return, NULL for all. The last column counts
+		// the rows before the limit.
+		ReadEvents: r.Replace(`SELECT id::text, topic, category, entity, action, data::text,
+	actor_id, actor_type, job_id, source, key, coalesce(traceparent, ''),
+	coalesce(tenant, ''), coalesce(causation_id::text, ''), coalesce(dedupe_key, ''),
+	published_at, count(*) OVER ()
+FROM {events}
+WHERE $1::text[] IS NULL OR topic = ANY($1::text[])
+ORDER BY seq
+LIMIT $2::bigint`),
+	}
+}
+
+// Durations travel as microseconds (bigint) and become intervals in SQL, so
+// that no Go duration is ever compared with the relay's clock: lease and retry
+// times are all computed with the database's now().
+func newRelayQueries(r *strings.Replacer) RelayQueries {
+	return RelayQueries{
+		// The read selects pending rows of the owned partitions ($1), oldest
+		// first, by walking the partial index on pending seqs. The
+		// partitions travel as an array, whose selectivity Postgres
+		// estimates well: a bit-mask test looked cheaper per row, but its
+		// default 0.5% estimate made the planner pick a parallel scan that
+		// cost 8ms per batch instead of 1ms. $2 is the batch size. The
+		// blocked keys ($3) are known to the relay only: keys waiting for a
+		// retry and keys with a dead event whose topic's policy is
+		// PoisonBlock (see the relay's read for how the filter stays
+		// cheap). The rows of $4 are a batch being recorded while the
+		// next is read.
+		Read: r.Replace(`SELECT ` + ReadColumns + ` FROM {events}
+			WHERE status = 'pending' AND part = ANY($1::smallint[]) AND key <> ALL($3::text[])
+				AND seq <> ALL($4::bigint[])
+			ORDER BY seq LIMIT $2`),
+
+		// $1 seqs.
+		DeleteDelivered: r.Replace(`DELETE FROM {events} WHERE seq = ANY($1::bigint[])`),
+		MarkDelivered: r.Replace(`UPDATE {events}
+			SET status = 'delivered', delivered_at = now(), attempts = attempts + 1, last_error = NULL
+			WHERE seq = ANY($1::bigint[]) AND status = 'pending'`),
+
+		// $1-$4 the failed rows' seqs, retry waits, errors and whether the
+		// failure is permanent; $5 the relay's id; $6 the most attempts.
+		// Only rows of partitions this relay still owns: after losing a
+		// partition, its new owner's record of the row is the one that
+		// counts. The status is decided here, from the stored attempts.
+		RecordFailed: r.Replace(`UPDATE {events} e
+			SET attempts = e.attempts + 1,
+				next_attempt_at = now() + u.wait_us * interval '1 microsecond',
+				last_error = u.err,
+				status = CASE WHEN u.permanent AND e.attempts + 1 >= $6 THEN 'dead' ELSE 'pending' END
+			FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bool[]) AS u(seq, wait_us, err, permanent)
+			WHERE e.seq = u.seq AND e.status = 'pending'
+				AND EXISTS (SELECT 1 FROM {partitions} p WHERE p.part = e.part AND p.owner = $5)
+			RETURNING e.seq, e.status = 'dead', e.attempts`),
+
+		// $1 partitions.
+		DeadKeys: r.Replace(`SELECT DISTINCT part, key, topic FROM {events}
+			WHERE status = 'dead' AND part = ANY($1::smallint[])`),
+
+		// $1 retention, $2 the most rows to delete.
+		Cleanup: r.Replace(`DELETE FROM {events} WHERE seq IN (
+			SELECT seq FROM {events}
+			WHERE status = 'delivered' AND delivered_at < now() - $1 * interval '1 microsecond'
+			ORDER BY delivered_at LIMIT $2 FOR UPDATE SKIP LOCKED)`),
+
+		// $1 is the relay's id throughout; $2 a lease's length.
+		Heartbeat: r.Replace(`INSERT INTO {relays} (id, hostname, pid) VALUES ($1, $2, $3)
+			ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()`),
+		Renew: r.Replace(`UPDATE {partitions} SET lease_until = now() + $2 * interval '1 microsecond'
+			WHERE owner = $1 RETURNING part`),
+		LiveRelays: r.Replace(`SELECT count(*) FROM {relays}
+			WHERE heartbeat_at > now() - $1 * interval '1 microsecond'`),
+		PruneRelays: r.Replace(`DELETE FROM {relays}
+			WHERE heartbeat_at < now() - 10 * $1 * interval '1 microsecond'`),
+		Acquire: r.Replace(`UPDATE {partitions} p
+			SET owner = $1, lease_until = now() + $2 * interval '1 microsecond'
+			FROM (SELECT part FROM {partitions}
+				WHERE owner IS NULL OR lease_until < now()
+				ORDER BY part LIMIT $3 FOR UPDATE SKIP LOCKED) f
+			WHERE p.part = f.part
+			RETURNING p.part`),
+		Release: r.Replace(`UPDATE {partitions} SET owner = NULL, lease_until = '-infinity'
+			WHERE owner = $1 AND part = ANY($2::smallint[])`),
+		ReleaseAll: r.Replace(`UPDATE {partitions} SET owner = NULL, lease_until = '-infinity'
+			WHERE owner = $1`),
+		Deregister: r.Replace(`DELETE FROM {relays} WHERE id = $1`),
+
+		// relay.Replay: $1 ids (empty for any), $2 topic, $3 key ("" for
+		// any).
+		Replay: r.Replace(`UPDATE {events}
+			SET status = 'pending', attempts = 0, next_attempt_at = '-infinity'
+			WHERE status = 'dead'
+				AND (cardinality($1::uuid[]) = 0 OR id = ANY($1::uuid[]))
+				AND ($2 = '' OR topic = $2)
+				AND ($3 = '' OR key = $3)`),
+	}
+}
+
+func newAdminQueries(r *strings.Replacer) AdminQueries {
+	return AdminQueries{
+		// One pass over the table. A pending event falls in the first of
+		// retrying, blocked (its key has a dead event), in flight (its
+		// partition is leased) and unclaimed that fits.
+		Counts: r.Replace(`WITH dead_keys AS (
+				SELECT DISTINCT part, key FROM {events} WHERE status = 'dead'
+			), leased AS (
+				SELECT part FROM {partitions} WHERE owner IS NOT NULL AND lease_until > now()
+			), classified AS (
+				SELECT e.topic, e.status, e.published_at,
+					CASE
+						WHEN e.status <> 'pending' THEN e.status
+						WHEN e.next_attempt_at > now() THEN 'retrying'
+						WHEN d.key IS NOT NULL THEN 'blocked'
+						WHEN l.part IS NOT NULL THEN 'in_flight'
+						ELSE 'unclaimed'
+					END AS state
+				FROM {events} e
+				LEFT JOIN dead_keys d ON e.status = 'pending' AND d.part = e.part AND d.key = e.key
+				LEFT JOIN leased l ON l.part = e.part
+			)
+			SELECT topic,
+				count(*) FILTER (WHERE status = 'pending'),
+				count(*) FILTER (WHERE state = 'in_flight'),
+				count(*) FILTER (WHERE state = 'retrying'),
+				count(*) FILTER (WHERE state = 'blocked'),
+				count(*) FILTER (WHERE state = 'unclaimed'),
+				count(*) FILTER (WHERE status = 'delivered'),
+				count(*) FILTER (WHERE status = 'dead'),
+				coalesce((extract(epoch FROM now() - min(published_at) FILTER (WHERE status = 'pending')) * 1e6)::bigint, 0)
+			FROM classified
+			GROUP BY topic`),
+
+		Relays: r.Replace(`SELECT r.id, r.hostname, r.pid, r.started_at,
+				(extract(epoch FROM now() - r.heartbeat_at) * 1e6)::bigint,
+				(SELECT count(*) FROM {partitions} p WHERE p.owner = r.id AND p.lease_until > now())::int
+			FROM {relays} r ORDER BY r.id`),
+		Leased: r.Replace(`SELECT count(*)::int FROM {partitions} WHERE owner IS NOT NULL AND lease_until > now()`),
+
+		// The filter's parameters, then $5 limit, $6 whether to return the
+		// data.
+		Events: r.Replace(`SELECT e.seq, e.id, e.topic, e.key, e.status, e.attempts, coalesce(e.last_error, ''),
+				e.actor_type, e.actor_id, e.job_id, e.source, e.published_at,
+				CASE WHEN e.status = 'pending' AND e.next_attempt_at > now() THEN e.next_attempt_at END,
+				e.delivered_at,
+				CASE WHEN $6::bool THEN e.data::text END
+			FROM {events} e
+			WHERE {filter}
+			ORDER BY e.seq LIMIT $5`),
+
+		Replayable: r.Replace(`SELECT
+				count(*) FILTER (WHERE e.status = 'dead'),
+				count(*) FILTER (WHERE e.status = 'delivered')
+			FROM {events} e
+			WHERE e.status IN ('dead', 'delivered') AND {filter}`),
+
+		// As RelayQueries.Replay does for dead events; delivered_at is cleared so that
+		// the relay's cleanup does not delete the event before it is
+		// delivered again. $1 ids, $2 topic, $3 key.
+		RequeueDelivered: r.Replace(`UPDATE {events} e
+			SET status = 'pending', attempts = 0, next_attempt_at = '-infinity', delivered_at = NULL, last_error = NULL
+			WHERE e.status = 'delivered'
+				AND (cardinality($1::uuid[]) = 0 OR e.id = ANY($1::uuid[]))
+				AND ($2::text = '' OR e.topic = $2::text)
+				AND ($3::text = '' OR e.key = $3::text)`),
+	}
+}
