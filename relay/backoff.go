@@ -39,7 +39,7 @@ func equalJitter(base, maxWait time.Duration, attempt int) time.Duration {
 }
 
 // retryDelay returns how long a failed event waits before its next attempt:
-// nothing after a permanent failure (it is dead-lettered after MaxAttempts
+// nothing after a permanent failure (it is dead-lettered at once
 // anyway), otherwise full jitter, or longer when the sink asked for it.
 func (c *Config) retryDelay(attempt int, err error) time.Duration {
 	if IsPermanent(err) {

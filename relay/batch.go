@@ -118,7 +118,7 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 		return res
 	}
 	if st.sinkFailed {
-		batch = batch[:1] // a probe: is the sink back?
+		batch = st.probe(batch) // is the sink back?
 	}
 
 	// Delivery stops when a lease of the batch's partitions is about to
@@ -149,7 +149,7 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 		}
 		st.sinkFailed = true
 	case len(out.delivered) > 0 || len(out.failed) > 0:
-		st.sinkFailed = false
+		st.sinkFailed, st.probes = false, 0
 	}
 	var stats BatchStats
 	var err error
@@ -170,6 +170,24 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 		r.cfg.Hooks.BatchFunc(stats)
 	}
 	return res
+}
+
+// probe returns the one event of batch to send while the sink is taken to be
+// down: the first event of a key, a different key each time, so that an
+// event the sink fails for reasons of its own does not stand for the sink
+// and hold up the others.
+func (st *loopState) probe(batch []*row) []*row {
+	var heads []*row
+	seen := make(map[string]bool)
+	for _, rw := range batch {
+		if !seen[rw.key] {
+			seen[rw.key] = true
+			heads = append(heads, rw)
+		}
+	}
+	p := heads[st.probes%len(heads)]
+	st.probes++
+	return []*row{p}
 }
 
 // recordAndPrefetch records a batch that was delivered whole and, at the
@@ -523,15 +541,15 @@ func (r *Relay) deadLettered(ctx context.Context, st *loopState, f failure) {
 }
 
 // eventStats lists the batch's events for Hooks.BatchFunc, in a slice the
-// next batch reuses. A failed row's attempts is MaxAttempts or more once
-// record has dead-lettered it.
+// next batch reuses. A failed row is dead once record has dead-lettered it:
+// failed permanently, or reached MaxAttempts.
 func (r *Relay) eventStats(out outcome) []EventStats {
 	evs := r.statsBuf[:0]
 	for _, rw := range out.delivered {
 		evs = append(evs, EventStats{Topic: rw.ev.Topic, PublishedAt: rw.ev.Time, Delivered: true})
 	}
 	for _, f := range out.failed {
-		dead := IsPermanent(f.err) && int(f.row.attempts) >= r.cfg.MaxAttempts
+		dead := IsPermanent(f.err) || int(f.row.attempts) >= r.cfg.MaxAttempts
 		evs = append(evs, EventStats{Topic: f.row.ev.Topic, PublishedAt: f.row.ev.Time, Dead: dead})
 	}
 	r.statsBuf = evs

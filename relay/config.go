@@ -26,7 +26,7 @@ const (
 	BatchSizeDefault        = 1000
 	PollIntervalDefault     = 100 * time.Millisecond
 	LeaseTTLDefault         = 30 * time.Second
-	MaxAttemptsDefault      = 10
+	MaxAttemptsDefault      = 25
 	RetryBaseDefault        = time.Second
 	RetryMaxDefault         = 5 * time.Minute
 	CleanupIntervalDefault  = time.Minute
@@ -96,12 +96,12 @@ type Config struct {
 	// LeaseTTLDefault.
 	LeaseTTL time.Duration
 
-	// MaxAttempts is the number of attempts after which an event failing
-	// with a Permanent error is dead-lettered. Permanent failures are
-	// retried without waiting, so they are dead-lettered within a few
-	// polls. Temporary failures are retried with backoff for as long as
-	// they last: an outage of the sink never dead-letters events. Defaults
-	// to MaxAttemptsDefault.
+	// MaxAttempts is the number of failed attempts after which an event
+	// failing retryably is dead-lettered: with the default backoff, 25
+	// attempts take about an hour and a half. An event failing with a
+	// Permanent error is dead-lettered at once. A sink that is down spends
+	// no attempts (see the package documentation), so an outage never
+	// dead-letters the backlog. Defaults to MaxAttemptsDefault.
 	MaxAttempts int
 
 	// PoisonPolicy says whether a dead event blocks its key's later events.

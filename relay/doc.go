@@ -106,15 +106,15 @@
 // sink's RetryAfter if longer, so a sink that is down is not asked again for
 // every key of the backlog. That round's events count their attempt; when
 // the next round fails the same way, the sink is taken to be down: until it
-// delivers again each round sends it a single event as a probe and counts
-// no attempt. So delivery resumes within about 4 s of the sink's recovery,
-// and an outage does not pile attempts on the backlog. Temporary failures are
-// retried for as long as they last: an outage never dead-letters anything.
+// delivers again each round sends it a single event as a probe (the first
+// of a key, another key each round, so that one event the sink keeps
+// failing cannot pass for an outage) and counts no attempt. So delivery resumes within about 4 s of the sink's recovery,
+// and an outage does not pile attempts on the backlog, nor dead-letters it.
 //
 // Dead letters. An event that fails with a Permanent error (HTTP 4xx other
-// than 408, 409 and 429) is tried again without waiting, and after
-// MaxAttempts attempts it is dead: status 'dead', attempts and last_error
-// kept, the row left in the table to inspect. Under PoisonBlock (the
+// than 408, 409 and 429) is dead at once, and one that keeps failing
+// retryably is dead after MaxAttempts attempts: status 'dead', attempts and
+// last_error kept, the row left in the table to inspect. Under PoisonBlock (the
 // default) its key's later events stay pending until it is replayed: order
 // over progress, with an error log and Hooks.DeadFunc to alert someone.
 // Under PoisonSkip the key's later events go on and the dead one waits

@@ -7,9 +7,9 @@ import (
 )
 
 // Permanent marks a delivery error as not worth retrying: the relay records
-// it and dead-letters the event once it has failed MaxAttempts times, without
-// waiting for backoff between attempts. A sink returns it for answers such as
-// HTTP 400 or 422, where sending the same event again cannot succeed.
+// it and dead-letters the event at once, as River's JobCancel does. A sink
+// returns it for answers such as HTTP 400 or 422, where sending the same
+// event again cannot succeed.
 //
 // Permanent(nil) is nil.
 func Permanent(err error) error {

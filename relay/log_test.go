@@ -1,15 +1,21 @@
 package relay
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
-// A failed event is logged at debug and a dead one at error, each with the
-// event's id, topic, key, attempt and error, and never with its data.
+// A failed event is logged at warn and a dead one at error, each with the
+// event's id, topic, key, attempt and error, and never with its data. Here
+// the poison fails retryably first, then permanently.
 func TestFailureLogs(t *testing.T) {
 	t.Parallel()
 	pool, poison := poisonSetup(t)
@@ -17,7 +23,19 @@ func TestFailureLogs(t *testing.T) {
 	if _, err := pool.Exec(t.Context(), `UPDATE txoutbox_events SET data = json_build_object('name', $1::text)`, secret); err != nil {
 		t.Fatal(err)
 	}
-	sink := newPoisonSink(poison)
+	var tries atomic.Int32
+	sink := &recordingSink{FailFunc: func(_ context.Context, _ int, events []*outbox.Event) error {
+		for _, e := range events {
+			if e.ID.String() != poison {
+				continue
+			}
+			if tries.Add(1) == 1 {
+				return &BatchError{Failed: map[string]error{poison: errors.New("503: busy")}}
+			}
+			return &BatchError{Failed: map[string]error{poison: Permanent(errors.New("422: amount_cents must be an integer"))}}
+		}
+		return nil
+	}}
 	var logs syncBuffer
 	cfg := &Config{
 		MaxAttempts: 2, RetryBase: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond,
@@ -64,7 +82,7 @@ func TestFailureLogs(t *testing.T) {
 	}
 	const wantErr = "permanent: 422: amount_cents must be an integer"
 	if len(failed) != 1 || failed[0].Level != "WARN" || failed[0].Attempt != 1 ||
-		failed[0].Topic != "billing.InvoiceCreated" || failed[0].Key != "bad" || failed[0].Err != wantErr {
+		failed[0].Topic != "billing.InvoiceCreated" || failed[0].Key != "bad" || failed[0].Err != "503: busy" {
 		t.Errorf("failure lines of the poison = %+v, want one at WARN, attempt 1, with topic, key and error", failed)
 	}
 	if len(dead) != 1 || dead[0].Level != "ERROR" || dead[0].Attempt != 2 ||

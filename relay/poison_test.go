@@ -95,11 +95,12 @@ func TestPoisonBlock(t *testing.T) {
 	if err := pool.QueryRow(t.Context(), `SELECT attempts, last_error FROM txoutbox_events WHERE id = $1`, poison).Scan(&attempts, &lastErr); err != nil {
 		t.Fatal(err)
 	}
-	if attempts != 3 || lastErr != "permanent: 422: amount_cents must be an integer" {
+	// A permanent failure is dead at once, whatever MaxAttempts says.
+	if attempts != 1 || lastErr != "permanent: 422: amount_cents must be an integer" {
 		t.Errorf("dead row: attempts %d, last_error %q", attempts, lastErr)
 	}
 	mu.Lock()
-	if len(dead) != 1 || dead[0].ID.String() != poison || !dead[0].Blocking || dead[0].Key != "bad" || dead[0].Attempts != 3 {
+	if len(dead) != 1 || dead[0].ID.String() != poison || !dead[0].Blocking || dead[0].Key != "bad" || dead[0].Attempts != 1 {
 		t.Errorf("DeadFunc got %+v", dead)
 	}
 	mu.Unlock()
@@ -181,5 +182,38 @@ func TestRetention(t *testing.T) {
 	}
 	if n := count(t, pool, "true"); n != 20 {
 		t.Errorf("%d rows left, want the 20 within retention", n)
+	}
+}
+
+// TestRetryableDeadAfterMaxAttempts: an event the sink keeps failing
+// retryably, while it delivers the others, is tried MaxAttempts times with
+// backoff and then dead-lettered; the other events, committed all along, are
+// not held up.
+func TestRetryableDeadAfterMaxAttempts(t *testing.T) {
+	t.Parallel()
+	pool, poison := poisonSetup(t)
+	sink := &recordingSink{FailFunc: func(_ context.Context, _ int, events []*outbox.Event) error {
+		for _, e := range events {
+			if e.ID.String() == poison {
+				return &BatchError{Failed: map[string]error{poison: errors.New("500: internal error")}}
+			}
+		}
+		return nil
+	}}
+	cfg := &Config{MaxAttempts: 3, RetryBase: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond, PoisonPolicy: PoisonSkip}
+	startRelay(t, pool, sink, cfg)
+	committed := 83
+	waitFor(t, 20*time.Second, "the poison to be dead", func() bool {
+		insertEvents(t, pool, "other") // traffic goes on meanwhile
+		committed++
+		return count(t, pool, "status = 'dead'") == 1
+	})
+	waitFor(t, 10*time.Second, "every other event", func() bool { return sink.distinct() == committed-1 })
+	var attempts int
+	if err := pool.QueryRow(t.Context(), `SELECT attempts FROM txoutbox_events WHERE id = $1`, poison).Scan(&attempts); err != nil {
+		t.Fatal(err)
+	}
+	if tries := len(sink.attempts(poison)); attempts != 3 || tries < 3 {
+		t.Errorf("dead after %d attempts recorded, %d tries, want 3 attempts", attempts, tries)
 	}
 }

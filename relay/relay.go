@@ -205,9 +205,11 @@ type loopState struct {
 	failures     int           // consecutive rounds that failed as a whole
 	// sinkFailed: the last round that sent anything delivered nothing and
 	// failed retryably. Then the sink, not the events, is taken to be at
-	// fault: the next rounds send one event as a probe and count no
-	// attempt until the sink delivers again.
+	// fault: the next rounds send one event as a probe, each the head of
+	// another key (probes counts them), and count no attempt until the
+	// sink delivers again.
 	sinkFailed bool
+	probes     int
 }
 
 // blockedKey is a key whose oldest pending event must not be tried before

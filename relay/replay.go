@@ -43,8 +43,8 @@ type ReplayFilter struct {
 // that waited behind them.
 //
 // Fix the cause first (the sink's validation, the event's consumer): a
-// replayed event that fails permanently again is dead-lettered again after
-// MaxAttempts attempts.
+// replayed event that fails permanently again is dead-lettered again at
+// once.
 func Replay(ctx context.Context, db Executor, f ReplayFilter) (int64, error) {
 	if len(f.IDs) == 0 && f.Topic == "" && f.Key == "" && !f.All {
 		return 0, ErrReplayNoFilter

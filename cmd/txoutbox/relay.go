@@ -109,7 +109,7 @@ func (f *relayFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.cfg.BatchSize, "batch-size", relay.BatchSizeDefault, "most events read, delivered and recorded per round")
 	fs.DurationVar(&f.cfg.PollInterval, "poll-interval", relay.PollIntervalDefault, "longest wait between polls when the outbox is idle")
 	fs.DurationVar(&f.cfg.LeaseTTL, "lease", relay.LeaseTTLDefault, "partition lease: a relay that dies hands its partitions over after this")
-	fs.IntVar(&f.cfg.MaxAttempts, "max-attempts", relay.MaxAttemptsDefault, "attempts after which an event failing permanently (HTTP 4xx) is dead-lettered")
+	fs.IntVar(&f.cfg.MaxAttempts, "max-attempts", relay.MaxAttemptsDefault, "failed attempts after which an event failing retryably is dead-lettered; one failing permanently (HTTP 4xx) is at once")
 	fs.StringVar(&f.poison, "poison-policy", string(relay.PoisonPolicyDefault), "what a dead event does to its key: block (later events wait) or skip")
 	fs.StringVar(&f.topics, "topics", "", "topic definitions `file` whose Poison keys override --poison-policy per topic")
 	fs.DurationVar(&f.cfg.RetryBase, "retry-base", relay.RetryBaseDefault, "first retry backoff; it doubles per attempt, with full jitter")

@@ -131,7 +131,7 @@ func newRelayQueries(r *strings.Replacer) RelayQueries {
 			SET attempts = e.attempts + 1,
 				next_attempt_at = now() + u.wait_us * interval '1 microsecond',
 				last_error = u.err,
-				status = CASE WHEN u.permanent AND e.attempts + 1 >= $6 THEN 'dead' ELSE 'pending' END
+				status = CASE WHEN u.permanent OR e.attempts + 1 >= $6 THEN 'dead' ELSE 'pending' END
 			FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bool[]) AS u(seq, wait_us, err, permanent)
 			WHERE e.seq = u.seq AND e.status = 'pending'
 				AND EXISTS (SELECT 1 FROM {partitions} p WHERE p.part = e.part AND p.owner = $5)

@@ -87,7 +87,7 @@ func TestRelayToHTTPSinkParallelOrder(t *testing.T) {
 		w.WriteHeader(http.StatusAccepted)
 	})
 	sink := newTestHTTPSink(t, Config{URL: srv.URL, MaxBatch: 20, MaxParallel: 4})
-	startRelay(t, pool, sink, &relay.Config{BatchSize: 200, MaxAttempts: 2, RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond})
+	startRelay(t, pool, sink, &relay.Config{BatchSize: 200, RetryBase: time.Millisecond, RetryMax: 5 * time.Millisecond})
 	left := n/keys - poisonAt // k3's events from the poison on
 	waitFor(t, 30*time.Second, "every event but k3's from the poison on", func() bool {
 		return count(t, pool, "true") == left && count(t, pool, "status = 'dead'") == 1
