@@ -220,7 +220,7 @@ func (r *Relay) recordAndPrefetch(ctx, workCtx context.Context, st *loopState, o
 // keepParts returns the prefetched rows of the partitions still usable:
 // rows of a partition given back since belong to its new owner.
 func (st *loopState) keepParts(parts []int16) []row {
-	var held [Partitions]bool
+	var held [partitions]bool
 	for _, p := range parts {
 		held[p] = true
 	}

@@ -16,10 +16,8 @@ import (
 	"github.com/txoutbox/txoutbox/topics"
 )
 
-// Partitions is the number of partitions the outbox table is split into by
-// the hash of the ordering key (the part column). Relays lease whole
-// partitions, so it is also the most relays that can share the work.
-const Partitions = 64
+// partitions is the number of partitions relays lease.
+const partitions = outboxsql.Partitions
 
 // Defaults of Config.
 const (

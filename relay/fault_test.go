@@ -107,8 +107,8 @@ func TestTakeOverExpiredLease(t *testing.T) {
 	r, _ := startRelay(t, pool, sink, &Config{LeaseTTL: 600 * time.Millisecond})
 	waitFor(t, 10*time.Second, "all events", func() bool { return sink.distinct() == 300 })
 	checkOrder(t, sink.delivered())
-	if held := r.leases.held(); len(held) != Partitions {
-		t.Errorf("relay holds %d partitions, want all %d", len(held), Partitions)
+	if held := r.leases.held(); len(held) != partitions {
+		t.Errorf("relay holds %d partitions, want all %d", len(held), partitions)
 	}
 }
 
@@ -119,19 +119,19 @@ func TestRebalance(t *testing.T) {
 	pool := newTestDB(t)
 	cfg := func() *Config { return &Config{LeaseTTL: 600 * time.Millisecond} }
 	a, _ := startRelay(t, pool, &recordingSink{}, cfg())
-	waitFor(t, 5*time.Second, "a to hold every partition", func() bool { return len(a.leases.held()) == Partitions })
+	waitFor(t, 5*time.Second, "a to hold every partition", func() bool { return len(a.leases.held()) == partitions })
 	b, stopB := startRelay(t, pool, &recordingSink{}, cfg())
 	waitFor(t, 10*time.Second, "an even split", func() bool {
-		return len(a.leases.held()) == Partitions/2 && len(b.leases.held()) == Partitions/2
+		return len(a.leases.held()) == partitions/2 && len(b.leases.held()) == partitions/2
 	})
-	if both := slices.Concat(a.leases.held(), b.leases.held()); len(slices.Compact(slices.Sorted(slices.Values(both)))) != Partitions {
+	if both := slices.Concat(a.leases.held(), b.leases.held()); len(slices.Compact(slices.Sorted(slices.Values(both)))) != partitions {
 		t.Fatalf("partitions held twice: a %v, b %v", a.leases.held(), b.leases.held())
 	}
 	stopB()
 	if n := countOwned(t, pool, b.ID()); n != 0 {
 		t.Errorf("stopped relay still owns %d partitions", n)
 	}
-	waitFor(t, 10*time.Second, "a to take everything back", func() bool { return len(a.leases.held()) == Partitions })
+	waitFor(t, 10*time.Second, "a to take everything back", func() bool { return len(a.leases.held()) == partitions })
 }
 
 func countOwned(t *testing.T, pool *pgxpool.Pool, owner string) int {

@@ -206,7 +206,7 @@ func (l *leaseSet) takeGiveBack() []int16 {
 		return nil
 	}
 	var parts []int16
-	for p := range int16(Partitions) {
+	for p := range int16(partitions) {
 		if free&(1<<uint(p)) != 0 {
 			parts = append(parts, p)
 			delete(l.deadline, p)
@@ -312,7 +312,7 @@ func every(ctx context.Context, interval time.Duration, fn func()) {
 }
 
 // tickLeases heartbeats, renews the partitions this relay owns, and moves it
-// towards its fair share, ceil(Partitions / live relays): it takes free or
+// towards its fair share, ceil(partitions / live relays): it takes free or
 // expired partitions while under it and gives back the ones over it.
 func (r *Relay) tickLeases(ctx context.Context) (leaseRound, error) {
 	ttl := r.cfg.LeaseTTL.Microseconds()
@@ -345,7 +345,7 @@ func (r *Relay) tickLeases(ctx context.Context) (leaseRound, error) {
 	r.warnLost(owned)
 	round := leaseRound{live: live}
 
-	share := (Partitions + max(live, 1) - 1) / max(live, 1)
+	share := (partitions + max(live, 1) - 1) / max(live, 1)
 	if n := share - len(owned); n > 0 {
 		rows, err := r.pool.Query(ctx, r.q.acquire, r.cfg.ID, ttl, n)
 		if err != nil {

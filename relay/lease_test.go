@@ -118,7 +118,7 @@ func TestStartTogether(t *testing.T) {
 	// would take.
 	waitFor(t, ttl/3/2, "every relay to hold its fair share", func() bool {
 		for _, r := range rs {
-			if len(r.leases.held()) != Partitions/relays {
+			if len(r.leases.held()) != partitions/relays {
 				return false
 			}
 		}
@@ -126,8 +126,8 @@ func TestStartTogether(t *testing.T) {
 	})
 	t.Logf("fair shares after %s", time.Since(started).Round(time.Millisecond))
 	for _, r := range rs {
-		if n := countOwned(t, pool, r.ID()); n != Partitions/relays {
-			t.Errorf("relay %s owns %d partitions in the table, want %d", r.ID(), n, Partitions/relays)
+		if n := countOwned(t, pool, r.ID()); n != partitions/relays {
+			t.Errorf("relay %s owns %d partitions in the table, want %d", r.ID(), n, partitions/relays)
 		}
 	}
 	time.Sleep(100 * time.Millisecond) // deliveries after the rebalance
@@ -161,7 +161,7 @@ func checkNoConcurrentDelivery(t *testing.T, pool *pgxpool.Pool, log *callLog) {
 	}
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	var byPart [Partitions][]sinkCall
+	var byPart [partitions][]sinkCall
 	for _, c := range log.calls {
 		seen := make(map[int16]bool)
 		for _, id := range c.ids {

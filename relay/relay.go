@@ -71,7 +71,7 @@ func New(pool *pgxpool.Pool, sink Sink, cfg *Config) (*Relay, error) {
 
 		leaseKick: make(chan struct{}, 1),
 
-		tracer: c.TracerProvider.Tracer(TracerName),
+		tracer: c.TracerProvider.Tracer(tracerName),
 	}, nil
 }
 

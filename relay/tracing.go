@@ -8,8 +8,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// TracerName is the instrumentation scope of the relay's spans.
-const TracerName = "github.com/txoutbox/txoutbox/relay"
+// tracerName is the instrumentation scope of the relay's spans.
+const tracerName = "github.com/txoutbox/txoutbox/relay"
 
 // MessagingSystemDefault is the messaging.system attribute of the relay's
 // spans when Config.MessagingSystem is empty.

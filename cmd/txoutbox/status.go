@@ -10,7 +10,7 @@ import (
 	"time"
 
 	outboxadmin "github.com/txoutbox/txoutbox/internal/admin"
-	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 )
 
 const statusUsage = `
@@ -84,7 +84,7 @@ func writeStatusJSON(w io.Writer, st *outboxadmin.Status) error {
 		Topics:           []topicJSON{},
 		Relays:           []relayJSON{},
 		LeasedPartitions: st.LeasedPartitions,
-		Partitions:       relay.Partitions,
+		Partitions:       outboxsql.Partitions,
 	}
 	for _, t := range st.Topics {
 		out.Topics = append(out.Topics, topicJSON{t.Topic, countsJSON{t.Counts, t.OldestPendingAge.Seconds()}})
@@ -118,7 +118,7 @@ func writeStatus(w io.Writer, st *outboxadmin.Status) {
 	for _, r := range rows {
 		fmt.Fprintln(w, strings.TrimRight(fmt.Sprintf("%-12s %9d  %s", r.name, r.n, r.note), " "))
 	}
-	fmt.Fprintf(w, "\nrelays: %d, holding %d of %d partitions\n", len(st.Relays), st.LeasedPartitions, relay.Partitions)
+	fmt.Fprintf(w, "\nrelays: %d, holding %d of %d partitions\n", len(st.Relays), st.LeasedPartitions, outboxsql.Partitions)
 	if len(st.Relays) > 0 {
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "  RELAY\tHOST\tPID\tPARTITIONS\tHEARTBEAT\tSTARTED")

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/relay"
 	"github.com/txoutbox/txoutbox/relay/relayhttp"
@@ -159,5 +160,5 @@ func duplicatesOf(arr []arrival) []arrival {
 // it: the first 32 bits of md5(key), masked to 0-63.
 func partition(key string) int16 {
 	sum := md5.Sum([]byte(key))
-	return int16(binary.BigEndian.Uint32(sum[:4]) & (relay.Partitions - 1))
+	return int16(binary.BigEndian.Uint32(sum[:4]) & (outboxsql.Partitions - 1))
 }

@@ -34,6 +34,12 @@ const (
 	TableRelays = "txoutbox_relays"
 	// TablePartitions holds the 64 partition leases (migrations/002).
 	TablePartitions = "txoutbox_partitions"
+
+	// Partitions is the number of partitions the events table is split
+	// into by the hash of the ordering key (its generated part column,
+	// migrations/001). Relays lease whole partitions, so it is also the most
+	// relays that can share the work.
+	Partitions = 64
 	// TableMigrations records which migrations have been applied.
 	TableMigrations = "txoutbox_migrations"
 )
