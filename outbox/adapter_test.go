@@ -16,7 +16,6 @@ func TestInsertQueryNeedsEvents(t *testing.T) {
 	t.Parallel()
 	a := &schemaAdapter{q: outboxsql.New("")}
 	msg := message.NewMessage("0190b2a4-6d2e-7c3e-8a3b-1c2d3e4f5a6b", []byte(`{"id":"inv-1"}`))
-	msg.Metadata.Set(MetaTopic, "billing.InvoiceCreated")
 	if _, err := a.InsertQuery(outboxsql.TableEvents, message.Messages{msg}); !errors.Is(err, errNoEvent) {
 		t.Fatalf("InsertQuery(a message without an event) = %v, want errNoEvent", err)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/uuid"
 )
 
@@ -33,34 +32,4 @@ type Event struct {
 	CausationID string
 	DedupeKey   string
 	Time        time.Time
-}
-
-// Message returns the event as the watermill message the outbox writes and
-// the relay delivers: UUID = ID, payload = Data, metadata = the Meta* keys.
-func (e *Event) Message() *message.Message {
-	md := message.Metadata{
-		MetaTopic:     e.Topic,
-		MetaCategory:  e.Category,
-		MetaEntity:    e.Entity,
-		MetaAction:    e.Action,
-		MetaActorID:   e.ActorID,
-		MetaActorType: e.ActorType,
-		MetaJobID:     e.JobID,
-		MetaSource:    e.Source,
-		MetaKey:       e.Key,
-		MetaTime:      e.Time.UTC().Format(time.RFC3339Nano),
-	}
-	setIf(md, MetaTraceparent, e.Traceparent)
-	setIf(md, MetaTenant, e.Tenant)
-	setIf(md, MetaCausationID, e.CausationID)
-	setIf(md, MetaDedupeKey, e.DedupeKey)
-	m := message.NewMessage(e.ID.String(), message.Payload(e.Data))
-	m.Metadata = md
-	return m
-}
-
-func setIf(md message.Metadata, k, v string) {
-	if v != "" {
-		md[k] = v
-	}
 }

@@ -185,7 +185,7 @@ type BatchStats struct {
 // EventStats describes one event of a batch, for per-topic metrics.
 type EventStats struct {
 	Topic       string
-	PublishedAt time.Time // when the event was published (outbox.MetaTime)
+	PublishedAt time.Time // when the event was published (outbox.Event.Time)
 	Delivered   bool      // the sink accepted it; else it failed (see Dead)
 	Dead        bool      // it failed and was dead-lettered
 }

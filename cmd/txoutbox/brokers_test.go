@@ -10,8 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/streadway/amqp"
-
-	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/relay/relaywatermill"
 )
 
 // requireServer skips the test, saying why, when nothing listens on addr.
@@ -102,7 +101,7 @@ func TestRelayToNATS(t *testing.T) {
 			t.Fatal(err)
 		}
 		id := msg.Header.Get(nats.MsgIdHdr)
-		if !ids[id] || msg.Subject != tag+".billing.Invoice.Created" || msg.Header.Get(outbox.MetaTopic) != "billing.InvoiceCreated" {
+		if !ids[id] || msg.Subject != tag+".billing.Invoice.Created" || msg.Header.Get(relaywatermill.MetaTopic) != "billing.InvoiceCreated" {
 			t.Fatalf("unexpected message %q on %s: %v", id, msg.Subject, msg.Header)
 		}
 		delete(ids, id)
@@ -155,7 +154,7 @@ func TestRelayToRabbitMQ(t *testing.T) {
 	for len(ids) > 0 {
 		select {
 		case d := <-deliveries:
-			if !ids[d.MessageId] || d.RoutingKey != "billing.InvoiceCreated" || d.Type != "billing.InvoiceCreated" || d.Headers[outbox.MetaKey] == nil {
+			if !ids[d.MessageId] || d.RoutingKey != "billing.InvoiceCreated" || d.Type != "billing.InvoiceCreated" || d.Headers[relaywatermill.MetaKey] == nil {
 				t.Fatalf("unexpected message %q (%s): %v", d.MessageId, d.RoutingKey, d.Headers)
 			}
 			delete(ids, d.MessageId)

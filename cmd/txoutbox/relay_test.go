@@ -22,6 +22,7 @@ import (
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/relay"
+	"github.com/txoutbox/txoutbox/relay/relaywatermill"
 )
 
 func TestHelp(t *testing.T) {
@@ -179,7 +180,7 @@ func TestRelayStdout(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &ev); err != nil {
 			t.Fatalf("line %q: %v", line, err)
 		}
-		if !ids[ev.ID] || ev.Metadata[outbox.MetaTopic] != "billing.InvoiceCreated" || len(ev.Data) == 0 {
+		if !ids[ev.ID] || ev.Metadata[relaywatermill.MetaTopic] != "billing.InvoiceCreated" || len(ev.Data) == 0 {
 			t.Fatalf("unexpected line %s", line)
 		}
 		delete(ids, ev.ID)

@@ -156,13 +156,13 @@ func TestStringEscaping(t *testing.T) {
 
 // BenchmarkAppendCloudEventBatch encodes 500 events whose data is written
 // as PostgreSQL's json_build_object writes it (with spaces): checked, as
-// events from watermill messages are, and trusted, as the relay's are.
+// events from elsewhere are, and trusted, as the relay's are.
 func BenchmarkAppendCloudEventBatch(b *testing.B) {
 	for _, trusted := range []bool{false, true} {
 		b.Run(map[bool]string{false: "checked", true: "trusted"}[trusted], func(b *testing.B) {
 			events := make([]wire.Event, 500)
 			for i := range events {
-				ev, _ := wire.FromMessage(testMessage("0190f5e0-0000-7000-8000-000000000001", "inv-1", "job-1"))
+				ev := testEvent(b, "0190f5e0-0000-7000-8000-000000000001", "inv-1", "job-1")
 				ev.Data = []byte(`{"id" : "inv-1", "customer" : {"id" : "cus-1", "name" : "Customer"}, "amount_cents" : 1250, "currency" : "EUR", "status" : "open"}`)
 				ev.DataValid = trusted
 				events[i] = ev

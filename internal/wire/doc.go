@@ -1,12 +1,10 @@
 // Package wire encodes outbox events for the events API and decodes them on
 // the receiving side, in the two wire formats the relay's HTTP sink speaks.
 //
-// An event travels through the relay as a watermill message whose UUID is the
-// stable event id, whose payload is the event data and whose metadata carries
-// the envelope (see the outbox package's Meta* keys). [FromMessage] turns such
-// a message into an [Event], which the encoders write and the decoders read:
+// The relay reads an event from the outbox as an outbox.Event; [FromOutbox]
+// turns it into an [Event], which the encoders write and the decoders read:
 //
-//	ev, err := wire.FromMessage(msg)
+//	ev, err := wire.FromOutbox(e)
 //	body, err := wire.AppendCloudEventBatch(nil, []wire.Event{ev})
 //
 // The two formats:

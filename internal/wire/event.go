@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
 	"github.com/txoutbox/txoutbox/outbox"
 )
 
@@ -72,53 +70,9 @@ func TopicName(category, entity, action string) string {
 	return category + "." + entity + action
 }
 
-// FromMessage reads the envelope of a message shaped as the outbox writes it:
-// UUID is the event id, Payload the data, Metadata the outbox.Meta* keys.
-// The id and the data are required; the topic is taken from MetaTopic or, when
-// that is empty, built from the category, entity and action.
-func FromMessage(msg *message.Message) (Event, error) {
-	md := msg.Metadata
-	ev := Event{
-		ID:          msg.UUID,
-		Topic:       md.Get(outbox.MetaTopic),
-		Category:    md.Get(outbox.MetaCategory),
-		Entity:      md.Get(outbox.MetaEntity),
-		Action:      md.Get(outbox.MetaAction),
-		Data:        json.RawMessage(msg.Payload),
-		ActorID:     md.Get(outbox.MetaActorID),
-		ActorType:   md.Get(outbox.MetaActorType),
-		JobID:       md.Get(outbox.MetaJobID),
-		Source:      md.Get(outbox.MetaSource),
-		Key:         md.Get(outbox.MetaKey),
-		Traceparent: md.Get(outbox.MetaTraceparent),
-		Tenant:      md.Get(outbox.MetaTenant),
-		CausationID: md.Get(outbox.MetaCausationID),
-	}
-	if ev.ID == "" {
-		return Event{}, fmt.Errorf("%w: message has no UUID (the event id)", ErrInvalidEvent)
-	}
-	if ev.Topic == "" && ev.Category != "" && ev.Entity != "" && ev.Action != "" {
-		ev.Topic = TopicName(ev.Category, ev.Entity, ev.Action)
-	}
-	if ev.Topic == "" {
-		return Event{}, fmt.Errorf("%w: event %s: no %q metadata", ErrInvalidEvent, ev.ID, outbox.MetaTopic)
-	}
-	if len(ev.Data) == 0 || !json.Valid(ev.Data) {
-		return Event{}, fmt.Errorf("%w: event %s: payload is not JSON", ErrInvalidEvent, ev.ID)
-	}
-	if s := md.Get(outbox.MetaTime); s != "" {
-		t, err := time.Parse(time.RFC3339Nano, s)
-		if err != nil {
-			return Event{}, fmt.Errorf("%w: event %s: %q metadata: %w", ErrInvalidEvent, ev.ID, outbox.MetaTime, err)
-		}
-		ev.Time = t
-	}
-	return ev, nil
-}
-
 // FromOutbox returns the envelope of an event as the relay reads it from the
-// outbox table. Unlike FromMessage it does not parse the data: the table's
-// json column holds only valid JSON (see Event.DataValid). It refuses only
+// outbox table. It does not parse the data: the table's json column holds
+// only valid JSON (see Event.DataValid). It refuses only
 // what the encoders could not write at all: no topic, or no data.
 func FromOutbox(e *outbox.Event) (Event, error) {
 	ev := Event{

@@ -21,14 +21,14 @@ func (w *compiled) String() string {
 		b.WriteString("(any topic)")
 	}
 	for _, f := range [...]struct{ name, value string }{
-		{outbox.MetaKey, w.Key},
-		{outbox.MetaActorType, w.ActorType},
-		{outbox.MetaActorID, w.ActorID},
-		{outbox.MetaJobID, w.JobID},
-		{outbox.MetaTenant, w.Tenant},
-		{outbox.MetaSource, w.Source},
-		{outbox.MetaCausationID, w.CausationID},
-		{outbox.MetaDedupeKey, w.DedupeKey},
+		{"key", w.Key},
+		{"actor_type", w.ActorType},
+		{"actor_id", w.ActorID},
+		{"job_id", w.JobID},
+		{"tenant", w.Tenant},
+		{"source", w.Source},
+		{"causation_id", w.CausationID},
+		{"dedupe_key", w.DedupeKey},
 	} {
 		if f.value != "" {
 			fmt.Fprintf(&b, " %s=%q", f.name, f.value)
@@ -48,9 +48,9 @@ func line(e *outbox.Event) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s key=%q actor=%s:%q job_id=%q", e.Topic, e.Key, e.ActorType, e.ActorID, e.JobID)
 	for _, f := range [...]struct{ name, value string }{
-		{outbox.MetaTenant, e.Tenant},
-		{outbox.MetaCausationID, e.CausationID},
-		{outbox.MetaDedupeKey, e.DedupeKey},
+		{"tenant", e.Tenant},
+		{"causation_id", e.CausationID},
+		{"dedupe_key", e.DedupeKey},
 	} {
 		if f.value != "" {
 			fmt.Fprintf(&b, " %s=%q", f.name, f.value)

@@ -84,14 +84,14 @@ func (w *compiled) diff(e *outbox.Event) []string {
 	var reasons []string
 	for _, f := range [...]struct{ name, want, got string }{
 		{"topic", w.Topic, e.Topic},
-		{outbox.MetaKey, w.Key, e.Key},
-		{outbox.MetaActorType, w.ActorType, e.ActorType},
-		{outbox.MetaActorID, w.ActorID, e.ActorID},
-		{outbox.MetaJobID, w.JobID, e.JobID},
-		{outbox.MetaTenant, w.Tenant, e.Tenant},
-		{outbox.MetaSource, w.Source, e.Source},
-		{outbox.MetaCausationID, w.CausationID, e.CausationID},
-		{outbox.MetaDedupeKey, w.DedupeKey, e.DedupeKey},
+		{"key", w.Key, e.Key},
+		{"actor_type", w.ActorType, e.ActorType},
+		{"actor_id", w.ActorID, e.ActorID},
+		{"job_id", w.JobID, e.JobID},
+		{"tenant", w.Tenant, e.Tenant},
+		{"source", w.Source, e.Source},
+		{"causation_id", w.CausationID, e.CausationID},
+		{"dedupe_key", w.DedupeKey, e.DedupeKey},
 	} {
 		if f.want != "" && f.got != f.want {
 			reasons = append(reasons, fmt.Sprintf("%s is %q, want %q", f.name, f.got, f.want))
