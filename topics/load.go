@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/txoutbox/txoutbox/topics/internal/fastpath"
 )
 
 // MaxSizeDefault is the largest definitions file [Load] and [Parse] accept
@@ -375,7 +377,7 @@ func (p *parser) topicSchema(t *Topic, index int, schemaNode, keyNode *yaml.Node
 		return
 	}
 	t.schema = sch
-	t.fast = newFastPath(sch)
+	t.fast = fastpath.New(sch)
 }
 
 // entry is one key of a mapping with merges resolved.

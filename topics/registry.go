@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/txoutbox/txoutbox/topics/internal/fastpath"
 )
 
 // Topic is one entry of the definitions file: what can be published under a
@@ -36,7 +38,7 @@ type Topic struct {
 	Line int    // line of the topic's entry in File
 
 	schema *jsonschema.Schema
-	fast   *fastPath // nil when the schema has none
+	fast   *fastpath.Path // nil when the schema has none
 	// keyChecked is true when the schema guarantees a string or integer at Key,
 	// so valid data always has a key.
 	keyChecked bool
