@@ -6,8 +6,9 @@ import (
 )
 
 var (
-	// ErrNoSession is returned by SessionFromContext when the context carries
-	// no session: the handler runs outside the outbox middleware.
+	// ErrNoSession says that a request's context carries no session: the
+	// handler runs outside the outbox middleware. outboxecho.Session returns
+	// it; a handler that finds no session with FromContext can answer with it.
 	ErrNoSession = errors.New("outbox: no session in context (is the outbox middleware installed on this route?)")
 
 	// ErrEventTooLarge is returned by Publish when an event's data is larger

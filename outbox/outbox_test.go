@@ -509,20 +509,23 @@ func TestNewValidatesConfig(t *testing.T) {
 	}
 }
 
-func TestSessionFromContext(t *testing.T) {
+func TestFromContext(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	if _, err := outbox.SessionFromContext(ctx); !errors.Is(err, outbox.ErrNoSession) {
-		t.Fatalf("err = %v, want ErrNoSession", err)
+	if got, ok := outbox.FromContext(ctx); got != nil || ok {
+		t.Fatalf("got %p, %v; want no session", got, ok)
+	}
+	if got, ok := outbox.FromContext(outbox.NewContext(ctx, nil)); got != nil || ok {
+		t.Fatalf("nil session stored: got %p, %v; want no session", got, ok)
 	}
 	client, err := outbox.New(nil, registry(t), &outbox.Config{Source: "billing-api"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sess := client.UserSession("user-42", "job-1")
-	got, err := outbox.SessionFromContext(outbox.NewContext(ctx, sess))
-	if err != nil || got != sess {
-		t.Fatalf("got %p, %v; want the stored session", got, err)
+	got, ok := outbox.FromContext(outbox.NewContext(ctx, sess))
+	if !ok || got != sess {
+		t.Fatalf("got %p, %v; want the stored session", got, ok)
 	}
 }
 
