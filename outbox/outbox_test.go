@@ -529,25 +529,6 @@ func TestFromContext(t *testing.T) {
 	}
 }
 
-func TestValidTraceparent(t *testing.T) {
-	t.Parallel()
-	for tp, want := range map[string]bool{
-		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01":      true,
-		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more": true,
-		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-more": false,
-		"00-00000000000000000000000000000000-00f067aa0ba902b7-01":      false,
-		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01":      false,
-		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01":      false,
-		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01":      false,
-		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7":         false,
-		"": false,
-	} {
-		if got := outbox.ValidTraceparent(tp); got != want {
-			t.Errorf("ValidTraceparent(%q) = %v, want %v", tp, got, want)
-		}
-	}
-}
-
 // flushAndCommit flushes sess in a transaction of its own and commits it.
 func flushAndCommit(t testing.TB, pool *pgxpool.Pool, sess *outbox.Session) {
 	t.Helper()

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/txoutbox/txoutbox/internal/envelope"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/topics"
 )
@@ -173,7 +174,7 @@ func (o *Options) Open(r *http.Request, id Identity) (*Request, error) {
 	}
 	if tp := id.Traceparent; tp != "" {
 		// W3C trace context: a receiver ignores a traceparent it cannot parse.
-		if len(tp) <= o.MaxIDBytes && outbox.ValidTraceparent(tp) {
+		if len(tp) <= o.MaxIDBytes && envelope.ValidTraceparent(tp) {
 			opts = append(opts, outbox.WithTraceparent(tp))
 		} else {
 			o.Logger.DebugContext(r.Context(), "outbox: ignoring an invalid traceparent", slog.Int("bytes", len(tp)))
