@@ -66,7 +66,7 @@ func (c *Config) withDefaults() *Config {
 }
 
 func (c *Config) validate() error {
-	if err := topics.ValidateActorID(c.Source); err != nil {
+	if err := checkActorID(c.Source); err != nil {
 		return fmt.Errorf("Config.Source: %w: %q is the actor id of service sessions: %v", ErrInvalidConfig, c.Source, err)
 	}
 	if err := validateSchemaName(c.Schema); err != nil {

@@ -294,8 +294,9 @@ func TestPublishRefusesBadEvents(t *testing.T) {
 	if err := sess.Publish(ctx, "Cancelled", "Invoice", map[string]any{}); !errors.As(err, &verr) {
 		t.Errorf("empty object: err = %v, want *topics.ValidationError (bc-events needs at least one property)", err)
 	}
-	if err := b.client.UserSession("abc", "").Publish(ctx, "Created", "Invoice", invoice("inv-1")); !errors.Is(err, topics.ErrInvalidActor) {
-		t.Errorf("short actor id: err = %v, want topics.ErrInvalidActor", err)
+	err = b.client.UserSession("abc", "").Publish(ctx, "Created", "Invoice", invoice("inv-1"))
+	if want := `outbox: publish billing.InvoiceCreated: user actor: invalid actor id: "abc" has 3 characters, want at least 5`; !errors.Is(err, outbox.ErrInvalidActor) || err.Error() != want {
+		t.Errorf("short actor id: err = %v, want ErrInvalidActor: %s", err, want)
 	}
 	if err := b.client.UserSession("user-42", "", outbox.WithTraceparent("00-bad")).Publish(ctx, "Created", "Invoice", invoice("inv-1")); !errors.Is(err, outbox.ErrInvalidTraceparent) {
 		t.Errorf("bad traceparent: err = %v, want ErrInvalidTraceparent", err)

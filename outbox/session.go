@@ -15,7 +15,6 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/txoutbox/txoutbox/internal/envelope"
-	"github.com/txoutbox/txoutbox/topics"
 )
 
 // Session buffers the events of one unit of work — a web request or a
@@ -68,6 +67,15 @@ func (c *Client) newSession(actorType, actorID, jobID string, opts []SessionOpti
 		o(s)
 	}
 	return s
+}
+
+// checkActorID checks an actor id the way the events API does; the error
+// matches ErrInvalidActor.
+func checkActorID(id string) error {
+	if err := envelope.CheckActorID(id); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidActor, err)
+	}
+	return nil
 }
 
 // JobID returns the session's correlation id.
@@ -160,7 +168,7 @@ func (s *Session) newEvent(category, action, entity string, data any, opts []Pub
 	if err != nil {
 		return nil, err
 	}
-	if err := topics.ValidateActorID(s.actorID); err != nil {
+	if err := checkActorID(s.actorID); err != nil {
 		return nil, fmt.Errorf("outbox: publish %s: %s actor: %w", t.Name, s.actorType, err)
 	}
 	if s.traceparent != "" && !envelope.ValidTraceparent(s.traceparent) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,24 +13,6 @@ import (
 
 	"github.com/txoutbox/txoutbox/topics/internal/jsonrule"
 )
-
-// ActorIDMinLength is the shortest actor id the events API accepts.
-const ActorIDMinLength = 5
-
-// ValidateActorID checks an actor id (user, service or third party) the way
-// the events API does: at least [ActorIDMinLength] characters. Checking at
-// publish time turns a rejection by the API, long after the transaction
-// committed, into an error the request can still report. The error matches
-// [ErrInvalidActor].
-func ValidateActorID(id string) error {
-	if !utf8.ValidString(id) {
-		return fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalidActor, id)
-	}
-	if n := utf8.RuneCountInString(id); n < ActorIDMinLength {
-		return fmt.Errorf("%w: %q has %d characters, want at least %d", ErrInvalidActor, id, n, ActorIDMinLength)
-	}
-	return nil
-}
 
 // Validate checks raw JSON event data against the topic: it must be a JSON
 // object with at least one property (the events API's envelope rule) and

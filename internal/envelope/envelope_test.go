@@ -24,3 +24,20 @@ func TestValidTraceparent(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckActorID(t *testing.T) {
+	t.Parallel()
+	for _, id := range []string{"user1", "service-billing", "ünïcø", "12345"} {
+		if err := envelope.CheckActorID(id); err != nil {
+			t.Errorf("CheckActorID(%q) = %v", id, err)
+		}
+	}
+	for _, id := range []string{"", "abcd", "ünï", "\xff\xfe\xfd\xfc\xfb"} {
+		if err := envelope.CheckActorID(id); err == nil {
+			t.Errorf("CheckActorID(%q) = nil, want an error", id)
+		}
+	}
+	if got, want := envelope.CheckActorID("abc").Error(), `"abc" has 3 characters, want at least 5`; got != want {
+		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}

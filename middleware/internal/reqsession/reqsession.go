@@ -15,7 +15,6 @@ import (
 
 	"github.com/txoutbox/txoutbox/internal/envelope"
 	"github.com/txoutbox/txoutbox/outbox"
-	"github.com/txoutbox/txoutbox/topics"
 )
 
 // Defaults shared by both middleware packages, which re-export them.
@@ -184,7 +183,7 @@ func (o *Options) Open(r *http.Request, id Identity) (*Request, error) {
 	if id.UserID == "" {
 		sess = o.Client.ServiceSession(id.JobID, opts...)
 	} else {
-		if err := topics.ValidateActorID(id.UserID); err != nil {
+		if err := envelope.CheckActorID(id.UserID); err != nil {
 			return nil, &BadRequestError{Msg: fmt.Sprintf("user id from %s: %v", o.UserIDFrom, err)}
 		}
 		sess = o.Client.UserSession(id.UserID, id.JobID, opts...)
