@@ -311,13 +311,13 @@ func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *sc
 			p.errorf(v.value, "schema versions count from 1", "Version must be at least 1, got %d", t.Version)
 		}
 	}
-	if s, ok := p.str(n, fields, "Poison", false); ok && s != PoisonBlock && s != PoisonSkip {
+	if s, ok := p.str(n, fields, "Poison", false); ok && s != poisonBlock && s != poisonSkip {
 		v := fields["Poison"].value
 		hint := "block holds a key's later events back after a dead letter, skip delivers them"
-		if sg := suggest(s, []string{PoisonBlock, PoisonSkip}); sg != "" {
+		if sg := suggest(s, []string{poisonBlock, poisonSkip}); sg != "" {
 			hint = fmt.Sprintf("did you mean %q?", sg)
 		}
-		p.errorf(v, hint, "Poison must be %q or %q, got %q", PoisonBlock, PoisonSkip, s)
+		p.errorf(v, hint, "Poison must be %q or %q, got %q", poisonBlock, poisonSkip, s)
 	} else {
 		t.Poison = s
 	}

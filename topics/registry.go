@@ -26,7 +26,9 @@ type Topic struct {
 	// Version is the version of the data's schema. Defaults to 1.
 	Version int
 	// Poison says what the relay does with a key after one of its events was
-	// dead-lettered: PoisonBlock, PoisonSkip, or "" for the relay's default.
+	// dead-lettered: "block" holds its later events back, "skip" delivers
+	// them (relay.PoisonBlock and relay.PoisonSkip), "" leaves it to the
+	// relay's default.
 	Poison string
 
 	// Schema is the JSON Schema of the data as JSON-compatible values
@@ -44,14 +46,11 @@ type Topic struct {
 	keyChecked bool
 }
 
-// Poison policies for [Topic.Poison].
+// The values [Topic.Poison] may take besides "": the relay's policies, which
+// package relay defines and documents.
 const (
-	// PoisonBlock holds back a key's later events after one was dead-lettered,
-	// so consumers never see them out of order. It favours order over progress.
-	PoisonBlock = "block"
-	// PoisonSkip delivers a key's later events after one was dead-lettered.
-	// It favours progress over order.
-	PoisonSkip = "skip"
+	poisonBlock = "block"
+	poisonSkip  = "skip"
 )
 
 // Registry is the set of topics a service may publish, loaded from its
