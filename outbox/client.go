@@ -45,8 +45,9 @@ type Config struct {
 	FlushFunc func(FlushStats)
 
 	// TracerProvider creates the "outbox flush" span around each write, a
-	// child of the span in the context given to Flush. Defaults to
-	// otel.GetTracerProvider(), which records nothing until the
+	// child of the span in the context given to Flush, under the
+	// instrumentation scope "github.com/txoutbox/txoutbox/outbox". Defaults
+	// to otel.GetTracerProvider(), which records nothing until the
 	// application installs an SDK.
 	TracerProvider trace.TracerProvider
 }
