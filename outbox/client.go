@@ -116,7 +116,7 @@ func New(pool *pgxpool.Pool, registry *topics.Registry, cfg *Config) (*Client, e
 		cfg:      c,
 		table:    table.Sanitize(),
 		adapter:  newSchemaAdapter(table.Sanitize()),
-		tracer:   c.TracerProvider.Tracer(TracerName),
+		tracer:   c.TracerProvider.Tracer(tracerName),
 		hooks:    map[int]func(){},
 	}, nil
 }
