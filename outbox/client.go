@@ -45,8 +45,9 @@ type Config struct {
 	FlushFunc func(FlushStats)
 
 	// TracerProvider creates the "outbox flush" span around each write, a
-	// child of the span in the context given to Flush. Defaults to
-	// otel.GetTracerProvider(), which records nothing until the
+	// child of the span in the context given to Flush, under the
+	// instrumentation scope "github.com/txoutbox/txoutbox/outbox". Defaults
+	// to otel.GetTracerProvider(), which records nothing until the
 	// application installs an SDK.
 	TracerProvider trace.TracerProvider
 }
@@ -66,7 +67,7 @@ func (c *Config) withDefaults() *Config {
 }
 
 func (c *Config) validate() error {
-	if err := topics.ValidateActorID(c.Source); err != nil {
+	if err := checkActorID(c.Source); err != nil {
 		return fmt.Errorf("Config.Source: %w: %q is the actor id of service sessions: %v", ErrInvalidConfig, c.Source, err)
 	}
 	if err := checkSchema(c.Schema); err != nil {
@@ -109,7 +110,7 @@ func New(pool *pgxpool.Pool, registry *topics.Registry, cfg *Config) (*Client, e
 		registry: registry,
 		cfg:      c,
 		adapter:  &schemaAdapter{q: outboxsql.New(c.Schema)},
-		tracer:   c.TracerProvider.Tracer(TracerName),
+		tracer:   c.TracerProvider.Tracer(tracerName),
 		hooks:    map[int]func(){},
 	}, nil
 }

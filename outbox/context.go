@@ -10,18 +10,16 @@ func NewContext(ctx context.Context, s *Session) context.Context {
 	return context.WithValue(ctx, sessionKey{}, s)
 }
 
-// FromContext returns the session that NewContext stored in ctx.
+// FromContext returns the session that NewContext stored in ctx; false
+// when ctx has none, because the handler runs outside the outbox middleware.
+// A handler that cannot go on without a session answers with ErrNoSession:
+//
+//	sess, ok := outbox.FromContext(r.Context())
+//	if !ok {
+//		http.Error(w, outbox.ErrNoSession.Error(), http.StatusInternalServerError)
+//		return
+//	}
 func FromContext(ctx context.Context) (*Session, bool) {
 	s, ok := ctx.Value(sessionKey{}).(*Session)
 	return s, ok && s != nil
-}
-
-// SessionFromContext is FromContext for code that cannot go on without a
-// session: it returns ErrNoSession, never a nil session, when ctx has none.
-func SessionFromContext(ctx context.Context) (*Session, error) {
-	s, ok := FromContext(ctx)
-	if !ok {
-		return nil, ErrNoSession
-	}
-	return s, nil
 }

@@ -24,6 +24,20 @@
 // PublishImmediately mode writes each event at once instead, for code with
 // no transaction; those events are not atomic with anything else.
 //
+// Publish also checks the session's envelope as the events API will: an
+// actor id it refuses (shorter than five characters, or not UTF-8) fails
+// with ErrInvalidActor, a traceparent that is not W3C trace context with
+// ErrInvalidTraceparent.
+//
+// In a web service the middleware (packages outboxecho and outboxhttp)
+// opens each request's session and stores it in the request's context;
+// the handler, or code it calls, takes it back with FromContext:
+//
+//	sess, ok := outbox.FromContext(ctx)
+//	if !ok {
+//		return outbox.ErrNoSession // the route is not behind the middleware
+//	}
+//
 // The table is created by Migrate (or by your migration tool, from
 // Migrations). Rows are written through watermill-sql's Publisher with an
 // outbox-specific SchemaAdapter, and each event travels as a watermill

@@ -6,13 +6,21 @@ import (
 )
 
 var (
-	// ErrNoSession is returned by SessionFromContext when the context carries
-	// no session: the handler runs outside the outbox middleware.
+	// ErrNoSession says that a request's context carries no session: the
+	// handler runs outside the outbox middleware. outboxecho.Session returns
+	// it; a handler that finds no session with FromContext can answer with it.
 	ErrNoSession = errors.New("outbox: no session in context (is the outbox middleware installed on this route?)")
 
 	// ErrEventTooLarge is returned by Publish when an event's data is larger
 	// than Config.MaxEventBytes. Nothing is buffered.
 	ErrEventTooLarge = errors.New("outbox: event data too large")
+
+	// ErrInvalidActor is matched by the error of Publish when the session's
+	// actor id is one the events API refuses: fewer than 5 characters, or
+	// not UTF-8. Checking at Publish turns a rejection by the API, long
+	// after the transaction committed, into an error the request can still
+	// report. New refuses a Config.Source that breaks the same rule.
+	ErrInvalidActor = errors.New("invalid actor id")
 
 	// ErrInvalidTraceparent is returned by Publish when the session was given
 	// a traceparent that is not a valid W3C trace context.

@@ -11,8 +11,9 @@ import (
 	"github.com/txoutbox/txoutbox/internal/outboxsql"
 )
 
-// TracerName is the instrumentation scope of the client's spans.
-const TracerName = "github.com/txoutbox/txoutbox/outbox"
+// tracerName is the instrumentation scope of the client's spans, named in
+// Config.TracerProvider's doc.
+const tracerName = "github.com/txoutbox/txoutbox/outbox"
 
 // FlushStats describes one write of events into the outbox table: a Flush,
 // or a publish-immediately Publish. It is what Config.FlushFunc receives.

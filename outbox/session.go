@@ -14,7 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
-	"github.com/txoutbox/txoutbox/topics"
+	"github.com/txoutbox/txoutbox/internal/envelope"
 )
 
 // Session buffers the events of one unit of work — a web request or a
@@ -44,8 +44,8 @@ func WithTenant(tenant string) SessionOption {
 
 // WithTraceparent stamps every event of the session with a W3C traceparent,
 // so the relay's delivery span links to the request that published it. An
-// invalid value makes Publish fail with ErrInvalidTraceparent; middleware
-// should drop invalid headers with ValidTraceparent first.
+// invalid value makes Publish fail with ErrInvalidTraceparent. The outbox
+// middleware stores a request's traceparent header only when it is valid.
 func WithTraceparent(traceparent string) SessionOption {
 	return func(s *Session) { s.traceparent = traceparent }
 }
@@ -67,6 +67,15 @@ func (c *Client) newSession(actorType, actorID, jobID string, opts []SessionOpti
 		o(s)
 	}
 	return s
+}
+
+// checkActorID checks an actor id the way the events API does; the error
+// matches ErrInvalidActor.
+func checkActorID(id string) error {
+	if err := envelope.CheckActorID(id); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidActor, err)
+	}
+	return nil
 }
 
 // JobID returns the session's correlation id.
@@ -159,10 +168,10 @@ func (s *Session) newEvent(category, action, entity string, data any, opts []Pub
 	if err != nil {
 		return nil, err
 	}
-	if err := topics.ValidateActorID(s.actorID); err != nil {
+	if err := checkActorID(s.actorID); err != nil {
 		return nil, fmt.Errorf("outbox: publish %s: %s actor: %w", t.Name, s.actorType, err)
 	}
-	if s.traceparent != "" && !ValidTraceparent(s.traceparent) {
+	if s.traceparent != "" && !envelope.ValidTraceparent(s.traceparent) {
 		return nil, fmt.Errorf("%w: %q", ErrInvalidTraceparent, s.traceparent)
 	}
 	var o publishOptions
@@ -284,27 +293,6 @@ func (s *Session) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.buffer)
-}
-
-// ValidTraceparent reports whether s is a W3C trace context traceparent of
-// version 00 (or a later version in the same layout) with non-zero ids.
-func ValidTraceparent(s string) bool {
-	// version "-" trace-id(32) "-" parent-id(16) "-" flags(2)
-	if len(s) < 55 || (len(s) > 55 && (s[:2] == "00" || s[55] != '-')) {
-		return false
-	}
-	if s[2] != '-' || s[35] != '-' || s[52] != '-' || s[:2] == "ff" {
-		return false
-	}
-	for _, part := range []string{s[:2], s[3:35], s[36:52], s[53:55]} {
-		for i := 0; i < len(part); i++ {
-			c := part[i]
-			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-				return false
-			}
-		}
-	}
-	return strings.Trim(s[3:35], "0") != "" && strings.Trim(s[36:52], "0") != ""
 }
 
 // unstorable says why Postgres cannot store v as text, or "" when it can.

@@ -15,10 +15,6 @@ var ErrUnknownTopic = errors.New("unknown topic")
 // keeps a runaway or hostile file from exhausting memory before any check runs.
 var ErrTooLarge = errors.New("topic definitions too large")
 
-// ErrInvalidActor is matched by the error [ValidateActorID] returns for an
-// actor id the events API would reject.
-var ErrInvalidActor = errors.New("invalid actor id")
-
 // DefinitionError is one problem in a topic definitions file, with the position
 // that caused it so editors and CI logs can jump straight to it.
 type DefinitionError struct {

@@ -14,6 +14,8 @@ import (
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/txoutbox/txoutbox/topics/internal/fastpath"
 )
 
 // MaxSizeDefault is the largest definitions file [Load] and [Parse] accept
@@ -309,13 +311,13 @@ func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *sc
 			p.errorf(v.value, "schema versions count from 1", "Version must be at least 1, got %d", t.Version)
 		}
 	}
-	if s, ok := p.str(n, fields, "Poison", false); ok && s != PoisonBlock && s != PoisonSkip {
+	if s, ok := p.str(n, fields, "Poison", false); ok && s != poisonBlock && s != poisonSkip {
 		v := fields["Poison"].value
 		hint := "block holds a key's later events back after a dead letter, skip delivers them"
-		if sg := suggest(s, []string{PoisonBlock, PoisonSkip}); sg != "" {
+		if sg := suggest(s, []string{poisonBlock, poisonSkip}); sg != "" {
 			hint = fmt.Sprintf("did you mean %q?", sg)
 		}
-		p.errorf(v, hint, "Poison must be %q or %q, got %q", PoisonBlock, PoisonSkip, s)
+		p.errorf(v, hint, "Poison must be %q or %q, got %q", poisonBlock, poisonSkip, s)
 	} else {
 		t.Poison = s
 	}
@@ -375,7 +377,7 @@ func (p *parser) topicSchema(t *Topic, index int, schemaNode, keyNode *yaml.Node
 		return
 	}
 	t.schema = sch
-	t.fast = newFastPath(sch)
+	t.fast = fastpath.New(sch)
 }
 
 // entry is one key of a mapping with merges resolved.

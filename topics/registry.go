@@ -5,6 +5,8 @@ import (
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/txoutbox/txoutbox/topics/internal/fastpath"
 )
 
 // Topic is one entry of the definitions file: what can be published under a
@@ -24,7 +26,9 @@ type Topic struct {
 	// Version is the version of the data's schema. Defaults to 1.
 	Version int
 	// Poison says what the relay does with a key after one of its events was
-	// dead-lettered: PoisonBlock, PoisonSkip, or "" for the relay's default.
+	// dead-lettered: "block" holds its later events back, "skip" delivers
+	// them (relay.PoisonBlock and relay.PoisonSkip), "" leaves it to the
+	// relay's default.
 	Poison string
 
 	// Schema is the JSON Schema of the data as JSON-compatible values
@@ -36,20 +40,17 @@ type Topic struct {
 	Line int    // line of the topic's entry in File
 
 	schema *jsonschema.Schema
-	fast   *fastPath // nil when the schema has none
+	fast   *fastpath.Path // nil when the schema has none
 	// keyChecked is true when the schema guarantees a string or integer at Key,
 	// so valid data always has a key.
 	keyChecked bool
 }
 
-// Poison policies for [Topic.Poison].
+// The values [Topic.Poison] may take besides "": the relay's policies, which
+// package relay defines and documents.
 const (
-	// PoisonBlock holds back a key's later events after one was dead-lettered,
-	// so consumers never see them out of order. It favours order over progress.
-	PoisonBlock = "block"
-	// PoisonSkip delivers a key's later events after one was dead-lettered.
-	// It favours progress over order.
-	PoisonSkip = "skip"
+	poisonBlock = "block"
+	poisonSkip  = "skip"
 )
 
 // Registry is the set of topics a service may publish, loaded from its

@@ -17,6 +17,8 @@ import (
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
 	"gopkg.in/yaml.v3"
+
+	"github.com/txoutbox/txoutbox/topics/internal/jsonrule"
 )
 
 // printer renders the validator's messages; English, as the rest of the package.
@@ -66,30 +68,6 @@ var jsonNumberRE = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0
 // time quadratic in its depth (0.7 s at 400 levels), and real schemas stay
 // far below it.
 const schemaDepthMax = 64
-
-// numberExpMax bounds the decimal exponent of numbers: beyond it they are no
-// longer numbers any consumer can hold, and the validator's exact arithmetic
-// on them gets slow.
-const numberExpMax = 400
-
-// numberProblem says why the JSON number text s is unusable, or "".
-func numberProblem(s string) string {
-	i := strings.IndexAny(s, "eE")
-	if i < 0 {
-		if len(s) > numberExpMax {
-			return "has more than " + strconv.Itoa(numberExpMax) + " digits"
-		}
-		return ""
-	}
-	if i > numberExpMax {
-		return "has more than " + strconv.Itoa(numberExpMax) + " digits"
-	}
-	exp, err := strconv.Atoi(s[i+1:])
-	if err != nil || exp > numberExpMax || exp < -numberExpMax {
-		return "has an exponent beyond ±" + strconv.Itoa(numberExpMax)
-	}
-	return ""
-}
 
 // toJSON converts a YAML node into JSON-compatible values: map[string]any,
 // []any, string, json.Number, bool and nil. site is the outermost alias the
@@ -170,7 +148,7 @@ func (p *parser) scalar(n *yaml.Node) (any, bool) {
 			p.errorf(n, "JSON has no NaN or infinity", "%s is not a JSON number", n.Value)
 			return nil, false
 		}
-		if problem := numberProblem(num); problem != "" {
+		if problem := jsonrule.NumberProblem(num); problem != "" {
 			p.errorf(n, "", "number %s %s", n.Value, problem)
 			return nil, false
 		}

@@ -4,33 +4,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"math/big"
 	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/txoutbox/txoutbox/topics/internal/jsonrule"
 )
-
-// ActorIDMinLength is the shortest actor id the events API accepts.
-const ActorIDMinLength = 5
-
-// ValidateActorID checks an actor id (user, service or third party) the way
-// the events API does: at least [ActorIDMinLength] characters. Checking at
-// publish time turns a rejection by the API, long after the transaction
-// committed, into an error the request can still report. The error matches
-// [ErrInvalidActor].
-func ValidateActorID(id string) error {
-	if !utf8.ValidString(id) {
-		return fmt.Errorf("%w: %q is not valid UTF-8", ErrInvalidActor, id)
-	}
-	if n := utf8.RuneCountInString(id); n < ActorIDMinLength {
-		return fmt.Errorf("%w: %q has %d characters, want at least %d", ErrInvalidActor, id, n, ActorIDMinLength)
-	}
-	return nil
-}
 
 // Validate checks raw JSON event data against the topic: it must be a JSON
 // object with at least one property (the events API's envelope rule) and
@@ -52,7 +34,7 @@ func (t *Topic) Validate(raw []byte) (key string, err error) {
 		return "", t.invalid("", "topic "+t.Name+" was not loaded by this package", nil)
 	}
 	if t.fast != nil {
-		if key, ok := t.fast.validate(raw, t.Key, t.keyChecked); ok {
+		if key, ok := t.fast.Validate(raw, t.Key, t.keyChecked); ok {
 			return key, nil
 		}
 	}
@@ -176,7 +158,7 @@ func keyAt(v any, ptr string) (string, bool) {
 			return "", false
 		}
 		var tok string
-		tok, ptr = nextToken(ptr)
+		tok, ptr = jsonrule.NextToken(ptr)
 		if v, ok = obj[tok]; !ok {
 			return "", false
 		}
@@ -185,43 +167,9 @@ func keyAt(v any, ptr string) (string, bool) {
 	case string:
 		return v, true
 	case json.Number:
-		return integerText(v)
+		return jsonrule.IntegerText(v)
 	}
 	return "", false
-}
-
-// nextToken splits the first reference token off a non-empty JSON pointer,
-// decoding its escapes.
-func nextToken(ptr string) (tok, rest string) {
-	ptr = ptr[1:] // the leading '/'
-	tok = ptr
-	if i := strings.IndexByte(ptr, '/'); i >= 0 {
-		tok, rest = ptr[:i], ptr[i:]
-	}
-	if strings.Contains(tok, "~") {
-		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
-	}
-	return tok, rest
-}
-
-// integerText returns the decimal text of n if n is an integer, as JSON
-// Schema counts them (1.0 and 1e2 are integers).
-func integerText(n json.Number) (string, bool) {
-	s := string(n)
-	if _, err := strconv.ParseInt(s, 10, 64); err == nil {
-		if s == "-0" {
-			return "0", true
-		}
-		return s, true
-	}
-	if len(s) > 400 {
-		return "", false // refuse to expand exponents like 1e100000000
-	}
-	r, ok := new(big.Rat).SetString(s)
-	if !ok || !r.IsInt() {
-		return "", false
-	}
-	return r.Num().String(), true
 }
 
 func jsonKind(v any) string {
@@ -240,14 +188,15 @@ func jsonKind(v any) string {
 	return "object"
 }
 
-// badNumber finds a number no consumer could hold (see numberProblem) and
-// returns its path, innermost token first. Checking first also spares the
-// validator's exact arithmetic a number like 1e1000000, which costs it tens
-// of milliseconds. It allocates only when it finds one.
+// badNumber finds a number no consumer could hold (see
+// jsonrule.NumberProblem) and returns its path, innermost token first.
+// Checking first also spares the validator's exact arithmetic a number like
+// 1e1000000, which costs it tens of milliseconds. It allocates only when it
+// finds one.
 func badNumber(v any) (rpath []string, problem string) {
 	switch v := v.(type) {
 	case json.Number:
-		return nil, numberProblem(string(v))
+		return nil, jsonrule.NumberProblem(string(v))
 	case map[string]any:
 		for k, e := range v {
 			if rp, problem := badNumber(e); problem != "" {

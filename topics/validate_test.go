@@ -123,24 +123,6 @@ Topics:
 	}
 }
 
-func TestValidateActorID(t *testing.T) {
-	t.Parallel()
-	for _, id := range []string{"user1", "service-billing", "ünïcø", "12345"} {
-		if err := topics.ValidateActorID(id); err != nil {
-			t.Errorf("ValidateActorID(%q) = %v", id, err)
-		}
-	}
-	for _, id := range []string{"", "abcd", "ünï", "\xff\xfe\xfd\xfc\xfb"} {
-		err := topics.ValidateActorID(id)
-		if !errors.Is(err, topics.ErrInvalidActor) {
-			t.Errorf("ValidateActorID(%q) = %v, want ErrInvalidActor", id, err)
-		}
-	}
-	if got, want := topics.ValidateActorID("abc").Error(), `invalid actor id: "abc" has 3 characters, want at least 5`; got != want {
-		t.Errorf("Error() = %q, want %q", got, want)
-	}
-}
-
 func TestValidateUnloadedTopic(t *testing.T) {
 	t.Parallel()
 	tp := &topics.Topic{Name: "billing.InvoiceCreated"}

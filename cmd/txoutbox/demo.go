@@ -21,9 +21,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/txoutbox/txoutbox/examples/echo-service/api"
-	"github.com/txoutbox/txoutbox/examples/invoices"
 	outboxadmin "github.com/txoutbox/txoutbox/internal/admin"
+	"github.com/txoutbox/txoutbox/internal/invoices"
+	"github.com/txoutbox/txoutbox/internal/invoices/api"
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
 	"github.com/txoutbox/txoutbox/outbox"

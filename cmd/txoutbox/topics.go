@@ -10,7 +10,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/txoutbox/txoutbox/internal/gen"
+	"github.com/txoutbox/txoutbox/cmd/txoutbox/internal/gen"
 	"github.com/txoutbox/txoutbox/topics"
 )
 

@@ -7,9 +7,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/txoutbox/txoutbox/examples/echo-service/api"
 	"github.com/txoutbox/txoutbox/examples/internal/exampleenv"
 	"github.com/txoutbox/txoutbox/examples/internal/exampletest"
+	"github.com/txoutbox/txoutbox/internal/invoices/api"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/outbox/outboxtest"
 )

@@ -1,6 +1,7 @@
 // Command echo-service is the example invoices API in Echo. It publishes
 // billing.InvoiceCreated, InvoicePaid and InvoiceCancelled through the
-// outbox, in the transaction of each change.
+// outbox, in the transaction of each change. The handlers are in
+// internal/invoices/api, which `txoutbox demo` runs too.
 //
 //	DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres go run ./examples/echo-service
 package main
@@ -10,8 +11,8 @@ import (
 	"io"
 	"net/http"
 
-	"github.com/txoutbox/txoutbox/examples/echo-service/api"
 	"github.com/txoutbox/txoutbox/examples/internal/exampleenv"
+	"github.com/txoutbox/txoutbox/internal/invoices/api"
 )
 
 func main() {

@@ -14,8 +14,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/txoutbox/txoutbox/examples/echo-service/api"
-	"github.com/txoutbox/txoutbox/examples/invoices"
+	"github.com/txoutbox/txoutbox/internal/invoices"
+	"github.com/txoutbox/txoutbox/internal/invoices/api"
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
 	"github.com/txoutbox/txoutbox/outbox"

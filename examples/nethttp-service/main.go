@@ -17,7 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/examples/internal/exampleenv"
-	"github.com/txoutbox/txoutbox/examples/invoices"
+	"github.com/txoutbox/txoutbox/internal/invoices"
 	"github.com/txoutbox/txoutbox/middleware/outboxhttp"
 	"github.com/txoutbox/txoutbox/outbox"
 )
@@ -98,13 +98,13 @@ func (s *server) get(w http.ResponseWriter, r *http.Request) {
 // begins it, and after write and Publish succeed flushes the event into it
 // and commits; on an error it rolls back and drops the event.
 func (s *server) change(w http.ResponseWriter, r *http.Request, status int, write change) {
-	sess, err := outbox.SessionFromContext(r.Context())
-	if err != nil {
-		writeError(w, err)
+	sess, ok := outbox.FromContext(r.Context())
+	if !ok {
+		writeError(w, outbox.ErrNoSession)
 		return
 	}
 	var inv invoices.Invoice
-	err = outbox.InTx(r.Context(), s.pool, sess, func(ctx context.Context, tx pgx.Tx) error {
+	err := outbox.InTx(r.Context(), s.pool, sess, func(ctx context.Context, tx pgx.Tx) error {
 		var ev invoices.Event
 		var err error
 		if inv, ev, err = write(ctx, tx); err != nil {

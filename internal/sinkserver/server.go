@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/txoutbox/txoutbox/internal/envelope"
 	"github.com/txoutbox/txoutbox/internal/wire"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/topics"
@@ -266,8 +267,8 @@ func (s *Server) check(ev *wire.Event) error {
 		return nil
 	}
 	if ev.ActorID != "" {
-		if err := topics.ValidateActorID(ev.ActorID); err != nil {
-			return err
+		if err := envelope.CheckActorID(ev.ActorID); err != nil {
+			return fmt.Errorf("actor id: %w", err)
 		}
 	}
 	var t *topics.Topic

@@ -209,5 +209,8 @@ func jsonMessage(err error) []byte {
 // the request's context. Outside the middleware it returns
 // outbox.ErrNoSession, never a nil session.
 func Session(c echo.Context) (*outbox.Session, error) {
-	return outbox.SessionFromContext(c.Request().Context())
+	if s, ok := outbox.FromContext(c.Request().Context()); ok {
+		return s, nil
+	}
+	return nil, outbox.ErrNoSession
 }

@@ -11,9 +11,9 @@
 //
 //	mux.HandleFunc("POST /invoices", func(w http.ResponseWriter, r *http.Request) {
 //		ctx := r.Context()
-//		sess, err := outbox.SessionFromContext(ctx)
-//		if err != nil {
-//			http.Error(w, err.Error(), http.StatusInternalServerError)
+//		sess, ok := outbox.FromContext(ctx)
+//		if !ok {
+//			http.Error(w, outbox.ErrNoSession.Error(), http.StatusInternalServerError)
 //			return
 //		}
 //		tx, err := pool.Begin(ctx)

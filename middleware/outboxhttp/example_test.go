@@ -24,13 +24,15 @@ func Example() {
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /invoices", func(w http.ResponseWriter, r *http.Request) {
-		sess, err := outbox.SessionFromContext(r.Context())
-		if err == nil {
-			err = outbox.InTx(r.Context(), pool, sess, func(ctx context.Context, tx pgx.Tx) error {
-				// ... write the invoice in tx ...
-				return sess.Publish(ctx, "Created", "Invoice", inv)
-			}) // flushed and committed, or rolled back with its events
+		sess, ok := outbox.FromContext(r.Context())
+		if !ok {
+			http.Error(w, outbox.ErrNoSession.Error(), http.StatusInternalServerError)
+			return
 		}
+		err := outbox.InTx(r.Context(), pool, sess, func(ctx context.Context, tx pgx.Tx) error {
+			// ... write the invoice in tx ...
+			return sess.Publish(ctx, "Created", "Invoice", inv)
+		}) // flushed and committed, or rolled back with its events
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return

@@ -37,13 +37,13 @@ func recoverer(next http.Handler) http.Handler {
 func build(env *mwtest.Env, o mwtest.Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /invoices/{id}", func(w http.ResponseWriter, r *http.Request) {
-		sess, err := outbox.SessionFromContext(r.Context())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
+		sess, ok := outbox.FromContext(r.Context())
+		if !ok {
+			http.Error(w, outbox.ErrNoSession.Error(), http.StatusInternalServerError)
 			return
 		}
 		id := r.PathValue("id")
-		err = env.Work(r.Context(), sess, id, r.URL.Query().Get("mode"), func(status int) {
+		err := env.Work(r.Context(), sess, id, r.URL.Query().Get("mode"), func(status int) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(status)
 			_ = json.NewEncoder(w).Encode(map[string]string{"id": id})

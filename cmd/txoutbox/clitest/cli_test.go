@@ -226,12 +226,12 @@ func TestTopicsLint(t *testing.T) {
 func TestTopicsDocs(t *testing.T) {
 	t.Parallel()
 	r := mustRun(t, nil, "topics", "docs", "--topics", "../../../topic_definitions.yaml")
-	want, err := os.ReadFile("../../../internal/gen/testdata/topic_definitions.md.golden")
+	want, err := os.ReadFile("../internal/gen/testdata/topic_definitions.md.golden")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if r.stdout != string(want) {
-		t.Errorf("topics docs differs from the catalogue internal/gen tests:\n%s", r.stdout)
+		t.Errorf("topics docs differs from the catalogue cmd/txoutbox/internal/gen tests:\n%s", r.stdout)
 	}
 	if r := run(t, "testdata/lint", nil, "topics", "docs", "typos.yaml"); r.code != 1 || !strings.Contains(r.stderr, "typos.yaml:4:5: unknown key") {
 		t.Errorf("docs of a bad file:\n%s", r)

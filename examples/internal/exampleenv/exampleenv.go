@@ -18,7 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/txoutbox/txoutbox/examples/invoices"
+	"github.com/txoutbox/txoutbox/internal/invoices"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/topics"
 )

@@ -13,8 +13,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/txoutbox/txoutbox/internal/envelope"
 	"github.com/txoutbox/txoutbox/outbox"
-	"github.com/txoutbox/txoutbox/topics"
 )
 
 // Defaults shared by both middleware packages, which re-export them.
@@ -173,7 +173,7 @@ func (o *Options) Open(r *http.Request, id Identity) (*Request, error) {
 	}
 	if tp := id.Traceparent; tp != "" {
 		// W3C trace context: a receiver ignores a traceparent it cannot parse.
-		if len(tp) <= o.MaxIDBytes && outbox.ValidTraceparent(tp) {
+		if len(tp) <= o.MaxIDBytes && envelope.ValidTraceparent(tp) {
 			opts = append(opts, outbox.WithTraceparent(tp))
 		} else {
 			o.Logger.DebugContext(r.Context(), "outbox: ignoring an invalid traceparent", slog.Int("bytes", len(tp)))
@@ -183,7 +183,7 @@ func (o *Options) Open(r *http.Request, id Identity) (*Request, error) {
 	if id.UserID == "" {
 		sess = o.Client.ServiceSession(id.JobID, opts...)
 	} else {
-		if err := topics.ValidateActorID(id.UserID); err != nil {
+		if err := envelope.CheckActorID(id.UserID); err != nil {
 			return nil, &BadRequestError{Msg: fmt.Sprintf("user id from %s: %v", o.UserIDFrom, err)}
 		}
 		sess = o.Client.UserSession(id.UserID, id.JobID, opts...)

@@ -5,13 +5,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/txoutbox/txoutbox/internal/gen"
+	"github.com/txoutbox/txoutbox/cmd/txoutbox/internal/gen"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
 func TestMarkdownGolden(t *testing.T) {
 	t.Parallel()
-	for _, f := range []string{"../../topic_definitions.yaml", "testdata/shapes.yaml"} {
+	for _, f := range []string{"../../../../topic_definitions.yaml", "testdata/shapes.yaml"} {
 		reg, err := topics.Load(f)
 		if err != nil {
 			t.Fatal(err)

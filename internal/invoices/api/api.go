@@ -1,6 +1,11 @@
-// Package api is the example invoices service in Echo: each state change
+// Package api is the sample invoices service in Echo, which
+// examples/echo-service serves and `txoutbox demo` drives: each state change
 // writes the invoice and its event in one transaction, with the outbox
 // session the middleware opened for the request.
+//
+// Like package invoices, it is application code above the library: it
+// imports outbox and outboxecho as any service does, and no library package
+// imports it.
 package api
 
 import (
@@ -13,7 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/labstack/echo/v4"
 
-	"github.com/txoutbox/txoutbox/examples/invoices"
+	"github.com/txoutbox/txoutbox/internal/invoices"
 	"github.com/txoutbox/txoutbox/middleware/outboxecho"
 	"github.com/txoutbox/txoutbox/outbox"
 )

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/txoutbox/txoutbox/internal/gen"
+	"github.com/txoutbox/txoutbox/cmd/txoutbox/internal/gen"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
@@ -88,7 +88,7 @@ func TestGolden(t *testing.T) {
 // this keeps it from going stale.
 func TestBillingEventsUpToDate(t *testing.T) {
 	t.Parallel()
-	reg, err := topics.Load("../../topic_definitions.yaml")
+	reg, err := topics.Load("../../../../topic_definitions.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,12 +96,12 @@ func TestBillingEventsUpToDate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	compareOrUpdate(t, "../../examples/billingevents/"+gen.FileNameDefault, src)
+	compareOrUpdate(t, "../../../../examples/billingevents/"+gen.FileNameDefault, src)
 }
 
 func TestDeterministic(t *testing.T) {
 	t.Parallel()
-	for _, f := range []string{"../../topic_definitions.yaml", "testdata/shapes.yaml"} {
+	for _, f := range []string{"../../../../topic_definitions.yaml", "testdata/shapes.yaml"} {
 		first := generate(t, f, "events")
 		for range 5 {
 			if again := generate(t, f, "events"); !bytes.Equal(first, again) {
@@ -123,7 +123,7 @@ func TestDeterministic(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	t.Parallel()
-	reg, err := topics.Load("../../topic_definitions.yaml")
+	reg, err := topics.Load("../../../../topic_definitions.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,11 +166,11 @@ func TestPackageNameFor(t *testing.T) {
 // to that directory to its contents. It returns the go command's output.
 func buildOverlay(t *testing.T, files map[string]string) (string, error) {
 	t.Helper()
-	root, err := filepath.Abs("../..")
+	root, err := filepath.Abs("../../../..")
 	if err != nil {
 		t.Fatal(err)
 	}
-	virtual := filepath.Join(root, "internal", "gen", "testdata", "overlay-"+strings.ReplaceAll(t.Name(), "/", "-"))
+	virtual := filepath.Join(root, "cmd", "txoutbox", "internal", "gen", "testdata", "overlay-"+strings.ReplaceAll(t.Name(), "/", "-"))
 	tmp := t.TempDir()
 	replace := map[string]string{}
 	for name, body := range files {
@@ -207,7 +207,7 @@ const usesBillingEvents = `package main
 import (
 	"context"
 
-	"github.com/txoutbox/txoutbox/internal/gen/testdata/%s/billingevents"
+	"github.com/txoutbox/txoutbox/cmd/txoutbox/internal/gen/testdata/%s/billingevents"
 	"github.com/txoutbox/txoutbox/outbox"
 )
 
@@ -231,7 +231,7 @@ func main() {
 // The point of generated code: a field of the wrong type does not compile.
 func TestWrongFieldTypeDoesNotCompile(t *testing.T) {
 	t.Parallel()
-	src := generate(t, "../../topic_definitions.yaml", "billingevents")
+	src := generate(t, "../../../../topic_definitions.yaml", "billingevents")
 	for _, tc := range []struct {
 		name, amount string
 		ok           bool
@@ -276,7 +276,7 @@ func TestGoldenCompiles(t *testing.T) {
 			t.Fatal(err)
 		}
 		overlay[name+"/"+gen.FileNameDefault] = string(body)
-		fmt.Fprintf(&imports, "\t%q\n", "github.com/txoutbox/txoutbox/internal/gen/testdata/overlay-"+t.Name()+"/"+name)
+		fmt.Fprintf(&imports, "\t%q\n", "github.com/txoutbox/txoutbox/cmd/txoutbox/internal/gen/testdata/overlay-"+t.Name()+"/"+name)
 		fmt.Fprintf(&uses, "\t_ = %s.Header\n", name)
 		overlay[name+"/header.go"] = "package " + name + "\n\n// Header is used by the test program.\nconst Header = 0\n"
 	}

@@ -1,10 +1,12 @@
-package topics
+package fastpath
 
 import (
 	"bytes"
 	"encoding/json"
 	"math"
 	"unicode/utf8"
+
+	"github.com/txoutbox/txoutbox/topics/internal/jsonrule"
 )
 
 // A tape is event data parsed into a flat list of tokens, one per JSON
@@ -152,15 +154,15 @@ func (t *tape) number() bool {
 			return false
 		}
 		for _, c := range d[i:j] {
-			// numberProblem's limit on the exponent: ±numberExpMax.
-			if exp = exp*10 + int(c-'0'); exp > numberExpMax {
+			// jsonrule.NumberProblem's limit on the exponent.
+			if exp = exp*10 + int(c-'0'); exp > jsonrule.NumberExpMax {
 				return false
 			}
 		}
 		i = j
 	}
-	// numberProblem's limit on the digits before the exponent.
-	if mantissa > numberExpMax {
+	// jsonrule.NumberProblem's limit on the digits before the exponent.
+	if mantissa > jsonrule.NumberExpMax {
 		return false
 	}
 	t.push(token{kind: tokNumber, start: int32(start), end: int32(i)})

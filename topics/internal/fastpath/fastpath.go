@@ -1,4 +1,23 @@
-package topics
+// Package fastpath is the fast path of topics' validation: it accepts valid
+// event data without the general path's costs.
+//
+// The general path, in package topics, decodes the data into maps and
+// slices and has the JSON Schema validator walk them keeping the records it
+// needs to explain a failure: about 10 µs and 80 allocations for a small
+// event, most of what Publish costs. The fast path parses the data into a
+// tape and checks it against a plan compiled once per topic from the
+// validator's own compiled schema, answering only "certainly valid" or "not
+// certainly valid". Valid data is done there; anything else takes the
+// general path, which decides and explains. So the errors stay those of the
+// general path, and the fast path only has to be right when it says valid.
+//
+// A plan covers the keywords topic schemas use: type, enum, const, format,
+// $ref, the object, array, string and number keywords, and the applicators
+// allOf, anyOf, oneOf, not and if/then/else. A schema with any other keyword
+// (unevaluatedProperties, $dynamicRef, uniqueItems, ...) or a $ref cycle
+// that does not descend into the data gets no plan, and always takes the
+// general path.
+package fastpath
 
 import (
 	"encoding/json"
@@ -9,25 +28,9 @@ import (
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
-)
 
-// The fast path accepts valid data without the general path's costs. The
-// general path decodes the data into maps and slices and has the JSON Schema
-// validator walk them keeping the records it needs to explain a failure:
-// about 10 µs and 80 allocations for a small event, most of what Publish
-// costs. The fast path parses the data into a tape and checks it against a
-// plan compiled once per topic from the validator's own compiled schema,
-// answering only "certainly valid" or "not certainly valid". Valid data is
-// done there; anything else takes the general path, which decides and
-// explains. So the errors stay those of the general path, and the fast path
-// only has to be right when it says valid.
-//
-// A plan covers the keywords topic schemas use: type, enum, const, format,
-// $ref, the object, array, string and number keywords, and the applicators
-// allOf, anyOf, oneOf, not and if/then/else. A schema with any other keyword
-// (unevaluatedProperties, $dynamicRef, uniqueItems, ...) or a $ref cycle
-// that does not descend into the data gets no plan, and always takes the
-// general path.
+	"github.com/txoutbox/txoutbox/topics/internal/jsonrule"
+)
 
 // plan is the fast path's form of one compiled schema.
 type plan struct {
@@ -714,23 +717,41 @@ func (c *checker) within(i int, b *numBound, lo, hi int) bool {
 	return ok && lo <= d && d <= hi
 }
 
-// fastPath is a topic's fast path: its schema's plan, and tapes to reuse.
-type fastPath struct {
+// Path is a topic's fast path: its schema's plan, and tapes to reuse. It is
+// safe for concurrent use.
+type Path struct {
 	root  *plan
 	tapes sync.Pool // *tape
 }
 
-// newFastPath returns the fast path of s, or nil when s has no plan.
-func newFastPath(s *jsonschema.Schema) *fastPath {
+// New returns the fast path of s, or nil when s uses what plans do not
+// cover.
+func New(s *jsonschema.Schema) *Path {
+	if testHookNoPath {
+		return nil
+	}
+	return newPath(s)
+}
+
+// testHookNoPath, set by this package's tests, makes New return nil, so that
+// package topics validates on its general path alone: the reference those
+// tests check the fast path against.
+var testHookNoPath bool
+
+func newPath(s *jsonschema.Schema) *Path {
 	p := compilePlan(s)
 	if p == nil {
 		return nil
 	}
-	return &fastPath{root: p}
+	return &Path{root: p}
 }
 
-// validate returns the key of data that is certainly valid, or false.
-func (f *fastPath) validate(data []byte, key string, keyChecked bool) (string, bool) {
+// Validate reports whether data is certainly valid and, when it is, returns
+// its ordering key: the string or integer at the JSON pointer key, or "" if
+// there is none. With keyChecked, data without a key is not certainly valid
+// (the general path then explains). False says nothing about data: the
+// general path decides.
+func (f *Path) Validate(data []byte, key string, keyChecked bool) (string, bool) {
 	t, _ := f.tapes.Get().(*tape)
 	if t == nil {
 		t = &tape{}
@@ -760,7 +781,8 @@ func (f *fastPath) validate(data []byte, key string, keyChecked bool) (string, b
 // tapeKeepMax is the most tokens of a tape kept for reuse.
 const tapeKeepMax = 4096
 
-// keyAt is keyAt on a tape: the string or integer at the JSON pointer ptr.
+// keyAt is the general path's key rule on a tape: the string or integer at
+// the JSON pointer ptr.
 func (t *tape) keyAt(ptr string) (string, bool) {
 	i := 0
 	for len(ptr) > 0 {
@@ -768,7 +790,7 @@ func (t *tape) keyAt(ptr string) (string, bool) {
 			return "", false
 		}
 		var tok string
-		tok, ptr = nextToken(ptr)
+		tok, ptr = jsonrule.NextToken(ptr)
 		if i = t.named(i, tok); i < 0 {
 			return "", false
 		}
@@ -777,7 +799,7 @@ func (t *tape) keyAt(ptr string) (string, bool) {
 	case tokString:
 		return t.string(i)
 	case tokNumber:
-		return integerText(json.Number(t.text(i)))
+		return jsonrule.IntegerText(json.Number(t.text(i)))
 	}
 	return "", false
 }

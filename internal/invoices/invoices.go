@@ -1,7 +1,12 @@
-// Package invoices is the business logic the example services share: a
-// small invoices table and the state changes on it. Each change returns the
-// event it calls for; the services publish it through their outbox session
-// in the same transaction.
+// Package invoices is the business logic of the sample invoices service
+// that the examples and `txoutbox demo` run: a small invoices table and the
+// state changes on it. Each change returns the event it calls for; the
+// services publish it through their outbox session in the same transaction.
+//
+// It is application code, not part of the library, and no library package
+// imports it. It lives here rather than under examples/ because the
+// txoutbox binary's demo runs the service too, and nothing outside
+// examples/ imports examples/.
 package invoices
 
 import (

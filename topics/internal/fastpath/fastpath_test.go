@@ -1,6 +1,7 @@
-package topics
+package fastpath_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -9,10 +10,13 @@ import (
 	"testing"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/txoutbox/txoutbox/topics"
+	"github.com/txoutbox/txoutbox/topics/internal/fastpath"
 )
 
-// fastDocs are documents for every topic of testdata/fastpath/keywords.yaml
-// and the example definitions, valid for some and invalid for others.
+// fastDocs are documents for every topic of testdata/keywords.yaml and the
+// example definitions, valid for some and invalid for others.
 var fastDocs = []string{
 	// types
 	`{"n":1,"s":"x","b":true,"num":1.5,"a":[],"o":{},"i":2}`,
@@ -74,29 +78,65 @@ var fastDocs = []string{
 	`{"id":"x"` + strings.Repeat(`,"a":[`, 120) + strings.Repeat(`]`, 120) + `}`,
 }
 
+// fastTopic is a topic and the fast path of its schema. In these tests
+// package topics gets no fast path of its own (see export_test.go): the
+// topic's Validate is the general path.
+type fastTopic struct {
+	*topics.Topic
+	fast *fastpath.Path // nil when the schema has no plan
+}
+
 // fastTopics loads the topics the fast path is tested on.
-func fastTopics(t testing.TB) []*Topic {
+func fastTopics(t testing.TB) []fastTopic {
 	t.Helper()
-	var all []*Topic
-	for _, file := range []string{"testdata/fastpath/keywords.yaml", "../topic_definitions.yaml",
-		"testdata/valid/anchors.yaml", "testdata/valid/bc_events_style.yaml"} {
-		reg, err := Load(file)
+	var all []fastTopic
+	for _, file := range []string{"testdata/keywords.yaml", "../../../topic_definitions.yaml",
+		"../../testdata/valid/anchors.yaml", "../../testdata/valid/bc_events_style.yaml"} {
+		reg, err := topics.Load(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		all = append(all, reg.Topics()...)
+		for _, tp := range reg.Topics() {
+			all = append(all, fastTopic{tp, fastpath.Compile(compileTopic(t, tp))})
+		}
 	}
 	return all
 }
 
+// compileTopic compiles a topic's schema as package topics does with its
+// default options.
+func compileTopic(t testing.TB, tp *topics.Topic) *jsonschema.Schema {
+	t.Helper()
+	b, err := json.Marshal(tp.Schema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.DefaultDraft(jsonschema.Draft2020)
+	url := "https://txoutbox.invalid/topics/" + tp.Name + ".json"
+	if err := c.AddResource(url, doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile(url)
+	if err != nil {
+		t.Fatalf("%s: %v", tp.Name, err)
+	}
+	return s
+}
+
 // TestFastPathAgrees checks the fast path against the general path on every
 // topic and document: whenever the tape takes a document, the plan's answer
-// must be the general path's, and whatever Validate accepts, the general
-// path accepts with the same key.
+// must be the general path's, and whatever the fast path accepts, the
+// general path accepts with the same key.
 func TestFastPathAgrees(t *testing.T) {
 	t.Parallel()
+	all := fastTopics(t)
 	decided := 0
-	for _, tp := range fastTopics(t) {
+	for _, tp := range all {
 		for _, doc := range fastDocs {
 			if fastAgrees(t, tp, []byte(doc)) {
 				decided++
@@ -104,30 +144,29 @@ func TestFastPathAgrees(t *testing.T) {
 		}
 	}
 	// Most documents are decided on the fast path, the point of having one.
-	if total := len(fastTopics(t)) * len(fastDocs); decided < total*3/4 {
+	if total := len(all) * len(fastDocs); decided < total*3/4 {
 		t.Errorf("the fast path decided %d of %d (topic, document) pairs", decided, total)
 	}
 }
 
 // fastAgrees checks one topic and document, and reports whether the fast
 // path decided it.
-func fastAgrees(t *testing.T, tp *Topic, data []byte) bool {
+func fastAgrees(t *testing.T, tp fastTopic, data []byte) bool {
 	t.Helper()
-	wantKey, wantErr := tp.validateGeneral(data)
-	key, err := tp.Validate(data)
-	if (err == nil) != (wantErr == nil) || key != wantKey || (err != nil && err.Error() != wantErr.Error()) {
-		t.Fatalf("%s: Validate(%s) = %q, %v; the general path: %q, %v", tp.Name, data, key, err, wantKey, wantErr)
-	}
+	wantKey, wantErr := tp.Validate(data)
 	if tp.fast == nil {
 		return false
 	}
-	tt := &tape{data: data}
-	if !tt.parse() || tt.toks[0].kind != tokObject || tt.toks[0].n == 0 {
-		return false
+	// topics' Validate returns what the fast path accepts, and takes the
+	// general path for the rest: the two must agree on what it accepts.
+	for _, keyChecked := range []bool{false, true} {
+		if key, ok := tp.fast.Validate(data, tp.Key, keyChecked); ok && (wantErr != nil || key != wantKey) {
+			t.Fatalf("%s: the fast path accepts %s with key %q (keyChecked=%v); the general path: %q, %v",
+				tp.Name, data, key, keyChecked, wantKey, wantErr)
+		}
 	}
-	c := checker{t: tt}
-	valid := c.valid(tp.fast.root, 0)
-	if c.unsure {
+	valid, decided := tp.fast.Decide(data)
+	if !decided {
 		return false
 	}
 	if valid != (wantErr == nil) {
@@ -174,7 +213,7 @@ func TestFastPathPlans(t *testing.T) {
 		{`{"propertyNames":{"maxLength":3}}`, false},
 		{`{"contentMediaType":"application/json"}`, false},
 	} {
-		if got := newFastPath(compile(c.schema)) != nil; got != c.planned {
+		if got := fastpath.Compile(compile(c.schema)) != nil; got != c.planned {
 			t.Errorf("%s: planned %v, want %v", c.schema, got, c.planned)
 		}
 	}
@@ -191,54 +230,17 @@ func TestTapeMatchesJSON(t *testing.T) {
 
 func tapeDecodes(t *testing.T, data []byte) {
 	t.Helper()
-	tt := &tape{data: data}
-	if !tt.parse() {
+	got, unread, ok := fastpath.Decode(data)
+	if !ok {
 		return
 	}
 	want, err := jsonschema.UnmarshalJSON(strings.NewReader(string(data)))
 	if err != nil {
 		t.Fatalf("the tape parsed %q, encoding/json: %v", data, err)
 	}
-	got, next := tt.decode(0)
-	if next != len(tt.toks) || !reflect.DeepEqual(got, want) {
-		t.Fatalf("the tape read %q as %#v, encoding/json as %#v", data, got, want)
+	if unread != 0 || !reflect.DeepEqual(got, want) {
+		t.Fatalf("the tape read %q as %#v (%d tokens unread), encoding/json as %#v", data, got, unread, want)
 	}
-}
-
-// decode returns the value at token i as encoding/json decodes it with
-// UseNumber, and the index after it.
-func (t *tape) decode(i int) (any, int) {
-	tok := t.toks[i]
-	switch tok.kind {
-	case tokNull:
-		return nil, i + 1
-	case tokBool:
-		return tok.truth, i + 1
-	case tokNumber:
-		return json.Number(t.text(i)), i + 1
-	case tokString:
-		s, ok := t.string(i)
-		if !ok {
-			panic("undecodable string")
-		}
-		return s, i + 1
-	case tokArray:
-		a := []any{}
-		j := i + 1
-		for range tok.n {
-			var v any
-			v, j = t.decode(j)
-			a = append(a, v)
-		}
-		return a, j
-	}
-	m := map[string]any{}
-	j := i + 1
-	for range tok.n {
-		k, _ := t.string(j)
-		m[k], j = t.decode(j + 1)
-	}
-	return m, j
 }
 
 // FuzzFastPath: the fast path never accepts what the general path refuses,
@@ -247,7 +249,7 @@ func FuzzFastPath(f *testing.F) {
 	for _, doc := range fastDocs {
 		f.Add([]byte(doc))
 	}
-	files, _ := filepath.Glob("testdata/events/*.json")
+	files, _ := filepath.Glob("../../testdata/events/*.json")
 	for _, file := range files {
 		data, err := os.ReadFile(file)
 		if err != nil {
@@ -262,32 +264,4 @@ func FuzzFastPath(f *testing.F) {
 			fastAgrees(t, tp, data)
 		}
 	})
-}
-
-// BenchmarkValidatePaths measures Validate on valid data beside the general
-// path alone, which is what Validate cost before it had a fast path.
-func BenchmarkValidatePaths(b *testing.B) {
-	reg, err := Load("../topic_definitions.yaml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	created, _ := reg.Topic("billing.InvoiceCreated")
-	data := []byte(`{"id":"inv-1","customer":{"id":"cus-1","name":"Ada Lovelace"},"amount_cents":1250,"currency":"EUR","status":"open","due_date":"2026-12-31"}`)
-	for _, path := range []struct {
-		name     string
-		validate func([]byte) (string, error)
-	}{
-		{"Validate", created.Validate},
-		{"general", created.validateGeneral},
-	} {
-		b.Run(path.name, func(b *testing.B) {
-			b.SetBytes(int64(len(data)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := path.validate(data); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
 }
