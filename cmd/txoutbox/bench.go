@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/txoutbox/txoutbox/internal/bench"
+	"github.com/txoutbox/txoutbox/cmd/txoutbox/internal/bench"
 )
 
 const benchUsage = `

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	outboxadmin "github.com/txoutbox/txoutbox/internal/admin"
+	outboxadmin "github.com/txoutbox/txoutbox/cmd/txoutbox/internal/admin"
 )
 
 // connectTimeout bounds how long a tool waits for the database to answer.

@@ -21,7 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	outboxadmin "github.com/txoutbox/txoutbox/internal/admin"
+	outboxadmin "github.com/txoutbox/txoutbox/cmd/txoutbox/internal/admin"
 	"github.com/txoutbox/txoutbox/internal/invoices"
 	"github.com/txoutbox/txoutbox/internal/invoices/api"
 	"github.com/txoutbox/txoutbox/internal/pgtest"

@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
-	outboxadmin "github.com/txoutbox/txoutbox/internal/admin"
+	outboxadmin "github.com/txoutbox/txoutbox/cmd/txoutbox/internal/admin"
 )
 
 const inspectUsage = `

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	outboxadmin "github.com/txoutbox/txoutbox/internal/admin"
+	outboxadmin "github.com/txoutbox/txoutbox/cmd/txoutbox/internal/admin"
 	"github.com/txoutbox/txoutbox/relay"
 )
 

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	outboxadmin "github.com/txoutbox/txoutbox/internal/admin"
+	outboxadmin "github.com/txoutbox/txoutbox/cmd/txoutbox/internal/admin"
 	"github.com/txoutbox/txoutbox/internal/outboxsql"
 )
 

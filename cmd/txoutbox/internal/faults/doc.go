@@ -31,12 +31,12 @@
 //
 // Run them with
 //
-//	go test -race -run Fault ./internal/faults/
+//	go test -race -run Fault ./cmd/txoutbox/internal/faults/
 //
 // which takes about a minute on two cores. The -fault.long flag runs the
 // soak versions (50 kills, longer windows, more restarts):
 //
-//	go test -race -run Fault -timeout 30m ./internal/faults/ -fault.long
+//	go test -race -run Fault -timeout 30m ./cmd/txoutbox/internal/faults/ -fault.long
 //
 // Every fault test logs one summary line, e.g.
 //

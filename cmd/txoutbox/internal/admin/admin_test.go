@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/goleak"
 
-	"github.com/txoutbox/txoutbox/internal/admin"
+	"github.com/txoutbox/txoutbox/cmd/txoutbox/internal/admin"
 	"github.com/txoutbox/txoutbox/internal/eventstest"
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/outbox"
