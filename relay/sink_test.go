@@ -65,9 +65,9 @@ func insertTopics(t testing.TB, pool execer, tops []string, keys ...string) {
 	}
 }
 
-// A batch whose topics interleave is one call of an EventSink, in order,
+// A batch whose topics interleave is one call of the sink, in order,
 // with no watermill message built; its span is named "send" alone.
-func TestEventSinkWholeBatch(t *testing.T) {
+func TestSinkWholeBatch(t *testing.T) {
 	t.Parallel()
 	pool := newTestDB(t)
 	insertTopics(t, pool, []string{"Created", "Paid"}, cycleKeys(10, 3)...)
@@ -105,11 +105,11 @@ func TestEventSinkWholeBatch(t *testing.T) {
 	}
 }
 
-// An EventSink's answer is read as Publish's: the events a *BatchError names
+// A sink's answer is read per event: the events a *BatchError names
 // by id are retried, the rest recorded delivered; an error fails them all; a
 // panic fails the batch, not the relay. After a call that failed as a whole,
 // the relay probes with one event until the sink delivers again.
-func TestEventSinkOutcome(t *testing.T) {
+func TestSinkOutcome(t *testing.T) {
 	t.Parallel()
 	pool := newTestDB(t)
 	insertEvents(t, pool, "a", "b", "c")

@@ -102,7 +102,7 @@ func insertJobEvents(t testing.TB, pool *pgxpool.Pool, n int) {
 	insertEvents(t, pool, ownJob, cycleKeys(n, n))
 }
 
-// briteSink returns an HTTPSink posting to api in the bc-events format.
+// briteSink returns a Sink posting to api in the bc-events format.
 func briteSink(t *testing.T, api *flakyAPI) *Sink {
 	return newTestHTTPSink(t, Config{URL: api.URL, Format: FormatBriteEvents})
 }

@@ -17,8 +17,8 @@ import (
 	"github.com/txoutbox/txoutbox/relay"
 )
 
-// TestRelayToHTTPSinkMixedTopics: through HTTPSink a batch whose topics
-// interleave is one request, whatever Config.TopicFunc says.
+// TestRelayToHTTPSinkMixedTopics: through the sink a batch whose topics
+// interleave is one request.
 func TestRelayToHTTPSinkMixedTopics(t *testing.T) {
 	t.Parallel()
 	srv := newHTTPSinkServer(t, false, status(http.StatusAccepted, ""))
@@ -43,7 +43,7 @@ func TestRelayToHTTPSinkMixedTopics(t *testing.T) {
 	}
 }
 
-// TestRelayToHTTPSinkParallelOrder drains a backlog through HTTPSink in
+// TestRelayToHTTPSinkParallelOrder drains a backlog through the sink in
 // parallel lanes of small requests while the API refuses one event for good
 // and fails requests now and then: every other event arrives, each key in
 // order, and the poison event's key stops at it (PoisonBlock).

@@ -100,7 +100,7 @@ type Status struct {
 	Topics []TopicCounts `json:"topics"`
 	// Relays are the relays registered in the lease table, by id.
 	Relays []RelayInfo `json:"relays"`
-	// LeasedPartitions is how many of relay.Partitions are held by a relay.
+	// LeasedPartitions is how many of the 64 partitions are held by a relay.
 	LeasedPartitions int `json:"leased_partitions"`
 }
 

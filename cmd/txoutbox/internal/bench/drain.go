@@ -58,7 +58,7 @@ func runRelay(ctx context.Context, e *env, rec *recorder) error {
 	}
 	rec.define(wm, fmt.Sprintf("watermill-sql/v3 subscriber + forwarder → no-op sink, %d events", e.cfg.WatermillEvents), "watermill-sql", "events/s", goal{})
 	rec.note("relay: events are committed beforehand (10,000 keys) and the clock runs from the relays' start until the sink has them all; " +
-		"the HTTP sink is relay.HTTPSink posting CloudEvents batches (the relay's batch of 1,000 events in one request) to a server on 127.0.0.1 in the same process that reads each body and answers 202; " +
+		"the HTTP sink is relayhttp.Sink posting CloudEvents batches (the relay's batch of 1,000 events in one request) to a server on 127.0.0.1 in the same process that reads each body and answers 202; " +
 		"4 relays run in one process, each with its own partitions")
 	rec.note("relay: the baseline is watermill-sql v3.1.0's Subscriber with its default PostgreSQL schema, offsets adapter and settings " +
 		"(batch 100, poll 1s) feeding watermill's forwarder (components/forwarder, default settings), which unwraps each message and publishes it to the same no-op sink; " +
