@@ -31,6 +31,8 @@ func TestNextLeaseWait(t *testing.T) {
 		{"a relay left", steady, three, leaseRound{live: 2}, quick},
 		{"took partitions", steady, three, leaseRound{live: 3, acquired: 2}, quick},
 		{"gave partitions back", steady, three, leaseRound{live: 3, released: 5}, quick},
+		{"under its share", steady, three, leaseRound{live: 3, short: true}, leaseShortMax},
+		{"under its share, doubling", quick, three, leaseRound{live: 3, short: true}, 2 * quick},
 	}
 	for _, tt := range tests {
 		if got := nextLeaseWait(tt.wait, quick, steady, tt.last, tt.round); got != tt.want {
