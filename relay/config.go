@@ -24,7 +24,7 @@ const (
 	BatchSizeDefault        = 1000
 	PollIntervalDefault     = 100 * time.Millisecond
 	LeaseTTLDefault         = 30 * time.Second
-	MaxAttemptsDefault      = 25
+	MaxAttemptsDefault      = 100
 	RetryBaseDefault        = time.Second
 	RetryMaxDefault         = 5 * time.Minute
 	CleanupIntervalDefault  = time.Minute
@@ -95,8 +95,8 @@ type Config struct {
 	LeaseTTL time.Duration
 
 	// MaxAttempts is the number of failed attempts after which an event
-	// failing retryably is dead-lettered: with the default backoff, 25
-	// attempts take about an hour and a half. An event failing with a
+	// failing retryably is dead-lettered: with the default backoff, 100
+	// attempts take about eight hours. An event failing with a
 	// Permanent error is dead-lettered at once. A sink that is down spends
 	// no attempts (see the package documentation), so an outage never
 	// dead-letters the backlog. Defaults to MaxAttemptsDefault.

@@ -47,8 +47,9 @@ Sinks (--sink):
   stdout              one JSON line per event, for development
   noop                discard (measurements)
 
-A dead event (one a sink refused permanently --max-attempts times) blocks
-its key's later events under --poison-policy block, and not under skip.
+A dead event (one a sink refused permanently, or failed retryably
+--max-attempts times) blocks its key's later events under --poison-policy
+block, and not under skip. A sink that is down spends no attempts.
 With --topics, a topic whose definition has a Poison key (block or skip)
 gets that policy instead; the others keep --poison-policy.
 

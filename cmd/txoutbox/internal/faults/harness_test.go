@@ -1,6 +1,7 @@
 package faults
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -430,6 +431,10 @@ func clip(s []int64) []int64 {
 	return s
 }
 
+// faultMaxAttempts is the relays' MaxAttempts in the suite: more than a
+// fault window takes at the suite's backoff.
+const faultMaxAttempts = 10_000
+
 // runRelay runs an in-process relay delivering env's outbox to sinkURL
 // until the returned stop is called (also at cleanup). Stop returns Run's
 // error.
@@ -443,6 +448,11 @@ func (e *env) runRelay(t *testing.T, sinkURL string, format relayhttp.Format, si
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An event failing retryably is dead-lettered after MaxAttempts. The
+	// suite's backoff is scaled down (tens of milliseconds, not seconds),
+	// its fault windows are not: allow the attempts a window takes, so
+	// that a fault tests delivery, not the dead-letter horizon.
+	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, faultMaxAttempts)
 	r, err = relay.New(pool, sink, &cfg)
 	if err != nil {
 		t.Fatal(err)

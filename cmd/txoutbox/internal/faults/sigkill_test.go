@@ -28,6 +28,7 @@ func relayArgs(dbURL, sinkURL, id string, lease time.Duration, batch int) []stri
 		"--poll-interval", "20ms",
 		"--retry-base", "20ms",
 		"--retry-max", "200ms",
+		"--max-attempts", strconv.Itoa(faultMaxAttempts),
 		"--sink-timeout", "2s",
 		"--shutdown-timeout", "5s",
 		"--admin-addr", "",
@@ -53,9 +54,11 @@ func TestFaultRelaySIGKILL(t *testing.T) {
 	w := e.startWriters(t, writerConfig{n: 4, pace: 2 * time.Millisecond})
 
 	var killedAfter []time.Duration
+	killed := make(map[string]*proc)
 	for i := range kills {
 		id := fmt.Sprintf("killed-%02d", i)
 		p := startProc(t, nil, relayArgs(e.url, s.url(id), id, time.Second, killBatch)...)
+		killed[id] = p
 		up := 300*time.Millisecond + time.Duration(rng.Int64N(int64(2200*time.Millisecond)))
 		time.Sleep(up)
 		if err := p.kill(); err != nil {
@@ -74,6 +77,16 @@ func TestFaultRelaySIGKILL(t *testing.T) {
 	sum := check(t, "sigkill", pub, w.led, s, checkOptions{maxRedeliveredPerSender: killBatch})
 	if n := w.led.errorCount(); n != 0 {
 		t.Errorf("writers saw %d errors (last: %v); killing the relay must not fail them", n, w.led.lastErr)
+	}
+	if t.Failed() {
+		// What the killed relays logged (warnings and errors) says why
+		// one left more than a batch in doubt: a request that timed out,
+		// a lease cut, a failed record.
+		for id, p := range killed {
+			if out := tail(p.out.String(), 8); out != "" {
+				t.Logf("%s logged:\n%s", id, out)
+			}
+		}
 	}
 	sum.extra = append(sum.extra, fmt.Sprintf("kills=%d", kills))
 	t.Logf("relays killed after %v", killedAfter)
