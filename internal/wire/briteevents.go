@@ -34,6 +34,13 @@ const (
 	// eventIDsPerHeaderLine ids each so that no line outgrows the 8 KiB a
 	// common proxy allows one header line.
 	HeaderEventIDs = "X-Txoutbox-Event-Ids"
+	// HeaderTraceparent carries the W3C trace context the events were
+	// published with, as every W3C-aware server reads it; the body has no
+	// field for it.
+	HeaderTraceparent = "Traceparent"
+	// HeaderTenant carries the events' tenant; the body has no field for
+	// it either.
+	HeaderTenant = "X-Txoutbox-Tenant"
 
 	eventIDsPerHeaderLine = 50
 )
@@ -200,14 +207,21 @@ func EncodeBriteBulk(events []Event) ([]byte, error) {
 }
 
 // BriteHeaders sets the headers of a post of events, which must share one job
-// id: the job id, and the idempotency key and id list described on
-// HeaderIdempotencyKey and HeaderEventIDs. bulk says the events go to the
-// bulk route even when there is only one.
+// id, tenant and traceparent (see BriteRequestKey): the job id, the
+// traceparent and tenant when set, and the idempotency key and id list
+// described on HeaderIdempotencyKey and HeaderEventIDs. bulk says the events
+// go to the bulk route even when there is only one.
 func BriteHeaders(h http.Header, events []Event, bulk bool) {
 	if len(events) == 0 {
 		return
 	}
 	h.Set(HeaderJobID, events[0].JobID)
+	if tp := events[0].Traceparent; tp != "" {
+		h.Set(HeaderTraceparent, tp)
+	}
+	if tenant := events[0].Tenant; tenant != "" {
+		h.Set(HeaderTenant, tenant)
+	}
 	if !bulk {
 		h.Set(HeaderIdempotencyKey, events[0].ID)
 		return
@@ -223,6 +237,12 @@ func BriteHeaders(h http.Header, events []Event, bulk bool) {
 		h.Add(HeaderEventIDs, strings.Join(ids[:n], ","))
 		ids = ids[n:]
 	}
+}
+
+// BriteRequestKey is what the events of one bc-events request share: the
+// job id, the tenant and the traceparent, which travel in headers.
+func BriteRequestKey(ev *Event) string {
+	return ev.JobID + "\x00" + ev.Tenant + "\x00" + ev.Traceparent
 }
 
 // BulkIdempotencyKey is the Idempotency-Key of a bulk post of the given event

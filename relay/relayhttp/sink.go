@@ -70,12 +70,14 @@ type Config struct {
 	// FormatCloudEvents.
 	//
 	// FormatBriteEvents sends the body the bc-events API validates and nothing
-	// more; the envelope fields it has no place for travel in headers. A
-	// request carries one job id (x-britecore-job-id), so a batch is split
-	// into one request per job id, keeping each key's events in order. A
-	// single post carries the event id in Idempotency-Key; a bulk post carries
-	// "sha256:" and a digest of its event ids there, and the ids themselves,
-	// in body order, in X-Txoutbox-Event-Ids.
+	// more; the envelope fields it has no place for travel in headers: the
+	// job id in x-britecore-job-id, the trace context in traceparent (W3C)
+	// and the tenant in X-Txoutbox-Tenant. A request carries one of each, so
+	// a batch is split into one request per job id, tenant and trace,
+	// keeping each key's events in order. A single post carries the event
+	// id in Idempotency-Key; a bulk post carries "sha256:" and a digest of
+	// its event ids there, and the ids themselves, in body order, in
+	// X-Txoutbox-Event-Ids.
 	Format Format
 
 	// BearerToken, when set, is sent as "Authorization: Bearer <token>".
@@ -454,9 +456,10 @@ var errMisconfigured = errors.New("check the sink's URL and credentials")
 
 // plan splits events into requests, in sending order. CloudEvents requests
 // are runs of at most maxBatch events. A bc-events request carries one job
-// id, so events are grouped by job id; an event joins its job's latest
-// request only when no event of its key went into a later request, which
-// keeps every key's events in order across requests.
+// id, tenant and traceparent in its headers, so events are grouped by the
+// three (wire.BriteRequestKey); an event joins its group's latest request
+// only when no event of its key went into a later request, which keeps
+// every key's events in order across requests.
 func (s *Sink) plan(items []item) [][]item {
 	var reqs [][]item
 	if s.format == wire.FormatCloudEvents {
@@ -467,14 +470,15 @@ func (s *Sink) plan(items []item) [][]item {
 		}
 		return reqs
 	}
-	lastOfJob := make(map[string]int)
+	lastOfGroup := make(map[string]int)
 	lastOfKey := make(map[string]int)
 	for _, it := range items {
-		r, ok := lastOfJob[it.w.JobID]
+		group := wire.BriteRequestKey(&it.w)
+		r, ok := lastOfGroup[group]
 		if k, seen := lastOfKey[it.ev.Key]; !ok || (seen && r < k) || len(reqs[r]) >= s.maxBatch {
 			r = len(reqs)
 			reqs = append(reqs, nil)
-			lastOfJob[it.w.JobID] = r
+			lastOfGroup[group] = r
 		}
 		reqs[r] = append(reqs[r], it)
 		lastOfKey[it.ev.Key] = r

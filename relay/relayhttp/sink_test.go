@@ -1055,3 +1055,38 @@ Topics:
     Description: An invoice was paid.
     Schema: {type: object}
 `
+
+// TestHTTPSinkBriteContextHeaders: the bc-events body has no field for the
+// trace context or the tenant, so they travel in headers, traceparent as W3C
+// names it; events of one job with different tenants or traces go in
+// requests of their own, so none is sent under another's headers.
+func TestHTTPSinkBriteContextHeaders(t *testing.T) {
+	t.Parallel()
+	srv := newHTTPSinkServer(t, false, status(http.StatusCreated, `{"failedRecords":0,"records":[]}`))
+	sink := newTestHTTPSink(t, Config{URL: srv.URL, Format: FormatBriteEvents})
+	const tp1 = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	const tp2 = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	evs := []*outbox.Event{
+		sinkMessage(1, "inv-1", "job-1"), sinkMessage(2, "inv-2", "job-1"),
+		sinkMessage(3, "inv-3", "job-1"), sinkMessage(4, "inv-4", "job-1"),
+	}
+	evs[0].Traceparent, evs[0].Tenant = tp1, "acme"
+	evs[1].Traceparent, evs[1].Tenant = tp1, "acme"
+	evs[2].Traceparent, evs[2].Tenant = tp1, "globex"
+	evs[3].Traceparent = tp2
+	if err := send(sink, evs...); err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	type hdr struct{ path, traceparent, tenant string }
+	var got []hdr
+	for _, r := range srv.recorded() {
+		got = append(got, hdr{r.Path, r.Header.Get("Traceparent"), r.Header.Get(wire.HeaderTenant)})
+		if bytes.Contains(r.Body, []byte("acme")) || bytes.Contains(r.Body, []byte(tp1)) {
+			t.Errorf("the body carries the tenant or trace: %s", r.Body)
+		}
+	}
+	want := []hdr{{"/events/bulk/", tp1, "acme"}, {"/events", tp1, "globex"}, {"/events", tp2, ""}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("requests %v, want %v", got, want)
+	}
+}
