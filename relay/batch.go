@@ -126,8 +126,17 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 	dctx, stopCut := r.leases.deliverContext(workCtx)
 	out := r.deliver(dctx, batch)
 	stopCut()
+	recCtx := workCtx
 	if workCtx.Err() != nil {
+		// The shutdown timeout ran out mid-batch. What the sink accepted
+		// is recorded all the same, on a context of its own, so that the
+		// next owner does not send it again; the rest stays pending.
 		out.unsendCancelled()
+		var cancel context.CancelFunc
+		recCtx, cancel = context.WithTimeout(context.WithoutCancel(workCtx), recordAfterShutdown)
+		defer cancel()
+		r.log.Warn("shutdown timeout ran out with a batch in flight; recording what the sink accepted",
+			"delivered", len(out.delivered), "left_in_flight", len(out.unsent)+len(out.failed))
 	}
 	res.delivered = len(out.delivered)
 	switch {
@@ -156,9 +165,9 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 	if len(rows) >= r.cfg.BatchSize && len(out.delivered) == len(rows) {
 		// A full batch, all delivered: a backlog is draining. Read the
 		// next batch while this one is recorded, on a second connection.
-		stats, err = r.recordAndPrefetch(ctx, workCtx, st, out, parts, now)
+		stats, err = r.recordAndPrefetch(ctx, recCtx, st, out, parts, now)
 	} else {
-		stats, err = r.record(workCtx, st, out)
+		stats, err = r.record(recCtx, st, out)
 	}
 	if err != nil {
 		res.dbErr = err
@@ -171,6 +180,10 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 	}
 	return res
 }
+
+// recordAfterShutdown bounds the record of a batch whose delivery the
+// shutdown timeout cut short.
+const recordAfterShutdown = 5 * time.Second
 
 // probe returns the one event of batch to send while the sink is taken to be
 // down: the first event of a key, a different key each time, so that an

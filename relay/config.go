@@ -135,9 +135,10 @@ type Config struct {
 	CleanupBatchSize int
 
 	// ShutdownTimeout bounds how long Run, once its context is cancelled,
-	// waits for the batch in flight to be delivered and recorded. A batch
-	// cut short stays pending and is delivered again later. Defaults to
-	// ShutdownTimeoutDefault.
+	// waits for the batch in flight to be delivered and recorded. When it
+	// runs out, the events the sink accepted are still recorded; the rest
+	// stay pending, are counted in a warning, and are delivered again
+	// later. Defaults to ShutdownTimeoutDefault.
 	ShutdownTimeout time.Duration
 
 	// Logger receives the relay's logs. Defaults to slog.Default().

@@ -132,7 +132,9 @@
 // Crashes and shutdown. A relay that dies holds its partitions until their
 // leases expire (LeaseTTL), then the other relays take them over and
 // deliver what it left pending. Cancelling Run's context finishes the batch
-// in flight (bounded by ShutdownTimeout; a batch cut short stays pending),
+// in flight, bounded by ShutdownTimeout: when that runs out, the request in
+// flight is cancelled, what the sink had accepted is recorded, and the rest
+// stays pending for the next owner, with a warning that counts it. Then it
 // releases the partitions so the other relays take them at their next lease
 // round, and returns nil. Database outages are ridden out: the loop logs,
 // backs off and goes on when the pool reconnects.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -330,4 +332,59 @@ func TestLateCommit(t *testing.T) {
 	insertEvents(t, pool, cycleKeys(1000, 50)...)
 	waitFor(t, 10*time.Second, "the late row and the rest", func() bool { return sink.distinct() == 2001 })
 	checkOrder(t, sink.delivered())
+}
+
+// TestShutdownRecordsAccepted: when the shutdown timeout runs out while a
+// slow sink is part way through a batch, what the sink accepted is recorded
+// (so the next relay does not send it again), the rest stays pending, and a
+// warning says how many were left in flight.
+func TestShutdownRecordsAccepted(t *testing.T) {
+	t.Parallel()
+	pool := newTestDB(t)
+	insertEvents(t, pool, cycleKeys(100, 100)...)
+	started := make(chan struct{})
+	var once sync.Once
+	var mu sync.Mutex
+	accepted := 0
+	sink := SinkFunc(func(ctx context.Context, events []*outbox.Event) error {
+		once.Do(func() { close(started) })
+		o := NewOutcome(events)
+		for i, ev := range events {
+			if err := SendCut(ctx); err != nil {
+				o.NotSent(events[i:], err)
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // one slow request per event
+			mu.Lock()
+			accepted++
+			mu.Unlock()
+			_ = ev
+		}
+		return o.Err()
+	})
+	var logs syncBuffer
+	r, err := New(pool, sink, &Config{ShutdownTimeout: 200 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	<-started
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if accepted == 0 || accepted == 100 {
+		t.Fatalf("the sink accepted %d of 100 events before the shutdown timeout; the test proves nothing", accepted)
+	}
+	if left := count(t, pool, "true"); left != 100-accepted {
+		t.Errorf("%d events left pending, want the %d the sink did not accept", left, 100-accepted)
+	}
+	if !strings.Contains(logs.String(), "left_in_flight="+fmt.Sprint(100-accepted)) {
+		t.Errorf("logs = %q, want a warning with left_in_flight=%d", logs.String(), 100-accepted)
+	}
 }
