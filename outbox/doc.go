@@ -40,6 +40,6 @@
 //
 // The table is created by Migrate (or by your migration tool, from
 // Migrations). Rows are written through watermill-sql's Publisher with an
-// outbox-specific SchemaAdapter, and each event travels as a watermill
-// message whose metadata carries the envelope (see the Meta* constants).
+// outbox-specific SchemaAdapter, one column per envelope field. The relay
+// (package relay) reads them back as Event values and hands them to a sink.
 package outbox
