@@ -305,7 +305,7 @@ func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *sc
 	if !ok {
 		t.Category = defaultCategory
 	}
-	t.Description, _ = p.str(n, fields, "Description", true)
+	t.Description, _ = p.str(n, fields, "Description", false)
 	if v, ok := fields["Version"]; ok {
 		if t.Version, ok = p.integer(v, "Version"); ok && t.Version < 1 {
 			p.errorf(v.value, "schema versions count from 1", "Version must be at least 1, got %d", t.Version)
