@@ -260,8 +260,10 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 	byNorm := map[string]*Topic{}
 	byParts := map[string]*Topic{}
 	for i, item := range seq.Content {
-		t := p.topic(i, item, defaultCategory, c)
-		if t == nil {
+		// A topic with problems of its own still takes part in the
+		// duplicate checks, so that one run reports both.
+		t, clean := p.topic(i, item, defaultCategory, c)
+		if t == nil || t.Name == "" {
 			continue
 		}
 		if first, ok := byName[t.Name]; ok {
@@ -278,7 +280,9 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 			continue
 		}
 		byName[t.Name], byNorm[normalize(t.Name)], byParts[partsKey(t)] = t, t, t
-		ts = append(ts, t)
+		if clean {
+			ts = append(ts, t)
+		}
 	}
 	if len(p.errs) > 0 {
 		return nil
@@ -286,24 +290,29 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 	return newRegistry(defaultCategory, ts)
 }
 
-// topic checks one entry of Topics; it returns nil when the entry has
-// problems, after recording them.
-func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *schemaCompiler) *Topic {
+// topic checks one entry of Topics, recording its problems. It returns the
+// topic, nil when the entry is not a mapping, and whether it had no
+// problems. Name is set whenever the names that make it up are valid, also
+// when other parts of the entry are not.
+func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *schemaCompiler) (*Topic, bool) {
 	n := p.resolve(item)
 	if n == nil {
-		return nil
+		return nil, false
 	}
 	fields, ok := p.fields(n, "a topic", topicKeys)
 	if !ok {
-		return nil
+		return nil, false
 	}
 	before := len(p.errs)
 	t := &Topic{File: p.file, Line: n.Line, Key: DefaultKey, Version: 1}
 	t.Action, _ = p.name(n, fields, "Action", actionRE, "one capitalised word in the past tense, e.g. Created", true)
 	t.Entity, _ = p.name(n, fields, "Entity", entityRE, "capitalised words run together, e.g. Invoice or LineItem", true)
-	t.Category, ok = p.name(n, fields, "Category", categoryRE, "lower-case letters only, e.g. billing", false)
-	if !ok {
+	t.Category, _ = p.name(n, fields, "Category", categoryRE, "lower-case letters only, e.g. billing", false)
+	if _, ok := fields["Category"]; !ok {
 		t.Category = defaultCategory
+	}
+	if t.Action != "" && t.Entity != "" && t.Category != "" {
+		t.Name = t.Category + "." + t.Entity + t.Action
 	}
 	t.Description, _ = p.str(n, fields, "Description", false)
 	if v, ok := fields["Version"]; ok {
@@ -336,21 +345,17 @@ func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *sc
 
 	schemaNode := p.required(n, fields, "Schema", "add the JSON Schema of the event's data")
 	if schemaNode == nil {
-		return nil
+		return t, false
 	}
 	if schemaNode.Kind != yaml.MappingNode {
 		p.errorf(schemaNode, "the JSON Schema of the event's data, e.g. {type: object, required: [id], properties: {...}}",
 			"Schema must be a mapping, got %s", kindName(schemaNode))
-		return nil
+		return t, false
 	}
-	t.Name = t.Category + "." + t.Entity + t.Action
 	// The schema is checked even when the names have problems, so that one
 	// run reports both.
 	p.topicSchema(t, index, schemaNode, keyNode, c)
-	if len(p.errs) > before {
-		return nil
-	}
-	return t
+	return t, len(p.errs) == before
 }
 
 // topicSchema converts, checks and compiles a topic's schema into t.
