@@ -165,7 +165,7 @@ func (p *parser) decode(data []byte) (root *yaml.Node) {
 			p.errorAt(1, 1, "define DefaultCategory and Topics", "file is empty")
 			return nil
 		}
-		p.yamlError(err)
+		p.yamlError(data, err)
 		return nil
 	}
 	var extra yaml.Node
@@ -173,7 +173,7 @@ func (p *parser) decode(data []byte) (root *yaml.Node) {
 		p.errorf(&extra, "keep all topics in one document", "more than one YAML document")
 		return nil
 	} else if !errors.Is(err, io.EOF) {
-		p.yamlError(err)
+		p.yamlError(data, err)
 		return nil
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
@@ -183,13 +183,44 @@ func (p *parser) decode(data []byte) (root *yaml.Node) {
 	return doc.Content[0]
 }
 
-func (p *parser) yamlError(err error) {
-	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		p.errorAt(line, 1, "", "invalid YAML: %s", m[2])
+// yamlError records a YAML syntax error. yaml.v3 reports a line without a
+// column, and for a tab in indentation the line where the scalar before it
+// began; the tab is found again in data so that the position is its own.
+func (p *parser) yamlError(data []byte, err error) {
+	m := yamlLineRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		p.errorAt(1, 1, "", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 		return
 	}
-	p.errorAt(1, 1, "", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	line, _ := strconv.Atoi(m[1])
+	col, hint, msg := 1, "", m[2]
+	last := line // the line is right; only the column is missing
+	if strings.Contains(msg, "tab character") {
+		last = bytes.Count(data, []byte("\n")) + 1
+	}
+	if l, c, ok := indentTab(data, line, last); ok {
+		line, col, hint = l, c, "indent with spaces: YAML does not allow tabs in indentation"
+	}
+	p.errorAt(line, col, hint, "invalid YAML: %s", msg)
+}
+
+// indentTab returns the position of the first tab in the indentation of
+// lines first to last of data.
+func indentTab(data []byte, first, last int) (line, col int, ok bool) {
+	for i, l := range bytes.SplitAfter(data, []byte("\n")) {
+		line = i + 1
+		if line > last {
+			break
+		}
+		if line < first {
+			continue
+		}
+		indent := l[:len(l)-len(bytes.TrimLeft(l, " \t"))]
+		if j := bytes.IndexByte(indent, '\t'); j >= 0 {
+			return line, j + 1, true
+		}
+	}
+	return 0, 0, false
 }
 
 func invalidUTF8At(data []byte) int {
@@ -245,7 +276,7 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 		if isNull(seq) {
 			p.errorf(fields["Topics"].key, "define at least one topic", "Topics is empty")
 		} else {
-			p.errorf(seq, "Topics is a list: one \"- Action: ...\" entry per topic", "Topics must be a list, got %s", kindName(seq))
+			p.errorf(fields["Topics"].at(), "Topics is a list: one \"- Action: ...\" entry per topic", "Topics must be a list, got %s", kindName(seq))
 		}
 		return nil
 	}
@@ -332,7 +363,7 @@ func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *sc
 	}
 	var keyNode *yaml.Node
 	if s, ok := p.str(n, fields, "Key", false); ok {
-		keyNode = p.resolve(fields["Key"].value)
+		keyNode = fields["Key"].at()
 		t.Key = s
 		if _, err := splitPointer(s); err != nil || s == "" {
 			if err == nil {
@@ -348,7 +379,7 @@ func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *sc
 		return t, false
 	}
 	if schemaNode.Kind != yaml.MappingNode {
-		p.errorf(schemaNode, "the JSON Schema of the event's data, e.g. {type: object, required: [id], properties: {...}}",
+		p.errorf(fields["Schema"].at(), "the JSON Schema of the event's data, e.g. {type: object, required: [id], properties: {...}}",
 			"Schema must be a mapping, got %s", kindName(schemaNode))
 		return t, false
 	}
@@ -391,6 +422,20 @@ type entry struct {
 	// via is the merge key that brought the entry in, nil for the mapping's
 	// own; a merged value is copied, so it is charged like an alias.
 	via *yaml.Node
+}
+
+// at returns the node a problem with the entry's value is reported at: the
+// alias when the value is one, and the key when it is a block mapping or
+// list, whose own position is that of its first entry, on a later line.
+func (e entry) at() *yaml.Node {
+	v := e.value
+	switch {
+	case v.Kind == yaml.AliasNode:
+		return v
+	case (v.Kind == yaml.MappingNode || v.Kind == yaml.SequenceNode) && v.Style&yaml.FlowStyle == 0:
+		return e.key
+	}
+	return v
 }
 
 // fields returns the keys of the mapping n, checking each against known.
@@ -576,7 +621,7 @@ func (p *parser) str(n *yaml.Node, fields map[string]entry, key string, required
 		if v.Kind == yaml.ScalarNode {
 			hint = fmt.Sprintf("quote it: %q", v.Value)
 		}
-		p.errorf(v, hint, "%s must be a string, got %s", key, kindName(v))
+		p.errorf(e.at(), hint, "%s must be a string, got %s", key, kindName(v))
 		return "", false
 	}
 	return v.Value, true
@@ -589,7 +634,7 @@ func (p *parser) name(n *yaml.Node, fields map[string]entry, key string, re *reg
 		return "", false
 	}
 	if !re.MatchString(s) {
-		p.errorf(p.resolve(fields[key].value), hint, "%s %q must match %s", key, s, re)
+		p.errorf(fields[key].at(), hint, "%s %q must match %s", key, s, re)
 		return "", false
 	}
 	return s, true
@@ -602,7 +647,7 @@ func (p *parser) integer(e entry, key string) (int, bool) {
 	}
 	var i int
 	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" || v.Decode(&i) != nil {
-		p.errorf(v, "", "%s must be an integer, got %s", key, kindName(v))
+		p.errorf(e.at(), "", "%s must be an integer, got %s", key, kindName(v))
 		return 0, false
 	}
 	return i, true
