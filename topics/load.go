@@ -114,9 +114,10 @@ func parse(filename string, data []byte, o options) (*Registry, error) {
 type parser struct {
 	file     string
 	errs     []*DefinitionError
-	expanded int  // nodes reached through aliases so far
-	bombed   bool // aliasExpansionMax was exceeded and reported
-	tooDeep  bool // the current schema's depth problem was reported
+	reported map[DefinitionError]bool // what errs holds, to report a problem once
+	expanded int                      // nodes reached through aliases so far
+	bombed   bool                     // aliasExpansionMax was exceeded and reported
+	tooDeep  bool                     // the current schema's depth problem was reported
 	// misspelt holds, per mapping, the known keys an unknown key was taken
 	// for; their absence is not reported again as "missing".
 	misspelt map[*yaml.Node][]string
@@ -130,10 +131,18 @@ func (p *parser) missing(n *yaml.Node, key, hint string) {
 	}
 }
 
+// errorAt records a problem. One reached again through an alias, as in an
+// anchored schema shared by several topics, is recorded once.
 func (p *parser) errorAt(line, col int, hint, format string, args ...any) {
-	p.errs = append(p.errs, &DefinitionError{
-		File: p.file, Line: line, Column: col, Msg: fmt.Sprintf(format, args...), Hint: hint,
-	})
+	e := DefinitionError{File: p.file, Line: line, Column: col, Msg: fmt.Sprintf(format, args...), Hint: hint}
+	if p.reported[e] {
+		return
+	}
+	if p.reported == nil {
+		p.reported = map[DefinitionError]bool{}
+	}
+	p.reported[e] = true
+	p.errs = append(p.errs, &e)
 }
 
 func (p *parser) errorf(n *yaml.Node, hint, format string, args ...any) {
@@ -290,10 +299,22 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 	byName := map[string]*Topic{}
 	byNorm := map[string]*Topic{}
 	byParts := map[string]*Topic{}
+	checked := map[*yaml.Node]*Topic{}
 	for i, item := range seq.Content {
+		n := p.resolve(item)
+		if n == nil {
+			continue
+		}
+		// An alias of an entry checked already repeats its topic; only
+		// the repetition is new.
+		t, seen := checked[n]
+		clean := false
+		if !seen {
+			t, clean = p.topic(i, n, defaultCategory, c)
+			checked[n] = t
+		}
 		// A topic with problems of its own still takes part in the
 		// duplicate checks, so that one run reports both.
-		t, clean := p.topic(i, item, defaultCategory, c)
 		if t == nil || t.Name == "" {
 			continue
 		}
@@ -321,15 +342,11 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 	return newRegistry(defaultCategory, ts)
 }
 
-// topic checks one entry of Topics, recording its problems. It returns the
+// topic checks the entry n of Topics, aliases resolved, recording its problems. It returns the
 // topic, nil when the entry is not a mapping, and whether it had no
 // problems. Name is set whenever the names that make it up are valid, also
 // when other parts of the entry are not.
-func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *schemaCompiler) (*Topic, bool) {
-	n := p.resolve(item)
-	if n == nil {
-		return nil, false
-	}
+func (p *parser) topic(index int, n *yaml.Node, defaultCategory string, c *schemaCompiler) (*Topic, bool) {
 	fields, ok := p.fields(n, "a topic", topicKeys)
 	if !ok {
 		return nil, false
@@ -490,9 +507,15 @@ func (p *parser) mergeEntries(n *yaml.Node, depth int) ([]entry, bool) {
 		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
 			es, mok := p.merge(v, depth)
 			ok = ok && mok
+			// Copies are charged to the alias that brings them in, or to
+			// the merge key when its value is written out.
+			via := k
+			if v.Kind == yaml.AliasNode {
+				via = v
+			}
 			for _, e := range es {
 				if !slices.ContainsFunc(merged, func(m entry) bool { return m.key.Value == e.key.Value }) {
-					merged = append(merged, entry{e.key, e.value, cmp.Or(e.via, k)})
+					merged = append(merged, entry{e.key, e.value, via})
 				}
 			}
 			continue
@@ -586,8 +609,13 @@ func (p *parser) charge(at *yaml.Node, k int) bool {
 	}
 	if !p.bombed {
 		p.bombed = true
-		p.errorf(at, "share schema parts with $defs and $ref inside a schema, or write them out",
-			"YAML aliases expand to more than %d nodes", aliasExpansionMax)
+		hint := "every use of an alias copies its anchor, and copies of copies multiply; " +
+			"share schema parts with $defs and $ref inside a schema, or write them out"
+		if at.Kind == yaml.AliasNode {
+			p.errorf(at, hint, "alias *%s takes YAML aliases past their limit of %d nodes", at.Value, aliasExpansionMax)
+		} else {
+			p.errorf(at, hint, "this merge key takes YAML aliases past their limit of %d nodes", aliasExpansionMax)
+		}
 	}
 	return false
 }
