@@ -300,7 +300,7 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 	byNorm := map[string]*Topic{}
 	byParts := map[string]*Topic{}
 	checked := map[*yaml.Node]*Topic{}
-	for i, item := range seq.Content {
+	for _, item := range seq.Content {
 		n := p.resolve(item)
 		if n == nil {
 			continue
@@ -310,7 +310,7 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 		t, seen := checked[n]
 		clean := false
 		if !seen {
-			t, clean = p.topic(i, n, defaultCategory, c)
+			t, clean = p.topic(n, defaultCategory, c)
 			checked[n] = t
 		}
 		// A topic with problems of its own still takes part in the
@@ -346,7 +346,7 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 // topic, nil when the entry is not a mapping, and whether it had no
 // problems. Name is set whenever the names that make it up are valid, also
 // when other parts of the entry are not.
-func (p *parser) topic(index int, n *yaml.Node, defaultCategory string, c *schemaCompiler) (*Topic, bool) {
+func (p *parser) topic(n *yaml.Node, defaultCategory string, c *schemaCompiler) (*Topic, bool) {
 	fields, ok := p.fields(n, "a topic", topicKeys)
 	if !ok {
 		return nil, false
@@ -402,12 +402,12 @@ func (p *parser) topic(index int, n *yaml.Node, defaultCategory string, c *schem
 	}
 	// The schema is checked even when the names have problems, so that one
 	// run reports both.
-	p.topicSchema(t, index, schemaNode, keyNode, c)
+	p.topicSchema(t, schemaNode, keyNode, c)
 	return t, len(p.errs) == before
 }
 
 // topicSchema converts, checks and compiles a topic's schema into t.
-func (p *parser) topicSchema(t *Topic, index int, schemaNode, keyNode *yaml.Node, c *schemaCompiler) {
+func (p *parser) topicSchema(t *Topic, schemaNode, keyNode *yaml.Node, c *schemaCompiler) {
 	p.tooDeep = false
 	doc, ok := p.toJSON(schemaNode, nil, 0)
 	if !ok {
@@ -424,9 +424,9 @@ func (p *parser) topicSchema(t *Topic, index int, schemaNode, keyNode *yaml.Node
 	t.keyChecked = msg == ""
 	// The compiler keeps parts of what it compiles; it gets its own copy so
 	// that t.Schema is only ever read.
-	sch, err := c.compile(index, deepCopy(t.Schema))
+	sch, err := c.compile(deepCopy(t.Schema))
 	if err != nil {
-		p.schemaCompileError(schemaNode, err)
+		p.schemaCompileError(t, schemaNode, err)
 		return
 	}
 	t.schema = sch
