@@ -13,7 +13,7 @@
 //	  - Action: Created                   # ^[A-Z][a-z]+$, past tense
 //	    Entity: Invoice                   # ^([A-Z][a-z]+)+$
 //	    Category: billing                 # optional; defaults to DefaultCategory
-//	    Description: A new invoice was issued
+//	    Description: A new invoice was issued # optional
 //	    Schema:                           # JSON Schema (2020-12) of the event's data
 //	      type: object
 //	      required: [id, amount_cents]

@@ -31,6 +31,7 @@ func addFiles(f *testing.F, pattern string) {
 func FuzzParse(f *testing.F) {
 	addFiles(f, "testdata/invalid/*.yaml")
 	addFiles(f, "testdata/valid/*.yaml")
+	addFiles(f, "testdata/bcevents/*.yaml")
 	addFiles(f, rootDefinitions)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		reg, err := topics.Parse("fuzz.yaml", data, topics.WithMaxSize(64<<10))

@@ -114,9 +114,10 @@ func parse(filename string, data []byte, o options) (*Registry, error) {
 type parser struct {
 	file     string
 	errs     []*DefinitionError
-	expanded int  // nodes reached through aliases so far
-	bombed   bool // aliasExpansionMax was exceeded and reported
-	tooDeep  bool // the current schema's depth problem was reported
+	reported map[DefinitionError]bool // what errs holds, to report a problem once
+	expanded int                      // nodes reached through aliases so far
+	bombed   bool                     // aliasExpansionMax was exceeded and reported
+	tooDeep  bool                     // the current schema's depth problem was reported
 	// misspelt holds, per mapping, the known keys an unknown key was taken
 	// for; their absence is not reported again as "missing".
 	misspelt map[*yaml.Node][]string
@@ -130,10 +131,18 @@ func (p *parser) missing(n *yaml.Node, key, hint string) {
 	}
 }
 
+// errorAt records a problem. One reached again through an alias, as in an
+// anchored schema shared by several topics, is recorded once.
 func (p *parser) errorAt(line, col int, hint, format string, args ...any) {
-	p.errs = append(p.errs, &DefinitionError{
-		File: p.file, Line: line, Column: col, Msg: fmt.Sprintf(format, args...), Hint: hint,
-	})
+	e := DefinitionError{File: p.file, Line: line, Column: col, Msg: fmt.Sprintf(format, args...), Hint: hint}
+	if p.reported[e] {
+		return
+	}
+	if p.reported == nil {
+		p.reported = map[DefinitionError]bool{}
+	}
+	p.reported[e] = true
+	p.errs = append(p.errs, &e)
 }
 
 func (p *parser) errorf(n *yaml.Node, hint, format string, args ...any) {
@@ -165,7 +174,7 @@ func (p *parser) decode(data []byte) (root *yaml.Node) {
 			p.errorAt(1, 1, "define DefaultCategory and Topics", "file is empty")
 			return nil
 		}
-		p.yamlError(err)
+		p.yamlError(data, err)
 		return nil
 	}
 	var extra yaml.Node
@@ -173,7 +182,7 @@ func (p *parser) decode(data []byte) (root *yaml.Node) {
 		p.errorf(&extra, "keep all topics in one document", "more than one YAML document")
 		return nil
 	} else if !errors.Is(err, io.EOF) {
-		p.yamlError(err)
+		p.yamlError(data, err)
 		return nil
 	}
 	if len(doc.Content) == 0 || isNull(doc.Content[0]) {
@@ -183,13 +192,44 @@ func (p *parser) decode(data []byte) (root *yaml.Node) {
 	return doc.Content[0]
 }
 
-func (p *parser) yamlError(err error) {
-	if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		p.errorAt(line, 1, "", "invalid YAML: %s", m[2])
+// yamlError records a YAML syntax error. yaml.v3 reports a line without a
+// column, and for a tab in indentation the line where the scalar before it
+// began; the tab is found again in data so that the position is its own.
+func (p *parser) yamlError(data []byte, err error) {
+	m := yamlLineRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		p.errorAt(1, 1, "", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 		return
 	}
-	p.errorAt(1, 1, "", "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
+	line, _ := strconv.Atoi(m[1])
+	col, hint, msg := 1, "", m[2]
+	last := line // the line is right; only the column is missing
+	if strings.Contains(msg, "tab character") {
+		last = bytes.Count(data, []byte("\n")) + 1
+	}
+	if l, c, ok := indentTab(data, line, last); ok {
+		line, col, hint = l, c, "indent with spaces: YAML does not allow tabs in indentation"
+	}
+	p.errorAt(line, col, hint, "invalid YAML: %s", msg)
+}
+
+// indentTab returns the position of the first tab in the indentation of
+// lines first to last of data.
+func indentTab(data []byte, first, last int) (line, col int, ok bool) {
+	for i, l := range bytes.SplitAfter(data, []byte("\n")) {
+		line = i + 1
+		if line > last {
+			break
+		}
+		if line < first {
+			continue
+		}
+		indent := l[:len(l)-len(bytes.TrimLeft(l, " \t"))]
+		if j := bytes.IndexByte(indent, '\t'); j >= 0 {
+			return line, j + 1, true
+		}
+	}
+	return 0, 0, false
 }
 
 func invalidUTF8At(data []byte) int {
@@ -245,7 +285,7 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 		if isNull(seq) {
 			p.errorf(fields["Topics"].key, "define at least one topic", "Topics is empty")
 		} else {
-			p.errorf(seq, "Topics is a list: one \"- Action: ...\" entry per topic", "Topics must be a list, got %s", kindName(seq))
+			p.errorf(fields["Topics"].at(), "Topics is a list: one \"- Action: ...\" entry per topic", "Topics must be a list, got %s", kindName(seq))
 		}
 		return nil
 	}
@@ -259,9 +299,23 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 	byName := map[string]*Topic{}
 	byNorm := map[string]*Topic{}
 	byParts := map[string]*Topic{}
-	for i, item := range seq.Content {
-		t := p.topic(i, item, defaultCategory, c)
-		if t == nil {
+	checked := map[*yaml.Node]*Topic{}
+	for _, item := range seq.Content {
+		n := p.resolve(item)
+		if n == nil {
+			continue
+		}
+		// An alias of an entry checked already repeats its topic; only
+		// the repetition is new.
+		t, seen := checked[n]
+		clean := false
+		if !seen {
+			t, clean = p.topic(n, defaultCategory, c)
+			checked[n] = t
+		}
+		// A topic with problems of its own still takes part in the
+		// duplicate checks, so that one run reports both.
+		if t == nil || t.Name == "" {
 			continue
 		}
 		if first, ok := byName[t.Name]; ok {
@@ -278,7 +332,9 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 			continue
 		}
 		byName[t.Name], byNorm[normalize(t.Name)], byParts[partsKey(t)] = t, t, t
-		ts = append(ts, t)
+		if clean {
+			ts = append(ts, t)
+		}
 	}
 	if len(p.errs) > 0 {
 		return nil
@@ -286,26 +342,27 @@ func (p *parser) definitions(root *yaml.Node, o options) *Registry {
 	return newRegistry(defaultCategory, ts)
 }
 
-// topic checks one entry of Topics; it returns nil when the entry has
-// problems, after recording them.
-func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *schemaCompiler) *Topic {
-	n := p.resolve(item)
-	if n == nil {
-		return nil
-	}
+// topic checks the entry n of Topics, aliases resolved, recording its problems. It returns the
+// topic, nil when the entry is not a mapping, and whether it had no
+// problems. Name is set whenever the names that make it up are valid, also
+// when other parts of the entry are not.
+func (p *parser) topic(n *yaml.Node, defaultCategory string, c *schemaCompiler) (*Topic, bool) {
 	fields, ok := p.fields(n, "a topic", topicKeys)
 	if !ok {
-		return nil
+		return nil, false
 	}
 	before := len(p.errs)
 	t := &Topic{File: p.file, Line: n.Line, Key: DefaultKey, Version: 1}
 	t.Action, _ = p.name(n, fields, "Action", actionRE, "one capitalised word in the past tense, e.g. Created", true)
 	t.Entity, _ = p.name(n, fields, "Entity", entityRE, "capitalised words run together, e.g. Invoice or LineItem", true)
-	t.Category, ok = p.name(n, fields, "Category", categoryRE, "lower-case letters only, e.g. billing", false)
-	if !ok {
+	t.Category, _ = p.name(n, fields, "Category", categoryRE, "lower-case letters only, e.g. billing", false)
+	if _, ok := fields["Category"]; !ok {
 		t.Category = defaultCategory
 	}
-	t.Description, _ = p.str(n, fields, "Description", true)
+	if t.Action != "" && t.Entity != "" && t.Category != "" {
+		t.Name = t.Category + "." + t.Entity + t.Action
+	}
+	t.Description, _ = p.str(n, fields, "Description", false)
 	if v, ok := fields["Version"]; ok {
 		if t.Version, ok = p.integer(v, "Version"); ok && t.Version < 1 {
 			p.errorf(v.value, "schema versions count from 1", "Version must be at least 1, got %d", t.Version)
@@ -323,7 +380,7 @@ func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *sc
 	}
 	var keyNode *yaml.Node
 	if s, ok := p.str(n, fields, "Key", false); ok {
-		keyNode = p.resolve(fields["Key"].value)
+		keyNode = fields["Key"].at()
 		t.Key = s
 		if _, err := splitPointer(s); err != nil || s == "" {
 			if err == nil {
@@ -336,25 +393,21 @@ func (p *parser) topic(index int, item *yaml.Node, defaultCategory string, c *sc
 
 	schemaNode := p.required(n, fields, "Schema", "add the JSON Schema of the event's data")
 	if schemaNode == nil {
-		return nil
+		return t, false
 	}
 	if schemaNode.Kind != yaml.MappingNode {
-		p.errorf(schemaNode, "the JSON Schema of the event's data, e.g. {type: object, required: [id], properties: {...}}",
+		p.errorf(fields["Schema"].at(), "the JSON Schema of the event's data, e.g. {type: object, required: [id], properties: {...}}",
 			"Schema must be a mapping, got %s", kindName(schemaNode))
-		return nil
+		return t, false
 	}
-	t.Name = t.Category + "." + t.Entity + t.Action
 	// The schema is checked even when the names have problems, so that one
 	// run reports both.
-	p.topicSchema(t, index, schemaNode, keyNode, c)
-	if len(p.errs) > before {
-		return nil
-	}
-	return t
+	p.topicSchema(t, schemaNode, keyNode, c)
+	return t, len(p.errs) == before
 }
 
 // topicSchema converts, checks and compiles a topic's schema into t.
-func (p *parser) topicSchema(t *Topic, index int, schemaNode, keyNode *yaml.Node, c *schemaCompiler) {
+func (p *parser) topicSchema(t *Topic, schemaNode, keyNode *yaml.Node, c *schemaCompiler) {
 	p.tooDeep = false
 	doc, ok := p.toJSON(schemaNode, nil, 0)
 	if !ok {
@@ -371,9 +424,9 @@ func (p *parser) topicSchema(t *Topic, index int, schemaNode, keyNode *yaml.Node
 	t.keyChecked = msg == ""
 	// The compiler keeps parts of what it compiles; it gets its own copy so
 	// that t.Schema is only ever read.
-	sch, err := c.compile(index, deepCopy(t.Schema))
+	sch, err := c.compile(deepCopy(t.Schema))
 	if err != nil {
-		p.schemaCompileError(schemaNode, err)
+		p.schemaCompileError(t, schemaNode, err)
 		return
 	}
 	t.schema = sch
@@ -386,6 +439,20 @@ type entry struct {
 	// via is the merge key that brought the entry in, nil for the mapping's
 	// own; a merged value is copied, so it is charged like an alias.
 	via *yaml.Node
+}
+
+// at returns the node a problem with the entry's value is reported at: the
+// alias when the value is one, and the key when it is a block mapping or
+// list, whose own position is that of its first entry, on a later line.
+func (e entry) at() *yaml.Node {
+	v := e.value
+	switch {
+	case v.Kind == yaml.AliasNode:
+		return v
+	case (v.Kind == yaml.MappingNode || v.Kind == yaml.SequenceNode) && v.Style&yaml.FlowStyle == 0:
+		return e.key
+	}
+	return v
 }
 
 // fields returns the keys of the mapping n, checking each against known.
@@ -440,9 +507,15 @@ func (p *parser) mergeEntries(n *yaml.Node, depth int) ([]entry, bool) {
 		if k.Kind == yaml.ScalarNode && k.ShortTag() == "!!merge" {
 			es, mok := p.merge(v, depth)
 			ok = ok && mok
+			// Copies are charged to the alias that brings them in, or to
+			// the merge key when its value is written out.
+			via := k
+			if v.Kind == yaml.AliasNode {
+				via = v
+			}
 			for _, e := range es {
 				if !slices.ContainsFunc(merged, func(m entry) bool { return m.key.Value == e.key.Value }) {
-					merged = append(merged, entry{e.key, e.value, cmp.Or(e.via, k)})
+					merged = append(merged, entry{e.key, e.value, via})
 				}
 			}
 			continue
@@ -536,8 +609,13 @@ func (p *parser) charge(at *yaml.Node, k int) bool {
 	}
 	if !p.bombed {
 		p.bombed = true
-		p.errorf(at, "share schema parts with $defs and $ref inside a schema, or write them out",
-			"YAML aliases expand to more than %d nodes", aliasExpansionMax)
+		hint := "every use of an alias copies its anchor, and copies of copies multiply; " +
+			"share schema parts with $defs and $ref inside a schema, or write them out"
+		if at.Kind == yaml.AliasNode {
+			p.errorf(at, hint, "alias *%s takes YAML aliases past their limit of %d nodes", at.Value, aliasExpansionMax)
+		} else {
+			p.errorf(at, hint, "this merge key takes YAML aliases past their limit of %d nodes", aliasExpansionMax)
+		}
 	}
 	return false
 }
@@ -571,7 +649,7 @@ func (p *parser) str(n *yaml.Node, fields map[string]entry, key string, required
 		if v.Kind == yaml.ScalarNode {
 			hint = fmt.Sprintf("quote it: %q", v.Value)
 		}
-		p.errorf(v, hint, "%s must be a string, got %s", key, kindName(v))
+		p.errorf(e.at(), hint, "%s must be a string, got %s", key, kindName(v))
 		return "", false
 	}
 	return v.Value, true
@@ -584,7 +662,7 @@ func (p *parser) name(n *yaml.Node, fields map[string]entry, key string, re *reg
 		return "", false
 	}
 	if !re.MatchString(s) {
-		p.errorf(p.resolve(fields[key].value), hint, "%s %q must match %s", key, s, re)
+		p.errorf(fields[key].at(), hint, "%s %q must match %s", key, s, re)
 		return "", false
 	}
 	return s, true
@@ -597,7 +675,7 @@ func (p *parser) integer(e entry, key string) (int, bool) {
 	}
 	var i int
 	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" || v.Decode(&i) != nil {
-		p.errorf(v, "", "%s must be an integer, got %s", key, kindName(v))
+		p.errorf(e.at(), "", "%s must be an integer, got %s", key, kindName(v))
 		return 0, false
 	}
 	return i, true

@@ -18,7 +18,7 @@ type Topic struct {
 	Category    string // e.g. billing
 	Entity      string // e.g. Invoice
 	Action      string // e.g. Created
-	Description string
+	Description string // "" when the file has none: bc-events does not require one
 
 	// Key is the JSON pointer of the ordering key inside the event data;
 	// events with the same key are delivered in order. Defaults to "/id".

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"net/url"
@@ -28,30 +29,32 @@ var printer = message.NewPrinter(language.English)
 // resolves, so a relative $ref can never reach the network.
 const schemaBase = "https://txoutbox.invalid/topics/"
 
-// schemaCompiler compiles the schemas of one file; the JSON Schema
-// metaschema is compiled once for all of them.
+// schemaURL is the URL each topic's schema is compiled under.
+const schemaURL = schemaBase + "schema.json"
+
+// schemaCompiler compiles the schemas of one file.
 type schemaCompiler struct {
-	c *jsonschema.Compiler
+	formatAssertions bool
 }
 
 func newSchemaCompiler(o options) *schemaCompiler {
+	return &schemaCompiler{formatAssertions: o.formatAssertions}
+}
+
+// compile compiles one topic's schema. Each gets a compiler of its own, so
+// that a $ref cannot reach the schema of another topic; the metaschemas
+// are shared by all compilers.
+func (s *schemaCompiler) compile(doc any) (*jsonschema.Schema, error) {
 	c := jsonschema.NewCompiler()
 	c.DefaultDraft(jsonschema.Draft2020)
-	if o.formatAssertions {
+	if s.formatAssertions {
 		c.AssertFormat()
 	}
 	c.UseLoader(refusingLoader{})
-	return &schemaCompiler{c: c}
-}
-
-// compile compiles the schema of the index-th topic. Naming resources by
-// index rather than topic name keeps a duplicate topic from clashing here.
-func (s *schemaCompiler) compile(index int, doc any) (*jsonschema.Schema, error) {
-	u := schemaBase + "topic" + strconv.Itoa(index) + ".json"
-	if err := s.c.AddResource(u, doc); err != nil {
+	if err := c.AddResource(schemaURL, doc); err != nil {
 		return nil, err
 	}
-	return s.c.Compile(u)
+	return c.Compile(schemaURL)
 }
 
 // refusingLoader keeps schemas self-contained: loading definitions never
@@ -426,9 +429,9 @@ func followRef(root, s map[string]any) (map[string]any, string) {
 	return nil, "$ref chain too long"
 }
 
-// schemaCompileError turns what the JSON Schema compiler reports into
-// positioned problems.
-func (p *parser) schemaCompileError(root *yaml.Node, err error) {
+// schemaCompileError turns what the JSON Schema compiler reports about t's
+// schema into positioned problems.
+func (p *parser) schemaCompileError(t *Topic, root *yaml.Node, err error) {
 	var sve *jsonschema.SchemaValidationError
 	var ve *jsonschema.ValidationError
 	if errors.As(err, &sve) && errors.As(sve.Err, &ve) {
@@ -463,14 +466,99 @@ func (p *parser) schemaCompileError(root *yaml.Node, err error) {
 			"invalid regular expression %q: %v", rxe.Regex, rxe.Err)
 		return
 	}
-	var lue *jsonschema.LoadURLError
-	if errors.As(err, &lue) {
-		p.errorf(root, `share parts with $defs and "$ref": "#/$defs/..."`,
-			"schema refers to %s, outside the topic's schema", strings.TrimPrefix(lue.URL, schemaBase))
+	var pnf *jsonschema.JSONPointerNotFoundError
+	if errors.As(err, &pnf) {
+		_, ptr, _ := strings.Cut(pnf.URL, "#")
+		if s, err := url.PathUnescape(ptr); err == nil {
+			ptr = s
+		}
+		p.refError(t, root, pnf.URL, "points at nothing: the topic's schema has no "+ptr)
 		return
 	}
-	msg := strings.ReplaceAll(err.Error(), schemaBase, "")
+	var anf *jsonschema.AnchorNotFoundError
+	if errors.As(err, &anf) {
+		_, anchor, _ := strings.Cut(anf.Reference, "#")
+		p.refError(t, root, anf.Reference, fmt.Sprintf("points at nothing: the topic's schema has no $anchor %q", anchor))
+		return
+	}
+	var lue *jsonschema.LoadURLError
+	if errors.As(err, &lue) {
+		p.refError(t, root, lue.URL, "points outside the topic's schema")
+		return
+	}
+	msg := strings.ReplaceAll(strings.ReplaceAll(err.Error(), schemaURL, ""), schemaBase, "")
 	p.errorf(root, "", "invalid JSON Schema: %s", msg)
+}
+
+// refError reports the $ref in t's schema that resolves to target, a URL
+// the compiler could not resolve, in the words of the file: the $ref as
+// written and the topic's name, never the URL the schema is compiled under.
+func (p *parser) refError(t *Topic, root *yaml.Node, target, what string) {
+	name := t.Name
+	if name == "" {
+		name = "the topic"
+	}
+	n, ref := root, strings.TrimPrefix(strings.TrimPrefix(target, schemaURL), schemaBase)
+	if path, written, ok := findRef(t.Schema, nil, target); ok {
+		n, ref = locate(root, path, false), written
+	}
+	p.errorf(n, `a $ref is a JSON pointer into the same topic's Schema, e.g. "#/$defs/address"; other topics and files cannot be referred to`,
+		"$ref %q in %s %s", ref, name, what)
+}
+
+// findRef returns the path to the first $ref or $dynamicRef below v, in
+// key order, that resolves to target, and the reference as written. A
+// target without a fragment matches every reference into that document.
+func findRef(v any, path []string, target string) (at []string, ref string, ok bool) {
+	switch v := v.(type) {
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			at := append(slices.Clip(path), k)
+			if s, isStr := v[k].(string); isStr && (k == "$ref" || k == "$dynamicRef") && sameURL(resolveRef(s), target) {
+				return at, s, true
+			}
+			if at, ref, ok := findRef(v[k], at, target); ok {
+				return at, ref, true
+			}
+		}
+	case []any:
+		for i, e := range v {
+			if at, ref, ok := findRef(e, append(slices.Clip(path), strconv.Itoa(i)), target); ok {
+				return at, ref, true
+			}
+		}
+	}
+	return nil, "", false
+}
+
+// resolveRef returns the absolute URL of a reference in a topic's schema,
+// "" when it is not a URL.
+func resolveRef(ref string) string {
+	base, _ := url.Parse(schemaURL)
+	u, err := url.Parse(ref)
+	if err != nil {
+		return ""
+	}
+	return base.ResolveReference(u).String()
+}
+
+// sameURL reports whether the reference u resolves to target; fragments
+// are compared unescaped, and not at all when target has none.
+func sameURL(u, target string) bool {
+	if u == "" {
+		return false
+	}
+	doc, frag, _ := strings.Cut(u, "#")
+	tdoc, tfrag, hasFrag := strings.Cut(target, "#")
+	if doc != tdoc {
+		return false
+	}
+	if !hasFrag {
+		return true
+	}
+	f, err1 := url.PathUnescape(frag)
+	tf, err2 := url.PathUnescape(tfrag)
+	return err1 == nil && err2 == nil && f == tf
 }
 
 const re2Hint = "patterns use Go's RE2 syntax, which has no lookaround or backreferences"
