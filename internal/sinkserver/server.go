@@ -42,8 +42,9 @@ const BriteErrValidation = "ValidationError"
 // Config configures a Server. A nil *Config is allowed.
 type Config struct {
 	// Registry is checked on every event: its topic must exist and its data
-	// match the topic's schema. With no Registry any topic is accepted and
-	// nothing is validated. Defaults to nil.
+	// match the topic's schema. With no Registry any topic and data are
+	// accepted; the envelope rules of the wire format still apply. Defaults
+	// to nil.
 	Registry *topics.Registry
 	// Capacity is how many events are kept in memory. Defaults to
 	// CapacityDefault.
@@ -256,8 +257,10 @@ func (s *Server) rejected(w http.ResponseWriter, n int, body any) {
 }
 
 // check validates an event against the registry and completes it: the
-// canonical topic name and parts, and the key when the format did not
-// carry one.
+// topic's parts when the format carries only its name, and the key when
+// the format did not carry one. Topic names must match exactly: lookups in
+// other spellings are the publishing API's, and the events API refuses
+// them.
 func (s *Server) check(ev *wire.Event) error {
 	if ev.ActorType != "" && ev.ActorType != outbox.ActorUser && ev.ActorType != outbox.ActorService && ev.ActorType != outbox.ActorThirdParty {
 		return fmt.Errorf("actor type %q: want %s, %s or %s", ev.ActorType, outbox.ActorUser, outbox.ActorService, outbox.ActorThirdParty)
@@ -271,17 +274,17 @@ func (s *Server) check(ev *wire.Event) error {
 			return fmt.Errorf("actor id: %w", err)
 		}
 	}
-	var t *topics.Topic
-	if ev.Category != "" {
-		var err error
-		if t, err = reg.Lookup(ev.Category, ev.Entity, ev.Action); err != nil {
-			return err
+	t, ok := reg.Topic(ev.Topic)
+	switch {
+	case ok && t.Name != ev.Topic:
+		return fmt.Errorf("%w: %s (names are exact on the wire: did you mean %s?)", topics.ErrUnknownTopic, ev.Topic, t.Name)
+	case !ok && ev.Category != "":
+		if _, err := reg.Lookup(ev.Category, ev.Entity, ev.Action); err != nil {
+			return err // names the closest topic
 		}
-	} else {
-		var ok bool
-		if t, ok = reg.Topic(ev.Topic); !ok {
-			return fmt.Errorf("%w: %s", topics.ErrUnknownTopic, ev.Topic)
-		}
+		fallthrough
+	case !ok:
+		return fmt.Errorf("%w: %s", topics.ErrUnknownTopic, ev.Topic)
 	}
 	key, err := t.Validate(ev.Data)
 	if err != nil {
@@ -341,7 +344,9 @@ func (s *Server) accept(format wire.Format, evs []wire.Event) (dup []bool) {
 }
 
 // handleBrite takes one bc-events body: 201 {"eventId","jobId"}; 409 when
-// the Idempotency-Key was seen before.
+// the Idempotency-Key was seen before. A body breaking
+// the rules of EVENT_SCHEMA on values, or failing the registry, is 422
+// ValidationError.
 func (s *Server) handleBrite(w http.ResponseWriter, r *http.Request) {
 	if !s.begin(w) {
 		return
@@ -358,7 +363,11 @@ func (s *Server) handleBrite(w http.ResponseWriter, r *http.Request) {
 	ev := b.Event()
 	ev.ID = r.Header.Get(wire.HeaderIdempotencyKey)
 	ev.JobID = r.Header.Get(wire.HeaderJobID)
-	if err := s.check(&ev); err != nil {
+	err = b.Validate()
+	if err == nil {
+		err = s.check(&ev)
+	}
+	if err != nil {
 		s.rejected(w, 1, wire.BriteError{ErrorType: BriteErrValidation, ErrorMessage: err.Error()})
 		return
 	}
@@ -369,16 +378,37 @@ func (s *Server) handleBrite(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, wire.BriteCreated{EventID: ev.ID, JobID: ev.JobID})
 }
 
-// briteBulkAnswer is the bulk answer with the server's own counts added;
-// senders ignore fields they do not know.
+// briteBulkAnswer is the bulk answer with the server's own additions:
+// duplicates counted, and why each failed record failed; senders ignore
+// fields they do not know.
 type briteBulkAnswer struct {
-	FailedRecords int      `json:"failedRecords"`
-	Records       []string `json:"records"`
-	Duplicates    int      `json:"duplicates"`
+	FailedRecords int           `json:"failedRecords"`
+	Records       []string      `json:"records"`
+	Duplicates    int           `json:"duplicates"`
+	Errors        []recordError `json:"errors,omitempty"`
 }
 
-// handleBriteBulk takes up to 250 bc-events bodies and answers 201 with a
-// record per body: "Success" (duplicates included) or an error code.
+// briteBulkRejection is the answer to a bulk post refused as a whole
+// because records break EVENT_SCHEMA.
+type briteBulkRejection struct {
+	wire.BriteError
+	Errors []recordError `json:"errors"`
+}
+
+// recordError says why the record at Index of a bulk post failed.
+type recordError struct {
+	Index        int    `json:"index"`
+	ID           string `json:"id,omitempty"`
+	ErrorType    string `json:"errorType"`
+	ErrorMessage string `json:"errorMessage,omitempty"`
+}
+
+// handleBriteBulk takes up to 250 bc-events bodies. A post with records
+// breaking the rules of EVENT_SCHEMA is refused as a whole, as the API
+// validates its body: 400 for a record it cannot decode, 422
+// ValidationError for values, naming every such record. Otherwise it
+// answers 201 with a record per body: "Success" (duplicates included) or
+// an error code, ValidationError for a record failing the registry.
 func (s *Server) handleBriteBulk(w http.ResponseWriter, r *http.Request) {
 	if !s.begin(w) {
 		return
@@ -401,6 +431,29 @@ func (s *Server) handleBriteBulk(w http.ResponseWriter, r *http.Request) {
 		s.badRequest(w, http.StatusBadRequest, fmt.Sprintf("%s lists %d ids for %d records", wire.HeaderEventIDs, len(ids), len(bs)))
 		return
 	}
+	id := func(i int) string {
+		if len(ids) > 0 {
+			return ids[i]
+		}
+		return ""
+	}
+	var invalid []recordError
+	for i := range bs {
+		if err := bs[i].Validate(); err != nil {
+			invalid = append(invalid, recordError{Index: i, ID: id(i), ErrorType: BriteErrValidation, ErrorMessage: err.Error()})
+		}
+	}
+	if len(invalid) > 0 {
+		msgs := make([]string, len(invalid))
+		for i, e := range invalid {
+			msgs[i] = fmt.Sprintf("record %d: %s", e.Index, e.ErrorMessage)
+		}
+		s.rejected(w, len(invalid), briteBulkRejection{
+			BriteError: wire.BriteError{ErrorType: BriteErrValidation, ErrorMessage: strings.Join(msgs, "; ")},
+			Errors:     invalid,
+		})
+		return
+	}
 	jobID := r.Header.Get(wire.HeaderJobID)
 	ans := briteBulkAnswer{Records: make([]string, len(bs))}
 	var valid []wire.Event
@@ -408,16 +461,16 @@ func (s *Server) handleBriteBulk(w http.ResponseWriter, r *http.Request) {
 	for i := range bs {
 		ev := bs[i].Event()
 		ev.JobID = jobID
-		if len(ids) > 0 {
-			ev.ID = ids[i]
-		}
+		ev.ID = id(i)
 		if err := s.check(&ev); err != nil {
 			ans.Records[i] = BriteErrValidation
+			ans.Errors = append(ans.Errors, recordError{Index: i, ID: ev.ID, ErrorType: BriteErrValidation, ErrorMessage: err.Error()})
 			rejected++
 			continue
 		}
 		if code := s.recordFault(); code != "" {
 			ans.Records[i] = code
+			ans.Errors = append(ans.Errors, recordError{Index: i, ID: ev.ID, ErrorType: code, ErrorMessage: "failed on purpose"})
 			continue
 		}
 		ans.Records[i] = wire.BriteRecordSuccess
