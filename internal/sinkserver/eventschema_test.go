@@ -1,6 +1,7 @@
 package sinkserver_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -233,6 +234,25 @@ func TestBriteActorExtraFields(t *testing.T) {
 		if a := post(t, url+"/events/bulk/", "application/json", nil, "["+body+"]"); a.status != http.StatusCreated || !strings.Contains(a.body, `"failedRecords":0`) {
 			t.Errorf("POST /events/bulk/: %d %s", a.status, a.body)
 		}
+	}
+}
+
+// TestBriteSingleEventID: a single post is answered with the stored event's
+// id: the Idempotency-Key the relay sent, or the id the server gave it.
+func TestBriteSingleEventID(t *testing.T) {
+	t.Parallel()
+	srv, hs := newServer(t, nil)
+	var got wire.BriteCreated
+	a := post(t, hs.URL+"/events", "application/json", map[string]string{wire.HeaderIdempotencyKey: "0190f5e0-0000-7000-8000-000000000001"}, britePayment)
+	if err := json.Unmarshal([]byte(a.body), &got); err != nil || a.status != http.StatusCreated || got.EventID != "0190f5e0-0000-7000-8000-000000000001" {
+		t.Errorf("with Idempotency-Key: %d %s", a.status, a.body)
+	}
+	a = post(t, hs.URL+"/events", "application/json", nil, briteInvoice("inv-1", 1))
+	if err := json.Unmarshal([]byte(a.body), &got); err != nil || a.status != http.StatusCreated || got.EventID == "" {
+		t.Fatalf("without Idempotency-Key: %d %s", a.status, a.body)
+	}
+	if evs := srv.Events(0, 10); len(evs) != 2 || evs[1].ID != got.EventID {
+		t.Errorf("answered eventId %q, stored %+v", got.EventID, evs)
 	}
 }
 

@@ -343,8 +343,9 @@ func (s *Server) accept(format wire.Format, evs []wire.Event) (dup []bool) {
 	return dup
 }
 
-// handleBrite takes one bc-events body: 201 {"eventId","jobId"}; 409 when
-// the Idempotency-Key was seen before. A body breaking
+// handleBrite takes one bc-events body: 201 {"eventId","jobId"} with the
+// id the event is stored under (the Idempotency-Key, or one the server
+// gives it); 409 when the Idempotency-Key was seen before. A body breaking
 // the rules of EVENT_SCHEMA on values, or failing the registry, is 422
 // ValidationError.
 func (s *Server) handleBrite(w http.ResponseWriter, r *http.Request) {
@@ -371,11 +372,12 @@ func (s *Server) handleBrite(w http.ResponseWriter, r *http.Request) {
 		s.rejected(w, 1, wire.BriteError{ErrorType: BriteErrValidation, ErrorMessage: err.Error()})
 		return
 	}
-	if s.accept(wire.FormatBriteEvents, []wire.Event{ev})[0] {
+	evs := []wire.Event{ev}
+	if s.accept(wire.FormatBriteEvents, evs)[0] {
 		writeJSON(w, http.StatusConflict, wire.BriteError{ErrorType: "Duplicate", ErrorMessage: "event " + ev.ID + " was received before"})
 		return
 	}
-	writeJSON(w, http.StatusCreated, wire.BriteCreated{EventID: ev.ID, JobID: ev.JobID})
+	writeJSON(w, http.StatusCreated, wire.BriteCreated{EventID: evs[0].ID, JobID: ev.JobID})
 }
 
 // briteBulkAnswer is the bulk answer with the server's own additions:
