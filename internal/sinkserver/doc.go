@@ -13,8 +13,9 @@
 //	POST /events/bulk/      a JSON array of up to 250 (201 {"failedRecords","records"})
 //	POST / , /cloudevents   application/cloudevents-batch+json (202) or
 //	                        application/cloudevents+json, one event (201)
-//	GET  /                  a live page of arriving events
-//	GET  /stream            the events as server-sent events (?after=SEQ)
+//	GET  /                  a live page of arriving events and rejections
+//	GET  /stream            the events as server-sent events (?after=SEQ),
+//	                        and the rejections as "rejected" ones
 //	GET  /api/events        the events held, as JSON (?after=SEQ&limit=N&topic=T)
 //	GET  /api/stats         counts and publish→receipt latency, as JSON
 //	GET  /healthz           200 once the server can take events
@@ -35,6 +36,10 @@
 // "errors". A CloudEvents batch is all or nothing, 422 for the whole batch.
 // The relay's sink narrows a refused batch down by resending the events one
 // by one.
+//
+// Every rejection, a post answered 400, 413 or 415 or an event failing
+// validation, is shown as accepted events are: on the live page, in
+// [Server.Rejections], and logged at level Warn to [Config.Logger].
 //
 // Duplicates are recognised by event id (the CloudEvents id; for bc-events
 // the Idempotency-Key of a single post or the X-Txoutbox-Event-Ids of a bulk

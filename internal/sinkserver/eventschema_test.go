@@ -1,12 +1,18 @@
 package sinkserver_test
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
 	"github.com/txoutbox/txoutbox/internal/wire"
@@ -287,4 +293,67 @@ func TestBriteBulkErrorsNameRecord(t *testing.T) {
 	if !strings.Contains(a.body, `"index":0`) || !strings.Contains(a.body, wire.BriteErrThroughputExceeded) {
 		t.Errorf("injected record fault: %d %s, want record 0 named", a.status, a.body)
 	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's and the test's
+// goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestRejectionsShown: a rejected event is logged and streamed to the live
+// page as an accepted one is shown, not only counted.
+func TestRejectionsShown(t *testing.T) {
+	t.Parallel()
+	var log syncBuffer
+	srv, hs := newServer(t, &sinkserver.Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, hs.URL+"/stream", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+
+	post(t, hs.URL+"/events", "application/json", map[string]string{wire.HeaderIdempotencyKey: "ev-bad-name"}, schemaBody("action", `"created"`))
+	post(t, hs.URL+"/events/bulk/", "application/json", map[string]string{wire.HeaderEventIDs: "ev-ok,ev-bad-data"},
+		"["+briteInvoice("inv-1", 1)+","+briteInvoice("inv-2", -1)+"]")
+	post(t, hs.URL+"/events", "application/json", nil, `{"category":`)
+
+	lines := bufio.NewScanner(resp.Body)
+	var rejected []string
+	for len(rejected) < 3 && lines.Scan() {
+		if lines.Text() != "event: rejected" || !lines.Scan() {
+			continue
+		}
+		rejected = append(rejected, lines.Text())
+	}
+	if len(rejected) != 3 || !strings.Contains(rejected[0], "ev-bad-name") || !strings.Contains(rejected[1], "ev-bad-data") ||
+		!strings.Contains(rejected[1], `"index":1`) || !strings.Contains(rejected[2], "malformed JSON") {
+		t.Errorf("streamed rejections %q", rejected)
+	}
+	for _, want := range []string{"ev-bad-name", "ev-bad-data", "/amount_cents", "malformed JSON"} {
+		if !strings.Contains(log.String(), want) {
+			t.Errorf("log lacks %q:\n%s", want, log.String())
+		}
+	}
+	if st := srv.Stats(); st.Rejected != 2 || st.BadRequests != 1 || st.Accepted != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	_ = srv.Close()
 }
