@@ -42,8 +42,9 @@ const BriteErrValidation = "ValidationError"
 // Config configures a Server. A nil *Config is allowed.
 type Config struct {
 	// Registry is checked on every event: its topic must exist and its data
-	// match the topic's schema. With no Registry any topic is accepted and
-	// nothing is validated. Defaults to nil.
+	// match the topic's schema. With no Registry any topic and data are
+	// accepted; the envelope rules of the wire format still apply. Defaults
+	// to nil.
 	Registry *topics.Registry
 	// Capacity is how many events are kept in memory. Defaults to
 	// CapacityDefault.
@@ -59,8 +60,9 @@ type Config struct {
 	// OnEventFunc, when set, is called with every accepted event, in order,
 	// while the store is locked: it must be quick. Defaults to nil.
 	OnEventFunc func(Event)
-	// Logger receives problems writing the JSONL file. Defaults to
-	// slog.Default().
+	// Logger receives every rejection, at level Warn, as the events
+	// accepted are shown (OnEventFunc, the live page), and problems writing
+	// the JSONL file. Defaults to slog.Default().
 	Logger *slog.Logger
 }
 
@@ -167,6 +169,14 @@ func (s *Server) Events(after int64, limit int) []Event {
 	return s.store.since(after, limit, "")
 }
 
+// Rejections returns up to limit rejections held with Seq > after, oldest
+// first.
+func (s *Server) Rejections(after int64, limit int) []Rejection {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.store.rejectionsSince(after, limit)
+}
+
 // Stats returns the counts so far.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
@@ -232,32 +242,80 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			s.badRequest(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit))
+			s.badRequest(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit))
 		} else {
-			s.badRequest(w, http.StatusBadRequest, "read body: "+err.Error())
+			s.badRequest(w, r, http.StatusBadRequest, "read body: "+err.Error())
 		}
 		return nil, false
 	}
 	return body, true
 }
 
-func (s *Server) badRequest(w http.ResponseWriter, status int, msg string) {
+// badRequest answers a post the server cannot read, and shows it.
+func (s *Server) badRequest(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	format := wire.FormatCloudEvents
+	if strings.HasPrefix(r.URL.Path, wire.BritePathSingle) {
+		format = wire.FormatBriteEvents
+	}
 	s.mu.Lock()
 	s.stats.BadRequests++
 	s.mu.Unlock()
+	s.show(format, []Rejection{{Status: status, Code: "BadRequest", Error: msg}})
 	writeJSON(w, status, wire.BriteError{ErrorType: "BadRequest", ErrorMessage: msg})
 }
 
-func (s *Server) rejected(w http.ResponseWriter, n int, body any) {
+// rejected answers 422 to a post with events failing validation, and
+// shows them.
+func (s *Server) rejected(w http.ResponseWriter, format wire.Format, rs []Rejection, body any) {
 	s.mu.Lock()
-	s.stats.Rejected += int64(n)
+	s.stats.Rejected += int64(len(rs))
 	s.mu.Unlock()
+	s.show(format, rs)
 	writeJSON(w, http.StatusUnprocessableEntity, body)
 }
 
+// show keeps rejections for the live page and logs them, as accepted events
+// are shown.
+func (s *Server) show(format wire.Format, rs []Rejection) {
+	if len(rs) == 0 {
+		return
+	}
+	now := time.Now()
+	s.mu.Lock()
+	for i := range rs {
+		rs[i].ReceivedAt, rs[i].Format = now, string(format)
+		if rs[i].Status == 0 {
+			rs[i].Status = http.StatusUnprocessableEntity
+		}
+		rs[i] = s.store.addRejection(rs[i])
+	}
+	s.store.wake()
+	s.mu.Unlock()
+	for _, r := range rs {
+		attrs := []any{"format", r.Format, "status", r.Status, "code", r.Code}
+		if r.Index != nil {
+			attrs = append(attrs, "index", *r.Index)
+		}
+		if r.ID != "" {
+			attrs = append(attrs, "id", r.ID)
+		}
+		if r.Topic != "" {
+			attrs = append(attrs, "topic", r.Topic)
+		}
+		s.cfg.Logger.Warn("sink server: rejected", append(attrs, "error", r.Error)...)
+	}
+}
+
+// recordRejection is the Rejection of the record at index i.
+func recordRejection(i int, id, topic, code, msg string) Rejection {
+	return Rejection{Index: &i, ID: id, Topic: topic, Code: code, Error: msg}
+}
+
 // check validates an event against the registry and completes it: the
-// canonical topic name and parts, and the key when the format did not
-// carry one.
+// topic's parts when the format carries only its name, and the key when
+// the format did not carry one. Topic names must match exactly: lookups in
+// other spellings are the publishing API's, and the events API refuses
+// them.
 func (s *Server) check(ev *wire.Event) error {
 	if ev.ActorType != "" && ev.ActorType != outbox.ActorUser && ev.ActorType != outbox.ActorService && ev.ActorType != outbox.ActorThirdParty {
 		return fmt.Errorf("actor type %q: want %s, %s or %s", ev.ActorType, outbox.ActorUser, outbox.ActorService, outbox.ActorThirdParty)
@@ -271,17 +329,17 @@ func (s *Server) check(ev *wire.Event) error {
 			return fmt.Errorf("actor id: %w", err)
 		}
 	}
-	var t *topics.Topic
-	if ev.Category != "" {
-		var err error
-		if t, err = reg.Lookup(ev.Category, ev.Entity, ev.Action); err != nil {
-			return err
+	t, ok := reg.Topic(ev.Topic)
+	switch {
+	case ok && t.Name != ev.Topic:
+		return fmt.Errorf("%w: %s (names are exact on the wire: did you mean %s?)", topics.ErrUnknownTopic, ev.Topic, t.Name)
+	case !ok && ev.Category != "":
+		if _, err := reg.Lookup(ev.Category, ev.Entity, ev.Action); err != nil {
+			return err // names the closest topic
 		}
-	} else {
-		var ok bool
-		if t, ok = reg.Topic(ev.Topic); !ok {
-			return fmt.Errorf("%w: %s", topics.ErrUnknownTopic, ev.Topic)
-		}
+		fallthrough
+	case !ok:
+		return fmt.Errorf("%w: %s", topics.ErrUnknownTopic, ev.Topic)
 	}
 	key, err := t.Validate(ev.Data)
 	if err != nil {
@@ -340,8 +398,11 @@ func (s *Server) accept(format wire.Format, evs []wire.Event) (dup []bool) {
 	return dup
 }
 
-// handleBrite takes one bc-events body: 201 {"eventId","jobId"}; 409 when
-// the Idempotency-Key was seen before.
+// handleBrite takes one bc-events body: 201 {"eventId","jobId"} with the
+// id the event is stored under (the Idempotency-Key, or one the server
+// gives it); 409 when the Idempotency-Key was seen before. A body breaking
+// the rules of EVENT_SCHEMA on values, or failing the registry, is 422
+// ValidationError.
 func (s *Server) handleBrite(w http.ResponseWriter, r *http.Request) {
 	if !s.begin(w) {
 		return
@@ -352,33 +413,60 @@ func (s *Server) handleBrite(w http.ResponseWriter, r *http.Request) {
 	}
 	b, err := wire.DecodeBrite(body)
 	if err != nil {
-		s.badRequest(w, http.StatusBadRequest, err.Error())
+		s.badRequest(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
 	ev := b.Event()
 	ev.ID = r.Header.Get(wire.HeaderIdempotencyKey)
 	ev.JobID = r.Header.Get(wire.HeaderJobID)
-	if err := s.check(&ev); err != nil {
-		s.rejected(w, 1, wire.BriteError{ErrorType: BriteErrValidation, ErrorMessage: err.Error()})
+	err = b.Validate()
+	if err == nil {
+		err = s.check(&ev)
+	}
+	if err != nil {
+		s.rejected(w, wire.FormatBriteEvents, []Rejection{{ID: ev.ID, Topic: ev.Topic, Code: BriteErrValidation, Error: err.Error()}},
+			wire.BriteError{ErrorType: BriteErrValidation, ErrorMessage: err.Error()})
 		return
 	}
-	if s.accept(wire.FormatBriteEvents, []wire.Event{ev})[0] {
+	evs := []wire.Event{ev}
+	if s.accept(wire.FormatBriteEvents, evs)[0] {
 		writeJSON(w, http.StatusConflict, wire.BriteError{ErrorType: "Duplicate", ErrorMessage: "event " + ev.ID + " was received before"})
 		return
 	}
-	writeJSON(w, http.StatusCreated, wire.BriteCreated{EventID: ev.ID, JobID: ev.JobID})
+	writeJSON(w, http.StatusCreated, wire.BriteCreated{EventID: evs[0].ID, JobID: ev.JobID})
 }
 
-// briteBulkAnswer is the bulk answer with the server's own counts added;
-// senders ignore fields they do not know.
+// briteBulkAnswer is the bulk answer with the server's own additions:
+// duplicates counted, and why each failed record failed; senders ignore
+// fields they do not know.
 type briteBulkAnswer struct {
-	FailedRecords int      `json:"failedRecords"`
-	Records       []string `json:"records"`
-	Duplicates    int      `json:"duplicates"`
+	FailedRecords int           `json:"failedRecords"`
+	Records       []string      `json:"records"`
+	Duplicates    int           `json:"duplicates"`
+	Errors        []recordError `json:"errors,omitempty"`
 }
 
-// handleBriteBulk takes up to 250 bc-events bodies and answers 201 with a
-// record per body: "Success" (duplicates included) or an error code.
+// briteBulkRejection is the answer to a bulk post refused as a whole
+// because records break EVENT_SCHEMA.
+type briteBulkRejection struct {
+	wire.BriteError
+	Errors []recordError `json:"errors"`
+}
+
+// recordError says why the record at Index of a bulk post failed.
+type recordError struct {
+	Index        int    `json:"index"`
+	ID           string `json:"id,omitempty"`
+	ErrorType    string `json:"errorType"`
+	ErrorMessage string `json:"errorMessage,omitempty"`
+}
+
+// handleBriteBulk takes up to 250 bc-events bodies. A post with records
+// breaking the rules of EVENT_SCHEMA is refused as a whole, as the API
+// validates its body: 400 for a record it cannot decode, 422
+// ValidationError for values, naming every such record. Otherwise it
+// answers 201 with a record per body: "Success" (duplicates included) or
+// an error code, ValidationError for a record failing the registry.
 func (s *Server) handleBriteBulk(w http.ResponseWriter, r *http.Request) {
 	if !s.begin(w) {
 		return
@@ -390,34 +478,58 @@ func (s *Server) handleBriteBulk(w http.ResponseWriter, r *http.Request) {
 	bs, err := wire.DecodeBriteBulk(body)
 	switch {
 	case err != nil:
-		s.badRequest(w, http.StatusBadRequest, err.Error())
+		s.badRequest(w, r, http.StatusBadRequest, err.Error())
 		return
 	case len(bs) > wire.BriteBulkMax:
-		s.badRequest(w, http.StatusBadRequest, fmt.Sprintf("%d records, at most %d", len(bs), wire.BriteBulkMax))
+		s.badRequest(w, r, http.StatusBadRequest, fmt.Sprintf("%d records, at most %d", len(bs), wire.BriteBulkMax))
 		return
 	}
 	ids := wire.EventIDsFromHeader(r.Header)
 	if len(ids) != 0 && len(ids) != len(bs) {
-		s.badRequest(w, http.StatusBadRequest, fmt.Sprintf("%s lists %d ids for %d records", wire.HeaderEventIDs, len(ids), len(bs)))
+		s.badRequest(w, r, http.StatusBadRequest, fmt.Sprintf("%s lists %d ids for %d records", wire.HeaderEventIDs, len(ids), len(bs)))
+		return
+	}
+	id := func(i int) string {
+		if len(ids) > 0 {
+			return ids[i]
+		}
+		return ""
+	}
+	var invalid []recordError
+	for i := range bs {
+		if err := bs[i].Validate(); err != nil {
+			invalid = append(invalid, recordError{Index: i, ID: id(i), ErrorType: BriteErrValidation, ErrorMessage: err.Error()})
+		}
+	}
+	if len(invalid) > 0 {
+		msgs := make([]string, len(invalid))
+		rs := make([]Rejection, len(invalid))
+		for i, e := range invalid {
+			msgs[i] = fmt.Sprintf("record %d: %s", e.Index, e.ErrorMessage)
+			b := &bs[e.Index]
+			rs[i] = recordRejection(e.Index, e.ID, wire.TopicName(b.Category, b.Entity, b.Action), e.ErrorType, e.ErrorMessage)
+		}
+		s.rejected(w, wire.FormatBriteEvents, rs, briteBulkRejection{
+			BriteError: wire.BriteError{ErrorType: BriteErrValidation, ErrorMessage: strings.Join(msgs, "; ")},
+			Errors:     invalid,
+		})
 		return
 	}
 	jobID := r.Header.Get(wire.HeaderJobID)
 	ans := briteBulkAnswer{Records: make([]string, len(bs))}
 	var valid []wire.Event
-	rejected := 0
 	for i := range bs {
 		ev := bs[i].Event()
 		ev.JobID = jobID
-		if len(ids) > 0 {
-			ev.ID = ids[i]
-		}
+		ev.ID = id(i)
 		if err := s.check(&ev); err != nil {
 			ans.Records[i] = BriteErrValidation
-			rejected++
+			ans.Errors = append(ans.Errors, recordError{Index: i, ID: ev.ID, ErrorType: BriteErrValidation, ErrorMessage: err.Error()})
 			continue
 		}
 		if code := s.recordFault(); code != "" {
 			ans.Records[i] = code
+			ans.Errors = append(ans.Errors, recordError{Index: i, ID: ev.ID, ErrorType: code, ErrorMessage: "failed on purpose"})
 			continue
 		}
 		ans.Records[i] = wire.BriteRecordSuccess
@@ -433,9 +545,17 @@ func (s *Server) handleBriteBulk(w http.ResponseWriter, r *http.Request) {
 			ans.FailedRecords++
 		}
 	}
+	var rs []Rejection
+	for _, e := range ans.Errors {
+		if e.ErrorType == BriteErrValidation {
+			rs = append(rs, recordRejection(e.Index, e.ID, wire.TopicName(bs[e.Index].Category, bs[e.Index].Entity, bs[e.Index].Action), e.ErrorType, e.ErrorMessage))
+			rs[len(rs)-1].Status = http.StatusCreated
+		}
+	}
 	s.mu.Lock()
-	s.stats.Rejected += int64(rejected)
+	s.stats.Rejected += int64(len(rs))
 	s.mu.Unlock()
+	s.show(wire.FormatBriteEvents, rs)
 	writeJSON(w, http.StatusCreated, ans)
 }
 
@@ -473,7 +593,7 @@ func (s *Server) handleCloudEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	isCE, batch := wire.IsCloudEventsContentType(r.Header.Get("Content-Type"))
 	if !isCE {
-		s.badRequest(w, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q: want %s or %s (bc-events bodies go to /events)",
+		s.badRequest(w, r, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q: want %s or %s (bc-events bodies go to /events)",
 			r.Header.Get("Content-Type"), wire.ContentTypeCloudEventBatch, wire.ContentTypeCloudEvent))
 		return
 	}
@@ -491,7 +611,7 @@ func (s *Server) handleCloudEvents(w http.ResponseWriter, r *http.Request) {
 		evs = []wire.Event{ev}
 	}
 	if err != nil {
-		s.badRequest(w, http.StatusBadRequest, err.Error())
+		s.badRequest(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
 	var ans cloudEventsAnswer
@@ -506,7 +626,14 @@ func (s *Server) handleCloudEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(ans.Failed) > 0 {
 		ans.Error = fmt.Sprintf("%d of %d events failed validation; none was stored", len(ans.Failed), len(evs))
-		s.rejected(w, len(ans.Failed), ans)
+		rs := make([]Rejection, len(ans.Failed))
+		for i, f := range ans.Failed {
+			rs[i] = Rejection{ID: f.ID, Topic: evs[f.Index].Topic, Code: BriteErrValidation, Error: f.Error}
+			if batch {
+				rs[i].Index = &f.Index
+			}
+		}
+		s.rejected(w, wire.FormatCloudEvents, rs, ans)
 		return
 	}
 	for _, d := range s.accept(wire.FormatCloudEvents, evs) {
@@ -567,6 +694,10 @@ func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
 // handleStream sends events as server-sent events: "id: SEQ", "event:
 // event", "data: {json}". It starts after ?after=SEQ, or the Last-Event-ID a
 // reconnecting browser sends, or else with the last 100 events held.
+// Rejections come as "event: rejected", "data: {json}", without an id so
+// that a resumed stream goes on from the last event; a fresh stream starts
+// with the last 100 held, a resumed one with those arriving after it
+// connects.
 func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	rc := http.NewResponseController(w)
 	after, err := queryInt(cmp.Or(r.URL.Query().Get("after"), r.Header.Get("Last-Event-ID")), -1)
@@ -574,11 +705,13 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "after: not an integer", http.StatusBadRequest)
 		return
 	}
+	s.mu.Lock()
+	rafter := s.store.rejectNext - 1
 	if after < 0 {
-		s.mu.Lock()
 		after = max(0, s.store.next-1-100)
-		s.mu.Unlock()
+		rafter = max(0, rafter-100)
 	}
+	s.mu.Unlock()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.WriteHeader(http.StatusOK)
@@ -587,6 +720,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	for {
 		s.mu.Lock()
 		evs := s.store.since(after, 500, "")
+		rjs := s.store.rejectionsSince(rafter, 500)
 		wait := s.store.notify
 		s.mu.Unlock()
 		for _, ev := range evs {
@@ -596,10 +730,17 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 			}
 			after = ev.Seq
 		}
+		for _, rj := range rjs {
+			data, _ := json.Marshal(rj)
+			if _, err := fmt.Fprintf(w, "event: rejected\ndata: %s\n\n", data); err != nil {
+				return
+			}
+			rafter = rj.Seq
+		}
 		if err := rc.Flush(); err != nil {
 			return
 		}
-		if len(evs) == 500 {
+		if len(evs) == 500 || len(rjs) == 500 {
 			continue
 		}
 		select {

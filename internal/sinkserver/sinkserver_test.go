@@ -89,7 +89,7 @@ func get(t *testing.T, url string, v any) {
 const britePayment = `{"category":"billing","entity":"Payment","action":"Received","data":{"id":"p-1","invoice_id":"inv-9"},"actor":{"id":"user-4711","type":"user"}}`
 
 func briteInvoice(id string, amount int) string {
-	return fmt.Sprintf(`{"category":"billing","entity":"invoice","action":"created","data":{"id":%q,"amount_cents":%d},"actor":{"id":"billing-service","type":"service"}}`, id, amount)
+	return fmt.Sprintf(`{"category":"billing","entity":"Invoice","action":"Created","data":{"id":%q,"amount_cents":%d},"actor":{"id":"billing-service","type":"service"}}`, id, amount)
 }
 
 func cloudEvent(id, topic, data string) string {

@@ -30,6 +30,29 @@ type Event struct {
 	Data        json.RawMessage `json:"data"`
 }
 
+// Rejection is an event the server refused, or a post it refused before it
+// could tell the events apart. The server keeps the last RejectionsHeld.
+type Rejection struct {
+	// Seq numbers rejections from 1, apart from events.
+	Seq        int64     `json:"seq"`
+	ReceivedAt time.Time `json:"received_at"`
+	Format     string    `json:"format"` // briteevents or cloudevents
+	// Status is the HTTP status of the answer: 201 for a record of a bulk
+	// post that was taken in part.
+	Status int `json:"status"`
+	// Index is the record's position in a bulk post or batch; nil for a
+	// single event, or a post refused as a whole.
+	Index *int   `json:"index,omitempty"`
+	ID    string `json:"id,omitempty"`
+	Topic string `json:"topic,omitempty"`
+	Code  string `json:"code"` // ValidationError or BadRequest
+	Error string `json:"error"`
+}
+
+// RejectionsHeld is how many rejections the server keeps for the live page
+// and [Server.Rejections].
+const RejectionsHeld = 1000
+
 // store keeps the last events in a ring and the last ids in a second, larger
 // ring for duplicate detection. Callers hold mu.
 type store struct {
@@ -39,6 +62,9 @@ type store struct {
 	idsNext int
 	seen    map[string]struct{}
 	notify  chan struct{} // closed and replaced on every append
+
+	rejects    []Rejection // ring; rejects[(seq-1)%len] holds seq
+	rejectNext int64
 }
 
 func newStore(capacity, dedupeWindow int) *store {
@@ -48,7 +74,29 @@ func newStore(capacity, dedupeWindow int) *store {
 		ids:    make([]string, dedupeWindow),
 		seen:   make(map[string]struct{}, min(dedupeWindow, 1<<16)),
 		notify: make(chan struct{}),
+
+		rejects:    make([]Rejection, RejectionsHeld),
+		rejectNext: 1,
 	}
+}
+
+// addRejection stores r, assigning its Seq.
+func (s *store) addRejection(r Rejection) Rejection {
+	r.Seq = s.rejectNext
+	s.rejects[(r.Seq-1)%int64(len(s.rejects))] = r
+	s.rejectNext++
+	return r
+}
+
+// rejectionsSince returns up to limit held rejections with seq > after,
+// oldest first.
+func (s *store) rejectionsSince(after int64, limit int) []Rejection {
+	out := []Rejection{}
+	oldest := max(1, s.rejectNext-int64(len(s.rejects)))
+	for seq := max(after+1, oldest); seq < s.rejectNext && len(out) < limit; seq++ {
+		out = append(out, s.rejects[(seq-1)%int64(len(s.rejects))])
+	}
+	return out
 }
 
 func (s *store) has(id string) bool {
@@ -70,7 +118,7 @@ func (s *store) add(ev Event) Event {
 	return ev
 }
 
-// wake tells waiting streams that events were added.
+// wake tells waiting streams that events or rejections were added.
 func (s *store) wake() {
 	close(s.notify)
 	s.notify = make(chan struct{})

@@ -9,7 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
+
+	"github.com/txoutbox/txoutbox/internal/envelope"
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 // Paths and headers of the bc-events API.
@@ -73,9 +77,23 @@ type BriteEvent struct {
 }
 
 // BriteActor says who caused the event; Type is user, service or third-party.
+// The API allows other fields inside actor; a decoded body drops them.
 type BriteActor struct {
 	ID   string `json:"id"`
 	Type string `json:"type"`
+}
+
+// UnmarshalJSON decodes an actor, ignoring fields besides id and type even
+// when the enclosing decoder disallows unknown fields: EVENT_SCHEMA allows
+// them inside actor, and only there.
+func (a *BriteActor) UnmarshalJSON(b []byte) error {
+	type actor BriteActor // without the method, so as not to recurse
+	var v actor
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*a = BriteActor(v)
+	return nil
 }
 
 // BriteCreated is the answer to a successful single post (HTTP 201).
@@ -294,19 +312,34 @@ func DecodeBrite(body []byte) (BriteEvent, error) {
 	return b, nil
 }
 
-// DecodeBriteBulk decodes the body of a bulk post strictly.
+// DecodeBriteBulk decodes the body of a bulk post strictly, record by
+// record: an error in a record, malformed JSON included, names its index.
 func DecodeBriteBulk(body []byte) ([]BriteEvent, error) {
-	var bs []BriteEvent
-	if err := decodeStrict(body, &bs); err != nil {
-		return nil, err
+	dec := json.NewDecoder(bytes.NewReader(body))
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrSyntax, err)
 	}
-	if bs == nil {
+	if tok != json.Delim('[') {
 		return nil, fmt.Errorf("%w: bulk body is not an array", ErrInvalidEvent)
 	}
-	for i := range bs {
-		if err := bs[i].check(); err != nil {
-			return nil, fmt.Errorf("record %d: %w", i, err)
+	bs := []BriteEvent{}
+	for dec.More() {
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("record %d: %w: %w", len(bs), ErrSyntax, err)
 		}
+		b, err := DecodeBrite(raw)
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", len(bs), err)
+		}
+		bs = append(bs, b)
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, fmt.Errorf("%w: after record %d: %w", ErrSyntax, len(bs)-1, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, fmt.Errorf("%w: data after the JSON value", ErrSyntax)
 	}
 	return bs, nil
 }
@@ -328,6 +361,65 @@ func (b *BriteEvent) check() error {
 		return fmt.Errorf("%w: missing %s", ErrInvalidEvent, strings.Join(missing, ", "))
 	}
 	return nil
+}
+
+// The rules of EVENT_SCHEMA, the JSON Schema of a body in the bc-events
+// client (bc_events/constants.py), on the values of its fields.
+var (
+	briteCategoryRE = regexp.MustCompile(`^[a-z]+$`)
+	briteEntityRE   = regexp.MustCompile(`^([A-Z][a-z]+)+$`)
+	briteActionRE   = regexp.MustCompile(`^[A-Z][a-z]+$`)
+)
+
+// Validate reports what in a decoded body breaks the rules of the bc-events
+// API's EVENT_SCHEMA on values, which the API enforces: category matches
+// ^[a-z]+$, entity ^([A-Z][a-z]+)+$ (StudlyCaps), action ^[A-Z][a-z]+$ (a
+// capitalised past-tense verb); data is an object with at least one
+// property; actor.id has at least 5 characters and actor.type is user,
+// service or third-party. The decoders check the fields present and of the
+// right JSON types. Names must match exactly: the API does not look topics
+// up in other spellings. The error wraps ErrInvalidEvent and lists every
+// rule broken.
+func (b *BriteEvent) Validate() error {
+	var problems []string
+	for _, f := range []struct {
+		name, v, want string
+		re            *regexp.Regexp
+	}{
+		{"category", b.Category, "lower case letters", briteCategoryRE},
+		{"entity", b.Entity, "StudlyCaps letters, e.g. LineItem", briteEntityRE},
+		{"action", b.Action, "a capitalised past-tense verb, e.g. Created", briteActionRE},
+	} {
+		if !f.re.MatchString(f.v) {
+			problems = append(problems, fmt.Sprintf("%s %q does not match %s (%s)", f.name, f.v, f.re, f.want))
+		}
+	}
+	if !nonEmptyObject(b.Data) {
+		problems = append(problems, "data is not an object with at least one property")
+	}
+	if err := envelope.CheckActorID(b.Actor.ID); err != nil {
+		problems = append(problems, "actor.id "+err.Error())
+	}
+	switch b.Actor.Type {
+	case outbox.ActorUser, outbox.ActorService, outbox.ActorThirdParty:
+	default:
+		problems = append(problems, fmt.Sprintf("actor.type %q is not %s, %s or %s", b.Actor.Type, outbox.ActorUser, outbox.ActorService, outbox.ActorThirdParty))
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%w: %s", ErrInvalidEvent, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// nonEmptyObject reports whether raw, one JSON value, is an object with at
+// least one property.
+func nonEmptyObject(raw json.RawMessage) bool {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) < 2 || raw[0] != '{' {
+		return false
+	}
+	rest := bytes.TrimSpace(raw[1:])
+	return len(rest) > 0 && rest[0] != '}'
 }
 
 // Event returns the envelope of a decoded body; the id, job id and the rest

@@ -178,3 +178,70 @@ func TestBriteBulkResultRecordErrors(t *testing.T) {
 		t.Error("IsRetryableBriteError misclassifies")
 	}
 }
+
+func TestBriteValidate(t *testing.T) {
+	t.Parallel()
+	valid := wire.BriteEvent{Category: "billing", Entity: "LineItem", Action: "Created", Data: json.RawMessage(`{"id":"1"}`),
+		Actor: wire.BriteActor{ID: "ééééé", Type: "third-party"}}
+	if err := valid.Validate(); err != nil {
+		t.Errorf("Validate(valid) = %v", err)
+	}
+	for name, edit := range map[string]func(b *wire.BriteEvent){
+		"category":   func(b *wire.BriteEvent) { b.Category = "TESTING" },
+		"entity":     func(b *wire.BriteEvent) { b.Entity = "test" },
+		"action":     func(b *wire.BriteEvent) { b.Action = "created" },
+		"data":       func(b *wire.BriteEvent) { b.Data = json.RawMessage(` { } `) },
+		"actor.id":   func(b *wire.BriteEvent) { b.Actor.ID = "éééé" },
+		"actor.type": func(b *wire.BriteEvent) { b.Actor.Type = "robot" },
+	} {
+		b := valid
+		edit(&b)
+		if err := b.Validate(); !errors.Is(err, wire.ErrInvalidEvent) || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: Validate = %v, want an error naming it", name, err)
+		}
+	}
+}
+
+func TestDecodeBriteActorExtraFields(t *testing.T) {
+	t.Parallel()
+	body := `{"category":"billing","entity":"Invoice","action":"Created","data":{"id":"1"},"actor":{"id":"user-1","type":"user","name":"Ada"}}`
+	b, err := wire.DecodeBrite([]byte(body))
+	if err != nil || b.Actor.ID != "user-1" || b.Actor.Type != "user" {
+		t.Errorf("DecodeBrite = %+v, %v", b, err)
+	}
+	if _, err := wire.DecodeBrite([]byte(`{"category":"billing","entity":"Invoice","action":"Created","data":{"id":"1"},"actor":{"id":7,"type":"user"}}`)); !errors.Is(err, wire.ErrInvalidEvent) {
+		t.Errorf("DecodeBrite(actor.id a number) = %v", err)
+	}
+}
+
+func TestDecodeBriteBulkNamesRecord(t *testing.T) {
+	t.Parallel()
+	const ok = `{"category":"billing","entity":"Invoice","action":"Created","data":{"id":"1"},"actor":{"id":"user-1","type":"user"}}`
+	for name, tc := range map[string]struct {
+		record string
+		want   error
+	}{
+		"malformed":   {`{"category":,}`, wire.ErrSyntax},
+		"extra field": {strings.Replace(ok, `"data"`, `"id":"x","data"`, 1), wire.ErrInvalidEvent},
+		"wrong type":  {strings.Replace(ok, `"billing"`, `7`, 1), wire.ErrInvalidEvent},
+		"missing":     {`{"category":"billing"}`, wire.ErrInvalidEvent},
+		"not object":  {`"billing.InvoiceCreated"`, wire.ErrInvalidEvent},
+	} {
+		_, err := wire.DecodeBriteBulk([]byte("[" + ok + "," + tc.record + "]"))
+		if !errors.Is(err, tc.want) || !strings.HasPrefix(err.Error(), "record 1: ") {
+			t.Errorf("%s: DecodeBriteBulk = %v, want %v naming record 1", name, err, tc.want)
+		}
+	}
+	bs, err := wire.DecodeBriteBulk([]byte(" [ " + ok + " , " + ok + " ] "))
+	if err != nil || len(bs) != 2 {
+		t.Errorf("DecodeBriteBulk(two) = %d, %v", len(bs), err)
+	}
+	if bs, err := wire.DecodeBriteBulk([]byte(`[]`)); err != nil || bs == nil {
+		t.Errorf("DecodeBriteBulk([]) = %#v, %v", bs, err)
+	}
+	for _, body := range []string{`[` + ok, `[` + ok + `]{}`, `[` + ok + ` ` + ok + `]`} {
+		if _, err := wire.DecodeBriteBulk([]byte(body)); !errors.Is(err, wire.ErrSyntax) {
+			t.Errorf("DecodeBriteBulk(%.30s…) = %v, want %v", body, err, wire.ErrSyntax)
+		}
+	}
+}
