@@ -1,0 +1,3 @@
+package eventsapi
+
+func (s *Server) routeIngest() {}

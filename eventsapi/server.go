@@ -1,0 +1,211 @@
+package eventsapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/txoutbox/txoutbox/topics"
+)
+
+// ErrInvalidConfig is wrapped by the errors of New about its Config.
+var ErrInvalidConfig = errors.New("eventsapi: invalid config")
+
+// Defaults of Config.
+const (
+	// MaxBodyBytesDefault bounds an ingest request body; larger ones get 413.
+	MaxBodyBytesDefault = 32 << 20
+	// MaxSubscribersDefault bounds the open subscriptions (SSE and
+	// WebSocket); more get 503.
+	MaxSubscribersDefault = 10_000
+	// SubscriberBufferDefault is how many events a subscriber may be behind
+	// the newest before it is cut off as too slow.
+	SubscriberBufferDefault = 10_000
+	// HeartbeatDefault is how often an idle stream gets a keep-alive.
+	HeartbeatDefault = 15 * time.Second
+	// WriteTimeoutDefault bounds one write to a subscriber.
+	WriteTimeoutDefault = 10 * time.Second
+	// PruneIntervalDefault is how often retention runs.
+	PruneIntervalDefault = time.Minute
+)
+
+// Config configures a Server. A nil *Config is allowed: an in-memory store,
+// no topic catalog, development access (loopback only).
+type Config struct {
+	// Store keeps the events. Defaults to a new MemoryStore with its
+	// defaults, closed by Server.Close.
+	Store Store
+	// Registry, when set, is checked on every ingested event: its topic must
+	// exist and its data match the topic's schema. The envelope rules of
+	// the wire formats apply with or without it.
+	Registry *topics.Registry
+	// Keys are the credentials callers present. With none, the server is in
+	// development mode: it answers only requests from loopback addresses,
+	// with every right and every tenant.
+	Keys *Keys
+	// Logger receives rejections, cut-off subscribers and store problems.
+	// Keys are never logged. Defaults to slog.Default().
+	Logger *slog.Logger
+	// MaxBodyBytes bounds an ingest request body. Defaults to
+	// MaxBodyBytesDefault.
+	MaxBodyBytes int64
+	// MaxSubscribers bounds the open subscriptions. Defaults to
+	// MaxSubscribersDefault.
+	MaxSubscribers int
+	// SubscriberBuffer is how far behind the newest event a live
+	// subscriber may fall before it is told it is too slow and
+	// disconnected; it resumes from the store. Defaults to
+	// SubscriberBufferDefault.
+	SubscriberBuffer int
+	// Heartbeat is how often an idle stream gets a keep-alive. Defaults to
+	// HeartbeatDefault.
+	Heartbeat time.Duration
+	// WriteTimeout bounds one write to a subscriber. Defaults to
+	// WriteTimeoutDefault.
+	WriteTimeout time.Duration
+	// MaxAge and MaxEvents are the retention: events older than MaxAge, and
+	// beyond the newest MaxEvents, are deleted every PruneInterval. Zero
+	// keeps them (a MemoryStore is bounded by its capacity anyway).
+	MaxAge        time.Duration
+	MaxEvents     int64
+	PruneInterval time.Duration
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.MaxBodyBytes < 0:
+		return fmt.Errorf("%w: eventsapi.Config.MaxBodyBytes: %d is negative", ErrInvalidConfig, c.MaxBodyBytes)
+	case c.MaxSubscribers < 0:
+		return fmt.Errorf("%w: eventsapi.Config.MaxSubscribers: %d is negative", ErrInvalidConfig, c.MaxSubscribers)
+	case c.SubscriberBuffer < 0:
+		return fmt.Errorf("%w: eventsapi.Config.SubscriberBuffer: %d is negative", ErrInvalidConfig, c.SubscriberBuffer)
+	case c.Heartbeat < 0:
+		return fmt.Errorf("%w: eventsapi.Config.Heartbeat: %s is negative", ErrInvalidConfig, c.Heartbeat)
+	case c.WriteTimeout < 0:
+		return fmt.Errorf("%w: eventsapi.Config.WriteTimeout: %s is negative", ErrInvalidConfig, c.WriteTimeout)
+	case c.MaxAge < 0:
+		return fmt.Errorf("%w: eventsapi.Config.MaxAge: %s is negative", ErrInvalidConfig, c.MaxAge)
+	case c.MaxEvents < 0:
+		return fmt.Errorf("%w: eventsapi.Config.MaxEvents: %d is negative", ErrInvalidConfig, c.MaxEvents)
+	case c.PruneInterval < 0:
+		return fmt.Errorf("%w: eventsapi.Config.PruneInterval: %s is negative", ErrInvalidConfig, c.PruneInterval)
+	}
+	return nil
+}
+
+// Server is the events API: an http.Handler serving the routes of the
+// package doc, over a Store. It is safe for concurrent use.
+type Server struct {
+	cfg       Config
+	ownsStore bool
+	mux       *http.ServeMux
+
+	ctx    context.Context // cancelled by Close: ends streams and loops
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	closeOnce sync.Once
+}
+
+// New returns a Server ready to serve. Close it to end the open streams,
+// which http.Server.Shutdown would otherwise wait for.
+func New(cfg *Config) (*Server, error) {
+	c := Config{}
+	if cfg != nil {
+		c = *cfg
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: c, mux: http.NewServeMux()}
+	if s.cfg.Store == nil {
+		st, err := NewMemoryStore(nil)
+		if err != nil {
+			return nil, err
+		}
+		s.cfg.Store, s.ownsStore = st, true
+	}
+	if s.cfg.Logger == nil {
+		s.cfg.Logger = slog.Default()
+	}
+	if s.cfg.MaxBodyBytes == 0 {
+		s.cfg.MaxBodyBytes = MaxBodyBytesDefault
+	}
+	if s.cfg.MaxSubscribers == 0 {
+		s.cfg.MaxSubscribers = MaxSubscribersDefault
+	}
+	if s.cfg.SubscriberBuffer == 0 {
+		s.cfg.SubscriberBuffer = SubscriberBufferDefault
+	}
+	if s.cfg.Heartbeat == 0 {
+		s.cfg.Heartbeat = HeartbeatDefault
+	}
+	if s.cfg.WriteTimeout == 0 {
+		s.cfg.WriteTimeout = WriteTimeoutDefault
+	}
+	if s.cfg.PruneInterval == 0 {
+		s.cfg.PruneInterval = PruneIntervalDefault
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	s.routeIngest()
+	s.routeQuery()
+	s.routeSubscribe()
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+
+	if s.cfg.MaxAge > 0 || s.cfg.MaxEvents > 0 {
+		s.wg.Add(1)
+		go s.pruneLoop()
+	}
+	return s, nil
+}
+
+// ServeHTTP serves the routes listed in the package doc.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Store returns the store the server reads and writes.
+func (s *Server) Store() Store { return s.cfg.Store }
+
+// Close ends the open streams and the server's background work, and closes
+// the store when New made it. Requests still in progress may fail.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		s.cancel()
+		s.wg.Wait()
+		if s.ownsStore {
+			err = s.cfg.Store.Close()
+		}
+	})
+	return err
+}
+
+// pruneLoop applies the retention every PruneInterval until Close.
+func (s *Server) pruneLoop() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.PruneInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		var olderThan time.Time
+		if s.cfg.MaxAge > 0 {
+			olderThan = time.Now().Add(-s.cfg.MaxAge)
+		}
+		n, err := s.cfg.Store.Prune(s.ctx, olderThan, s.cfg.MaxEvents)
+		switch {
+		case err != nil && s.ctx.Err() == nil:
+			s.cfg.Logger.Error("events API: retention failed", "error", err)
+		case n > 0:
+			s.cfg.Logger.Info("events API: retention deleted events", "count", n)
+		}
+	}
+}
