@@ -114,9 +114,9 @@ func TestREADME(t *testing.T) {
 }
 
 // deleteStaleStreams deletes the streams of these tests that a run killed
-// before its cleanup left behind: NATS lets one stream only take a
-// subject, so a leftover stream with the default subjects would refuse the
-// next run's.
+// before its cleanup left behind: NATS lets only one stream take a given
+// subject, so a leftover stream on the default subjects would make the
+// next run's relay fail to create its own.
 func deleteStaleStreams(t *testing.T, js nats.JetStreamContext) {
 	t.Helper()
 	for info := range js.StreamsInfo() {
