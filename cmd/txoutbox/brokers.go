@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,7 +41,7 @@ func (f *brokerFlags) register(fs interface {
 	fs.StringVar(&f.topicTemplate, "topic-template", topicTemplateDefault,
 		"`template` of a broker sink's NATS subject or AMQP routing key; {topic}, {category}, {entity} and {action} are replaced from the event")
 	fs.StringVar(&f.natsStream, "nats-stream", natsStreamDefault, "JetStream `stream` a nats:// sink publishes to; created if missing")
-	fs.StringVar(&f.natsSubjects, "nats-subjects", "", "comma-separated `subjects` of a stream the relay creates (default: --topic-template with each placeholder a wildcard, e.g. *.*)")
+	fs.StringVar(&f.natsSubjects, "nats-subjects", "", "comma-separated `subjects` of the stream the relay creates, which an existing --nats-stream must take (default: --topic-template with each placeholder a wildcard, e.g. *.*)")
 	fs.StringVar(&f.amqpExchange, "amqp-exchange", amqpExchangeDefault, "durable topic `exchange` an amqp:// sink publishes to; declared if missing")
 }
 
@@ -76,10 +77,26 @@ func streamSubjects(tmpl string) string {
 	return strings.NewReplacer("{topic}", "*.*", "{category}", "*", "{entity}", "*", "{action}", "*").Replace(tmpl)
 }
 
+// subjectWithin reports whether every subject that pattern sub matches is
+// one that pattern of matches (NATS wildcards: * one token, > the rest).
+func subjectWithin(sub, of string) bool {
+	s, o := strings.Split(sub, "."), strings.Split(of, ".")
+	for i, ot := range o {
+		if ot == ">" {
+			return i < len(s)
+		}
+		if i == len(s) || s[i] == ">" || (ot != "*" && s[i] != ot) {
+			return false
+		}
+	}
+	return len(s) == len(o)
+}
+
 // newNATSSink returns a JetStream publisher that waits for the stream's ack
 // of every event and sets Nats-Msg-Id to the event id, so JetStream drops
 // the copies a retried batch sends within its duplicate window. The stream
-// is created with the subjects of --topic-template when it does not exist.
+// is created with the subjects of --topic-template when it does not exist;
+// one that exists must take them, or every event would find no stream.
 func (f *relayFlags) newNATSSink(url string, logger *slog.Logger) (message.Publisher, error) {
 	nc, err := nats.Connect(url, nats.Name("txoutbox relay"), nats.Timeout(5*time.Second))
 	if err != nil {
@@ -90,11 +107,14 @@ func (f *relayFlags) newNATSSink(url string, logger *slog.Logger) (message.Publi
 	if err != nil {
 		return nil, fmt.Errorf("--sink: JetStream: %w", err)
 	}
-	if _, err := js.StreamInfo(f.broker.natsStream); errors.Is(err, nats.ErrStreamNotFound) {
-		subjects := f.broker.natsSubjects
-		if subjects == "" {
-			subjects = streamSubjects(f.broker.topicTemplate)
-		}
+	subjects, from := f.broker.natsSubjects, "given in --nats-subjects"
+	if subjects == "" {
+		subjects = streamSubjects(f.broker.topicTemplate)
+		from = fmt.Sprintf("that --topic-template %s makes", f.broker.topicTemplate)
+	}
+	info, err := js.StreamInfo(f.broker.natsStream)
+	switch {
+	case errors.Is(err, nats.ErrStreamNotFound):
 		_, err = js.AddStream(&nats.StreamConfig{
 			Name:     f.broker.natsStream,
 			Subjects: strings.Split(subjects, ","),
@@ -104,8 +124,15 @@ func (f *relayFlags) newNATSSink(url string, logger *slog.Logger) (message.Publi
 			return nil, fmt.Errorf("--nats-stream: create stream %s on %s: %w", f.broker.natsStream, subjects, err)
 		}
 		logger.Info("created JetStream stream", "stream", f.broker.natsStream, "subjects", subjects)
-	} else if err != nil {
+	case err != nil:
 		return nil, fmt.Errorf("--nats-stream: %w", err)
+	default:
+		for _, want := range strings.Split(subjects, ",") {
+			if !slices.ContainsFunc(info.Config.Subjects, func(of string) bool { return subjectWithin(want, of) }) {
+				return nil, fmt.Errorf("--nats-stream: stream %s takes %s, not %s %s: name another stream, or add the subjects to this one",
+					f.broker.natsStream, strings.Join(info.Config.Subjects, ","), want, from)
+			}
+		}
 	}
 	pub, err := wmnats.NewPublisher(wmnats.PublisherConfig{
 		URL:         url,

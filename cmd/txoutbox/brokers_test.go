@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,6 +22,22 @@ func requireServer(t *testing.T, addr, what string) {
 		t.Skipf("SKIPPED: no %s on %s (%v); start one to run this test", what, addr, err)
 	}
 	_ = conn.Close()
+}
+
+// natsJetStream connects to the NATS server on 127.0.0.1:4222 until the
+// test ends.
+func natsJetStream(t *testing.T) nats.JetStreamContext {
+	t.Helper()
+	nc, err := nats.Connect("nats://127.0.0.1:4222")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 // runRelayUntilDrained runs txoutbox relay on the database at url with
@@ -69,15 +86,7 @@ func TestRelayToNATS(t *testing.T) {
 	ids := insertEvents(t, pool, n)
 	tag := "t" + uuid.NewString()[:8]
 	stream := "TXOUTBOX_TEST_" + tag
-	nc, err := nats.Connect("nats://127.0.0.1:4222")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := nc.JetStream()
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natsJetStream(t)
 	t.Cleanup(func() { _ = js.DeleteStream(stream) })
 
 	runRelayUntilDrained(t, url, pool, "--sink", "nats://127.0.0.1:4222", "--nats-stream", stream,
@@ -108,6 +117,62 @@ func TestRelayToNATS(t *testing.T) {
 	}
 	if len(ids) != 0 {
 		t.Errorf("%d events missing from the stream", len(ids))
+	}
+}
+
+func TestSubjectWithin(t *testing.T) {
+	for _, tc := range []struct {
+		sub, of string
+		want    bool
+	}{
+		{"*.*", "*.*", true},
+		{"billing.*", "*.*", true},
+		{"billing.InvoiceCreated", "*.*", true},
+		{"billing.>", "*.*", false},
+		{"events.*.*.*", "*.*", false},
+		{"*.*", "events.*.*.*", false},
+		{"events.*.*.*", "events.>", true},
+		{"events", "events.>", false},
+		{"events.>", "events.>", true},
+		{"events.>", ">", true},
+		{"*.*", "billing.*", false},
+		{"billing", "billing", true},
+		{"billing", "*", true},
+		{"*", "billing", false},
+	} {
+		if got := subjectWithin(tc.sub, tc.of); got != tc.want {
+			t.Errorf("subjectWithin(%q, %q) = %v, want %v", tc.sub, tc.of, got, tc.want)
+		}
+	}
+}
+
+// TestRelayNATSStreamWithoutTemplateSubjects starts the relay on a stream
+// that exists but does not take the subjects --topic-template makes, as
+// the README's two NATS commands leave it when run one after the other:
+// the relay must refuse to start, naming both, rather than publish events
+// that no stream takes and that fail until they are dead.
+func TestRelayNATSStreamWithoutTemplateSubjects(t *testing.T) {
+	t.Parallel()
+	requireServer(t, "127.0.0.1:4222", "NATS server with JetStream (nats-server -js)")
+	url, pool := newOutboxDB(t)
+	insertEvents(t, pool, 1)
+	tag := "t" + uuid.NewString()[:8]
+	stream := "TXOUTBOX_TEST_" + tag
+	js := natsJetStream(t)
+	// The stream a relay with --topic-template tag.{topic} creates.
+	if _, err := js.AddStream(&nats.StreamConfig{Name: stream, Subjects: []string{tag + ".*.*"}, Storage: nats.MemoryStorage}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = js.DeleteStream(stream) })
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	var stdout, stderr lockedBuffer
+	err := dispatch(ctx, []string{"relay", "--database-url", url, "--admin-addr", "", "--sink", "nats://127.0.0.1:4222",
+		"--nats-stream", stream, "--topic-template", tag + ".{category}.{entity}.{action}"}, &stdout, &stderr)
+	want := "--nats-stream: stream " + stream + " takes " + tag + ".*.*, not " + tag + ".*.*.*"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("relay = %v; want an error containing %q\n%s", err, want, stderr.String())
 	}
 }
 

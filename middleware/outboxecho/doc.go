@@ -20,7 +20,7 @@
 //		defer tx.Rollback(ctx)
 //		// ... write the invoice in tx ...
 //		if err := sess.Publish(ctx, "Created", "Invoice", inv); err != nil {
-//			return err
+//			return err // invalid data: 422 with ErrorHandler (below)
 //		}
 //		if err := sess.Flush(ctx, tx); err != nil { // the events go into tx
 //			return err
@@ -45,6 +45,28 @@
 // from Config.TenantFunc, and the request's W3C traceparent is stored with
 // every event; an invalid one is ignored. An id longer than
 // Config.MaxIDBytes (256) is answered with 400 before the handler runs.
+//
+// A user id is an actor id to the events API, which requires valid UTF-8 of
+// at least five characters: a shorter one ("42", "ada") is answered with 400
+// before the handler runs, rather than failing every Publish with
+// outbox.ErrInvalidActor. A service session's actor is the client's
+// Source, which outbox.New holds to the same rule.
+//
+// # Invalid event data
+//
+// Publish refuses data that fails its topic's schema with a
+// *topics.ValidationError. When the data comes from the request, that is
+// the client's mistake: install ErrorHandler and the handler's returned
+// error answers 422 Unprocessable Entity instead of a bare 500, every
+// other error going on to Echo's handler:
+//
+//	e.HTTPErrorHandler = outboxecho.ErrorHandler(e.DefaultHTTPErrorHandler)
+//
+// The JSON body names the topic and the JSON pointer of the failing value
+// in the event's data, and never the data or the validator's explanation,
+// which can quote it:
+//
+//	{"message":"event data does not match its topic's schema","topic":"billing.InvoiceCreated","path":"/amount_cents"}
 //
 // # Events that were never flushed
 //

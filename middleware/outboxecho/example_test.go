@@ -2,15 +2,19 @@ package outboxecho_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/labstack/echo/v4"
 
 	"github.com/txoutbox/txoutbox/middleware/internal/mwtest"
 	"github.com/txoutbox/txoutbox/middleware/outboxecho"
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 // Install the middleware, then publish, flush and commit in a handler. The
@@ -103,4 +107,49 @@ func ExampleConfig() {
 	// Output:
 	// 500 job-7f3a
 	// {"message":"outbox: 1 event published but never flushed (billing.InvoiceCreated: 1)"}
+}
+
+// A handler publishes what the client sent; data that fails its topic's
+// schema answers 422 with the topic and the field at fault, not a bare 500.
+func ExampleErrorHandler() {
+	env := mwtest.ExampleEnv()
+	pool, client := env.Pool, env.Client
+	defer pool.Close()
+
+	e := echo.New()
+	e.HTTPErrorHandler = outboxecho.ErrorHandler(e.DefaultHTTPErrorHandler)
+	e.Use(outboxecho.Middleware(client))
+	e.POST("/invoices", func(c echo.Context) error {
+		var inv map[string]any
+		if err := c.Bind(&inv); err != nil {
+			return err
+		}
+		sess, err := outboxecho.Session(c)
+		if err != nil {
+			return err
+		}
+		err = outbox.InTx(c.Request().Context(), pool, sess, func(ctx context.Context, tx pgx.Tx) error {
+			// ... write the invoice in tx ...
+			return sess.Publish(ctx, "Created", "Invoice", inv)
+		})
+		if err != nil {
+			return err // a *topics.ValidationError answers 422
+		}
+		return c.JSON(http.StatusCreated, map[string]any{"id": inv["id"]})
+	})
+
+	for _, amount := range []any{1250, "12.50"} {
+		inv := mwtest.Invoice("inv-1001")
+		inv["amount_cents"] = amount
+		body, _ := json.Marshal(inv)
+		req := httptest.NewRequest(http.MethodPost, "/invoices", strings.NewReader(string(body)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-User-ID", "user-42")
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, req)
+		fmt.Print(rec.Code, " ", rec.Body)
+	}
+	// Output:
+	// 201 {"id":"inv-1001"}
+	// 422 {"message":"event data does not match its topic's schema","topic":"billing.InvoiceCreated","path":"/amount_cents"}
 }

@@ -33,9 +33,11 @@ type Config struct {
 	// UserIDFunc returns the id of the user the request acts for; the
 	// events' actor. An empty id opens a service session instead (actor =
 	// the client's Source). An error answers the request with 400, or with
-	// its own status when it is an *echo.HTTPError. Defaults to the
-	// X-User-ID header (FromHeader(UserIDHeaderDefault)); behind an
-	// authentication middleware, read the authenticated user instead.
+	// its own status when it is an *echo.HTTPError; an id of fewer than
+	// five characters, which the events API refuses as an actor id, with
+	// 400. Defaults to the X-User-ID header (FromHeader(UserIDHeaderDefault));
+	// behind an authentication middleware, read the authenticated user
+	// instead.
 	UserIDFunc func(c echo.Context) (string, error)
 
 	// TenantFunc returns the request's tenant id, stamped on every event;

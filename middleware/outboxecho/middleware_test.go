@@ -34,9 +34,11 @@ func recoverer(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 // build is the suite's service in Echo: a recoverer outside the outbox
-// middleware, as an Echo app usually has it.
+// middleware, as an Echo app usually has it, and invalid event data
+// answered with 422 by ErrorHandler.
 func build(env *mwtest.Env, o mwtest.Options) http.Handler {
 	e := echo.New()
+	e.HTTPErrorHandler = outboxecho.ErrorHandler(e.DefaultHTTPErrorHandler)
 	e.Use(recoverer)
 	e.Use(outboxecho.MiddlewareWithConfig(env.Client, config(o)))
 	e.POST("/invoices/:id", func(c echo.Context) error {

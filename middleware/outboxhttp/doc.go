@@ -43,6 +43,33 @@
 // Config.MaxIDBytes (256) is refused with 400 (Config.ErrorFunc) before
 // the handler runs.
 //
+// A user id is an actor id to the events API, which requires valid UTF-8 of
+// at least five characters: a shorter one ("42", "ada") is refused with 400
+// (Config.ErrorFunc) before the handler runs, rather than failing every
+// Publish with outbox.ErrInvalidActor. A service session's actor is the
+// client's Source, which outbox.New holds to the same rule.
+//
+// # Invalid event data
+//
+// Publish refuses data that fails its topic's schema with a
+// *topics.ValidationError. When the data comes from the request, that is
+// the client's mistake: WriteValidationError answers it with 422
+// Unprocessable Entity instead of a bare 500, and leaves any other error
+// to the handler:
+//
+//	if err != nil {
+//		if !outboxhttp.WriteValidationError(w, err) {
+//			http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
+//		}
+//		return
+//	}
+//
+// The JSON body names the topic and the JSON pointer of the failing value
+// in the event's data, and never the data or the validator's explanation,
+// which can quote it:
+//
+//	{"message":"event data does not match its topic's schema","topic":"billing.InvoiceCreated","path":"/amount_cents"}
+//
 // # Events that were never flushed
 //
 // A handler that publishes and answers with success without flushing has

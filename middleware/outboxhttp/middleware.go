@@ -24,9 +24,11 @@ const (
 type Config struct {
 	// UserIDFunc returns the id of the user the request acts for; the
 	// events' actor. An empty id opens a service session instead (actor =
-	// the client's Source). An error is answered by ErrorFunc. Defaults to
-	// the X-User-ID header (FromHeader(UserIDHeaderDefault)); behind an
-	// authentication middleware, read the authenticated user instead.
+	// the client's Source). An error is answered by ErrorFunc, and so is an
+	// id of fewer than five characters, which the events API refuses as an
+	// actor id. Defaults to the X-User-ID header
+	// (FromHeader(UserIDHeaderDefault)); behind an authentication
+	// middleware, read the authenticated user instead.
 	UserIDFunc func(r *http.Request) (string, error)
 
 	// TenantFunc returns the request's tenant id, stamped on every event;

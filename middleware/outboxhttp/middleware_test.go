@@ -33,7 +33,8 @@ func recoverer(next http.Handler) http.Handler {
 	})
 }
 
-// build is the suite's service in net/http.
+// build is the suite's service in net/http; invalid event data is
+// answered with 422 by WriteValidationError.
 func build(env *mwtest.Env, o mwtest.Options) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /invoices/{id}", func(w http.ResponseWriter, r *http.Request) {
@@ -48,7 +49,7 @@ func build(env *mwtest.Env, o mwtest.Options) http.Handler {
 			w.WriteHeader(status)
 			_ = json.NewEncoder(w).Encode(map[string]string{"id": id})
 		})
-		if err != nil {
+		if err != nil && !outboxhttp.WriteValidationError(w, err) {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	})

@@ -1,6 +1,6 @@
 // Package exampletest checks the example programs end to end: the same
-// scenario against either invoices service, and the outbox rows it must
-// leave.
+// scenario against either invoices service, the outbox rows it must leave,
+// and the txoutbox command built for examples whose README runs it.
 package exampletest
 
 import (

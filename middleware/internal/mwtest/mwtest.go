@@ -41,7 +41,8 @@ type Options struct {
 // opts, inside a layer that answers a panic with 500, in front of one
 // route, POST /invoices/{id}, whose handler takes the request's session and
 // calls env.Work with the id, the mode query parameter and a function
-// writing a JSON answer; an error from Work is answered with 500.
+// writing a JSON answer; an error from Work is answered with 422 through
+// the package's helper when Publish refused the data, else with 500.
 type Builder func(env *Env, opts Options) http.Handler
 
 // Env is one test's database and client.
@@ -161,7 +162,12 @@ const (
 	ModeUnflushedNoWrite = "unflushed-nowrite" // the same, answering nothing (200)
 	ModeUnflushed422     = "unflushed-422"     // publish two, answer 422 without committing
 	ModeLate             = "late"              // the normal path, then publish once more after answering
+	ModeInvalid          = "invalid"           // publish an invoice whose due date is an object: Publish fails, 422
 )
+
+// Secret is in the due date of ModeInvalid's invoice: something the
+// handler put in the event's data that the answer must not show.
+const Secret = "4111 1111 1111 1111"
 
 // ErrHandler is what Work returns in ModeError.
 var ErrHandler = errors.New("handler failed after flush")
@@ -178,7 +184,11 @@ func (env *Env) Work(ctx context.Context, sess *outbox.Session, id, mode string,
 	if _, err := tx.Exec(ctx, `INSERT INTO invoices (id, amount_cents) VALUES ($1, 1250)`, id); err != nil {
 		return err
 	}
-	if err := sess.Publish(ctx, "Created", "Invoice", Invoice(id)); err != nil {
+	inv := Invoice(id)
+	if mode == ModeInvalid {
+		inv["due_date"] = map[string]any{"card": Secret}
+	}
+	if err := sess.Publish(ctx, "Created", "Invoice", inv); err != nil {
 		return err
 	}
 	if err := sess.Publish(ctx, "Received", "Payment", Payment(id)); err != nil {

@@ -2,6 +2,7 @@ package mwtest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 
+	"github.com/txoutbox/txoutbox/middleware/internal/reqsession"
 	"github.com/txoutbox/txoutbox/outbox"
 )
 
@@ -29,6 +31,7 @@ func Run(t *testing.T, build Builder) {
 	t.Run("JobIDHeader", func(t *testing.T) { t.Parallel(); testJobIDHeader(t, build) })
 	t.Run("Unflushed", func(t *testing.T) { t.Parallel(); testUnflushed(t, build, false) })
 	t.Run("UnflushedStrict", func(t *testing.T) { t.Parallel(); testUnflushed(t, build, true) })
+	t.Run("InvalidData", func(t *testing.T) { t.Parallel(); testInvalidData(t, build) })
 }
 
 // Row is the part of an outbox row the suite checks.
@@ -64,9 +67,10 @@ type request struct {
 }
 
 type response struct {
-	status int
-	jobID  string
-	body   string
+	status      int
+	jobID       string
+	contentType string
+	body        string
 }
 
 func do(t testing.TB, srv *httptest.Server, r request) response {
@@ -104,7 +108,7 @@ func send(ctx context.Context, srv *httptest.Server, r request) (response, error
 	if err != nil {
 		return response{}, err
 	}
-	return response{status: res.StatusCode, jobID: res.Header.Get(jobHeader), body: string(body)}, nil
+	return response{status: res.StatusCode, jobID: res.Header.Get(jobHeader), contentType: res.Header.Get("Content-Type"), body: string(body)}, nil
 }
 
 const outboxJobHeader = "X-Job-ID"
@@ -294,6 +298,40 @@ func testRefused(t *testing.T, build Builder) {
 	for _, r := range env.Rows(t) {
 		if r.Key != "inv-long-trace" || r.Traceparent != "" {
 			t.Errorf("row %+v: want only inv-long-trace's events, without traceparent", r)
+		}
+	}
+}
+
+// testInvalidData checks that a handler whose Publish refused the data
+// answers 422 through the package's helper, with a JSON body naming the
+// topic and the failing place and nothing of the data or the error's text,
+// and that a valid request still answers 201.
+func testInvalidData(t *testing.T, build Builder) {
+	env := NewEnv(t)
+	srv := serve(t, build, env, Options{})
+	if res := do(t, srv, request{id: "inv-valid", userID: "user-42"}); res.status != http.StatusCreated {
+		t.Fatalf("valid request: status %d, body %s; want 201", res.status, res.body)
+	}
+	res := do(t, srv, request{id: "inv-invalid", userID: "user-42", mode: ModeInvalid})
+	var body map[string]string
+	if err := json.Unmarshal([]byte(res.body), &body); err != nil || res.status != http.StatusUnprocessableEntity || res.contentType != "application/json" {
+		t.Fatalf("invalid data: status %d, %s body %q (%v); want 422 and JSON", res.status, res.contentType, res.body, err)
+	}
+	want := map[string]string{"message": reqsession.InvalidDataMessage, "topic": "billing.InvoiceCreated", "path": "/due_date"}
+	if !maps.Equal(body, want) {
+		t.Errorf("invalid data: body %s, want %v", res.body, want)
+	}
+	for _, secret := range []string{Secret, "Ada Lovelace", "got object", "invalid data for"} {
+		if strings.Contains(res.body, secret) {
+			t.Errorf("invalid data: body %s shows %q", res.body, secret)
+		}
+	}
+	if env.invoiceExists(t, "inv-invalid") {
+		t.Error("the refused request's invoice was committed")
+	}
+	for _, r := range env.Rows(t) {
+		if r.Key != "inv-valid" {
+			t.Errorf("row %+v: want only the valid request's events", r)
 		}
 	}
 }
