@@ -1090,3 +1090,46 @@ func TestHTTPSinkBriteContextHeaders(t *testing.T) {
 		t.Errorf("requests %v, want %v", got, want)
 	}
 }
+
+// TestHTTPSinkDedupeKeys: an event's dedupe key reaches the API in both
+// formats, outside the bc-events body, which takes no other field.
+func TestHTTPSinkDedupeKeys(t *testing.T) {
+	t.Parallel()
+	for _, format := range []Format{FormatBriteEvents, FormatCloudEvents} {
+		t.Run(string(format), func(t *testing.T) {
+			t.Parallel()
+			srv := newHTTPSinkServer(t, false, status(http.StatusCreated, `{"failedRecords":0,"records":[]}`))
+			sink := newTestHTTPSink(t, Config{URL: srv.URL, Format: format})
+			evs := []*outbox.Event{sinkMessage(1, "inv-1", "job-1"), sinkMessage(2, "inv-2", "job-1"), sinkMessage(3, "inv-3", "job-1")}
+			evs[0].DedupeKey, evs[2].DedupeKey = "pay inv-1, once", "pay=inv-3"
+			if err := send(sink, evs...); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			r := srv.recorded()[0]
+			got := map[string]string{}
+			if format == FormatBriteEvents {
+				if bytes.Contains(r.Body, []byte("pay")) {
+					t.Errorf("the body carries a dedupe key: %s", r.Body)
+				}
+				var err error
+				if got, err = wire.DedupeKeysFromHeader(r.Header); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				ces, err := wire.DecodeCloudEventBatch(r.Body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, ce := range ces {
+					if ce.DedupeKey != "" {
+						got[ce.ID] = ce.DedupeKey
+					}
+				}
+			}
+			want := map[string]string{evs[0].ID.String(): evs[0].DedupeKey, evs[2].ID.String(): evs[2].DedupeKey}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("dedupe keys %v, want %v", got, want)
+			}
+		})
+	}
+}
