@@ -50,6 +50,22 @@ type Rejection struct {
 	Error string `json:"error"`
 }
 
+// LogAttrs returns the rejection as slog attributes: status, code, index,
+// id and topic when known, and the error.
+func (r *Rejection) LogAttrs() []any {
+	attrs := []any{"status", r.Status, "code", r.Code}
+	if r.Index != nil {
+		attrs = append(attrs, "index", *r.Index)
+	}
+	if r.ID != "" {
+		attrs = append(attrs, "id", r.ID)
+	}
+	if r.Topic != "" {
+		attrs = append(attrs, "topic", r.Topic)
+	}
+	return append(attrs, "error", r.Error)
+}
+
 // Config configures a Handler.
 type Config struct {
 	// Registry, when set, is checked on every event (see Check).

@@ -257,18 +257,8 @@ func (s *Server) rejected(_ context.Context, format wire.Format, irs []ingest.Re
 	}
 	s.held.wake()
 	s.mu.Unlock()
-	for _, r := range rs {
-		attrs := []any{"format", r.Format, "status", r.Status, "code", r.Code}
-		if r.Index != nil {
-			attrs = append(attrs, "index", *r.Index)
-		}
-		if r.ID != "" {
-			attrs = append(attrs, "id", r.ID)
-		}
-		if r.Topic != "" {
-			attrs = append(attrs, "topic", r.Topic)
-		}
-		s.cfg.Logger.Warn("sink server: rejected", append(attrs, "error", r.Error)...)
+	for i := range rs {
+		s.cfg.Logger.Warn("sink server: rejected", append([]any{"format", rs[i].Format}, rs[i].LogAttrs()...)...)
 	}
 }
 

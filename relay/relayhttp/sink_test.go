@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
+	"github.com/txoutbox/txoutbox/internal/testlog"
 	"github.com/txoutbox/txoutbox/internal/wire"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/relay"
@@ -375,7 +376,7 @@ func TestHTTPSinkBriteBulkAnswers(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			srv := newHTTPSinkServer(t, false, status(tc.code, tc.body))
-			var logs syncBuffer
+			var logs testlog.Buffer
 			sink := newTestHTTPSink(t, Config{URL: srv.URL, Format: FormatBriteEvents,
 				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			err := send(sink, sinkMessage(1, "inv-1", "j"), sinkMessage(2, "inv-2", "j"))
@@ -580,7 +581,7 @@ func TestHTTPSinkTLS(t *testing.T) {
 		t.Errorf("Publish with the server's CA = %v", err)
 	}
 
-	var logs syncBuffer
+	var logs testlog.Buffer
 	insecure := newTestHTTPSink(t, Config{URL: srv.URL, InsecureSkipVerify: true,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err := send(insecure, sinkMessage(1, "inv-1", "j")); err != nil {
@@ -679,24 +680,6 @@ func TestHTTPSinkConfigValidate(t *testing.T) {
 	if err != nil || s.maxBatch != BriteMaxBatchDefault || s.timeout != TimeoutDefault {
 		t.Errorf("defaults: %+v, %v", s, err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // BenchmarkHTTPSink posts CloudEvents batches of 500 to a server on
