@@ -147,8 +147,9 @@ func (k *Keys) Len() int { return len(k.keys) }
 // such as secrets written in plain text; the server logs them.
 func (k *Keys) Warnings() []string { return slices.Clone(k.warnings) }
 
-// String names the keys, never their secrets.
-func (k *Keys) String() string {
+// String names the keys, never their secrets. (A value receiver, so that
+// printing a Keys value does not show the hashes either.)
+func (k Keys) String() string {
 	names := make([]string, len(k.keys))
 	for i := range k.keys {
 		names[i] = k.keys[i].name
@@ -157,7 +158,7 @@ func (k *Keys) String() string {
 }
 
 // LogValue logs the keys as String does.
-func (k *Keys) LogValue() slog.Value { return slog.StringValue(k.String()) }
+func (k Keys) LogValue() slog.Value { return slog.StringValue(k.String()) }
 
 // lookup returns the key whose secret is secret, or nil. It hashes the
 // secret and compares the hash with every key's in constant time, without
