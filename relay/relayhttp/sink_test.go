@@ -1006,20 +1006,31 @@ func TestHTTPSinkGoesOnAfterOneFailure(t *testing.T) {
 // API, in both wire formats.
 func TestConformance(t *testing.T) {
 	t.Parallel()
+	runConformance(t, func(t *testing.T) (string, string, func() []relaytest.Received) {
+		api, url := newEventsAPI(t, conformanceTopics)
+		return url, "", func() []relaytest.Received {
+			var got []relaytest.Received
+			for _, ev := range api.Events(0, 10_000) {
+				got = append(got, relaytest.Received{ID: ev.ID, Key: ev.Key, Data: ev.Data})
+			}
+			return got
+		}
+	})
+}
+
+// runConformance runs the sink conformance suite in both wire formats
+// against the events API that newAPI starts: its URL, the bearer token it
+// takes ("" for none), and what it received so far.
+func runConformance(t *testing.T, newAPI func(t *testing.T) (url, token string, received func() []relaytest.Received)) {
+	t.Helper()
 	for _, format := range []Format{FormatCloudEvents, FormatBriteEvents} {
 		t.Run(string(format), func(t *testing.T) {
 			t.Parallel()
 			relaytest.Run(t, relaytest.Suite{
 				Pool: func(t *testing.T) *pgxpool.Pool { return newTestDB(t) },
 				NewSink: func(t *testing.T) (relay.Sink, func() []relaytest.Received) {
-					api, url := newEventsAPI(t, conformanceTopics)
-					return newTestHTTPSink(t, Config{URL: url, Format: format}), func() []relaytest.Received {
-						var got []relaytest.Received
-						for _, ev := range api.Events(0, 10_000) {
-							got = append(got, relaytest.Received{ID: ev.ID, Key: ev.Key, Data: ev.Data})
-						}
-						return got
-					}
+					url, token, received := newAPI(t)
+					return newTestHTTPSink(t, Config{URL: url, Format: format, BearerToken: token}), received
 				},
 			})
 		})
