@@ -85,6 +85,7 @@ func HashSecret(secret string) [sha256.Size]byte { return sha256.Sum256([]byte(s
 type Keys struct {
 	keys     []key
 	warnings []string
+	plain    bool // some secret was written in plain text
 }
 
 type key struct {
@@ -224,6 +225,7 @@ func ParseKeys(data []byte) (*Keys, error) {
 	}
 	keys := make([]Key, len(f.Keys))
 	var warnings []string
+	plain := false
 	for i, it := range f.Keys {
 		name := it.Name
 		if name == "" {
@@ -263,6 +265,7 @@ func ParseKeys(data []byte) (*Keys, error) {
 				return nil, fmt.Errorf("%w: key %q: secret is shorter than %d bytes", ErrInvalidKeys, name, MinSecretBytes)
 			}
 			k.SecretSHA256 = HashSecret(it.Secret)
+			plain = true
 			warnings = append(warnings, fmt.Sprintf("key %q: the secret is written in plain text; store its SHA-256 (secret_sha256) or read it from the environment (secret_env) instead", name))
 		}
 		keys[i] = k
@@ -271,7 +274,7 @@ func ParseKeys(data []byte) (*Keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	ks.warnings = warnings
+	ks.warnings, ks.plain = warnings, plain
 	return ks, nil
 }
 
@@ -286,7 +289,7 @@ func LoadKeys(path string) (*Keys, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if fi, err := os.Stat(path); err == nil && len(ks.warnings) > 0 && fi.Mode().Perm()&0o077 != 0 {
+	if fi, err := os.Stat(path); err == nil && ks.plain && fi.Mode().Perm()&0o077 != 0 {
 		ks.warnings = append(ks.warnings, fmt.Sprintf("%s holds plain secrets and other users may read it (mode %s); chmod 600 it", path, fi.Mode().Perm()))
 	}
 	return ks, nil

@@ -31,6 +31,8 @@ const (
 	CodeTooManyRequests = "TooManyRequests"
 	// CodeUnavailable: the events could not be stored or read now; retry.
 	CodeUnavailable = "Unavailable"
+	// CodeInternal: the server went wrong.
+	CodeInternal = "InternalError"
 )
 
 // ErrorInfo is the error object of every error answer: a code from the list

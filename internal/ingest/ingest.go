@@ -162,7 +162,7 @@ func (h *Handler) store(ctx context.Context, p *Post) ([]Outcome, *Error) {
 	case err != nil:
 		return nil, &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable, Message: "the events could not be stored; retry", RetryAfter: 1}
 	case len(outs) != len(p.Events):
-		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeUnavailable, Message: fmt.Sprintf("the store answered for %d of %d events", len(outs), len(p.Events))}
+		return nil, &Error{Status: http.StatusInternalServerError, Code: CodeInternal, Message: fmt.Sprintf("the store answered for %d of %d events", len(outs), len(p.Events))}
 	}
 	return outs, nil
 }

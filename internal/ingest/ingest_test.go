@@ -75,7 +75,9 @@ func TestStoreAnswers(t *testing.T) {
 				return []ingest.Outcome{{Code: wire.BriteErrThroughputExceeded, Message: "busy"}}, nil
 			}, http.StatusServiceUnavailable, wire.BriteErrThroughputExceeded},
 		{"a record fault on a CloudEvent", "/", wire.ContentTypeCloudEvent, cloudEvent,
-			func(*ingest.Post) ([]ingest.Outcome, error) { return []ingest.Outcome{{Code: "Busy", Message: "busy"}}, nil },
+			func(*ingest.Post) ([]ingest.Outcome, error) {
+				return []ingest.Outcome{{Code: "Busy", Message: "busy"}}, nil
+			},
 			http.StatusServiceUnavailable, "Busy"},
 		{"a record fault in a bulk post", "/events/bulk/", "application/json", "[" + brite + "," + brite + "]",
 			func(*ingest.Post) ([]ingest.Outcome, error) {
