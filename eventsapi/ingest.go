@@ -1,3 +1,107 @@
 package eventsapi
 
-func (s *Server) routeIngest() {}
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/txoutbox/txoutbox/internal/ingest"
+	"github.com/txoutbox/txoutbox/internal/wire"
+)
+
+// routeIngest serves the ingest routes (internal/ingest) to callers with
+// the ingest right, storing each post with one Store.Append.
+func (s *Server) routeIngest() {
+	h, err := ingest.New(ingest.Config{
+		Registry:     s.cfg.Registry,
+		MaxBodyBytes: s.cfg.MaxBodyBytes,
+		StoreFunc:    s.storePost,
+		RejectFunc:   s.logRejections,
+	})
+	if err != nil {
+		panic(err) // New applied the defaults ingest.New checks
+	}
+	h.Register(s.mux, func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p, ok := s.authorize(w, r, RightIngest)
+			if !ok {
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(withPrincipal(r.Context(), p)))
+		})
+	})
+}
+
+// storePost stores the valid events of a post. A key bound to a tenant
+// posts that tenant's events: an event naming no tenant gets the key's, one
+// naming another is refused with the whole post (403), which senders treat
+// as a misconfiguration to fix, not as bad events to drop.
+func (s *Server) storePost(ctx context.Context, p *ingest.Post) ([]ingest.Outcome, error) {
+	pr := principalFrom(ctx)
+	evs := make([]Event, len(p.Events))
+	var foreign []string
+	for i := range p.Events {
+		w := &p.Events[i]
+		if pr.Tenant != "" && w.Tenant != pr.Tenant {
+			if w.Tenant != "" {
+				foreign = append(foreign, fmt.Sprintf("event %d (%s) names tenant %q", i, w.ID, w.Tenant))
+				continue
+			}
+			w.Tenant = pr.Tenant
+		}
+		evs[i] = eventFromWire(w, p.Format)
+	}
+	if len(foreign) > 0 {
+		s.cfg.Logger.Warn("events API: refused events of another tenant", "key", pr.Name, "tenant", pr.Tenant, "events", len(foreign))
+		if len(foreign) > 5 {
+			foreign = append(foreign[:5], fmt.Sprintf("and %d more", len(foreign)-5))
+		}
+		return nil, &ingest.Error{Status: http.StatusForbidden, Code: ingest.CodeForbidden,
+			Message: fmt.Sprintf("key %q may post only tenant %q's events: %s", pr.Name, pr.Tenant, strings.Join(foreign, "; "))}
+	}
+	app, err := s.cfg.Store.Append(ctx, evs)
+	if err != nil {
+		s.cfg.Logger.Error("events API: store events", "key", pr.Name, "events", len(evs), "error", err)
+		return nil, err
+	}
+	outs := make([]ingest.Outcome, len(app))
+	for i, a := range app {
+		outs[i].Duplicate = a.Duplicate
+	}
+	return outs, nil
+}
+
+// eventFromWire is the Event to store for an event as the wire carried it.
+func eventFromWire(w *wire.Event, format wire.Format) Event {
+	return Event{
+		ID:          w.ID,
+		Topic:       w.Topic,
+		Category:    w.Category,
+		Entity:      w.Entity,
+		Action:      w.Action,
+		Key:         w.Key,
+		Tenant:      w.Tenant,
+		ActorID:     w.ActorID,
+		ActorType:   w.ActorType,
+		JobID:       w.JobID,
+		CausationID: w.CausationID,
+		DedupeKey:   w.DedupeKey,
+		Source:      w.Source,
+		Traceparent: w.Traceparent,
+		Format:      string(format),
+		Time:        w.Time,
+		Data:        w.Data,
+	}
+}
+
+// logRejections logs what the ingest routes refused, naming the key.
+func (s *Server) logRejections(ctx context.Context, format wire.Format, rs []ingest.Rejection) {
+	name := ""
+	if p := principalFrom(ctx); p != nil {
+		name = p.Name
+	}
+	for i := range rs {
+		s.cfg.Logger.Warn("events API: rejected", append([]any{"key", name, "format", format}, rs[i].LogAttrs()...)...)
+	}
+}

@@ -104,6 +104,7 @@ type Server struct {
 	cfg       Config
 	ownsStore bool
 	mux       *http.ServeMux
+	access    *access // keys and tickets (auth.go)
 
 	ctx    context.Context // cancelled by Close: ends streams and loops
 	cancel context.CancelFunc
@@ -153,6 +154,7 @@ func New(cfg *Config) (*Server, error) {
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
+	s.routeAccess()
 	s.routeIngest()
 	s.routeQuery()
 	s.routeSubscribe()

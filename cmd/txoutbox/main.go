@@ -53,6 +53,7 @@ func commands() []command {
 		{name: "migrate", summary: "create or upgrade the outbox tables, or print their SQL", run: runMigrate},
 		{name: "relay", summary: "deliver committed outbox events to a sink", run: runRelay},
 		{name: "sink", summary: "run a local events API that shows what the relay delivers", run: runSink},
+		{name: "serve", summary: "run the events API: ingest, store, query and stream events", run: runServe},
 		{name: "topics", summary: "check topic definitions (lint) or write their Markdown catalogue (docs)", run: runTopics},
 		{name: "gen", summary: "generate typed Go publishers from topic definitions", run: runGen},
 		{name: "status", summary: "count the outbox's events by state and topic; list the relays", run: runStatus},

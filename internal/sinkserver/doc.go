@@ -20,7 +20,9 @@
 //	GET  /api/stats         counts and publish→receipt latency, as JSON
 //	GET  /healthz           200 once the server can take events
 //
-// It answers as DESIGN's events API does: malformed JSON or a body of the
+// The ingest routes, their checks and their answers are internal/ingest's,
+// which the events API (package eventsapi) serves too. It answers as
+// DESIGN's events API does: malformed JSON or a body of the
 // wrong shape is 400; an unknown topic or data failing its schema is 422
 // (permanent). A bc-events body is held to the rules of the bc-events
 // EVENT_SCHEMA, with or without a Registry: category ^[a-z]+$, entity

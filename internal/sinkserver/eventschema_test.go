@@ -2,19 +2,17 @@ package sinkserver_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
+	"github.com/txoutbox/txoutbox/internal/testlog"
 	"github.com/txoutbox/txoutbox/internal/wire"
 )
 
@@ -298,31 +296,12 @@ func TestBriteBulkErrorsNameRecord(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for the server's and the test's
-// goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // TestRejectionsShown: a rejected event is logged and streamed to the live
 // page as an accepted one is shown, not only counted.
 func TestRejectionsShown(t *testing.T) {
 	t.Parallel()
-	var log syncBuffer
-	srv, hs := newServer(t, &sinkserver.Config{Logger: slog.New(slog.NewTextHandler(&log, nil))})
+	logger, log := testlog.New()
+	srv, hs := newServer(t, &sinkserver.Config{Logger: logger})
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

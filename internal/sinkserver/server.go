@@ -2,9 +2,9 @@ package sinkserver
 
 import (
 	"cmp"
+	"context"
 	"embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,11 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
-	"github.com/txoutbox/txoutbox/internal/envelope"
+	"github.com/txoutbox/txoutbox/internal/ingest"
 	"github.com/txoutbox/txoutbox/internal/wire"
-	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
@@ -37,7 +34,7 @@ const (
 // BriteErrValidation is the record error code of a bulk record that failed
 // validation: an unknown topic or data not matching its schema. Senders
 // treat it as permanent.
-const BriteErrValidation = "ValidationError"
+const BriteErrValidation = ingest.CodeValidation
 
 // Config configures a Server. A nil *Config is allowed.
 type Config struct {
@@ -85,7 +82,7 @@ type Server struct {
 	mux *http.ServeMux
 
 	mu     sync.Mutex
-	store  *store
+	held   *store
 	stats  Stats
 	faults faults
 
@@ -135,15 +132,20 @@ func New(cfg *Config) (*Server, error) {
 	s := &Server{
 		cfg:   c,
 		mux:   http.NewServeMux(),
-		store: newStore(c.Capacity, c.DedupeWindow),
+		held:  newStore(c.Capacity, c.DedupeWindow),
 		stats: Stats{ByTopic: map[string]int64{}},
 		done:  make(chan struct{}),
 	}
-	s.mux.HandleFunc("POST /events", s.handleBrite)
-	s.mux.HandleFunc("POST /events/bulk", s.handleBriteBulk)
-	s.mux.HandleFunc("POST /events/bulk/", s.handleBriteBulk)
-	s.mux.HandleFunc("POST /{$}", s.handleCloudEvents)
-	s.mux.HandleFunc("POST /cloudevents", s.handleCloudEvents)
+	in, err := ingest.New(ingest.Config{
+		Registry:     c.Registry,
+		MaxBodyBytes: c.MaxBodyBytes,
+		StoreFunc:    s.store,
+		RejectFunc:   s.rejected,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sink server config: %w", err)
+	}
+	in.Register(s.mux, s.begin)
 	s.mux.HandleFunc("GET /{$}", s.handlePage)
 	s.mux.HandleFunc("GET /stream", s.handleStream)
 	s.mux.HandleFunc("GET /api/events", s.handleEvents)
@@ -166,7 +168,7 @@ func (s *Server) Close() error {
 func (s *Server) Events(after int64, limit int) []Event {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.store.since(after, limit, "")
+	return s.held.since(after, limit, "")
 }
 
 // Rejections returns up to limit rejections held with Seq > after, oldest
@@ -174,7 +176,7 @@ func (s *Server) Events(after int64, limit int) []Event {
 func (s *Server) Rejections(after int64, limit int) []Rejection {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.store.rejectionsSince(after, limit)
+	return s.held.rejectionsSince(after, limit)
 }
 
 // Stats returns the counts so far.
@@ -185,9 +187,9 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.stats.ByTopic {
 		st.ByTopic[k] = v
 	}
-	st.Held = int(s.store.next - s.store.oldest())
-	st.LastSeq = s.store.next - 1
-	lat := s.store.latencies()
+	st.Held = int(s.held.next - s.held.oldest())
+	st.LastSeq = s.held.next - 1
+	lat := s.held.latencies()
 	s.mu.Unlock()
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	st.LatencyP50Ms = ms(percentile(lat, 0.50))
@@ -214,142 +216,50 @@ func (s *Server) FailNextRecords(n int, code string) {
 	s.faults.records, s.faults.recordCode = n, code
 }
 
-// begin counts an event post and answers it with an injected fault when one
-// is due, reporting whether the handler should go on.
-func (s *Server) begin(w http.ResponseWriter) bool {
-	s.mu.Lock()
-	s.stats.Requests++
-	f := s.faults
-	if f.requests > 0 {
-		s.faults.requests--
-		s.stats.InjectedFaults++
-	}
-	s.mu.Unlock()
-	if f.requests == 0 {
-		return true
-	}
-	if f.retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int((f.retryAfter+time.Second-1)/time.Second)))
-	}
-	writeJSON(w, f.status, wire.BriteError{ErrorType: "InjectedFault", ErrorMessage: "failed on purpose"})
-	return false
-}
-
-// readBody reads a request body within MaxBodyBytes, answering 413 when it
-// is larger.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			s.badRequest(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit))
-		} else {
-			s.badRequest(w, r, http.StatusBadRequest, "read body: "+err.Error())
+// begin wraps an ingest route: it counts the post and answers it with an
+// injected fault when one is due.
+func (s *Server) begin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.stats.Requests++
+		f := s.faults
+		if f.requests > 0 {
+			s.faults.requests--
+			s.stats.InjectedFaults++
 		}
-		return nil, false
-	}
-	return body, true
+		s.mu.Unlock()
+		if f.requests == 0 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		e := &ingest.Error{Status: f.status, Code: "InjectedFault", Message: "failed on purpose"}
+		if f.retryAfter > 0 {
+			e.RetryAfter = int((f.retryAfter + time.Second - 1) / time.Second)
+		}
+		ingest.Answer(w, e)
+	})
 }
 
-// badRequest answers a post the server cannot read, and shows it.
-func (s *Server) badRequest(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	format := wire.FormatCloudEvents
-	if strings.HasPrefix(r.URL.Path, wire.BritePathSingle) {
-		format = wire.FormatBriteEvents
-	}
-	s.mu.Lock()
-	s.stats.BadRequests++
-	s.mu.Unlock()
-	s.show(format, []Rejection{{Status: status, Code: "BadRequest", Error: msg}})
-	writeJSON(w, status, wire.BriteError{ErrorType: "BadRequest", ErrorMessage: msg})
-}
-
-// rejected answers 422 to a post with events failing validation, and
-// shows them.
-func (s *Server) rejected(w http.ResponseWriter, format wire.Format, rs []Rejection, body any) {
-	s.mu.Lock()
-	s.stats.Rejected += int64(len(rs))
-	s.mu.Unlock()
-	s.show(format, rs)
-	writeJSON(w, http.StatusUnprocessableEntity, body)
-}
-
-// show keeps rejections for the live page and logs them, as accepted events
-// are shown.
-func (s *Server) show(format wire.Format, rs []Rejection) {
-	if len(rs) == 0 {
-		return
-	}
+// rejected counts what the ingest routes refused, keeps it for the live
+// page and logs it, as accepted events are shown.
+func (s *Server) rejected(_ context.Context, format wire.Format, irs []ingest.Rejection) {
 	now := time.Now()
+	rs := make([]Rejection, len(irs))
 	s.mu.Lock()
-	for i := range rs {
-		rs[i].ReceivedAt, rs[i].Format = now, string(format)
-		if rs[i].Status == 0 {
-			rs[i].Status = http.StatusUnprocessableEntity
+	for i := range irs {
+		switch irs[i].Status {
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
+			s.stats.BadRequests++
+		default:
+			s.stats.Rejected++
 		}
-		rs[i] = s.store.addRejection(rs[i])
+		rs[i] = s.held.addRejection(Rejection{ReceivedAt: now, Format: string(format), Rejection: irs[i]})
 	}
-	s.store.wake()
+	s.held.wake()
 	s.mu.Unlock()
-	for _, r := range rs {
-		attrs := []any{"format", r.Format, "status", r.Status, "code", r.Code}
-		if r.Index != nil {
-			attrs = append(attrs, "index", *r.Index)
-		}
-		if r.ID != "" {
-			attrs = append(attrs, "id", r.ID)
-		}
-		if r.Topic != "" {
-			attrs = append(attrs, "topic", r.Topic)
-		}
-		s.cfg.Logger.Warn("sink server: rejected", append(attrs, "error", r.Error)...)
+	for i := range rs {
+		s.cfg.Logger.Warn("sink server: rejected", append([]any{"format", rs[i].Format}, rs[i].LogAttrs()...)...)
 	}
-}
-
-// recordRejection is the Rejection of the record at index i.
-func recordRejection(i int, id, topic, code, msg string) Rejection {
-	return Rejection{Index: &i, ID: id, Topic: topic, Code: code, Error: msg}
-}
-
-// check validates an event against the registry and completes it: the
-// topic's parts when the format carries only its name, and the key when
-// the format did not carry one. Topic names must match exactly: lookups in
-// other spellings are the publishing API's, and the events API refuses
-// them.
-func (s *Server) check(ev *wire.Event) error {
-	if ev.ActorType != "" && ev.ActorType != outbox.ActorUser && ev.ActorType != outbox.ActorService && ev.ActorType != outbox.ActorThirdParty {
-		return fmt.Errorf("actor type %q: want %s, %s or %s", ev.ActorType, outbox.ActorUser, outbox.ActorService, outbox.ActorThirdParty)
-	}
-	reg := s.cfg.Registry
-	if reg == nil {
-		return nil
-	}
-	if ev.ActorID != "" {
-		if err := envelope.CheckActorID(ev.ActorID); err != nil {
-			return fmt.Errorf("actor id: %w", err)
-		}
-	}
-	t, ok := reg.Topic(ev.Topic)
-	switch {
-	case ok && t.Name != ev.Topic:
-		return fmt.Errorf("%w: %s (names are exact on the wire: did you mean %s?)", topics.ErrUnknownTopic, ev.Topic, t.Name)
-	case !ok && ev.Category != "":
-		if _, err := reg.Lookup(ev.Category, ev.Entity, ev.Action); err != nil {
-			return err // names the closest topic
-		}
-		fallthrough
-	case !ok:
-		return fmt.Errorf("%w: %s", topics.ErrUnknownTopic, ev.Topic)
-	}
-	key, err := t.Validate(ev.Data)
-	if err != nil {
-		return err
-	}
-	ev.Topic, ev.Category, ev.Entity, ev.Action = t.Name, t.Category, t.Entity, t.Action
-	if ev.Key == "" {
-		ev.Key = key
-	}
-	return nil
 }
 
 // accept stores the events not seen before, in order, and reports which
@@ -361,15 +271,12 @@ func (s *Server) accept(format wire.Format, evs []wire.Event) (dup []bool) {
 	defer s.mu.Unlock()
 	for i := range evs {
 		e := &evs[i]
-		if e.ID == "" {
-			e.ID = uuid.Must(uuid.NewV7()).String()
-		}
-		if s.store.has(e.ID) {
+		if s.held.has(e.ID) {
 			dup[i] = true
 			s.stats.Duplicates++
 			continue
 		}
-		stored := s.store.add(Event{
+		stored := s.held.add(Event{
 			ReceivedAt: now, Format: string(format),
 			ID: e.ID, Topic: e.Topic, Category: e.Category, Entity: e.Entity, Action: e.Action, Key: e.Key,
 			JobID: e.JobID, ActorID: e.ActorID, ActorType: e.ActorType, Source: e.Source,
@@ -394,169 +301,31 @@ func (s *Server) accept(format wire.Format, evs []wire.Event) (dup []bool) {
 			s.cfg.OnEventFunc(stored)
 		}
 	}
-	s.store.wake()
+	s.held.wake()
 	return dup
 }
 
-// handleBrite takes one bc-events body: 201 {"eventId","jobId"} with the
-// id the event is stored under (the Idempotency-Key, or one the server
-// gives it); 409 when the Idempotency-Key was seen before. A body breaking
-// the rules of EVENT_SCHEMA on values, or failing the registry, is 422
-// ValidationError.
-func (s *Server) handleBrite(w http.ResponseWriter, r *http.Request) {
-	if !s.begin(w) {
-		return
-	}
-	body, ok := s.readBody(w, r)
-	if !ok {
-		return
-	}
-	b, err := wire.DecodeBrite(body)
-	if err != nil {
-		s.badRequest(w, r, http.StatusBadRequest, err.Error())
-		return
-	}
-	ev := b.Event()
-	ev.ID = r.Header.Get(wire.HeaderIdempotencyKey)
-	ev.JobID = r.Header.Get(wire.HeaderJobID)
-	err = b.Validate()
-	if err == nil {
-		err = s.check(&ev)
-	}
-	if err != nil {
-		s.rejected(w, wire.FormatBriteEvents, []Rejection{{ID: ev.ID, Topic: ev.Topic, Code: BriteErrValidation, Error: err.Error()}},
-			wire.BriteError{ErrorType: BriteErrValidation, ErrorMessage: err.Error()})
-		return
-	}
-	evs := []wire.Event{ev}
-	if s.accept(wire.FormatBriteEvents, evs)[0] {
-		writeJSON(w, http.StatusConflict, wire.BriteError{ErrorType: "Duplicate", ErrorMessage: "event " + ev.ID + " was received before"})
-		return
-	}
-	writeJSON(w, http.StatusCreated, wire.BriteCreated{EventID: evs[0].ID, JobID: ev.JobID})
-}
-
-// briteBulkAnswer is the bulk answer with the server's own additions:
-// duplicates counted, and why each failed record failed; senders ignore
-// fields they do not know.
-type briteBulkAnswer struct {
-	FailedRecords int           `json:"failedRecords"`
-	Records       []string      `json:"records"`
-	Duplicates    int           `json:"duplicates"`
-	Errors        []recordError `json:"errors,omitempty"`
-}
-
-// briteBulkRejection is the answer to a bulk post refused as a whole
-// because records break EVENT_SCHEMA.
-type briteBulkRejection struct {
-	wire.BriteError
-	Errors []recordError `json:"errors"`
-}
-
-// recordError says why the record at Index of a bulk post failed.
-type recordError struct {
-	Index        int    `json:"index"`
-	ID           string `json:"id,omitempty"`
-	ErrorType    string `json:"errorType"`
-	ErrorMessage string `json:"errorMessage,omitempty"`
-}
-
-// handleBriteBulk takes up to 250 bc-events bodies. A post with records
-// breaking the rules of EVENT_SCHEMA is refused as a whole, as the API
-// validates its body: 400 for a record it cannot decode, 422
-// ValidationError for values, naming every such record. Otherwise it
-// answers 201 with a record per body: "Success" (duplicates included) or
-// an error code, ValidationError for a record failing the registry.
-func (s *Server) handleBriteBulk(w http.ResponseWriter, r *http.Request) {
-	if !s.begin(w) {
-		return
-	}
-	body, ok := s.readBody(w, r)
-	if !ok {
-		return
-	}
-	bs, err := wire.DecodeBriteBulk(body)
-	switch {
-	case err != nil:
-		s.badRequest(w, r, http.StatusBadRequest, err.Error())
-		return
-	case len(bs) > wire.BriteBulkMax:
-		s.badRequest(w, r, http.StatusBadRequest, fmt.Sprintf("%d records, at most %d", len(bs), wire.BriteBulkMax))
-		return
-	}
-	ids := wire.EventIDsFromHeader(r.Header)
-	if len(ids) != 0 && len(ids) != len(bs) {
-		s.badRequest(w, r, http.StatusBadRequest, fmt.Sprintf("%s lists %d ids for %d records", wire.HeaderEventIDs, len(ids), len(bs)))
-		return
-	}
-	id := func(i int) string {
-		if len(ids) > 0 {
-			return ids[i]
+// store is the ingest routes' StoreFunc: it stores the events not seen
+// before, failing the records of bc-events bulk posts that an injected
+// fault is due for.
+func (s *Server) store(_ context.Context, p *ingest.Post) ([]ingest.Outcome, error) {
+	outs := make([]ingest.Outcome, len(p.Events))
+	take := make([]wire.Event, 0, len(p.Events))
+	at := make([]int, 0, len(p.Events))
+	for i := range p.Events {
+		if p.Format == wire.FormatBriteEvents && p.Batch {
+			if code := s.recordFault(); code != "" {
+				outs[i] = ingest.Outcome{Code: code, Message: "failed on purpose"}
+				continue
+			}
 		}
-		return ""
+		take = append(take, p.Events[i])
+		at = append(at, i)
 	}
-	var invalid []recordError
-	for i := range bs {
-		if err := bs[i].Validate(); err != nil {
-			invalid = append(invalid, recordError{Index: i, ID: id(i), ErrorType: BriteErrValidation, ErrorMessage: err.Error()})
-		}
+	for j, dup := range s.accept(p.Format, take) {
+		outs[at[j]].Duplicate = dup
 	}
-	if len(invalid) > 0 {
-		msgs := make([]string, len(invalid))
-		rs := make([]Rejection, len(invalid))
-		for i, e := range invalid {
-			msgs[i] = fmt.Sprintf("record %d: %s", e.Index, e.ErrorMessage)
-			b := &bs[e.Index]
-			rs[i] = recordRejection(e.Index, e.ID, wire.TopicName(b.Category, b.Entity, b.Action), e.ErrorType, e.ErrorMessage)
-		}
-		s.rejected(w, wire.FormatBriteEvents, rs, briteBulkRejection{
-			BriteError: wire.BriteError{ErrorType: BriteErrValidation, ErrorMessage: strings.Join(msgs, "; ")},
-			Errors:     invalid,
-		})
-		return
-	}
-	jobID := r.Header.Get(wire.HeaderJobID)
-	ans := briteBulkAnswer{Records: make([]string, len(bs))}
-	var valid []wire.Event
-	for i := range bs {
-		ev := bs[i].Event()
-		ev.JobID = jobID
-		ev.ID = id(i)
-		if err := s.check(&ev); err != nil {
-			ans.Records[i] = BriteErrValidation
-			ans.Errors = append(ans.Errors, recordError{Index: i, ID: ev.ID, ErrorType: BriteErrValidation, ErrorMessage: err.Error()})
-			continue
-		}
-		if code := s.recordFault(); code != "" {
-			ans.Records[i] = code
-			ans.Errors = append(ans.Errors, recordError{Index: i, ID: ev.ID, ErrorType: code, ErrorMessage: "failed on purpose"})
-			continue
-		}
-		ans.Records[i] = wire.BriteRecordSuccess
-		valid = append(valid, ev)
-	}
-	for _, d := range s.accept(wire.FormatBriteEvents, valid) {
-		if d {
-			ans.Duplicates++
-		}
-	}
-	for _, rec := range ans.Records {
-		if rec != wire.BriteRecordSuccess {
-			ans.FailedRecords++
-		}
-	}
-	var rs []Rejection
-	for _, e := range ans.Errors {
-		if e.ErrorType == BriteErrValidation {
-			rs = append(rs, recordRejection(e.Index, e.ID, wire.TopicName(bs[e.Index].Category, bs[e.Index].Entity, bs[e.Index].Action), e.ErrorType, e.ErrorMessage))
-			rs[len(rs)-1].Status = http.StatusCreated
-		}
-	}
-	s.mu.Lock()
-	s.stats.Rejected += int64(len(rs))
-	s.mu.Unlock()
-	s.show(wire.FormatBriteEvents, rs)
-	writeJSON(w, http.StatusCreated, ans)
+	return outs, nil
 }
 
 // recordFault returns the error code for the next bulk record when one is
@@ -570,88 +339,6 @@ func (s *Server) recordFault() string {
 	s.faults.records--
 	s.stats.InjectedFaults++
 	return s.faults.recordCode
-}
-
-// cloudEventsAnswer is the answer to a CloudEvents post.
-type cloudEventsAnswer struct {
-	Accepted   int    `json:"accepted"`
-	Duplicates int    `json:"duplicates"`
-	Error      string `json:"error,omitempty"`
-	Failed     []struct {
-		Index int    `json:"index"`
-		ID    string `json:"id"`
-		Error string `json:"error"`
-	} `json:"failed,omitempty"`
-}
-
-// handleCloudEvents takes a CloudEvents batch (202, all or nothing: 422 when
-// any event fails validation) or one structured event (201; 409 when its id
-// was seen before).
-func (s *Server) handleCloudEvents(w http.ResponseWriter, r *http.Request) {
-	if !s.begin(w) {
-		return
-	}
-	isCE, batch := wire.IsCloudEventsContentType(r.Header.Get("Content-Type"))
-	if !isCE {
-		s.badRequest(w, r, http.StatusUnsupportedMediaType, fmt.Sprintf("Content-Type %q: want %s or %s (bc-events bodies go to /events)",
-			r.Header.Get("Content-Type"), wire.ContentTypeCloudEventBatch, wire.ContentTypeCloudEvent))
-		return
-	}
-	body, ok := s.readBody(w, r)
-	if !ok {
-		return
-	}
-	var evs []wire.Event
-	var err error
-	if batch {
-		evs, err = wire.DecodeCloudEventBatch(body)
-	} else {
-		var ev wire.Event
-		ev, err = wire.DecodeCloudEvent(body)
-		evs = []wire.Event{ev}
-	}
-	if err != nil {
-		s.badRequest(w, r, http.StatusBadRequest, err.Error())
-		return
-	}
-	var ans cloudEventsAnswer
-	for i := range evs {
-		if err := s.check(&evs[i]); err != nil {
-			ans.Failed = append(ans.Failed, struct {
-				Index int    `json:"index"`
-				ID    string `json:"id"`
-				Error string `json:"error"`
-			}{i, evs[i].ID, err.Error()})
-		}
-	}
-	if len(ans.Failed) > 0 {
-		ans.Error = fmt.Sprintf("%d of %d events failed validation; none was stored", len(ans.Failed), len(evs))
-		rs := make([]Rejection, len(ans.Failed))
-		for i, f := range ans.Failed {
-			rs[i] = Rejection{ID: f.ID, Topic: evs[f.Index].Topic, Code: BriteErrValidation, Error: f.Error}
-			if batch {
-				rs[i].Index = &f.Index
-			}
-		}
-		s.rejected(w, wire.FormatCloudEvents, rs, ans)
-		return
-	}
-	for _, d := range s.accept(wire.FormatCloudEvents, evs) {
-		if d {
-			ans.Duplicates++
-		} else {
-			ans.Accepted++
-		}
-	}
-	switch {
-	case !batch && ans.Duplicates == 1:
-		ans.Error = "event " + evs[0].ID + " was received before"
-		writeJSON(w, http.StatusConflict, ans)
-	case !batch:
-		writeJSON(w, http.StatusCreated, ans)
-	default:
-		writeJSON(w, http.StatusAccepted, ans)
-	}
 }
 
 func (s *Server) handlePage(w http.ResponseWriter, _ *http.Request) {
@@ -674,21 +361,21 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	after, err1 := queryInt(q.Get("after"), 0)
 	limit, err2 := queryInt(q.Get("limit"), 1000)
 	if err := cmp.Or(err1, err2); err != nil || after < 0 || limit <= 0 {
-		writeJSON(w, http.StatusBadRequest, wire.BriteError{ErrorType: "BadRequest", ErrorMessage: "after and limit must be non-negative integers"})
+		ingest.WriteError(w, http.StatusBadRequest, ingest.CodeBadRequest, "after and limit must be non-negative integers")
 		return
 	}
 	s.mu.Lock()
-	evs := s.store.since(after, int(min(limit, 1000)), q.Get("topic"))
-	next := s.store.next - 1
+	evs := s.held.since(after, int(min(limit, 1000)), q.Get("topic"))
+	next := s.held.next - 1
 	s.mu.Unlock()
 	if len(evs) > 0 && len(evs) == int(min(limit, 1000)) {
 		next = evs[len(evs)-1].Seq
 	}
-	writeJSON(w, http.StatusOK, eventsAnswer{Events: evs, Next: next})
+	ingest.WriteJSON(w, http.StatusOK, eventsAnswer{Events: evs, Next: next})
 }
 
 func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.Stats())
+	ingest.WriteJSON(w, http.StatusOK, s.Stats())
 }
 
 // handleStream sends events as server-sent events: "id: SEQ", "event:
@@ -706,9 +393,9 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	rafter := s.store.rejectNext - 1
+	rafter := s.held.rejectNext - 1
 	if after < 0 {
-		after = max(0, s.store.next-1-100)
+		after = max(0, s.held.next-1-100)
 		rafter = max(0, rafter-100)
 	}
 	s.mu.Unlock()
@@ -719,9 +406,9 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	defer keepalive.Stop()
 	for {
 		s.mu.Lock()
-		evs := s.store.since(after, 500, "")
-		rjs := s.store.rejectionsSince(rafter, 500)
-		wait := s.store.notify
+		evs := s.held.since(after, 500, "")
+		rjs := s.held.rejectionsSince(rafter, 500)
+		wait := s.held.notify
 		s.mu.Unlock()
 		for _, ev := range evs {
 			data, _ := json.Marshal(ev)
@@ -762,10 +449,4 @@ func queryInt(s string, def int64) (int64, error) {
 		return def, nil
 	}
 	return strconv.ParseInt(s, 10, 64)
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }

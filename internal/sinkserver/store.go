@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"slices"
 	"time"
+
+	"github.com/txoutbox/txoutbox/internal/ingest"
 )
 
 // Event is an event as the server received and kept it.
@@ -37,16 +39,11 @@ type Rejection struct {
 	Seq        int64     `json:"seq"`
 	ReceivedAt time.Time `json:"received_at"`
 	Format     string    `json:"format"` // briteevents or cloudevents
-	// Status is the HTTP status of the answer: 201 for a record of a bulk
-	// post that was taken in part.
-	Status int `json:"status"`
-	// Index is the record's position in a bulk post or batch; nil for a
-	// single event, or a post refused as a whole.
-	Index *int   `json:"index,omitempty"`
-	ID    string `json:"id,omitempty"`
-	Topic string `json:"topic,omitempty"`
-	Code  string `json:"code"` // ValidationError or BadRequest
-	Error string `json:"error"`
+	// Rejection says what was refused and why: the status of the answer
+	// (201 for a record of a bulk post that was taken in part), the index
+	// of the record in a bulk post or batch, the event's id and topic, the
+	// code (ValidationError, BadRequest, ...) and the error.
+	ingest.Rejection
 }
 
 // RejectionsHeld is how many rejections the server keeps for the live page

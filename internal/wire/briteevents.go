@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 
@@ -45,8 +46,19 @@ const (
 	// HeaderTenant carries the events' tenant; the body has no field for
 	// it either.
 	HeaderTenant = "X-Txoutbox-Tenant"
+	// HeaderDedupeKeys carries the dedupe keys of the events of a post that
+	// have one, single or bulk: comma separated entries "<event id>=<key>",
+	// the key query-escaped (so that it holds no comma, equals sign or
+	// space), split over header lines as HeaderEventIDs is. An event id
+	// names the event: the Idempotency-Key of a single post, an id of
+	// HeaderEventIDs in a bulk post. Events without a dedupe key are left
+	// out, and so is the header when none has one.
+	HeaderDedupeKeys = "X-Txoutbox-Dedupe-Keys"
 
 	eventIDsPerHeaderLine = 50
+	// headerLineBytes bounds one line of a list header well inside the
+	// 8 KiB a common proxy allows.
+	headerLineBytes = 4000
 )
 
 // Retryable record error codes of a bulk answer. The API fronts a stream, and
@@ -226,9 +238,10 @@ func EncodeBriteBulk(events []Event) ([]byte, error) {
 
 // BriteHeaders sets the headers of a post of events, which must share one job
 // id, tenant and traceparent (see BriteRequestKey): the job id, the
-// traceparent and tenant when set, and the idempotency key and id list
-// described on HeaderIdempotencyKey and HeaderEventIDs. bulk says the events
-// go to the bulk route even when there is only one.
+// traceparent and tenant when set, the idempotency key and id list
+// described on HeaderIdempotencyKey and HeaderEventIDs, and the dedupe keys
+// (HeaderDedupeKeys). bulk says the events go to the bulk route even when
+// there is only one.
 func BriteHeaders(h http.Header, events []Event, bulk bool) {
 	if len(events) == 0 {
 		return
@@ -240,6 +253,13 @@ func BriteHeaders(h http.Header, events []Event, bulk bool) {
 	if tenant := events[0].Tenant; tenant != "" {
 		h.Set(HeaderTenant, tenant)
 	}
+	var dedupe []string
+	for i := range events {
+		if k := events[i].DedupeKey; k != "" {
+			dedupe = append(dedupe, events[i].ID+"="+url.QueryEscape(k))
+		}
+	}
+	setList(h, HeaderDedupeKeys, dedupe)
 	if !bulk {
 		h.Set(HeaderIdempotencyKey, events[0].ID)
 		return
@@ -249,11 +269,24 @@ func BriteHeaders(h http.Header, events []Event, bulk bool) {
 		ids[i] = events[i].ID
 	}
 	h.Set(HeaderIdempotencyKey, BulkIdempotencyKey(ids))
-	h.Del(HeaderEventIDs)
-	for len(ids) > 0 {
-		n := min(len(ids), eventIDsPerHeaderLine)
-		h.Add(HeaderEventIDs, strings.Join(ids[:n], ","))
-		ids = ids[n:]
+	setList(h, HeaderEventIDs, ids)
+}
+
+// setList sets the list header name to values, comma separated, over as
+// many lines as keep each within eventIDsPerHeaderLine values and
+// headerLineBytes bytes.
+func setList(h http.Header, name string, values []string) {
+	h.Del(name)
+	start, size := 0, 0
+	for i, v := range values {
+		if i > start && (i-start == eventIDsPerHeaderLine || size+1+len(v) > headerLineBytes) {
+			h.Add(name, strings.Join(values[start:i], ","))
+			start, size = i, 0
+		}
+		size += 1 + len(v)
+	}
+	if start < len(values) {
+		h.Add(name, strings.Join(values[start:], ","))
 	}
 }
 
@@ -297,6 +330,40 @@ func EventIDsFromHeader(h http.Header) []string {
 		}
 	}
 	return ids
+}
+
+// DedupeKeysFromHeader returns the dedupe keys listed in HeaderDedupeKeys,
+// by event id. An entry that is not "<event id>=<query-escaped key>", or a
+// second entry for one id, is an error wrapping ErrInvalidEvent.
+func DedupeKeysFromHeader(h http.Header) (map[string]string, error) {
+	var keys map[string]string
+	for _, line := range h.Values(HeaderDedupeKeys) {
+		for entry := range strings.SplitSeq(line, ",") {
+			if entry = strings.TrimSpace(entry); entry == "" {
+				continue
+			}
+			i := strings.LastIndexByte(entry, '=')
+			if i <= 0 {
+				return nil, fmt.Errorf("%w: %s: entry %q is not <event id>=<key>", ErrInvalidEvent, HeaderDedupeKeys, entry)
+			}
+			id := entry[:i]
+			key, err := url.QueryUnescape(entry[i+1:])
+			switch {
+			case err != nil:
+				return nil, fmt.Errorf("%w: %s: event %s: key is not query-escaped: %w", ErrInvalidEvent, HeaderDedupeKeys, id, err)
+			case key == "":
+				return nil, fmt.Errorf("%w: %s: event %s: empty key", ErrInvalidEvent, HeaderDedupeKeys, id)
+			}
+			if keys == nil {
+				keys = make(map[string]string)
+			}
+			if _, dup := keys[id]; dup {
+				return nil, fmt.Errorf("%w: %s: event %s listed twice", ErrInvalidEvent, HeaderDedupeKeys, id)
+			}
+			keys[id] = key
+		}
+	}
+	return keys, nil
 }
 
 // DecodeBrite decodes the body of a single post strictly, as the API does:

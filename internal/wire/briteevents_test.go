@@ -3,6 +3,7 @@ package wire_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -140,6 +141,51 @@ func TestBriteHeaders(t *testing.T) {
 	}
 	if wire.BulkIdempotencyKey(ids[:2]) == wire.BulkIdempotencyKey(ids[:1]) {
 		t.Error("a resend of a subset has the same idempotency key")
+	}
+	if len(h.Values(wire.HeaderDedupeKeys)) != 0 {
+		t.Errorf("dedupe keys sent for events without one: %q", h.Values(wire.HeaderDedupeKeys))
+	}
+}
+
+// Dedupe keys travel by event id, whatever characters they hold, only for
+// the events that have one, on lines that stay small however long the keys.
+func TestBriteDedupeKeysHeader(t *testing.T) {
+	t.Parallel()
+	keys := []string{"pay, inv=1 100%", "", "ünïcode/key+plus", strings.Repeat("k", 1000)}
+	events := make([]wire.Event, 60)
+	for i := range events {
+		events[i] = wire.Event{ID: fmt.Sprintf("ev-%d", i), DedupeKey: keys[i%len(keys)]}
+	}
+	h := http.Header{}
+	wire.BriteHeaders(h, events, true)
+	for _, line := range h.Values(wire.HeaderDedupeKeys) {
+		if len(line) > 4000 || strings.ContainsAny(line, " ") {
+			t.Errorf("header line of %d bytes: %.60s…", len(line), line)
+		}
+	}
+	got, err := wire.DedupeKeysFromHeader(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range events {
+		if got[ev.ID] != ev.DedupeKey {
+			t.Errorf("event %s: dedupe key %q, want %q", ev.ID, got[ev.ID], ev.DedupeKey)
+		}
+	}
+	if len(got) != 45 {
+		t.Errorf("%d keys, want the 45 events that have one", len(got))
+	}
+
+	h = http.Header{}
+	wire.BriteHeaders(h, events[:1], false)
+	if got, err := wire.DedupeKeysFromHeader(h); err != nil || got["ev-0"] != keys[0] {
+		t.Errorf("single post: %v, %v", got, err)
+	}
+	for _, bad := range []string{"no-equals", "=key", "ev-1=%zz", "ev-1=", "ev-1=a,ev-1=b"} {
+		h := http.Header{wire.HeaderDedupeKeys: {bad}}
+		if _, err := wire.DedupeKeysFromHeader(h); !errors.Is(err, wire.ErrInvalidEvent) {
+			t.Errorf("%q: %v, want ErrInvalidEvent", bad, err)
+		}
 	}
 }
 

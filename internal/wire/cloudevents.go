@@ -41,14 +41,15 @@ type cloudEvent struct {
 	Traceparent     string          `json:"traceparent"`
 	Tenant          string          `json:"tenant"`
 	CausationID     string          `json:"causationid"`
+	DedupeKey       string          `json:"dedupekey"`
 }
 
 // AppendCloudEvent appends e as one CloudEvent in the JSON event format:
 // specversion, id, source, type (the topic), subject and partitionkey (the
 // ordering key), time, datacontenttype application/json, the actorid,
-// actortype and jobid extensions, traceparent, tenant and causationid when
-// set, and data inline. Data is checked to be JSON unless e.DataValid says
-// it is known to be.
+// actortype and jobid extensions, traceparent, tenant, causationid and
+// dedupekey when set, and data inline. Data is checked to be JSON unless
+// e.DataValid says it is known to be.
 func AppendCloudEvent(buf []byte, e *Event) ([]byte, error) {
 	if e.ID == "" || e.Topic == "" {
 		return buf, fmt.Errorf("%w: event %q: id and topic are required", ErrInvalidEvent, e.ID)
@@ -76,6 +77,7 @@ func AppendCloudEvent(buf []byte, e *Event) ([]byte, error) {
 	buf = appendField(buf, "traceparent", e.Traceparent)
 	buf = appendField(buf, "tenant", e.Tenant)
 	buf = appendField(buf, "causationid", e.CausationID)
+	buf = appendField(buf, "dedupekey", e.DedupeKey)
 	buf = append(buf, `,"data":`...)
 	buf = appendOneLine(buf, e.Data)
 	return append(buf, '}'), nil
@@ -222,6 +224,7 @@ func (ce *cloudEvent) event() (Event, error) {
 		Traceparent: ce.Traceparent,
 		Tenant:      ce.Tenant,
 		CausationID: ce.CausationID,
+		DedupeKey:   ce.DedupeKey,
 	}
 	if ce.Time != "" {
 		t, err := time.Parse(time.RFC3339Nano, ce.Time)

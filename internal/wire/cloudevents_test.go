@@ -44,7 +44,7 @@ func TestCloudEventsRoundTrip(t *testing.T) {
 	_ = json.Unmarshal(g.Data, &gotData)
 	if g.ID != a.ID || g.Topic != a.Topic || g.Key != a.Key || g.JobID != a.JobID || g.ActorID != a.ActorID ||
 		g.ActorType != a.ActorType || g.Source != a.Source || g.Traceparent != a.Traceparent || g.Tenant != a.Tenant ||
-		g.CausationID != a.CausationID || !g.Time.Equal(a.Time) || gotData.(map[string]any)["note"] != wantData.(map[string]any)["note"] {
+		g.CausationID != a.CausationID || g.DedupeKey != a.DedupeKey || g.DedupeKey == "" || !g.Time.Equal(a.Time) || gotData.(map[string]any)["note"] != wantData.(map[string]any)["note"] {
 		t.Errorf("round trip:\ngot  %+v\nwant %+v", g, a)
 	}
 

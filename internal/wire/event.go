@@ -57,7 +57,11 @@ type Event struct {
 	Traceparent string
 	Tenant      string
 	CausationID string
-	Time        time.Time
+	// DedupeKey, when set, makes the event idempotent by key as well as by
+	// id: an events API that already holds an event of the same tenant with
+	// the same key takes this one as a duplicate.
+	DedupeKey string
+	Time      time.Time
 }
 
 // ErrInvalidEvent is wrapped by every error that reports an event missing a
@@ -91,6 +95,7 @@ func FromOutbox(e *outbox.Event) (Event, error) {
 		Traceparent: e.Traceparent,
 		Tenant:      e.Tenant,
 		CausationID: e.CausationID,
+		DedupeKey:   e.DedupeKey,
 		Time:        e.Time,
 	}
 	if ev.Topic == "" && ev.Category != "" && ev.Entity != "" && ev.Action != "" {

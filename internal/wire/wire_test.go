@@ -68,7 +68,7 @@ func testOutboxEvent(id, key, job string) *outbox.Event {
 		ActorID: "user-4711", ActorType: outbox.ActorUser, JobID: job, Source: "billing-service", Key: key,
 		Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
 		Time:        time.Date(2026, 11, 23, 10, 0, 0, 123456789, time.UTC),
-		DedupeKey:   "not on the wire",
+		DedupeKey:   "invoice " + key + ", created",
 	}
 }
 
@@ -93,6 +93,7 @@ func TestFromOutbox(t *testing.T) {
 		Category: "billing", Entity: "Invoice", Action: "Created",
 		ActorID: "user-4711", ActorType: "user", JobID: "job-1", Source: "billing-service", Key: "inv-1",
 		Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		DedupeKey:   "invoice inv-1, created",
 		Time:        time.Date(2026, 11, 23, 10, 0, 0, 123456789, time.UTC),
 		Data:        json.RawMessage(`{"id":"inv-1","amount_cents":1250,"currency":"EUR"}`),
 		DataValid:   true,

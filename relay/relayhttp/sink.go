@@ -77,7 +77,9 @@ type Config struct {
 	// keeping each key's events in order. A single post carries the event
 	// id in Idempotency-Key; a bulk post carries "sha256:" and a digest of
 	// its event ids there, and the ids themselves, in body order, in
-	// X-Txoutbox-Event-Ids.
+	// X-Txoutbox-Event-Ids. The dedupe keys of the events that have one
+	// travel in X-Txoutbox-Dedupe-Keys, by event id (in CloudEvents, in the
+	// dedupekey extension attribute).
 	Format Format
 
 	// BearerToken, when set, is sent as "Authorization: Bearer <token>".

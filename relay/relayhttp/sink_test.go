@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
+	"github.com/txoutbox/txoutbox/internal/testlog"
 	"github.com/txoutbox/txoutbox/internal/wire"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/relay"
@@ -375,7 +376,7 @@ func TestHTTPSinkBriteBulkAnswers(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			srv := newHTTPSinkServer(t, false, status(tc.code, tc.body))
-			var logs syncBuffer
+			var logs testlog.Buffer
 			sink := newTestHTTPSink(t, Config{URL: srv.URL, Format: FormatBriteEvents,
 				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			err := send(sink, sinkMessage(1, "inv-1", "j"), sinkMessage(2, "inv-2", "j"))
@@ -580,7 +581,7 @@ func TestHTTPSinkTLS(t *testing.T) {
 		t.Errorf("Publish with the server's CA = %v", err)
 	}
 
-	var logs syncBuffer
+	var logs testlog.Buffer
 	insecure := newTestHTTPSink(t, Config{URL: srv.URL, InsecureSkipVerify: true,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err := send(insecure, sinkMessage(1, "inv-1", "j")); err != nil {
@@ -679,24 +680,6 @@ func TestHTTPSinkConfigValidate(t *testing.T) {
 	if err != nil || s.maxBatch != BriteMaxBatchDefault || s.timeout != TimeoutDefault {
 		t.Errorf("defaults: %+v, %v", s, err)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // BenchmarkHTTPSink posts CloudEvents batches of 500 to a server on
@@ -1023,20 +1006,31 @@ func TestHTTPSinkGoesOnAfterOneFailure(t *testing.T) {
 // API, in both wire formats.
 func TestConformance(t *testing.T) {
 	t.Parallel()
+	runConformance(t, func(t *testing.T) (string, string, func() []relaytest.Received) {
+		api, url := newEventsAPI(t, conformanceTopics)
+		return url, "", func() []relaytest.Received {
+			var got []relaytest.Received
+			for _, ev := range api.Events(0, 10_000) {
+				got = append(got, relaytest.Received{ID: ev.ID, Key: ev.Key, Data: ev.Data})
+			}
+			return got
+		}
+	})
+}
+
+// runConformance runs the sink conformance suite in both wire formats
+// against the events API that newAPI starts: its URL, the bearer token it
+// takes ("" for none), and what it received so far.
+func runConformance(t *testing.T, newAPI func(t *testing.T) (url, token string, received func() []relaytest.Received)) {
+	t.Helper()
 	for _, format := range []Format{FormatCloudEvents, FormatBriteEvents} {
 		t.Run(string(format), func(t *testing.T) {
 			t.Parallel()
 			relaytest.Run(t, relaytest.Suite{
 				Pool: func(t *testing.T) *pgxpool.Pool { return newTestDB(t) },
 				NewSink: func(t *testing.T) (relay.Sink, func() []relaytest.Received) {
-					api, url := newEventsAPI(t, conformanceTopics)
-					return newTestHTTPSink(t, Config{URL: url, Format: format}), func() []relaytest.Received {
-						var got []relaytest.Received
-						for _, ev := range api.Events(0, 10_000) {
-							got = append(got, relaytest.Received{ID: ev.ID, Key: ev.Key, Data: ev.Data})
-						}
-						return got
-					}
+					url, token, received := newAPI(t)
+					return newTestHTTPSink(t, Config{URL: url, Format: format, BearerToken: token}), received
 				},
 			})
 		})
@@ -1088,5 +1082,48 @@ func TestHTTPSinkBriteContextHeaders(t *testing.T) {
 	want := []hdr{{"/events/bulk/", tp1, "acme"}, {"/events", tp1, "globex"}, {"/events", tp2, ""}}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("requests %v, want %v", got, want)
+	}
+}
+
+// TestHTTPSinkDedupeKeys: an event's dedupe key reaches the API in both
+// formats, outside the bc-events body, which takes no other field.
+func TestHTTPSinkDedupeKeys(t *testing.T) {
+	t.Parallel()
+	for _, format := range []Format{FormatBriteEvents, FormatCloudEvents} {
+		t.Run(string(format), func(t *testing.T) {
+			t.Parallel()
+			srv := newHTTPSinkServer(t, false, status(http.StatusCreated, `{"failedRecords":0,"records":[]}`))
+			sink := newTestHTTPSink(t, Config{URL: srv.URL, Format: format})
+			evs := []*outbox.Event{sinkMessage(1, "inv-1", "job-1"), sinkMessage(2, "inv-2", "job-1"), sinkMessage(3, "inv-3", "job-1")}
+			evs[0].DedupeKey, evs[2].DedupeKey = "pay inv-1, once", "pay=inv-3"
+			if err := send(sink, evs...); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			r := srv.recorded()[0]
+			got := map[string]string{}
+			if format == FormatBriteEvents {
+				if bytes.Contains(r.Body, []byte("pay")) {
+					t.Errorf("the body carries a dedupe key: %s", r.Body)
+				}
+				var err error
+				if got, err = wire.DedupeKeysFromHeader(r.Header); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				ces, err := wire.DecodeCloudEventBatch(r.Body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, ce := range ces {
+					if ce.DedupeKey != "" {
+						got[ce.ID] = ce.DedupeKey
+					}
+				}
+			}
+			want := map[string]string{evs[0].ID.String(): evs[0].DedupeKey, evs[2].ID.String(): evs[2].DedupeKey}
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("dedupe keys %v, want %v", got, want)
+			}
+		})
 	}
 }
