@@ -681,6 +681,21 @@ func TestHTTPSinkConfigValidate(t *testing.T) {
 	}
 }
 
+// TestHTTPSinkConfigURLSecret checks that New's error for a URL that does
+// not parse names the problem without the URL's credentials.
+func TestHTTPSinkConfigURLSecret(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"https://user:s3cret-pw@[::1", "https://user:s3cret-pw@host:port/", "https://host/x?token=s3cret-pw\x7f"} {
+		_, err := New(&Config{URL: u})
+		if !errors.Is(err, relay.ErrInvalidConfig) || !strings.Contains(err.Error(), "relayhttp.Config.URL") {
+			t.Errorf("New(%q) = %v, want relay.ErrInvalidConfig naming URL", u, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("New(%q) = %v: the error shows the password", u, err)
+		}
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for the concurrent writes of a logger.
 type syncBuffer struct {
 	mu  sync.Mutex
