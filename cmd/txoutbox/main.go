@@ -63,14 +63,27 @@ func commands() []command {
 	}
 }
 
-// dispatch runs the subcommand named by args[0].
+// dispatch runs the subcommand named by args[0]. Its error is one line,
+// and it and everything written to stderr (logs, problems, usage) have the
+// secrets they may echo from the arguments or the environment masked (see
+// redact). Each command masks what it echoes on stdout, which also carries
+// data that must pass unchanged.
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := dispatchCommand(ctx, args, stdout, redactWriter{stderr})
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return redactErr(err, givenValues(args)...)
+}
+
+func dispatchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmds := commands()
 	if len(args) == 0 {
 		printUsage(stderr, cmds)
 		return errors.New("no command given")
 	}
-	if name := args[0]; name == "help" || name == "-h" || name == "-help" || name == "--help" {
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
 		printUsage(stdout, cmds)
 		return nil
 	}
@@ -78,11 +91,26 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if i < 0 {
 		return fmt.Errorf("unknown command %q (see txoutbox --help)", args[0])
 	}
-	err := cmds[i].run(ctx, args[1:], stdout, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
+	return cmds[i].run(ctx, args[1:], stdout, stderr)
+}
+
+// givenValues returns the values the command was given, on the command line
+// (a "--flag=value" as its value) and in TXOUTBOX_ environment variables:
+// the secrets among them are masked wherever an error shows them.
+func givenValues(args []string) []string {
+	var vs []string
+	for _, a := range args {
+		if _, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(a, "-") {
+			a = v
+		}
+		vs = append(vs, a)
 	}
-	return err
+	for _, kv := range os.Environ() {
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "TXOUTBOX_") {
+			vs = append(vs, v)
+		}
+	}
+	return vs
 }
 
 func printUsage(w io.Writer, cmds []command) {

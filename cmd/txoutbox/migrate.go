@@ -54,7 +54,7 @@ func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		where = "schema " + pgx.Identifier{db.schema}.Sanitize()
 	}
 	fmt.Fprintf(stdout, "outbox tables are up to date in %s of %s (migrations %s to %s)\n",
-		where, redactURL(db.url), migrationNumber(ms[0]), migrationNumber(ms[len(ms)-1]))
+		where, databaseName(db.url), migrationNumber(ms[0]), migrationNumber(ms[len(ms)-1]))
 	return nil
 }
 

@@ -170,7 +170,7 @@ func loadTopics(cmd, file string, problems io.Writer) (*topics.Registry, error) 
 		return reg, nil
 	case errors.As(err, &lerr):
 		for _, d := range lerr.Errors {
-			fmt.Fprintln(problems, d.Error())
+			fmt.Fprintln(problems, redact(d.Error()))
 		}
 		return nil, fmt.Errorf("%s: %s in %s", cmd, plural(len(lerr.Errors), "problem", "problems"), file)
 	case errors.As(err, &perr):
