@@ -52,7 +52,11 @@ func TestErrors(t *testing.T) {
 		want string
 	}{
 		{nil, nil, "no command given"},
-		{[]string{"frobnicate"}, nil, `unknown command "frobnicate"`},
+		{[]string{"frobnicate"}, nil, `unknown command "frobnicate" (see txoutbox --help)`},
+		{[]string{"stauts"}, nil, `unknown command "stauts"; did you mean status?`},
+		{[]string{"status", "--databse-url", "x"}, nil, "status: flag provided but not defined: -databse-url; did you mean --database-url?"},
+		{[]string{"relay", "-batchsize=5"}, nil, "did you mean --batch-size?"},
+		{[]string{"relay", "--frobnicate"}, nil, "-frobnicate (see txoutbox relay --help)"},
 		{[]string{"relay", "--batch-size", "many"}, nil, "relay: invalid value"},
 		{[]string{"relay", "extra"}, nil, `unexpected argument "extra"`},
 		{[]string{"relay", "--sink", "noop"}, nil, "--database-url (TXOUTBOX_DATABASE_URL) is required"},
