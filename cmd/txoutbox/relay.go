@@ -24,7 +24,6 @@ import (
 	"github.com/txoutbox/txoutbox/relay"
 	"github.com/txoutbox/txoutbox/relay/relayhttp"
 	"github.com/txoutbox/txoutbox/relay/relaywatermill"
-	"github.com/txoutbox/txoutbox/topics"
 )
 
 const relayUsage = `
@@ -146,9 +145,9 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("relay: --poison-policy: %q is not block or skip", f.poison)
 	}
 	if f.topics != "" {
-		reg, err := topics.Load(f.topics)
+		reg, err := loadTopics("relay: --topics", f.topics, stderr)
 		if err != nil {
-			return fmt.Errorf("relay: --topics: %w", err)
+			return err
 		}
 		f.cfg.PoisonPolicyFunc = relay.PoisonPolicyFromTopics(reg)
 	}

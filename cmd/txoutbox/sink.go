@@ -81,12 +81,12 @@ func runSink(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var reg *topics.Registry
 	if f.topics != "" {
 		var err error
-		reg, err = topics.Load(f.topics)
+		reg, err = loadTopics("sink: --topics", f.topics, stderr)
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && !topicsGiven:
 			logger.Warn("no " + sinkTopicsDefault + " here: accepting any topic without validation (see --topics)")
 		case err != nil:
-			return fmt.Errorf("sink: --topics: %w", err)
+			return err
 		}
 	}
 

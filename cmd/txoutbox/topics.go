@@ -159,8 +159,9 @@ func splitArgs(fs *flag.FlagSet, args []string, max int) (flags, rest []string, 
 	return flags, rest, nil
 }
 
-// loadTopics reads a definitions file. When it has problems, they are
-// written to problems one per line and the error counts them.
+// loadTopics reads a definitions file for cmd, the start of its errors
+// ("gen", "relay: --topics"). When the file has problems, they are written
+// to problems one per line and the error counts them.
 func loadTopics(cmd, file string, problems io.Writer) (*topics.Registry, error) {
 	reg, err := topics.Load(file)
 	var lerr *topics.LoadError
@@ -174,6 +175,9 @@ func loadTopics(cmd, file string, problems io.Writer) (*topics.Registry, error) 
 		}
 		return nil, fmt.Errorf("%s: %s in %s", cmd, plural(len(lerr.Errors), "problem", "problems"), file)
 	case errors.As(err, &perr):
+		if fi, serr := os.Stat(file); serr == nil && fi.IsDir() {
+			return nil, fmt.Errorf("%s: cannot read %s: is a directory (want a topic definitions file, e.g. %s)", cmd, file, topicsFileDefault)
+		}
 		return nil, fmt.Errorf("%s: cannot read %s: %w", cmd, file, perr.Err)
 	case errors.Is(err, topics.ErrTooLarge):
 		return nil, fmt.Errorf("%s: %w", cmd, err)
