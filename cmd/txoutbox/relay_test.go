@@ -357,3 +357,26 @@ func TestRelayProcessKilled(t *testing.T) {
 	}
 	t.Logf("%d events, %d requests before the kill", len(ids), requests)
 }
+
+// TestRelayStartLine checks that the relay's first log line names the
+// database and the sink, without their credentials.
+func TestRelayStartLine(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	var stderr lockedBuffer
+	err := dispatch(ctx, []string{"relay", "--database-url", "postgres://app:s3cret@127.0.0.1:1/orders", "--admin-addr", "",
+		"--sink", "https://user:t0ken@127.0.0.1:1/events?api_key=k3y"}, io.Discard, &stderr)
+	if err != nil {
+		t.Fatalf("relay: %v\n%s", err, stderr.String())
+	}
+	line, _, _ := strings.Cut(stderr.String(), "\n")
+	for _, want := range []string{`msg="relay starting"`, "database=postgres://app@127.0.0.1:1/orders", "sink=https://user@127.0.0.1:1/events"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the relay's first line lacks %q:\n%s", want, line)
+		}
+	}
+	if out := stderr.String(); strings.Contains(out, "s3cret") || strings.Contains(out, "t0ken") || strings.Contains(out, "k3y") {
+		t.Errorf("the relay printed a credential:\n%s", out)
+	}
+}
