@@ -30,7 +30,8 @@ const topicsLintUsage = `
 Check a topic definitions file: keys, names, duplicate topics, JSON Schemas,
 ordering keys. A valid file prints a one-line summary and exits 0; otherwise
 every problem is printed as FILE:LINE:COLUMN: message (hint: ...) and the
-command exits 1.
+command exits 1. A topic without a Description (optional, as in bc-events)
+gets a FILE:LINE: hint line, which does not fail the check.
 
 FILE defaults to --topics (TXOUTBOX_TOPICS), or topic_definitions.yaml.`
 
@@ -86,7 +87,13 @@ func runTopicsLint(_ context.Context, args []string, stdout, _ io.Writer) error 
 		}
 	}
 	slices.Sort(cats)
-	fmt.Fprintf(stdout, "%s: %d topics in %s, all valid\n", file, len(ts), plural(len(cats), "category", "categories")+" ("+strings.Join(cats, ", ")+")")
+	for _, t := range ts {
+		if strings.TrimSpace(t.Description) == "" {
+			fmt.Fprintln(stdout, redact(fmt.Sprintf("%s:%d: %s has no Description (hint: say in a sentence what happened; txoutbox topics docs shows it)", t.File, t.Line, t.Name)))
+		}
+	}
+	fmt.Fprintln(stdout, redact(fmt.Sprintf("%s: %s in %s (%s), all valid", file, plural(len(ts), "topic", "topics"),
+		plural(len(cats), "category", "categories"), strings.Join(cats, ", "))))
 	return nil
 }
 
