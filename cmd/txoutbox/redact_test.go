@@ -218,7 +218,7 @@ func TestNoSecretsPrinted(t *testing.T) {
 		for _, r := range runs {
 			t.Run(strings.Join(r.path, " "), func(t *testing.T) {
 				t.Parallel()
-				ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+				ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 				defer cancel()
 				runPlanted(t, ctx, r.path, r.flags, r.extra...)
 			})
