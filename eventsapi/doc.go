@@ -10,7 +10,7 @@
 //	store, _ := eventsapi.NewMemoryStore(nil) // or a PostgresStore
 //	srv, _ := eventsapi.New(&eventsapi.Config{Store: store, Registry: reg})
 //	defer srv.Close()
-//	http.ListenAndServe("127.0.0.1:8080", srv)
+//	http.ListenAndServe("127.0.0.1:8642", srv)
 //
 // The routes, the query parameters, the SSE stream and the WebSocket
 // protocol are documented in one place, PROTOCOL.md beside this file.

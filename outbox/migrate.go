@@ -42,17 +42,8 @@ func Migrate(ctx context.Context, db Beginner, cfg *MigrateConfig) error {
 	if err := checkSchema(cfg.Schema); err != nil {
 		return fmt.Errorf("migrate: MigrateConfig.Schema: %w", err)
 	}
-	tx, err := db.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("migrate: begin: %w", err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
-
-	if err := outboxsql.Migrate(ctx, tx, cfg.Schema); err != nil {
+	if _, err := outboxsql.MigrateDB(ctx, db, cfg.Schema); err != nil {
 		return fmt.Errorf("migrate: %w", err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("migrate: commit: %w", err)
 	}
 	return nil
 }

@@ -80,7 +80,7 @@ func Load(path string, opts ...Option) (*Registry, error) {
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, o.maxSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("load topic definitions: read %s: %w", path, err)
+		return nil, fmt.Errorf("load topic definitions: %w", err) // a *fs.PathError, naming path
 	}
 	return parse(path, data, o)
 }

@@ -100,7 +100,7 @@ func subjectWithin(sub, of string) bool {
 func (f *relayFlags) newNATSSink(url string, logger *slog.Logger) (message.Publisher, error) {
 	nc, err := nats.Connect(url, nats.Name("txoutbox relay"), nats.Timeout(5*time.Second))
 	if err != nil {
-		return nil, fmt.Errorf("--sink: connect to NATS: %w", err)
+		return nil, fmt.Errorf("--sink: connect to NATS at %s: %w", redactURL(url), err)
 	}
 	defer nc.Close()
 	js, err := nc.JetStream()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -72,6 +73,18 @@ func runRelayUntilDrained(t *testing.T, url string, pool *pgxpool.Pool, args ...
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("relay = %v\n%s", err, stderr.String())
+	}
+}
+
+// TestNATSConnectError checks that a NATS server that does not answer is
+// named, without the URL's password, in the relay's error.
+func TestNATSConnectError(t *testing.T) {
+	t.Parallel()
+	const addr = "127.0.0.1:1" // a loopback port nothing listens on
+	err := dispatch(t.Context(), []string{"relay", "--database-url", "postgres://127.0.0.1:1/x", "--admin-addr", "",
+		"--sink", "nats://relay:s3cret@" + addr}, io.Discard, io.Discard)
+	if want := "relay: --sink: connect to NATS at nats://relay@" + addr + ": "; err == nil || !strings.HasPrefix(err.Error(), want) || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("relay to a NATS server that is not there: %v; want an error starting %q", err, want)
 	}
 }
 

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/url"
-	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	outboxadmin "github.com/txoutbox/txoutbox/cmd/txoutbox/internal/admin"
@@ -37,19 +39,19 @@ func (f *dbFlags) connect(ctx context.Context, cmd string) (*pgxpool.Pool, error
 	}
 	cfg, err := pgxpool.ParseConfig(f.url)
 	if err != nil {
-		return nil, fmt.Errorf("%s: --database-url: %w (want postgres://user:password@host:5432/dbname)", cmd, redact(err, f.url))
+		return nil, fmt.Errorf("%s: --database-url: %w (want postgres://user:password@host:5432/dbname)", cmd, redactErr(err, f.url))
 	}
 	cfg.MaxConns = 4
 	cfg.ConnConfig.ConnectTimeout = connectTimeout
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", cmd, redact(err, f.url))
+		return nil, fmt.Errorf("%s: %w", cmd, redactErr(err, f.url))
 	}
 	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
 	defer cancel()
 	if err := pool.Ping(pctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("%s: connect to %s: %w", cmd, redactURL(f.url), redact(err, f.url))
+		return nil, fmt.Errorf("%s: connect to %s: %w", cmd, databaseName(f.url), redactErr(err, f.url))
 	}
 	return pool, nil
 }
@@ -63,68 +65,22 @@ func (f *dbFlags) dbError(cmd string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%s: interrupted", cmd)
 	}
-	return fmt.Errorf("%s: %w", cmd, redact(err, f.url))
+	return fmt.Errorf("%s: %w", cmd, redactErr(err, f.url))
 }
 
-// redactedError is an error whose message was cleaned of a secret and
-// folded onto one line; errors.Is and errors.As still see the original.
-type redactedError struct {
-	msg string
-	err error
-}
-
-func (e *redactedError) Error() string { return e.msg }
-func (e *redactedError) Unwrap() error { return e.err }
-
-// redact returns err with rawURL's password removed from its message (pgx
-// masks it already; this holds for every error, whoever wrote it) and its
-// lines joined, repeated ones dropped: pgx lists every connection attempt on
-// a line of its own, often the same one twice.
-func redact(err error, rawURL string) error {
-	msg := err.Error()
-	if rawURL != "" {
-		msg = strings.ReplaceAll(msg, rawURL, redactURL(rawURL))
-		if pw := password(rawURL); pw != "" {
-			msg = strings.ReplaceAll(msg, pw, "xxxxx")
-			if esc := url.PathEscape(pw); esc != pw {
-				msg = strings.ReplaceAll(msg, esc, "xxxxx")
-			}
-		}
+// databaseName names the database of a URL or keyword/value connection
+// string for logs and messages: user, host, port and database name, never
+// the password.
+func databaseName(raw string) string {
+	cfg, err := pgconn.ParseConfig(raw)
+	if err != nil {
+		return redactURL(raw)
 	}
-	var lines []string
-	for _, l := range strings.Split(msg, "\n") {
-		if l = strings.TrimSpace(l); l != "" && !slices.Contains(lines, l) {
-			lines = append(lines, l)
-		}
+	u := url.URL{Scheme: "postgres", User: url.User(cfg.User), Path: "/" + cfg.Database}
+	if strings.HasPrefix(cfg.Host, "/") { // a Unix socket's directory
+		u.RawQuery = url.Values{"host": {cfg.Host}, "port": {strconv.Itoa(int(cfg.Port))}}.Encode()
+	} else {
+		u.Host = net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
 	}
-	return &redactedError{msg: strings.Join(lines, " "), err: err}
-}
-
-// password returns the password in a postgres:// URL or a key=value
-// connection string, or "".
-func password(raw string) string {
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		pw, _ := u.User.Password()
-		return pw
-	}
-	for _, field := range strings.Fields(raw) {
-		if v, ok := strings.CutPrefix(field, "password="); ok {
-			return strings.Trim(v, "'")
-		}
-	}
-	return ""
-}
-
-// redactURL returns the database URL with its password masked, or "the
-// database" when it cannot be read as a URL.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return "the database"
-	}
-	c := url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}
-	if u.User != nil {
-		c.User = url.User(u.User.Username())
-	}
-	return c.String()
+	return u.String()
 }

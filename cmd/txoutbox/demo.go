@@ -244,25 +244,25 @@ func (d *demo) openDatabase(ctx context.Context) error {
 
 	cfg, err := pgxpool.ParseConfig(rawURL)
 	if err != nil {
-		return fmt.Errorf("--database-url: %w", redact(err, rawURL))
+		return fmt.Errorf("--database-url: %w", redactErr(err, rawURL))
 	}
 	cfg.MaxConns = int32(d.flags.concurrency + 4)
 	cfg.ConnConfig.ConnectTimeout = connectTimeout
 	cfg.ConnConfig.RuntimeParams["search_path"] = schema
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return redact(err, rawURL)
+		return redactErr(err, rawURL)
 	}
 	d.pool = pool
 	if err := outbox.Migrate(ctx, pool, &outbox.MigrateConfig{Schema: schema}); err != nil {
-		return fmt.Errorf("migrate %s: %w", redactURL(rawURL), redact(err, rawURL))
+		return fmt.Errorf("migrate %s: %w", databaseName(rawURL), redactErr(err, rawURL))
 	}
 	d.schema = schema
 	if err := invoices.Migrate(ctx, pool); err != nil {
 		return err
 	}
 	if d.cluster == nil {
-		d.printf("  %-9s %s, schema %s (dropped at the end)\n", "database", redactURL(rawURL), schema)
+		d.printf("  %-9s %s, schema %s (dropped at the end)\n", "database", databaseName(rawURL), schema)
 	}
 	return nil
 }
@@ -484,7 +484,7 @@ func (d *demo) close() error {
 	if d.pool != nil {
 		if d.schema != "" && d.cluster == nil {
 			if _, err := d.pool.Exec(ctx, "DROP SCHEMA "+pgx.Identifier{d.schema}.Sanitize()+" CASCADE"); err != nil {
-				errs = append(errs, fmt.Errorf("drop schema %s: %w", d.schema, redact(err, d.flags.databaseURL)))
+				errs = append(errs, fmt.Errorf("drop schema %s: %w", d.schema, redactErr(err, d.flags.databaseURL)))
 			}
 		}
 		d.pool.Close()

@@ -77,7 +77,7 @@ func runGen(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	switch {
 	case err == nil && bytes.Equal(old, src):
 		if !check {
-			fmt.Fprintf(stdout, "%s is up to date (%s)\n", path, plural(len(reg.Topics()), "topic", "topics"))
+			fmt.Fprintf(stdout, "%s is up to date (%s)\n", redact(path), plural(len(reg.Topics()), "topic", "topics"))
 		}
 		return nil
 	case err != nil && !errors.Is(err, os.ErrNotExist):
@@ -88,7 +88,7 @@ func runGen(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := writeFileAtomic(path, src); err != nil {
 		return fmt.Errorf("gen: %w", err)
 	}
-	fmt.Fprintf(stdout, "wrote %s: package %s, %s\n", path, pkg, plural(len(reg.Topics()), "topic", "topics"))
+	fmt.Fprintf(stdout, "wrote %s: package %s, %s\n", redact(path), pkg, plural(len(reg.Topics()), "topic", "topics"))
 	return nil
 }
 

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -22,6 +23,7 @@ events' data is shown only with --show-data, since it may hold personal
 data.`
 
 const inspectExamples = `  txoutbox inspect --state dead
+  txoutbox inspect --state blocked     # pending behind a dead event of their key
   txoutbox inspect --topic billing.InvoiceCreated --key inv-1001 --show-data
   txoutbox inspect --id 01936f8e-5b7c-7d2a-9c1e-3f4a5b6c7d8e --show-data --json
   TXOUTBOX_DATABASE_URL=postgres://app@db/app txoutbox inspect --state pending --limit 10`
@@ -74,11 +76,12 @@ func runInspect(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	var showData, asJSON bool
 	fs := newFlagSet("inspect", inspectUsage, inspectExamples)
 	db.register(fs)
-	ff.register(fs, "only events in this `state`: pending, delivered or dead")
+	ff.register(fs, "only events in this `state`: "+inspectStates+"; the ones txoutbox status counts")
 	fs.IntVar(&limit, "limit", outboxadmin.LimitDefault, "most events to list")
 	fs.BoolVar(&showData, "show-data", false, "show the events' data")
 	fs.BoolVar(&asJSON, "json", false, "print the events as a JSON array")
-	if err := parseFlags(fs, args, stdout); err != nil {
+	err := parseFlags(fs, args, stdout)
+	if err != nil {
 		return err
 	}
 	if limit <= 0 {
@@ -86,7 +89,7 @@ func runInspect(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	}
 	f := ff.filter()
 	f.Limit, f.Data = limit, showData
-	if err := checkState(f.State); err != nil {
+	if f.State, err = inspectState(f.State); err != nil {
 		return fmt.Errorf("inspect: %w", err)
 	}
 	pool, err := db.connect(ctx, "inspect")
@@ -105,12 +108,19 @@ func runInspect(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	return nil
 }
 
-func checkState(state string) error {
-	switch state {
-	case "", outboxadmin.StatePending, outboxadmin.StateDelivered, outboxadmin.StateDead:
-		return nil
+// inspectStates are the values of inspect --state: the states status
+// shows, pending ones split by what they wait for.
+const inspectStates = "pending (in-flight, retrying, blocked, unclaimed), delivered or dead"
+
+// inspectState returns the admin state of an inspect --state value.
+func inspectState(state string) (string, error) {
+	if state == "in-flight" {
+		return outboxadmin.StateInFlight, nil
 	}
-	return fmt.Errorf("--state: %q is not pending, delivered or dead", state)
+	if state == "" || slices.Contains(outboxadmin.States(), state) {
+		return state, nil
+	}
+	return "", fmt.Errorf("--state: %q is not %s", state, inspectStates)
 }
 
 func writeEventsJSON(w io.Writer, evs []outboxadmin.Event) error {

@@ -61,33 +61,72 @@ func commands() []command {
 		{name: "replay", summary: "requeue dead or delivered events", run: runReplay},
 		{name: "demo", summary: "run service, outbox, relay and events API on this machine and show what arrives", run: runDemo},
 		{name: "bench", summary: "measure the publish path and the relay against baselines", run: runBench},
+		{name: "version", summary: "print the version and the revision this binary was built from", run: runVersion},
 	}
 }
 
-// dispatch runs the subcommand named by args[0].
+// dispatch runs the subcommand named by args[0]. Its error is one line,
+// and it and everything written to stderr (logs, problems, usage) have the
+// secrets they may echo from the arguments or the environment masked (see
+// redact). Each command masks what it echoes on stdout, which also carries
+// data that must pass unchanged.
 func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := dispatchCommand(ctx, args, stdout, redactWriter{stderr})
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return redactErr(err, givenValues(args)...)
+}
+
+func dispatchCommand(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cmds := commands()
 	if len(args) == 0 {
 		printUsage(stderr, cmds)
 		return errors.New("no command given")
 	}
-	if name := args[0]; name == "help" || name == "-h" || name == "-help" || name == "--help" {
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
 		printUsage(stdout, cmds)
 		return nil
+	case "-version", "--version":
+		return runVersion(ctx, args[1:], stdout, stderr)
 	}
 	i := slices.IndexFunc(cmds, func(c command) bool { return c.name == args[0] })
 	if i < 0 {
+		names := make([]string, len(cmds))
+		for i, c := range cmds {
+			names[i] = c.name
+		}
+		if s := closest(args[0], names); s != "" {
+			return fmt.Errorf("unknown command %q; did you mean %s?", args[0], s)
+		}
 		return fmt.Errorf("unknown command %q (see txoutbox --help)", args[0])
 	}
-	err := cmds[i].run(ctx, args[1:], stdout, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return nil
+	return cmds[i].run(ctx, args[1:], stdout, stderr)
+}
+
+// givenValues returns the values the command was given, on the command line
+// (a "--flag=value" as its value) and in TXOUTBOX_ environment variables:
+// the secrets among them are masked wherever an error shows them.
+func givenValues(args []string) []string {
+	var vs []string
+	for _, a := range args {
+		if _, v, ok := strings.Cut(a, "="); ok && strings.HasPrefix(a, "-") {
+			a = v
+		}
+		vs = append(vs, a)
 	}
-	return err
+	for _, kv := range os.Environ() {
+		if k, v, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "TXOUTBOX_") {
+			vs = append(vs, v)
+		}
+	}
+	return vs
 }
 
 func printUsage(w io.Writer, cmds []command) {
 	fmt.Fprintln(w, "Usage: txoutbox COMMAND [flags]")
+	fmt.Fprintln(w, "       txoutbox --version")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range cmds {
@@ -132,6 +171,13 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 			fs.Usage()
 			return err
 		}
+		if name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -"); ok {
+			var names []string
+			fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+			if s := closest(name, names); s != "" {
+				return fmt.Errorf("%s: %w; did you mean --%s?", fs.Name(), err, s)
+			}
+		}
 		return fmt.Errorf("%s: %w (see txoutbox %s --help)", fs.Name(), err, fs.Name())
 	}
 	if fs.NArg() > 0 {
@@ -155,4 +201,48 @@ func parseFlags(fs *flag.FlagSet, args []string, stdout io.Writer) error {
 // envName returns the environment variable of flag name.
 func envName(name string) string {
 	return "TXOUTBOX_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// closest returns the candidate nearest to name, for a "did you mean", or
+// "" when none is near enough to be what was meant: within two edits, or a
+// third of name's length for longer names.
+func closest(name string, candidates []string) string {
+	best, bestDist := "", 0
+	for _, c := range candidates {
+		if d := editDistance(name, c); best == "" || d < bestDist {
+			best, bestDist = c, d
+		}
+	}
+	if best == "" || bestDist >= len(name) || bestDist > max(2, len(name)/3) {
+		return ""
+	}
+	return best
+}
+
+// editDistance is the optimal string alignment distance between a and b:
+// the insertions, deletions, substitutions and swaps of two neighbours that
+// turn one into the other.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(ra)][len(rb)]
 }

@@ -9,13 +9,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/txoutbox/txoutbox/internal/outboxsql"
-	"github.com/txoutbox/txoutbox/outbox"
 )
 
 const migrateUsage = `
 Create or upgrade the outbox tables: apply the migrations built into this
-binary that the database does not have yet, in one transaction. Safe to run
-on every deploy and from several processes at once.
+binary that the database does not have yet, in one transaction, and name
+each one applied (or say that the tables were already up to date). Safe to
+run on every deploy and from several processes at once.
 
 With --print, write the migrations' SQL to stdout instead and touch no
 database, for teams that apply migrations with their own tool (goose, atlas,
@@ -34,6 +34,9 @@ func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
+	if err := outboxsql.CheckSchema(db.schema); err != nil {
+		return fmt.Errorf("migrate: --schema: %w", err)
+	}
 	ms, err := outboxsql.Migrations()
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -46,15 +49,24 @@ func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		return err
 	}
 	defer pool.Close()
-	if err := outbox.Migrate(ctx, pool, &outbox.MigrateConfig{Schema: db.schema}); err != nil {
+	applied, err := outboxsql.MigrateDB(ctx, pool, db.schema)
+	if err != nil {
 		return db.dbError("migrate", err)
 	}
 	where := "the search_path's schema"
 	if db.schema != "" {
 		where = "schema " + pgx.Identifier{db.schema}.Sanitize()
 	}
-	fmt.Fprintf(stdout, "outbox tables are up to date in %s of %s (migrations %s to %s)\n",
-		where, redactURL(db.url), migrationNumber(ms[0]), migrationNumber(ms[len(ms)-1]))
+	where = redact(where + " of " + databaseName(db.url))
+	span := fmt.Sprintf("migrations %s to %s", migrationNumber(ms[0]), migrationNumber(ms[len(ms)-1]))
+	if len(applied) == 0 {
+		fmt.Fprintf(stdout, "outbox tables were already up to date in %s (%s): nothing applied\n", where, span)
+		return nil
+	}
+	for _, m := range applied {
+		fmt.Fprintf(stdout, "applied %s\n", m.Name)
+	}
+	fmt.Fprintf(stdout, "outbox tables are up to date in %s (%s)\n", where, span)
 	return nil
 }
 

@@ -24,7 +24,6 @@ import (
 	"github.com/txoutbox/txoutbox/relay"
 	"github.com/txoutbox/txoutbox/relay/relayhttp"
 	"github.com/txoutbox/txoutbox/relay/relaywatermill"
-	"github.com/txoutbox/txoutbox/topics"
 )
 
 const relayUsage = `
@@ -146,9 +145,9 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("relay: --poison-policy: %q is not block or skip", f.poison)
 	}
 	if f.topics != "" {
-		reg, err := topics.Load(f.topics)
+		reg, err := loadTopics("relay: --topics", f.topics, stderr)
 		if err != nil {
-			return fmt.Errorf("relay: --topics: %w", err)
+			return err
 		}
 		f.cfg.PoisonPolicyFunc = relay.PoisonPolicyFromTopics(reg)
 	}
@@ -198,7 +197,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	stopAdmin := context.AfterFunc(ctx, func() { stopping.Store(true) })
 	defer stopAdmin()
 
-	logger.Info("relay starting", "relay", r.ID(), "sink", sinkName(f.sink))
+	logger.Info("relay starting", "relay", r.ID(), "database", databaseName(f.databaseURL), "sink", redactURL(f.sink))
 	err = r.Run(ctx)
 	stopping.Store(true)
 	if aerr := admin.close(); err == nil {
@@ -256,20 +255,6 @@ func (f *relayFlags) newSink(stdout io.Writer, logger *slog.Logger) (relay.Sink,
 		return s, func() { _ = pub.Close() }, nil
 	}
 	return nil, nil, fmt.Errorf("--sink: %q is not an http(s) URL, a nats:// or amqp:// URL, stdout or noop", f.sink)
-}
-
-// sinkName is the sink for logs: a URL without its credentials or query.
-func sinkName(s string) string {
-	if i := strings.IndexAny(s, "?#"); i >= 0 {
-		s = s[:i]
-	}
-	if scheme, rest, ok := strings.Cut(s, "://"); ok {
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			rest = rest[at+1:]
-		}
-		return scheme + "://" + rest
-	}
-	return s
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

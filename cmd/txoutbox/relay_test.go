@@ -52,7 +52,11 @@ func TestErrors(t *testing.T) {
 		want string
 	}{
 		{nil, nil, "no command given"},
-		{[]string{"frobnicate"}, nil, `unknown command "frobnicate"`},
+		{[]string{"frobnicate"}, nil, `unknown command "frobnicate" (see txoutbox --help)`},
+		{[]string{"stauts"}, nil, `unknown command "stauts"; did you mean status?`},
+		{[]string{"status", "--databse-url", "x"}, nil, "status: flag provided but not defined: -databse-url; did you mean --database-url?"},
+		{[]string{"relay", "-batchsize=5"}, nil, "did you mean --batch-size?"},
+		{[]string{"relay", "--frobnicate"}, nil, "-frobnicate (see txoutbox relay --help)"},
 		{[]string{"relay", "--batch-size", "many"}, nil, "relay: invalid value"},
 		{[]string{"relay", "extra"}, nil, `unexpected argument "extra"`},
 		{[]string{"relay", "--sink", "noop"}, nil, "--database-url (TXOUTBOX_DATABASE_URL) is required"},
@@ -352,4 +356,27 @@ func TestRelayProcessKilled(t *testing.T) {
 		}
 	}
 	t.Logf("%d events, %d requests before the kill", len(ids), requests)
+}
+
+// TestRelayStartLine checks that the relay's first log line names the
+// database and the sink, without their credentials.
+func TestRelayStartLine(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	var stderr lockedBuffer
+	err := dispatch(ctx, []string{"relay", "--database-url", "postgres://app:s3cret@127.0.0.1:1/orders", "--admin-addr", "",
+		"--sink", "https://user:t0ken@127.0.0.1:1/events?api_key=k3y"}, io.Discard, &stderr)
+	if err != nil {
+		t.Fatalf("relay: %v\n%s", err, stderr.String())
+	}
+	line, _, _ := strings.Cut(stderr.String(), "\n")
+	for _, want := range []string{`msg="relay starting"`, "database=postgres://app@127.0.0.1:1/orders", "sink=https://user@127.0.0.1:1/events"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the relay's first line lacks %q:\n%s", want, line)
+		}
+	}
+	if out := stderr.String(); strings.Contains(out, "s3cret") || strings.Contains(out, "t0ken") || strings.Contains(out, "k3y") {
+		t.Errorf("the relay printed a credential:\n%s", out)
+	}
 }

@@ -48,10 +48,10 @@ a Postgres database. --max-age and --max-events delete older events.
 SIGINT or SIGTERM stops it: open streams are ended, and the requests in
 flight finish.`
 
-const serveExamples = `  txoutbox serve                                   # development: 127.0.0.1:8080, no keys
+const serveExamples = `  txoutbox serve                                   # development: 127.0.0.1:8642, no keys
   txoutbox serve --topics topic_definitions.yaml --max-age 168h
-  txoutbox serve --listen 0.0.0.0:8080 --keys /etc/txoutbox/keys.yaml --topics topic_definitions.yaml
-  TXOUTBOX_KEYS=/etc/txoutbox/keys.yaml TXOUTBOX_LISTEN=:8080 txoutbox serve`
+  txoutbox serve --listen 0.0.0.0:8642 --keys /etc/txoutbox/keys.yaml --topics topic_definitions.yaml
+  TXOUTBOX_KEYS=/etc/txoutbox/keys.yaml TXOUTBOX_LISTEN=:8642 txoutbox serve`
 
 type serveFlags struct {
 	listen      string
@@ -63,7 +63,7 @@ type serveFlags struct {
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "`address` to listen on; port 0 picks a free one. An address beyond this machine needs --keys")
+	fs.StringVar(&f.listen, "listen", sinkAddrDefault, "`address` to listen on; port 0 picks a free one. An address beyond this machine needs --keys")
 	fs.StringVar(&f.databaseURL, "database-url", "", "Postgres `URL` of the event store; empty keeps events in memory")
 	fs.StringVar(&f.topics, "topics", "", "topic definitions `file` events are checked against; empty checks the wire format's rules only")
 	fs.StringVar(&f.keys, "keys", "", "API keys `file` (YAML); empty is development mode, loopback only")

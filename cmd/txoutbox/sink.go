@@ -35,14 +35,21 @@ unknown topic or data failing its schema, 409 for a single event whose id it
 has seen (inside a batch a duplicate is accepted and not stored twice).
 SIGINT or SIGTERM stops it.`
 
-const sinkExamples = `  txoutbox sink
+const sinkExamples = `  txoutbox sink                                    # then: txoutbox relay --sink http://127.0.0.1:8642 ...
   txoutbox sink --addr 127.0.0.1:9000 --topics config/topic_definitions.yaml --jsonl events.jsonl
   txoutbox sink --fail-first 5 --fail-status 429   # watch the relay back off and retry
   TXOUTBOX_ADDR=127.0.0.1:9000 txoutbox sink --quiet`
 
-// sinkTopicsDefault is read when --topics is not given; when it does not
-// exist the sink accepts any topic.
-const sinkTopicsDefault = "topic_definitions.yaml"
+// Defaults of txoutbox sink.
+const (
+	// sinkAddrDefault is a port of the sink's own, so that it runs beside
+	// the example services (8080, 8081, 8090) and the relay's admin
+	// endpoints (9090).
+	sinkAddrDefault = "127.0.0.1:8642"
+	// sinkTopicsDefault is read when --topics is not given; when it does
+	// not exist the sink accepts any topic.
+	sinkTopicsDefault = "topic_definitions.yaml"
+)
 
 type sinkFlags struct {
 	addr       string
@@ -55,7 +62,7 @@ type sinkFlags struct {
 }
 
 func (f *sinkFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "`address` to listen on; port 0 picks a free one")
+	fs.StringVar(&f.addr, "addr", sinkAddrDefault, "`address` to listen on; port 0 picks a free one")
 	fs.StringVar(&f.topics, "topics", sinkTopicsDefault, "topic definitions `file` events are checked against; empty to accept any topic")
 	fs.StringVar(&f.jsonl, "jsonl", "", "append every accepted event to this `file` as one JSON line")
 	fs.IntVar(&f.capacity, "capacity", sinkserver.CapacityDefault, "events kept in memory for the page and /api/events")
@@ -81,12 +88,12 @@ func runSink(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	var reg *topics.Registry
 	if f.topics != "" {
 		var err error
-		reg, err = topics.Load(f.topics)
+		reg, err = loadTopics("sink: --topics", f.topics, stderr)
 		switch {
 		case errors.Is(err, fs.ErrNotExist) && !topicsGiven:
 			logger.Warn("no " + sinkTopicsDefault + " here: accepting any topic without validation (see --topics)")
 		case err != nil:
-			return fmt.Errorf("sink: --topics: %w", err)
+			return err
 		}
 	}
 

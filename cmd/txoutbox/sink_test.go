@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -106,6 +108,44 @@ func TestSinkHelp(t *testing.T) {
 	out.Reset()
 	if err := dispatch(t.Context(), []string{"--help"}, &out, io.Discard); err != nil || !strings.Contains(out.String(), "sink") {
 		t.Errorf("txoutbox --help does not list sink: %v\n%s", err, out.String())
+	}
+}
+
+// TestSinkDefaultPort checks that the sink's default port is none that the
+// examples or the relay's admin endpoints listen on, so that all of them
+// run side by side on one machine.
+func TestSinkDefaultPort(t *testing.T) {
+	t.Parallel()
+	port := func(addr string) string {
+		_, p, err := net.SplitHostPort(addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	taken := map[string]string{}
+	rfs := flag.NewFlagSet("relay", flag.ContinueOnError)
+	new(relayFlags).register(rfs)
+	taken[port(rfs.Lookup("admin-addr").DefValue)] = "the relay's --admin-addr"
+	files, err := filepath.Glob("../../examples/*/main.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples found: %v", err)
+	}
+	for _, f := range files {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Addresses, not URLs: an example that calls the sink names its
+		// port in a URL.
+		for _, m := range regexp.MustCompile(`(?:^|[^/])127\.0\.0\.1:(\d+)`).FindAllStringSubmatch(string(src), -1) {
+			taken[m[1]] = f
+		}
+	}
+	sfs := flag.NewFlagSet("sink", flag.ContinueOnError)
+	new(sinkFlags).register(sfs)
+	if p := port(sfs.Lookup("addr").DefValue); taken[p] != "" {
+		t.Errorf("the sink's default port %s is also the port of %s", p, taken[p])
 	}
 }
 

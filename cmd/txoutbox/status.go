@@ -23,6 +23,9 @@ Pending events are split by what they wait for:
   blocked     due, but their key has a dead event (see txoutbox inspect --state dead)
   unclaimed   due, but no relay holds their partition: is a relay running?
 
+"txoutbox inspect --state STATE" lists the events of each (in-flight for
+those in flight).
+
 Delivered events stay only for the relay's --retention. It reads the whole
 table: on a large one, do not run it every second.`
 

@@ -30,7 +30,8 @@ const topicsLintUsage = `
 Check a topic definitions file: keys, names, duplicate topics, JSON Schemas,
 ordering keys. A valid file prints a one-line summary and exits 0; otherwise
 every problem is printed as FILE:LINE:COLUMN: message (hint: ...) and the
-command exits 1.
+command exits 1. A topic without a Description (optional, as in bc-events)
+gets a FILE:LINE: hint line, which does not fail the check.
 
 FILE defaults to --topics (TXOUTBOX_TOPICS), or topic_definitions.yaml.`
 
@@ -86,7 +87,13 @@ func runTopicsLint(_ context.Context, args []string, stdout, _ io.Writer) error 
 		}
 	}
 	slices.Sort(cats)
-	fmt.Fprintf(stdout, "%s: %d topics in %s, all valid\n", file, len(ts), plural(len(cats), "category", "categories")+" ("+strings.Join(cats, ", ")+")")
+	for _, t := range ts {
+		if strings.TrimSpace(t.Description) == "" {
+			fmt.Fprintln(stdout, redact(fmt.Sprintf("%s:%d: %s has no Description (hint: say in a sentence what happened; txoutbox topics docs shows it)", t.File, t.Line, t.Name)))
+		}
+	}
+	fmt.Fprintln(stdout, redact(fmt.Sprintf("%s: %s in %s (%s), all valid", file, plural(len(ts), "topic", "topics"),
+		plural(len(cats), "category", "categories"), strings.Join(cats, ", "))))
 	return nil
 }
 
@@ -159,8 +166,9 @@ func splitArgs(fs *flag.FlagSet, args []string, max int) (flags, rest []string, 
 	return flags, rest, nil
 }
 
-// loadTopics reads a definitions file. When it has problems, they are
-// written to problems one per line and the error counts them.
+// loadTopics reads a definitions file for cmd, the start of its errors
+// ("gen", "relay: --topics"). When the file has problems, they are written
+// to problems one per line and the error counts them.
 func loadTopics(cmd, file string, problems io.Writer) (*topics.Registry, error) {
 	reg, err := topics.Load(file)
 	var lerr *topics.LoadError
@@ -170,10 +178,13 @@ func loadTopics(cmd, file string, problems io.Writer) (*topics.Registry, error) 
 		return reg, nil
 	case errors.As(err, &lerr):
 		for _, d := range lerr.Errors {
-			fmt.Fprintln(problems, d.Error())
+			fmt.Fprintln(problems, redact(d.Error()))
 		}
 		return nil, fmt.Errorf("%s: %s in %s", cmd, plural(len(lerr.Errors), "problem", "problems"), file)
 	case errors.As(err, &perr):
+		if fi, serr := os.Stat(file); serr == nil && fi.IsDir() {
+			return nil, fmt.Errorf("%s: cannot read %s: is a directory (want a topic definitions file, e.g. %s)", cmd, file, topicsFileDefault)
+		}
 		return nil, fmt.Errorf("%s: cannot read %s: %w", cmd, file, perr.Err)
 	case errors.Is(err, topics.ErrTooLarge):
 		return nil, fmt.Errorf("%s: %w", cmd, err)

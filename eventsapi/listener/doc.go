@@ -4,7 +4,7 @@
 // the last event its handler finished.
 //
 //	l, err := listener.New(&listener.Config{
-//		URL:    "http://127.0.0.1:8080",
+//		URL:    "http://127.0.0.1:8642",
 //		Token:  os.Getenv("EVENTS_TOKEN"),
 //		Filter: eventsapi.Filter{Include: []eventsapi.Selector{{Topic: []string{"billing.*"}}}},
 //		After:  lastSavedPosition,

@@ -42,7 +42,7 @@ type Handler func(ctx context.Context, ev *eventsapi.Event) error
 
 // Config configures a Listener.
 type Config struct {
-	// URL is the events API's base URL, e.g. http://127.0.0.1:8080.
+	// URL is the events API's base URL, e.g. http://127.0.0.1:8642.
 	// Required.
 	URL string
 	// Filter selects the events, as the server's subscription filters do.
@@ -109,7 +109,7 @@ func New(cfg *Config, h Handler) (*Listener, error) {
 	case c.URL == "":
 		return nil, fmt.Errorf("%w: listener.Config.URL is empty", ErrInvalidConfig)
 	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return nil, fmt.Errorf("%w: listener.Config.URL: want an http or https URL, e.g. http://127.0.0.1:8080", ErrInvalidConfig)
+		return nil, fmt.Errorf("%w: listener.Config.URL: want an http or https URL, e.g. http://127.0.0.1:8642", ErrInvalidConfig)
 	case u.User != nil:
 		return nil, fmt.Errorf("%w: listener.Config.URL: credentials go in Token, not in the URL", ErrInvalidConfig)
 	case len(c.Filter.Include) > 1 || len(c.Filter.Exclude) > 1:

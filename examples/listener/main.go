@@ -3,7 +3,7 @@
 // left off.
 //
 //	txoutbox sink                                          # or txoutbox serve
-//	EVENTS_URL=http://127.0.0.1:8080 go run ./examples/listener
+//	EVENTS_URL=http://127.0.0.1:8642 go run ./examples/listener
 //
 // Environment: EVENTS_URL (the events API), EVENTS_TOKEN (a key, when the
 // server has keys), TOPIC (a topic pattern, e.g. billing.*), POSITION_FILE
@@ -40,7 +40,7 @@ func main() {
 func run(ctx context.Context, getenv func(string) string, out io.Writer) error {
 	url := getenv("EVENTS_URL")
 	if url == "" {
-		return errors.New("set EVENTS_URL to the events API, e.g. http://127.0.0.1:8080")
+		return errors.New("set EVENTS_URL to the events API, e.g. http://127.0.0.1:8642")
 	}
 	posFile := cmp.Or(getenv("POSITION_FILE"), "listener.position")
 	after, err := loadPosition(posFile)

@@ -56,25 +56,50 @@ func Migrations() ([]Migration, error) {
 	return ms, nil
 }
 
+// MigrateDB applies the migrations schema ("" for the search_path's) does
+// not have yet in one transaction of db, as Migrate does, and returns those
+// it applied: none when the schema was up to date.
+func MigrateDB(ctx context.Context, db interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}, schema string) ([]Migration, error) {
+	if err := CheckSchema(schema); err != nil {
+		return nil, fmt.Errorf("schema: %w", err)
+	}
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
+	applied, err := Migrate(ctx, tx, schema)
+	if err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("commit: %w", err)
+	}
+	return applied, nil
+}
+
 // Migrate applies, in tx, the migrations that schema ("" for the
-// search_path's) does not have yet, creating the schema when it is missing.
-// Concurrent callers serialize on a transaction-scoped advisory lock, so the
-// ones that come second find nothing left to do once the first commits.
-func Migrate(ctx context.Context, tx pgx.Tx, schema string) error {
+// search_path's) does not have yet, creating the schema when it is missing,
+// and returns those it applied, in order. Concurrent callers serialize on a
+// transaction-scoped advisory lock, so the ones that come second find
+// nothing left to do once the first commits.
+func Migrate(ctx context.Context, tx pgx.Tx, schema string) ([]Migration, error) {
 	ms, err := Migrations()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "txoutbox_migrate:"+schema); err != nil {
-		return fmt.Errorf("lock: %w", err)
+		return nil, fmt.Errorf("lock: %w", err)
 	}
 	if schema != "" {
 		s := pgx.Identifier{schema}.Sanitize()
 		if _, err := tx.Exec(ctx, "CREATE SCHEMA IF NOT EXISTS "+s); err != nil {
-			return fmt.Errorf("create schema: %w", err)
+			return nil, fmt.Errorf("create schema: %w", err)
 		}
 		if _, err := tx.Exec(ctx, "SET LOCAL search_path TO "+s); err != nil {
-			return fmt.Errorf("set search_path: %w", err)
+			return nil, fmt.Errorf("set search_path: %w", err)
 		}
 	}
 	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+TableMigrations+` (
@@ -82,30 +107,32 @@ func Migrate(ctx context.Context, tx pgx.Tx, schema string) error {
 		name       text        NOT NULL,
 		applied_at timestamptz NOT NULL DEFAULT now()
 	)`); err != nil {
-		return fmt.Errorf("create %s: %w", TableMigrations, err)
+		return nil, fmt.Errorf("create %s: %w", TableMigrations, err)
 	}
 	rows, err := tx.Query(ctx, "SELECT version FROM "+TableMigrations)
 	if err != nil {
-		return fmt.Errorf("read applied versions: %w", err)
+		return nil, fmt.Errorf("read applied versions: %w", err)
 	}
-	applied, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int32])
 	if err != nil {
-		return fmt.Errorf("read applied versions: %w", err)
+		return nil, fmt.Errorf("read applied versions: %w", err)
 	}
-	done := make(map[int]bool, len(applied))
-	for _, v := range applied {
+	done := make(map[int]bool, len(versions))
+	for _, v := range versions {
 		done[int(v)] = true
 	}
+	var applied []Migration
 	for _, m := range ms {
 		if done[m.Version] {
 			continue
 		}
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {
-			return fmt.Errorf("apply %s: %w", m.Name, err)
+			return nil, fmt.Errorf("apply %s: %w", m.Name, err)
 		}
 		if _, err := tx.Exec(ctx, "INSERT INTO "+TableMigrations+" (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
-			return fmt.Errorf("record %s: %w", m.Name, err)
+			return nil, fmt.Errorf("record %s: %w", m.Name, err)
 		}
+		applied = append(applied, m)
 	}
-	return nil
+	return applied, nil
 }

@@ -52,10 +52,42 @@ const ReadColumns = `seq, id, part, key, attempts,
 	coalesce(traceparent, ''), coalesce(tenant, ''), coalesce(causation_id::text, ''), coalesce(dedupe_key, ''),
 	published_at`
 
-// adminFilter is the filter of AdminQueries.Events and Replayable: $1 ids
-// (empty for any), $2 status, $3 topic, $4 key ("" for any).
+// Pending events are split by what they wait for into these states, which
+// the admin queries' state column holds (and a delivered or dead event its
+// status).
+const (
+	StateInFlight  = "in_flight" // due, in a partition a relay holds
+	StateRetrying  = "retrying"  // failed before; waiting out a backoff
+	StateBlocked   = "blocked"   // due, but its key has a dead event
+	StateUnclaimed = "unclaimed" // due, in a partition no relay holds
+)
+
+// classifiedEvents is a WITH clause whose "classified" is the events with
+// their state: a pending event falls in the first of retrying, blocked,
+// in flight and unclaimed that fits.
+const classifiedEvents = `WITH dead_keys AS (
+		SELECT DISTINCT part, key FROM {events} WHERE status = 'dead'
+	), leased AS (
+		SELECT part FROM {partitions} WHERE owner IS NOT NULL AND lease_until > now()
+	), classified AS (
+		SELECT e.*,
+			CASE
+				WHEN e.status <> 'pending' THEN e.status
+				WHEN e.next_attempt_at > now() THEN '` + StateRetrying + `'
+				WHEN d.key IS NOT NULL THEN '` + StateBlocked + `'
+				WHEN l.part IS NOT NULL THEN '` + StateInFlight + `'
+				ELSE '` + StateUnclaimed + `'
+			END AS state
+		FROM {events} e
+		LEFT JOIN dead_keys d ON e.status = 'pending' AND d.part = e.part AND d.key = e.key
+		LEFT JOIN leased l ON l.part = e.part
+	)`
+
+// adminFilter is the filter of AdminQueries.Events and Replayable, on
+// classified events: $1 ids (empty for any), $2 status or state, $3 topic,
+// $4 key ("" for any).
 const adminFilter = `(cardinality($1::uuid[]) = 0 OR e.id = ANY($1::uuid[]))
-	AND ($2::text = '' OR e.status = $2::text)
+	AND ($2::text = '' OR e.status = $2::text OR e.state = $2::text)
 	AND ($3::text = '' OR e.topic = $3::text)
 	AND ($4::text = '' OR e.key = $4::text)`
 
@@ -63,12 +95,15 @@ const adminFilter = `(cardinality($1::uuid[]) = 0 OR e.id = ANY($1::uuid[]))
 // search_path when schema is "". schema is quoted, never spliced in as is;
 // check it with CheckSchema first.
 func New(schema string) *Queries {
-	r := strings.NewReplacer(
+	tables := []string{
 		"{events}", Table(schema, TableEvents),
 		"{relays}", Table(schema, TableRelays),
 		"{partitions}", Table(schema, TablePartitions),
+	}
+	r := strings.NewReplacer(append(tables,
 		"{filter}", adminFilter,
-	)
+		"{classified}", strings.NewReplacer(tables...).Replace(classifiedEvents),
+	)...)
 	return &Queries{
 		Relay:  newRelayQueries(r),
 		Admin:  newAdminQueries(r),
@@ -182,32 +217,14 @@ func newRelayQueries(r *strings.Replacer) RelayQueries {
 
 func newAdminQueries(r *strings.Replacer) AdminQueries {
 	return AdminQueries{
-		// One pass over the table. A pending event falls in the first of
-		// retrying, blocked (its key has a dead event), in flight (its
-		// partition is leased) and unclaimed that fits.
-		Counts: r.Replace(`WITH dead_keys AS (
-				SELECT DISTINCT part, key FROM {events} WHERE status = 'dead'
-			), leased AS (
-				SELECT part FROM {partitions} WHERE owner IS NOT NULL AND lease_until > now()
-			), classified AS (
-				SELECT e.topic, e.status, e.published_at,
-					CASE
-						WHEN e.status <> 'pending' THEN e.status
-						WHEN e.next_attempt_at > now() THEN 'retrying'
-						WHEN d.key IS NOT NULL THEN 'blocked'
-						WHEN l.part IS NOT NULL THEN 'in_flight'
-						ELSE 'unclaimed'
-					END AS state
-				FROM {events} e
-				LEFT JOIN dead_keys d ON e.status = 'pending' AND d.part = e.part AND d.key = e.key
-				LEFT JOIN leased l ON l.part = e.part
-			)
+		// One pass over the table.
+		Counts: r.Replace(`{classified}
 			SELECT topic,
 				count(*) FILTER (WHERE status = 'pending'),
-				count(*) FILTER (WHERE state = 'in_flight'),
-				count(*) FILTER (WHERE state = 'retrying'),
-				count(*) FILTER (WHERE state = 'blocked'),
-				count(*) FILTER (WHERE state = 'unclaimed'),
+				count(*) FILTER (WHERE state = '` + StateInFlight + `'),
+				count(*) FILTER (WHERE state = '` + StateRetrying + `'),
+				count(*) FILTER (WHERE state = '` + StateBlocked + `'),
+				count(*) FILTER (WHERE state = '` + StateUnclaimed + `'),
 				count(*) FILTER (WHERE status = 'delivered'),
 				count(*) FILTER (WHERE status = 'dead'),
 				coalesce((extract(epoch FROM now() - min(published_at) FILTER (WHERE status = 'pending')) * 1e6)::bigint, 0)
@@ -222,19 +239,21 @@ func newAdminQueries(r *strings.Replacer) AdminQueries {
 
 		// The filter's parameters, then $5 limit, $6 whether to return the
 		// data.
-		Events: r.Replace(`SELECT e.seq, e.id, e.topic, e.key, e.status, e.attempts, coalesce(e.last_error, ''),
+		Events: r.Replace(`{classified}
+			SELECT e.seq, e.id, e.topic, e.key, e.status, e.attempts, coalesce(e.last_error, ''),
 				e.actor_type, e.actor_id, e.job_id, e.source, e.published_at,
 				CASE WHEN e.status = 'pending' AND e.next_attempt_at > now() THEN e.next_attempt_at END,
 				e.delivered_at,
 				CASE WHEN $6::bool THEN e.data::text END
-			FROM {events} e
+			FROM classified e
 			WHERE {filter}
 			ORDER BY e.seq LIMIT $5`),
 
-		Replayable: r.Replace(`SELECT
+		Replayable: r.Replace(`{classified}
+			SELECT
 				count(*) FILTER (WHERE e.status = 'dead'),
 				count(*) FILTER (WHERE e.status = 'delivered')
-			FROM {events} e
+			FROM classified e
 			WHERE e.status IN ('dead', 'delivered') AND {filter}`),
 
 		// As RelayQueries.Replay does for dead events; delivered_at is cleared so that

@@ -5,7 +5,7 @@
 //	reg, _ := topics.Load("topic_definitions.yaml")
 //	srv, _ := sinkserver.New(&sinkserver.Config{Registry: reg})
 //	defer srv.Close()
-//	http.ListenAndServe("127.0.0.1:8080", srv)
+//	http.ListenAndServe("127.0.0.1:8642", srv)
 //
 // Routes:
 //

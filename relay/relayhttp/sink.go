@@ -131,7 +131,13 @@ func (c *Config) validate() error {
 	case c.URL == "":
 		err = errors.New("URL: required")
 	case err != nil:
-		err = fmt.Errorf("URL: %w", err)
+		// url.Error quotes the whole URL, credentials included: keep only
+		// what is wrong with it.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		err = fmt.Errorf("URL: does not parse: %w", err)
 	case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
 		err = fmt.Errorf("URL: %q is not an http or https URL", redactURL(u))
 	case c.Format != FormatCloudEvents && c.Format != FormatBriteEvents:

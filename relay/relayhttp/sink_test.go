@@ -682,6 +682,21 @@ func TestHTTPSinkConfigValidate(t *testing.T) {
 	}
 }
 
+// TestHTTPSinkConfigURLSecret checks that New's error for a URL that does
+// not parse names the problem without the URL's credentials.
+func TestHTTPSinkConfigURLSecret(t *testing.T) {
+	t.Parallel()
+	for _, u := range []string{"https://user:s3cret-pw@[::1", "https://user:s3cret-pw@host:port/", "https://host/x?token=s3cret-pw\x7f"} {
+		_, err := New(&Config{URL: u})
+		if !errors.Is(err, relay.ErrInvalidConfig) || !strings.Contains(err.Error(), "relayhttp.Config.URL") {
+			t.Errorf("New(%q) = %v, want relay.ErrInvalidConfig naming URL", u, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("New(%q) = %v: the error shows the password", u, err)
+		}
+	}
+}
+
 // BenchmarkHTTPSink posts CloudEvents batches of 500 to a server on
 // 127.0.0.1 that reads each body and answers 202.
 func BenchmarkHTTPSink(b *testing.B) {

@@ -35,10 +35,13 @@ func TestMigrate(t *testing.T) {
 	db := pgtest.NewDB(t)
 	env := []string{"TXOUTBOX_DATABASE_URL=" + db}
 	r := mustRun(t, env, "migrate")
-	if !strings.HasPrefix(r.stdout, "outbox tables are up to date in the search_path's schema") {
+	if !strings.HasPrefix(r.stdout, "applied 001_create_events.up.sql\n") || !strings.Contains(r.stdout, "\noutbox tables are up to date in the search_path's schema") {
 		t.Errorf("migrate says:\n%s", r)
 	}
-	mustRun(t, env, "migrate") // idempotent
+	r = mustRun(t, env, "migrate") // idempotent
+	if !strings.HasPrefix(r.stdout, "outbox tables were already up to date in the search_path's schema") {
+		t.Errorf("migrate again says:\n%s", r)
+	}
 	r = mustRun(t, nil, "migrate", "--database-url", db, "--schema", "ops")
 	if !strings.Contains(r.stdout, `schema "ops"`) {
 		t.Errorf("migrate --schema says:\n%s", r)

@@ -24,12 +24,24 @@ var ErrNotMigrated = errors.New("the outbox table is missing: run `txoutbox migr
 // such as a state that does not exist.
 var ErrInvalidFilter = errors.New("invalid filter")
 
-// Event states, as stored in the status column.
+// Event states: the statuses stored in the status column, and the states
+// Status splits pending events into (see Counts).
 const (
 	StatePending   = outboxsql.StatusPending
 	StateDelivered = outboxsql.StatusDelivered
 	StateDead      = outboxsql.StatusDead
+
+	StateInFlight  = outboxsql.StateInFlight
+	StateRetrying  = outboxsql.StateRetrying
+	StateBlocked   = outboxsql.StateBlocked
+	StateUnclaimed = outboxsql.StateUnclaimed
 )
+
+// States returns the values Filter.State takes, in the order Status shows
+// them.
+func States() []string {
+	return []string{StatePending, StateInFlight, StateRetrying, StateBlocked, StateUnclaimed, StateDelivered, StateDead}
+}
 
 // LimitDefault is how many events Events returns when Filter.Limit is 0.
 const LimitDefault = 50
@@ -172,7 +184,7 @@ func (c *Counts) add(o Counts) {
 type Filter struct {
 	// IDs selects events by id.
 	IDs []uuid.UUID
-	// State is StatePending, StateDelivered, StateDead or "" for any.
+	// State is one of States(), or "" for any.
 	State string
 	// Topic is a full topic name, e.g. billing.InvoiceCreated.
 	Topic string
@@ -186,10 +198,8 @@ type Filter struct {
 }
 
 func (f *Filter) validate() error {
-	switch f.State {
-	case "", StatePending, StateDelivered, StateDead:
-	default:
-		return fmt.Errorf("%w: State: %q is not pending, delivered or dead", ErrInvalidFilter, f.State)
+	if f.State != "" && !slices.Contains(States(), f.State) {
+		return fmt.Errorf("%w: State: %q is not one of %s", ErrInvalidFilter, f.State, strings.Join(States(), ", "))
 	}
 	if f.Limit < 0 {
 		return fmt.Errorf("%w: Limit: %d is negative", ErrInvalidFilter, f.Limit)
@@ -305,8 +315,8 @@ func (f *Filter) replayable() error {
 		return err
 	}
 	switch {
-	case f.State == StatePending:
-		return fmt.Errorf("%w: State: pending events are already queued", ErrInvalidFilter)
+	case f.State != "" && f.State != StateDead && f.State != StateDelivered:
+		return fmt.Errorf("%w: State: %s events are already queued", ErrInvalidFilter, f.State)
 	case f.State == "" && len(f.IDs) == 0:
 		return fmt.Errorf("%w: replay needs IDs or a State (dead or delivered)", ErrInvalidFilter)
 	}

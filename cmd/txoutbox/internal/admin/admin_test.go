@@ -3,6 +3,7 @@ package admin_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/google/uuid"
@@ -39,27 +40,8 @@ func exec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 func TestStatus(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	pool, ids := setup(t, 6)
-	// ids[0] delivered, ids[1] dead, ids[2] retrying, ids[3] pending behind
-	// a dead event of its key, ids[4] in a leased partition, ids[5] unclaimed.
-	exec(t, pool, "UPDATE txoutbox_events SET status = 'delivered', delivered_at = now() WHERE id = $1", ids[0])
-	exec(t, pool, "UPDATE txoutbox_events SET status = 'dead', attempts = 10, last_error = 'HTTP 422' WHERE id = $1", ids[1])
-	exec(t, pool, "UPDATE txoutbox_events SET attempts = 1, next_attempt_at = now() + interval '1 hour' WHERE id = $1", ids[2])
-	exec(t, pool, `INSERT INTO txoutbox_events (id, topic, category, entity, action, data, actor_id, actor_type, job_id, source, key, published_at, status)
-		SELECT gen_random_uuid(), topic, category, entity, action, data, actor_id, actor_type, job_id, source, key, published_at, 'dead'
-		FROM txoutbox_events WHERE id = $1`, ids[3])
-	exec(t, pool, `UPDATE txoutbox_partitions SET owner = 'relay-a', lease_until = now() + interval '1 minute'
-		WHERE part = (SELECT part FROM txoutbox_events WHERE id = $1)`, ids[4])
-	exec(t, pool, `INSERT INTO txoutbox_relays (id, hostname, pid) VALUES ('relay-a', 'host', 42)`)
-	// ids[5] must not share ids[4]'s partition for the test to mean anything.
-	var samePart bool
-	if err := pool.QueryRow(ctx, `SELECT (SELECT part FROM txoutbox_events WHERE id = $1) = (SELECT part FROM txoutbox_events WHERE id = $2)`,
-		ids[4], ids[5]).Scan(&samePart); err != nil {
-		t.Fatal(err)
-	}
-	if samePart {
-		t.Fatal("test keys share a partition; pick others")
-	}
+	pool, _ := setup(t, 0)
+	eventstest.SeedStates(t, pool)
 
 	st, err := admin.New(pool, "").Status(ctx)
 	if err != nil {
@@ -82,6 +64,27 @@ func TestStatus(t *testing.T) {
 	}
 	if st.LeasedPartitions != 1 {
 		t.Errorf("LeasedPartitions = %d, want 1", st.LeasedPartitions)
+	}
+}
+
+// TestEventsByState lists the events in each state Status counts.
+func TestEventsByState(t *testing.T) {
+	t.Parallel()
+	pool, _ := setup(t, 0)
+	want := eventstest.SeedStates(t, pool)
+	a := admin.New(pool, "")
+	for _, state := range admin.States() {
+		evs, err := a.Events(t.Context(), admin.Filter{State: state})
+		if err != nil {
+			t.Fatalf("%s: %v", state, err)
+		}
+		var got []uuid.UUID
+		for _, e := range evs {
+			got = append(got, e.ID)
+		}
+		if !slices.Equal(got, want[state]) {
+			t.Errorf("events in state %s: %v, want %v", state, got, want[state])
+		}
 	}
 }
 
@@ -166,7 +169,7 @@ func TestReplay(t *testing.T) {
 	exec(t, pool, "UPDATE txoutbox_events SET status = 'delivered', attempts = 1, delivered_at = now() WHERE id = ANY($1)", ids[2:4])
 	a := admin.New(pool, "")
 
-	for _, f := range []admin.Filter{{}, {State: admin.StatePending}, {Topic: "billing.InvoiceOverdue"}} {
+	for _, f := range []admin.Filter{{}, {State: admin.StatePending}, {State: admin.StateBlocked}, {Topic: "billing.InvoiceOverdue"}} {
 		if _, err := a.Replay(ctx, f); !errors.Is(err, admin.ErrInvalidFilter) {
 			t.Errorf("Replay(%+v): err = %v, want ErrInvalidFilter", f, err)
 		}
