@@ -419,6 +419,10 @@ func (s *PostgresStore) appendTx(ctx context.Context, reqs []*pgAppendReq) error
 
 	b := &pgx.Batch{}
 	b.Queue("BEGIN")
+	// Plans for the values at hand: a generic plan cached while the table
+	// was small (and not analyzed since) would scan it all to find
+	// duplicates.
+	b.Queue("SET LOCAL plan_cache_mode = force_custom_plan")
 	b.Queue(s.q.lock, s.q.lockKey)
 	b.Queue(s.q.dupes, ids, dkTenants, dkKeys)
 	b.Queue(s.q.seqState)
@@ -430,6 +434,9 @@ func (s *PostgresStore) appendTx(ctx context.Context, reqs []*pgAppendReq) error
 		defer br.Close() //nolint:errcheck // the first error is returned below
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("begin: %w", err)
+		}
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("set plan_cache_mode: %w", err)
 		}
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("lock: %w", err)

@@ -722,10 +722,14 @@ func testStoreClose(t *testing.T, k storeKind) {
 // event committed at a position below one the reader has already passed
 // would be missed.
 func testStoreConcurrentAppendsVisibleInOrder(t *testing.T, k storeKind) {
+	// At least runFor and minEvents, unless that takes longer than maxRun
+	// (a loaded machine); at most maxEvents.
 	const (
 		appenders = 8
-		maxEvents = 4000
 		runFor    = 3 * time.Second
+		maxRun    = 15 * time.Second
+		minEvents = 1000
+		maxEvents = 4000
 	)
 	stores := k.open(t, appenders, newTestClock())
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -736,11 +740,15 @@ func testStoreConcurrentAppendsVisibleInOrder(t *testing.T, k storeKind) {
 		appended []int64
 		count    atomic.Int64
 		writing  sync.WaitGroup
-		stop     = time.Now().Add(runFor)
+		start    = time.Now()
 	)
+	more := func() bool {
+		n, ran := count.Load(), time.Since(start)
+		return n < maxEvents && ran < maxRun && (ran < runFor || n < minEvents)
+	}
 	for g := range appenders {
 		writing.Go(func() {
-			for i := 0; time.Now().Before(stop) && count.Load() < maxEvents; i++ {
+			for i := 0; more(); i++ {
 				evs := make([]Event, 1+(i+g)%3)
 				for j := range evs {
 					evs[j] = testEvent(0)
@@ -810,8 +818,8 @@ func testStoreConcurrentAppendsVisibleInOrder(t *testing.T, k storeKind) {
 	if len(seen) != len(appended) || len(missed) > 0 {
 		t.Errorf("the reader saw %d events of %d appended; missed %d, e.g. %v", len(seen), len(appended), len(missed), missed[:min(10, len(missed))])
 	}
-	if len(appended) < 500 {
+	if len(appended) < 200 {
 		t.Errorf("only %d events appended; the test proves little", len(appended))
 	}
-	t.Logf("%d events appended by %d goroutines, tailed in %d reads, %d out of order", len(appended), appenders, reads, disorder)
+	t.Logf("%d events appended by %d goroutines in %s, tailed in %d reads, %d out of order", len(appended), appenders, time.Since(start).Round(time.Millisecond), reads, disorder)
 }
