@@ -105,9 +105,10 @@ type PostgresStoreConfig struct {
 // most PostgresMaxIndexedBytes, and no text field holds a NUL byte or
 // invalid UTF-8, nor Data invalid JSON: Append rejects such events. An id
 // is a duplicate only while its event is held: once retention deleted it,
-// the id may be stored again. When Append fails after its commit was sent
-// (the connection broke), the events may be stored; appending them again
-// answers Duplicate. Head is 0 when retention deleted every event.
+// the id may be stored again. Read returns at most 10,000 events a call.
+// When Append fails after its commit was sent (the connection broke), the
+// events may be stored; appending them again answers Duplicate. Head is 0
+// when retention deleted every event.
 type PostgresStore struct {
 	pool *pgxpool.Pool
 	cfg  PostgresStoreConfig
@@ -122,6 +123,8 @@ type PostgresStore struct {
 
 	closeOnce sync.Once
 }
+
+var _ Store = (*PostgresStore)(nil)
 
 // NewPostgresStore returns a store on the tables MigratePostgres created in
 // pool's database, and starts its listener. Close it to stop the listener;
