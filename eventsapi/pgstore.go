@@ -572,39 +572,49 @@ func (s *PostgresStore) Read(ctx context.Context, req *ReadRequest) ([]Event, er
 		` ORDER BY position ` + order + ` LIMIT $3`
 
 	var out []Event
-	for range pgReadChunks {
-		chunk := limit - len(out)
+	for i, chunk := 0, 0; i < pgReadChunks; i++ {
+		// The first query asks for what is missing; should the check in Go
+		// reject rows, the next ones ask for more, growing fourfold.
+		chunk = min(max(limit-len(out), chunk*4), pgReadLimitMax)
 		w.args[0], w.args[1], w.args[2] = after, before, chunk
-		rows, err := s.pool.Query(ctx, sql, w.args...)
+		n, pos, err := s.readChunk(ctx, sql, w.args, req.Match, limit, &out)
 		if err != nil {
-			return nil, fmt.Errorf("read events: %w", err)
-		}
-		n := 0
-		var ev Event
-		for rows.Next() {
-			ev = Event{}
-			if err := pgScanEvent(rows, &ev); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("read events: %w", err)
-			}
-			n++
-			if req.Match.Match(&ev) {
-				out = append(out, ev)
-			}
-		}
-		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
 		if n < chunk || len(out) == limit {
 			break // the range is exhausted, or the limit reached
 		}
 		if req.Descending {
-			before = ev.Position
+			before = pos
 		} else {
-			after = ev.Position
+			after = pos
 		}
 	}
 	return out, nil
+}
+
+// readChunk runs one query of Read and appends to out the events m
+// matches, up to limit in all. It returns how many rows it read and the
+// position of the last.
+func (s *PostgresStore) readChunk(ctx context.Context, sql string, args []any, m *Matcher, limit int, out *[]Event) (n int, last int64, err error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var ev Event
+		if err := pgScanEvent(rows, &ev); err != nil {
+			return n, last, err
+		}
+		n, last = n+1, ev.Position
+		if m.Match(&ev) {
+			if *out = append(*out, ev); len(*out) == limit {
+				break
+			}
+		}
+	}
+	return n, last, rows.Err()
 }
 
 // Get implements Store.

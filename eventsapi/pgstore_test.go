@@ -304,3 +304,25 @@ func TestPostgresStoreListenerReconnects(t *testing.T) {
 		t.Errorf("log does not tell of the reconnect:\n%s", l)
 	}
 }
+
+// TestPostgresStoreReadChecksInGo reads with a matcher whose SQL form says
+// nothing (its filter is emptied behind its back): Read must still return
+// exactly the matching events, reading on past the rows Go rejects.
+func TestPostgresStoreReadChecksInGo(t *testing.T) {
+	t.Parallel()
+	s := newPgStore(t, pgtest.NewPool(t), nil)
+	all := corpus(t, s, 300)
+	m := MustCompile(Filter{Include: []Selector{{Key: []string{"inv%4"}}}, Tenant: "acme"}) // 1 event in 21
+	blind := *m
+	blind.filter = Filter{}
+	for _, req := range []ReadRequest{
+		{Limit: 5, Match: &blind},
+		{Limit: 5, Match: &blind, Descending: true},
+		{Limit: 100, Match: &blind, After: all[40].Position},
+	} {
+		want := expect(all, &ReadRequest{After: req.After, Descending: req.Descending, Match: m}, req.Limit)
+		if got := mustRead(t, s, &req); !slices.Equal(positionsOf(got), positionsOf(want)) {
+			t.Errorf("Read(%+v) = %v; want %v", req, positionsOf(got), positionsOf(want))
+		}
+	}
+}
