@@ -3,6 +3,7 @@ package eventsapi
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strconv"
 	"sync"
@@ -83,8 +84,12 @@ func (s *PostgresStore) listenLoop(ctx context.Context, cfg *pgx.ConnConfig) {
 		d := min(pgListenBackoffMin<<min(failures, 16), pgListenBackoffMax)
 		d = d/2 + rand.N(d/2+1) // jitter, so instances do not reconnect in step
 		failures++
-		s.cfg.Logger.Warn("events API store: notification listener lost its connection; polling until it is back",
-			"error", err, "retry_in", d)
+		level := slog.LevelWarn // once per outage; the retries that follow at debug level
+		if failures > 1 {
+			level = slog.LevelDebug
+		}
+		s.cfg.Logger.Log(ctx, level, "events API store: notification listener lost its connection; polling until it is back",
+			"error", err, "attempt", failures, "retry_in", d)
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():
