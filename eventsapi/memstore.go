@@ -233,15 +233,27 @@ func (s *MemoryStore) Latest(ctx context.Context, m *Matcher) ([]Event, int64, e
 
 // Head implements Store.
 func (s *MemoryStore) Head(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
 	return s.next - 1, nil
 }
 
 // Oldest implements Store.
 func (s *MemoryStore) Oldest(ctx context.Context) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return 0, ErrClosed
+	}
 	if s.next == s.oldest {
 		return 0, nil
 	}
