@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/txoutbox/txoutbox/eventsapi"
 	"github.com/txoutbox/txoutbox/topics"
 )
@@ -44,7 +46,9 @@ requests from this machine, with every right over every tenant, and it
 refuses to listen on any other address.
 
 Events are kept in memory (the newest 100,000) unless --database-url names
-a Postgres database. --max-age and --max-events delete older events.
+a Postgres database: then they are kept there, in tables of their own
+(txoutbox_events_api_*, created or upgraded at start; the database may be
+the outbox's or another), and several serve processes may share them. --max-age and --max-events delete older events.
 SIGINT or SIGTERM stops it: open streams are ended, and the requests in
 flight finish.`
 
@@ -56,6 +60,7 @@ const serveExamples = `  txoutbox serve                                   # deve
 type serveFlags struct {
 	listen      string
 	databaseURL string
+	schema      string
 	topics      string
 	keys        string
 	maxAge      time.Duration
@@ -64,7 +69,8 @@ type serveFlags struct {
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.listen, "listen", sinkAddrDefault, "`address` to listen on; port 0 picks a free one. An address beyond this machine needs --keys")
-	fs.StringVar(&f.databaseURL, "database-url", "", "Postgres `URL` of the event store; empty keeps events in memory")
+	fs.StringVar(&f.databaseURL, "database-url", "", "Postgres `URL` of the event store; empty keeps events in memory. Its tables are created or upgraded at start")
+	fs.StringVar(&f.schema, "schema", "", "`schema` of the event store's tables (default: the search_path)")
 	fs.StringVar(&f.topics, "topics", "", "topic definitions `file` events are checked against; empty checks the wire format's rules only")
 	fs.StringVar(&f.keys, "keys", "", "API keys `file` (YAML); empty is development mode, loopback only")
 	fs.DurationVar(&f.maxAge, "max-age", 0, "delete events stored longer ago than this `duration` (e.g. 168h); 0 keeps them")
@@ -79,11 +85,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, nil))
-	if f.databaseURL != "" {
-		// The Postgres store (eventsapi.PostgresStore) is not part of this
-		// build yet; refusing beats silently keeping events in memory.
-		return errors.New("serve: --database-url: the Postgres event store is not available in this build yet; leave --database-url (and TXOUTBOX_DATABASE_URL) empty to keep events in memory")
-	}
 	var keys *eventsapi.Keys
 	if f.keys != "" {
 		var err error
@@ -107,7 +108,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		logger.Warn("no --topics: events are checked against the wire format's rules only, not against a topic catalog")
 	}
 
+	store, storeName, err := f.openStore(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
 	api, err := eventsapi.New(&eventsapi.Config{
+		Store:     store,
 		Registry:  reg,
 		Keys:      keys,
 		Logger:    logger,
@@ -130,7 +137,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if keys != nil {
 		access = fmt.Sprintf("%d keys from %s", keys.Len(), f.keys)
 	}
-	logger.Info("events API listening", "url", "http://"+ln.Addr().String(), "store", "memory",
+	logger.Info("events API listening", "url", "http://"+ln.Addr().String(), "store", storeName,
 		"access", access, "topics", topicsSummary(reg, f.topics))
 
 	select {
@@ -154,4 +161,53 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	logger.Info("events API stopped")
 	return nil
+}
+
+// openStore opens the event store: Postgres when --database-url is set,
+// after creating or upgrading its tables, memory otherwise. It returns the
+// store and how to name it in logs (never with a password).
+func (f *serveFlags) openStore(ctx context.Context) (eventsapi.Store, string, error) {
+	if f.databaseURL == "" {
+		st, err := eventsapi.NewMemoryStore(nil)
+		return st, "memory", err
+	}
+	cfg, err := pgxpool.ParseConfig(f.databaseURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("serve: --database-url: %w (want postgres://user:password@host:5432/dbname)", redactErr(err, f.databaseURL))
+	}
+	cfg.ConnConfig.ConnectTimeout = connectTimeout
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, "", fmt.Errorf("serve: %w", redactErr(err, f.databaseURL))
+	}
+	name := databaseName(f.databaseURL)
+	pctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	if err := pool.Ping(pctx); err != nil {
+		pool.Close()
+		return nil, "", fmt.Errorf("serve: connect to %s: %w", name, redactErr(err, f.databaseURL))
+	}
+	scfg := &eventsapi.PostgresStoreConfig{Schema: f.schema}
+	if err := eventsapi.MigratePostgres(ctx, pool, scfg); err != nil {
+		pool.Close()
+		return nil, "", fmt.Errorf("serve: create the event store's tables in %s: %w", name, redactErr(err, f.databaseURL))
+	}
+	st, err := eventsapi.NewPostgresStore(ctx, pool, scfg)
+	if err != nil {
+		pool.Close()
+		return nil, "", fmt.Errorf("serve: %w", redactErr(err, f.databaseURL))
+	}
+	return &poolStore{PostgresStore: st, pool: pool}, name, nil
+}
+
+// poolStore closes the pool it was opened on after the store.
+type poolStore struct {
+	*eventsapi.PostgresStore
+	pool *pgxpool.Pool
+}
+
+func (s *poolStore) Close() error {
+	err := s.PostgresStore.Close()
+	s.pool.Close()
+	return err
 }

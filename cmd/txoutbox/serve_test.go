@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/txoutbox/eventsapi"
+	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/internal/wire"
 )
 
@@ -168,7 +169,6 @@ func TestServeErrors(t *testing.T) {
 		{[]string{"serve", "--listen", "192.0.2.1:8080"}, "without --keys"},
 		{[]string{"serve", "--listen", "127.0.0.1"}, "serve: --listen:"},
 		{[]string{"serve", "--listen", "127.0.0.1:99999"}, "serve: --listen:"},
-		{[]string{"serve", "--database-url", "postgres://localhost/events"}, "not available"},
 		{[]string{"serve", "--keys", "no/such/keys.yaml"}, "serve: --keys:"},
 		{[]string{"serve", "--keys", badKeys}, "no keys"},
 		{[]string{"serve", "--keys", keys, "--topics", "no/such/file.yaml"}, "serve: --topics:"},
@@ -244,5 +244,58 @@ func TestServeProcess(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "events API stopped") {
 		t.Errorf("no shutdown line:\n%s", stderr.String())
+	}
+}
+
+// TestServePostgres: with --database-url the events are kept in Postgres,
+// in tables serve creates, and a second serve on the same database (after
+// the first stopped) still has them.
+func TestServePostgres(t *testing.T) {
+	t.Parallel()
+	db := pgtest.NewDB(t)
+	keys := serveKeysFile(t)
+	url, stderr, stop := startServe(t, "--listen", "127.0.0.1:0", "--keys", keys, "--topics", topicsFile, "--database-url", db)
+	if !strings.Contains(stderr.String(), "store=postgres://") {
+		t.Errorf("the start-up line does not name the database:\n%s", stderr.String())
+	}
+	checkServe(t, url)
+	if err := stop(); err != nil {
+		t.Fatalf("serve = %v\n%s", err, stderr.String())
+	}
+
+	url, stderr, stop = startServe(t, "--listen", "127.0.0.1:0", "--keys", keys, "--database-url", db)
+	defer func() {
+		if err := stop(); err != nil {
+			t.Errorf("serve = %v\n%s", err, stderr.String())
+		}
+	}()
+	req, err := http.NewRequest(http.MethodGet, url+"/api/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+serveReaderSecret)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page struct {
+		Events []eventsapi.Event `json:"events"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Events) != 3 {
+		t.Errorf("after a restart the store holds %d events, want the 3 the first serve took", len(page.Events))
+	}
+}
+
+// TestServePostgresUnreachable: a database that does not answer is named,
+// without its password.
+func TestServePostgresUnreachable(t *testing.T) {
+	t.Parallel()
+	err := dispatch(t.Context(), []string{"serve", "--listen", "127.0.0.1:0", "--database-url", "postgres://app:s3cret-pw@127.0.0.1:1/events?connect_timeout=1"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "127.0.0.1:1") || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("serve on an unreachable database = %v, want an error naming it without the password", err)
 	}
 }
