@@ -104,6 +104,7 @@ type Server struct {
 	cfg       Config
 	ownsStore bool
 	mux       *http.ServeMux
+	hub       *hub // live subscriptions: subscribe.go
 
 	ctx    context.Context // cancelled by Close: ends streams and loops
 	cancel context.CancelFunc
