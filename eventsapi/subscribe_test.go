@@ -11,8 +11,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,12 +23,12 @@ import (
 
 // newTestStore returns the store subscription tests run on. Tests use only
 // the Store interface, so that they can run on every store.
-func newTestStore(t *testing.T) Store {
+func newTestStore(t testing.TB) Store {
 	t.Helper()
 	return newTestMemoryStore(t, nil)
 }
 
-func newTestMemoryStore(t *testing.T, cfg *MemoryStoreConfig) Store {
+func newTestMemoryStore(t testing.TB, cfg *MemoryStoreConfig) Store {
 	t.Helper()
 	st, err := NewMemoryStore(cfg)
 	if err != nil {
@@ -55,7 +57,7 @@ type envOptions struct {
 }
 
 // newTestEnv starts a Server with cfg (its Store defaults to newTestStore).
-func newTestEnv(t *testing.T, cfg *Config, opts envOptions) *testEnv {
+func newTestEnv(t testing.TB, cfg *Config, opts envOptions) *testEnv {
 	t.Helper()
 	c := Config{}
 	if cfg != nil {
@@ -325,4 +327,114 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestTenantIsolation: a principal bound to a tenant receives its tenant's
+// events only, over both transports, live and from the store, whatever it
+// asks for.
+func TestTenantIsolation(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, nil, envOptions{as: &Principal{Name: "acme-key", Tenant: "acme"}})
+	mk := func(tenant, key string) Event {
+		ev := testEvent("billing", "Invoice", "Created", key)
+		ev.Tenant = tenant
+		return ev
+	}
+	appendEvents(t, env.store, mk("acme", "a1"), mk("globex", "g1"), mk("", "none1")) // 1..3
+	s := openStream(t, env, "/api/stream", nil)
+	fromStore := openStream(t, env, "/api/stream?last_event_id=0&tenant=acme", nil)
+	ws := dialWS(t, env)
+	ws.start()
+	ws.subscribe("all", nil, nil)
+	ws.send(map[string]any{"type": "subscribe", "id": "theirs", "tenant": "globex", "ref": 1})
+	ws.expectError(codeForbidden, "1")
+	_, resp := tryStream(t, env, "/api/stream?tenant=globex", nil)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("another tenant's stream: %s, want 403", resp.Status)
+	}
+
+	appendEvents(t, env.store, mk("globex", "g2"), mk("acme", "a2"), mk("", "none2"), mk("acme", "a3")) // 4..7
+	for _, got := range [][]Event{s.events(2), fromStore.events(3), ws.waitEvents(2)} {
+		for _, ev := range got {
+			if ev.Tenant != "acme" {
+				t.Errorf("event of tenant %q at %d", ev.Tenant, ev.Position)
+			}
+		}
+	}
+	ws.send(map[string]any{"type": "state", "id": "all"})
+	for _, ev := range ws.expect("state").Events {
+		if ev.Tenant != "acme" {
+			t.Errorf("state: event of tenant %q at %d", ev.Tenant, ev.Position)
+		}
+	}
+	// Nothing else came.
+	appendEvents(t, env.store, mk("acme", "a4")) // 8
+	if got := s.events(1); got[0].Position != 8 {
+		t.Errorf("stream: %d after the acme events, want 8", got[0].Position)
+	}
+	if got := ws.waitEvents(3); got[2].Position != 8 {
+		t.Errorf("WebSocket: %d after the acme events, want 8", got[2].Position)
+	}
+
+	// A principal of every tenant may narrow to one.
+	all := newTestEnv(t, &Config{Store: env.store}, envOptions{})
+	g := openStream(t, all, "/api/stream?last_event_id=0&tenant=globex", nil)
+	if got := positions(g.events(2)); !slices.Equal(got, []int64{2, 4}) {
+		t.Errorf("globex: %v, want [2 4]", got)
+	}
+}
+
+// TestSubscriberLimit: connections beyond MaxSubscribers get 503 and a
+// message; the open ones go on.
+func TestSubscriberLimit(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, &Config{MaxSubscribers: 4}, envOptions{})
+	streams := []*sseStream{openStream(t, env, "/api/stream", nil), openStream(t, env, "/api/stream", nil)}
+	sockets := []*wsClient{dialWS(t, env), dialWS(t, env)}
+	for _, c := range sockets {
+		c.start()
+		c.subscribe("all", nil, nil)
+	}
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var resp *http.Response
+			if i%2 == 0 {
+				var s *sseStream
+				if s, resp = tryStream(t, env, "/api/stream", nil); s != nil {
+					t.Error("a stream beyond the limit opened")
+					return
+				}
+			} else {
+				var err error
+				if _, resp, err = tryWS(t, env); err == nil {
+					t.Error("a WebSocket beyond the limit opened")
+					return
+				}
+			}
+			var body subscribeError
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+				t.Error(err)
+			}
+			if resp.StatusCode != http.StatusServiceUnavailable || body.Code != codeTooManySubscribers || !strings.Contains(body.Message, "4") {
+				t.Errorf("%s %+v; want 503 %s saying the limit", resp.Status, body, codeTooManySubscribers)
+			}
+		}()
+	}
+	wg.Wait()
+	appendEvents(t, env.store, testEvent("billing", "Invoice", "Created", "a"))
+	for _, s := range streams {
+		s.events(1)
+	}
+	for _, c := range sockets {
+		c.waitEvents(1)
+	}
+	// A place freed is a place taken.
+	streams[0].close()
+	eventually(t, 10*time.Second, "a stream opens once another closed", func() bool {
+		s, _ := tryStream(t, env, "/api/stream", nil)
+		return s != nil
+	})
 }

@@ -431,15 +431,26 @@ func (c *wsConn) subscribe(req *wsRequest) bool {
 
 // unsubscribe ends a subscription.
 func (c *wsConn) unsubscribe(req *wsRequest) bool {
-	if c.sess == nil {
-		return c.fail(req, codeNoSession, "unsubscribe: send start or resume first")
-	}
-	i := slices.IndexFunc(c.subs, func(s *subscription) bool { return s.id == req.ID })
+	i, ok := c.find(req)
 	if i < 0 {
-		return c.fail(req, codeUnknownSubscription, fmt.Sprintf("unsubscribe: no subscription %q", req.ID))
+		return ok
 	}
 	c.setSubs(slices.Delete(slices.Clone(c.subs), i, i+1))
 	return c.reply(&wsReply{Type: "unsubscribed", Ref: req.Ref, ID: req.ID})
+}
+
+// find returns the index of subscription req.ID. With none, or no session,
+// it answers req with an error and returns -1 and whether the connection
+// goes on.
+func (c *wsConn) find(req *wsRequest) (int, bool) {
+	if c.sess == nil {
+		return -1, c.fail(req, codeNoSession, req.Type+": send start or resume first")
+	}
+	i := slices.IndexFunc(c.subs, func(s *subscription) bool { return s.id == req.ID })
+	if i < 0 {
+		return -1, c.fail(req, codeUnknownSubscription, fmt.Sprintf("%s: no subscription %q", req.Type, req.ID))
+	}
+	return i, true
 }
 
 // setSubs makes subs the session's subscriptions.
@@ -488,12 +499,9 @@ func decodeSelectors(name string, raw json.RawMessage) ([]Selector, error) {
 // subscription matches, as of a position, and from there the stream goes on
 // with nothing lost or repeated.
 func (c *wsConn) state(req *wsRequest) bool {
-	if c.sess == nil {
-		return c.fail(req, codeNoSession, "state: send start or resume first")
-	}
-	i := slices.IndexFunc(c.subs, func(s *subscription) bool { return s.id == req.ID })
+	i, ok := c.find(req)
 	if i < 0 {
-		return c.fail(req, codeUnknownSubscription, fmt.Sprintf("state: no subscription %q", req.ID))
+		return ok
 	}
 	sub := c.subs[i]
 	st := c.s.hub.store
