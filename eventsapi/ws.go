@@ -113,7 +113,7 @@ type wsConn struct {
 	subs  []*subscription
 	sel   selection
 	cur   *cursor
-	sent  atomic.Int64 // the client was sent every matching event up to here
+	sent  atomic.Int64 // the client was sent every matching event up to here; -1 before the stream opens
 	batch []entry
 	buf   []byte
 }
@@ -136,6 +136,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, p *Princ
 	}
 	conn.SetReadLimit(wsMaxMessage)
 	c := &wsConn{s: s, conn: conn, p: p, kicked: make(chan struct{})}
+	c.sent.Store(-1)
 	c.ctx, c.cancel = context.WithCancel(r.Context())
 	var cancelOp context.CancelFunc
 	c.opCtx, cancelOp = s.streamContext(c.ctx)
@@ -171,6 +172,8 @@ func (c *wsConn) run() {
 			c.s.hub.sessions.detach(c.sess, c, c.sent.Load())
 		}
 	}()
+	more := make(chan struct{}) // closed: a wait that does not block
+	close(more)
 	for {
 		var wait <-chan struct{}
 		if c.cur != nil && len(c.subs) > 0 {
@@ -178,23 +181,9 @@ func (c *wsConn) run() {
 			if wait, ok = c.deliver(); !ok {
 				return
 			}
-		}
-		if wait == nil && c.cur != nil && len(c.subs) > 0 {
-			// More may be ready: see to requests, then deliver again.
-			select {
-			case m, open := <-in:
-				if !open || !c.handle(m) {
-					return
-				}
-			case <-c.kicked:
-				c.end(codeReplaced, "another connection resumed this session", websocket.StatusPolicyViolation)
-				return
-			case <-c.s.ctx.Done():
-				c.end(codeShutdown, "the server is shutting down; reconnect and resume", websocket.StatusGoingAway)
-				return
-			default:
+			if wait == nil {
+				wait = more // more may be ready: see to the rest, then deliver again
 			}
-			continue
 		}
 		select {
 		case m, open := <-in:
@@ -207,8 +196,6 @@ func (c *wsConn) run() {
 			return
 		case <-c.s.ctx.Done():
 			c.end(codeShutdown, "the server is shutting down; reconnect and resume", websocket.StatusGoingAway)
-			return
-		case <-c.ctx.Done():
 			return
 		}
 	}
@@ -304,6 +291,9 @@ func (c *wsConn) handle(m wsIncoming) bool {
 		return c.reply(m.err)
 	}
 	req := m.req
+	if f := strayField(req); f != "" {
+		return c.fail(req, codeBadRequest, fmt.Sprintf("%s takes no %s", req.Type, f))
+	}
 	switch req.Type {
 	case "start", "resume":
 		return c.start(req)
@@ -317,6 +307,40 @@ func (c *wsConn) handle(m wsIncoming) bool {
 		return c.reply(&wsReply{Type: "pong", Ref: req.Ref})
 	}
 	return c.fail(req, codeUnknownType, fmt.Sprintf("unknown message type %q: the types are start, resume, subscribe, unsubscribe, state and ping", req.Type))
+}
+
+// strayField returns a field req has that its type does not take, "" when
+// there is none or the type is unknown.
+func strayField(req *wsRequest) string {
+	var takes []string
+	switch req.Type {
+	case "start", "resume":
+		takes = []string{"session_id", "last_event_id"}
+	case "subscribe":
+		takes = []string{"id", "include", "exclude", "tenant"}
+	case "unsubscribe", "state":
+		takes = []string{"id"}
+	case "ping":
+	default:
+		return ""
+	}
+	has := []struct {
+		name string
+		set  bool
+	}{
+		{"session_id", req.SessionID != ""},
+		{"last_event_id", req.LastEventID != nil},
+		{"id", req.ID != ""},
+		{"include", req.Include != nil},
+		{"exclude", req.Exclude != nil},
+		{"tenant", req.Tenant != ""},
+	}
+	for _, f := range has {
+		if f.set && !slices.Contains(takes, f.name) {
+			return f.name
+		}
+	}
+	return ""
 }
 
 // start answers start and resume.
@@ -338,7 +362,7 @@ func (c *wsConn) start(req *wsRequest) bool {
 	if req.Type == "resume" {
 		if sess, subs, pos, ok := ss.resume(req.SessionID, c.p, c); ok {
 			c.sess, c.subs, status = sess, subs, "resumed"
-			if after == nil {
+			if after == nil && pos >= 0 {
 				after = &pos
 			}
 		}

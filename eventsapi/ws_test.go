@@ -322,6 +322,8 @@ func TestWSBadInput(t *testing.T) {
 		{"no type", `{"ref":5}`, codeBadRequest, "5", "type"},
 		{"unknown field", `{"type":"ping","ref":6,"colour":"red"}`, codeBadRequest, "6", "colour"},
 		{"unknown type", `{"type":"frobnicate","ref":7}`, codeUnknownType, "7", "frobnicate"},
+		{"a field of another type", `{"type":"ping","ref":11,"id":"x"}`, codeBadRequest, "11", "ping takes no id"},
+		{"a filter to unsubscribe", `{"type":"unsubscribe","ref":12,"id":"x","include":[]}`, codeBadRequest, "12", "include"},
 		{"start with a session id", `{"type":"start","ref":8,"session_id":"x"}`, codeBadRequest, "8", "resume"},
 		{"resume without a session id", `{"type":"resume","ref":9}`, codeBadRequest, "9", "session_id"},
 		{"bad last event id", `{"type":"start","ref":10,"last_event_id":"abc"}`, codeBadRequest, "10", "last_event_id"},
@@ -533,5 +535,33 @@ func TestWSSlowConsumer(t *testing.T) {
 		if ev.Position != int64(i+1) {
 			t.Fatalf("position %d at %d", ev.Position, i)
 		}
+	}
+}
+
+// TestWSStateFold: a snapshot older than the session's position is brought
+// up to it, so that the stream after the state message repeats nothing.
+func TestWSStateFold(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, nil, envOptions{})
+	appendEvents(t, env.store,
+		testEvent("billing", "Invoice", "Created", "k1"), // 1
+		testEvent("billing", "Invoice", "Created", "k2"), // 2
+		testEvent("billing", "Invoice", "Paid", "k1"),    // 3
+		testEvent("audit", "Login", "Done", "k2"),        // 4: not matched
+		testEvent("billing", "Invoice", "Created", "k3"), // 5
+		testEvent("billing", "Invoice", "Created", ""),   // 6: no key, no state
+	)
+	m := MustCompile(Filter{Include: []Selector{{Category: []string{"billing"}}}})
+	snapshot, err := env.store.Read(context.Background(), &ReadRequest{Before: 3, Match: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &wsConn{s: env.srv, opCtx: context.Background()}
+	got, err := c.foldState(snapshot, m, 2, 6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(positions(got), []int64{2, 3, 5}) {
+		t.Errorf("state %v, want [2 3 5]", positions(got))
 	}
 }

@@ -35,7 +35,7 @@ type session struct {
 
 	owner    *wsConn // nil when detached
 	subs     []*subscription
-	pos      int64 // the position sent up to, when detached
+	pos      int64 // the position sent up to, when detached; -1 when unknown
 	detached time.Time
 	elem     *list.Element // in sessions.idle when detached
 }
@@ -46,7 +46,7 @@ func newSessions(keep time.Duration, max int) *sessions {
 
 // create starts a session owned by owner.
 func (ss *sessions) create(p *Principal, owner *wsConn) *session {
-	s := &session{id: rand.Text(), name: p.Name, tenant: p.Tenant, owner: owner}
+	s := &session{id: rand.Text(), name: p.Name, tenant: p.Tenant, owner: owner, pos: -1}
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	ss.sweepLocked(time.Now())
@@ -54,8 +54,8 @@ func (ss *sessions) create(p *Principal, owner *wsConn) *session {
 	return s
 }
 
-// resume hands session id to owner with its subscriptions and position, when
-// the session is held and p started it. A connection that owned it is told
+// resume hands session id to owner with its subscriptions and position (-1
+// when unknown), when the session is held and p started it. A connection that owned it is told
 // to end.
 func (ss *sessions) resume(id string, p *Principal, owner *wsConn) (*session, []*subscription, int64, bool) {
 	ss.mu.Lock()
@@ -68,7 +68,9 @@ func (ss *sessions) resume(id string, p *Principal, owner *wsConn) (*session, []
 	pos := s.pos
 	if s.owner != nil {
 		s.owner.kick()
-		pos = s.owner.sentPos()
+		if sent := s.owner.sentPos(); sent >= 0 {
+			pos = sent
+		}
 	}
 	if s.elem != nil {
 		ss.idle.Remove(s.elem)
@@ -87,8 +89,8 @@ func (ss *sessions) setSubs(s *session, owner *wsConn, subs []*subscription) {
 	}
 }
 
-// detach keeps s, sent up to pos, for a later resume, when owner still owns
-// it.
+// detach keeps s, sent up to pos (-1 when unknown: the position stays), for
+// a later resume, when owner still owns it.
 func (ss *sessions) detach(s *session, owner *wsConn, pos int64) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -96,7 +98,10 @@ func (ss *sessions) detach(s *session, owner *wsConn, pos int64) {
 		return
 	}
 	now := time.Now()
-	s.owner, s.pos, s.detached = nil, pos, now
+	s.owner, s.detached = nil, now
+	if pos >= 0 {
+		s.pos = pos
+	}
 	s.elem = ss.idle.PushBack(s)
 	ss.sweepLocked(now)
 }
