@@ -203,7 +203,7 @@ func TestStreamResumeUnderIngest(t *testing.T) {
 }
 
 func testResumeUnderIngest(t *testing.T, env *testEnv, drops int) {
-	const writers, maxPerWriter = 8, 1000
+	const writers, maxPerWriter = 8, 500
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -264,7 +264,7 @@ func testResumeUnderIngest(t *testing.T, env *testEnv, drops int) {
 		return false
 	}
 	for range drops {
-		receive(rand.IntN(20)) // 0 drops right after the opening
+		receive(rand.IntN(12)) // 0 drops right after the opening
 	}
 	close(stop)
 	wg.Wait()
