@@ -40,6 +40,10 @@ type entry struct {
 	pos  int64
 	ev   *Event // for matching
 	data []byte // the event's JSON, encoded once
+	// lost, when not zero, says that retention removed the events after the
+	// entry before this one up to lost before the pump read them: a
+	// subscriber before lost is told of the gap.
+	lost int64
 }
 
 // hub fans the store's new events out to the subscribers of one Server.
@@ -169,9 +173,24 @@ func (h *hub) run(ctx context.Context) {
 			}
 			continue
 		}
+		// Retention may have removed events after head before this read:
+		// the ring says so to the subscribers that wait for them.
+		oldest, err := h.store.Oldest(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = h.retry(backoff, err)
+			continue
+		}
 		entries := make([]entry, len(evs))
 		for i := range evs {
 			entries[i] = entry{pos: evs[i].Position, ev: &evs[i], data: h.encode(&evs[i])}
+		}
+		if lost := min(oldest-1, evs[0].Position-1); lost > head {
+			entries[0].lost = lost
+		} else if oldest == 0 && evs[0].Position-1 > head {
+			entries[0].lost = evs[0].Position - 1 // the store emptied since
 		}
 		h.publish(entries)
 		head = evs[len(evs)-1].Position
@@ -279,17 +298,6 @@ func (h *hub) take(seq int64, buf []entry) ([]entry, <-chan struct{}, error) {
 	return buf, h.wake, nil
 }
 
-// waitReady returns a channel closed once the pump has started, nil when it
-// has.
-func (h *hub) waitReady() <-chan struct{} {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	if h.ready {
-		return nil
-	}
-	return h.wake
-}
-
 // selection is what one subscriber receives.
 type selection struct {
 	// match decides per event.
@@ -378,14 +386,14 @@ func (c *cursor) next(ctx context.Context, sel selection, out []entry) ([]entry,
 			var err error
 			var progressed bool
 			out, g2, progressed, err = c.readStore(ctx, sel, out, 0)
-			g = cmpGap(g, g2)
+			g = mergeGap(g, g2)
 			if err != nil || len(out) > 0 || g != nil {
 				return out, nil, g, err
 			}
 			if !progressed {
-				if wait := c.h.waitReady(); wait != nil {
-					return out, wait, nil, nil
-				}
+				// At the store's head and not in the ring: the pump has not
+				// started, or has yet to publish what the store holds.
+				return out, c.h.store.Changed(c.pos), nil, nil
 			}
 			continue
 		}
@@ -404,6 +412,13 @@ func (c *cursor) next(ctx context.Context, sel selection, out []entry) ([]entry,
 			if e.pos <= c.pos {
 				continue
 			}
+			if e.lost > c.pos {
+				if len(out) > 0 {
+					c.seq-- // deliver what comes before the gap first
+					break
+				}
+				g = mergeGap(g, &gap{After: c.pos, Position: e.lost})
+			}
 			c.pos = e.pos
 			if sel.match(e.ev) {
 				out = append(out, e)
@@ -412,13 +427,14 @@ func (c *cursor) next(ctx context.Context, sel selection, out []entry) ([]entry,
 				}
 			}
 		}
-		if len(out) > 0 {
+		if len(out) > 0 || g != nil {
 			return out, nil, g, nil
 		}
 	}
 }
 
-func cmpGap(a, b *gap) *gap {
+// mergeGap returns the gaps a then b as one.
+func mergeGap(a, b *gap) *gap {
 	if a == nil {
 		return b
 	}
@@ -453,10 +469,10 @@ func (c *cursor) readStore(ctx context.Context, sel selection, out []entry, unti
 		}
 		if lost := max(oldest-1, 0); oldest == 0 && head > c.pos {
 			lost = head // every event after the cursor was removed
-			g = cmpGap(g, &gap{After: c.pos, Position: lost})
+			g = mergeGap(g, &gap{After: c.pos, Position: lost})
 			c.pos = lost
 		} else if lost > c.pos {
-			g = cmpGap(g, &gap{After: c.pos, Position: lost})
+			g = mergeGap(g, &gap{After: c.pos, Position: lost})
 			c.pos = lost
 		}
 		if c.pos >= head {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -120,6 +121,17 @@ func openStreams(srv *Server) int {
 	return srv.hub.streams
 }
 
+// pumped returns the position the pump has published up to, -1 before it
+// starts.
+func pumped(srv *Server) int64 {
+	srv.hub.mu.RLock()
+	defer srv.hub.mu.RUnlock()
+	if !srv.hub.ready {
+		return -1
+	}
+	return srv.hub.head
+}
+
 // BenchmarkFanout measures deliveries per second from one store to
 // subscribers on real HTTP connections, each receiving every event.
 func BenchmarkFanout(b *testing.B) {
@@ -203,4 +215,44 @@ func benchmarkFanout(b *testing.B, subscribers int) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)*float64(subscribers)/b.Elapsed().Seconds(), "deliveries/s")
 	b.ReportMetric(0, "ns/op")
+}
+
+// gatedStore holds the pump back until the gate opens: Changed answers the
+// gate until then.
+type gatedStore struct {
+	Store
+	gate chan struct{}
+}
+
+func (s *gatedStore) Changed(after int64) <-chan struct{} {
+	select {
+	case <-s.gate:
+		return s.Store.Changed(after)
+	default:
+		return s.gate
+	}
+}
+
+// TestStreamGapBeforeThePump: retention removes events before the pump
+// reads them; a subscriber waiting for them in the ring is told of the gap.
+func TestStreamGapBeforeThePump(t *testing.T) {
+	t.Parallel()
+	st := &gatedStore{Store: newTestStore(t), gate: make(chan struct{})}
+	env := newTestEnv(t, &Config{Store: st}, envOptions{})
+	eventually(t, 10*time.Second, "the pump starts", func() bool { return pumped(env.srv) == 0 })
+	for i := range 10 {
+		appendEvents(t, st, testEvent("billing", "Invoice", "Created", fmt.Sprint(i)))
+	}
+	if _, err := st.Prune(context.Background(), time.Time{}, 3); err != nil {
+		t.Fatal(err)
+	}
+	s := openStream(t, env, "/api/stream?last_event_id=2", nil)
+	if _, err := s.read(); err != nil {
+		t.Fatal(err)
+	}
+	close(st.gate)
+	s.notice(codeGap)
+	if got := positions(s.events(3)); !slices.Equal(got, []int64{8, 9, 10}) {
+		t.Errorf("positions %v, want [8 9 10]", got)
+	}
 }

@@ -158,10 +158,12 @@ func TestStreamHeartbeat(t *testing.T) {
 
 func TestStreamGap(t *testing.T) {
 	t.Parallel()
-	env := newTestEnv(t, nil, envOptions{})
+	// The ring holds the last 4 events; the store keeps 3 of 10.
+	env := newTestEnv(t, &Config{SubscriberBuffer: 4}, envOptions{})
 	for i := range 10 {
 		appendEvents(t, env.store, testEvent("billing", "Invoice", "Created", strconv.Itoa(i)))
 	}
+	eventually(t, 10*time.Second, "the pump reads the events", func() bool { return pumped(env.srv) == 10 })
 	if _, err := env.store.Prune(context.Background(), time.Time{}, 3); err != nil {
 		t.Fatal(err)
 	}

@@ -96,16 +96,15 @@ type subscription struct {
 
 // wsConn is one WebSocket connection. Its session loop (run) owns the
 // session, the cursor and every write; the read loop parses client
-// messages, and the ping loop checks the peer is alive.
+// messages, and the ping loop checks the peer is alive. The context its
+// methods take ends when the server closes; writes are bounded by their
+// own timeouts.
 type wsConn struct {
 	s    *Server
 	conn *websocket.Conn
 	p    *Principal
 
-	ctx    context.Context // the connection's: cancelled when it ends
-	cancel context.CancelFunc
-	opCtx  context.Context // store work: ends with ctx or when the server closes
-
+	done     chan struct{} // closed when the connection ends
 	kicked   chan struct{} // closed when another connection resumes the session
 	kickOnce sync.Once
 
@@ -135,13 +134,11 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, p *Princ
 		return // Accept has answered
 	}
 	conn.SetReadLimit(wsMaxMessage)
-	c := &wsConn{s: s, conn: conn, p: p, kicked: make(chan struct{})}
+	c := &wsConn{s: s, conn: conn, p: p, done: make(chan struct{}), kicked: make(chan struct{})}
 	c.sent.Store(-1)
-	c.ctx, c.cancel = context.WithCancel(r.Context())
-	var cancelOp context.CancelFunc
-	c.opCtx, cancelOp = s.streamContext(c.ctx)
-	defer cancelOp()
-	c.run()
+	ctx, cancel := s.streamContext(r.Context())
+	defer cancel()
+	c.run(ctx)
 }
 
 // kick tells the connection that another one resumed its session.
@@ -152,7 +149,7 @@ func (c *wsConn) sentPos() int64 { return c.sent.Load() }
 
 // run is the session loop: it answers requests and delivers the session's
 // events until the connection ends.
-func (c *wsConn) run() {
+func (c *wsConn) run(ctx context.Context) {
 	in := make(chan wsIncoming, 1)
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -165,7 +162,7 @@ func (c *wsConn) run() {
 		c.pingLoop()
 	}()
 	defer func() {
-		c.cancel()
+		close(c.done)
 		_ = c.conn.CloseNow()
 		wg.Wait()
 		if c.sess != nil {
@@ -178,7 +175,7 @@ func (c *wsConn) run() {
 		var wait <-chan struct{}
 		if c.cur != nil && len(c.subs) > 0 {
 			var ok bool
-			if wait, ok = c.deliver(); !ok {
+			if wait, ok = c.deliver(ctx); !ok {
 				return
 			}
 			if wait == nil {
@@ -187,15 +184,15 @@ func (c *wsConn) run() {
 		}
 		select {
 		case m, open := <-in:
-			if !open || !c.handle(m) {
+			if !open || !c.handle(ctx, m) {
 				return
 			}
 		case <-wait:
 		case <-c.kicked:
-			c.end(codeReplaced, "another connection resumed this session", websocket.StatusPolicyViolation)
+			c.end(ctx, codeReplaced, "another connection resumed this session", websocket.StatusPolicyViolation)
 			return
-		case <-c.s.ctx.Done():
-			c.end(codeShutdown, "the server is shutting down; reconnect and resume", websocket.StatusGoingAway)
+		case <-ctx.Done():
+			c.end(ctx, codeShutdown, "the server is shutting down; reconnect and resume", websocket.StatusGoingAway)
 			return
 		}
 	}
@@ -205,7 +202,8 @@ func (c *wsConn) run() {
 func (c *wsConn) readLoop(out chan<- wsIncoming) {
 	defer close(out)
 	for {
-		typ, r, err := c.conn.Reader(c.ctx)
+		// No deadline: closing the connection ends the read.
+		typ, r, err := c.conn.Reader(context.Background())
 		if err != nil {
 			return
 		}
@@ -224,7 +222,7 @@ func (c *wsConn) readLoop(out chan<- wsIncoming) {
 		}
 		select {
 		case out <- m:
-		case <-c.ctx.Done():
+		case <-c.done:
 			return
 		}
 		if m.close != nil {
@@ -263,15 +261,15 @@ func (c *wsConn) pingLoop() {
 	defer t.Stop()
 	for {
 		select {
-		case <-c.ctx.Done():
+		case <-c.done:
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.WriteTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.WriteTimeout)
 		err := c.conn.Ping(ctx)
 		cancel()
 		if err != nil {
-			if c.ctx.Err() == nil {
+			if !isDone(c.done) {
 				c.s.cfg.Logger.Debug("events API: WebSocket peer does not answer pings; closing", "principal", c.p.Name, "error", err)
 			}
 			_ = c.conn.CloseNow()
@@ -282,31 +280,31 @@ func (c *wsConn) pingLoop() {
 
 // handle answers one incoming message and reports whether the connection
 // goes on.
-func (c *wsConn) handle(m wsIncoming) bool {
+func (c *wsConn) handle(ctx context.Context, m wsIncoming) bool {
 	switch {
 	case m.close != nil:
 		_ = c.conn.Close(m.close.Code, m.close.Reason)
 		return false
 	case m.err != nil:
-		return c.reply(m.err)
+		return c.reply(ctx, m.err)
 	}
 	req := m.req
 	if f := strayField(req); f != "" {
-		return c.fail(req, codeBadRequest, fmt.Sprintf("%s takes no %s", req.Type, f))
+		return c.fail(ctx, req, codeBadRequest, fmt.Sprintf("%s takes no %s", req.Type, f))
 	}
 	switch req.Type {
 	case "start", "resume":
-		return c.start(req)
+		return c.start(ctx, req)
 	case "subscribe":
-		return c.subscribe(req)
+		return c.subscribe(ctx, req)
 	case "unsubscribe":
-		return c.unsubscribe(req)
+		return c.unsubscribe(ctx, req)
 	case "state":
-		return c.state(req)
+		return c.state(ctx, req)
 	case "ping":
-		return c.reply(&wsReply{Type: "pong", Ref: req.Ref})
+		return c.reply(ctx, &wsReply{Type: "pong", Ref: req.Ref})
 	}
-	return c.fail(req, codeUnknownType, fmt.Sprintf("unknown message type %q: the types are start, resume, subscribe, unsubscribe, state and ping", req.Type))
+	return c.fail(ctx, req, codeUnknownType, fmt.Sprintf("unknown message type %q: the types are start, resume, subscribe, unsubscribe, state and ping", req.Type))
 }
 
 // strayField returns a field req has that its type does not take, "" when
@@ -344,14 +342,14 @@ func strayField(req *wsRequest) string {
 }
 
 // start answers start and resume.
-func (c *wsConn) start(req *wsRequest) bool {
+func (c *wsConn) start(ctx context.Context, req *wsRequest) bool {
 	switch {
 	case c.sess != nil:
-		return c.fail(req, codeSessionStarted, "this connection already has session "+c.sess.id)
+		return c.fail(ctx, req, codeSessionStarted, "this connection already has session "+c.sess.id)
 	case req.Type == "resume" && req.SessionID == "":
-		return c.fail(req, codeBadRequest, "resume: session_id is missing")
+		return c.fail(ctx, req, codeBadRequest, "resume: session_id is missing")
 	case req.Type == "start" && req.SessionID != "":
-		return c.fail(req, codeBadRequest, "start takes no session_id: send resume to resume a session")
+		return c.fail(ctx, req, codeBadRequest, "start takes no session_id: send resume to resume a session")
 	}
 	var after *int64
 	if req.LastEventID != nil {
@@ -371,15 +369,15 @@ func (c *wsConn) start(req *wsRequest) bool {
 		c.sess = ss.create(c.p, c)
 	}
 	c.sel = c.selection()
-	cur, err := c.s.hub.openCursor(c.opCtx, after)
+	cur, err := c.s.hub.openCursor(ctx, after)
 	if err != nil {
-		c.failed(err)
+		c.failed(ctx, err)
 		return false
 	}
 	c.cur = cur
 	c.sent.Store(cur.pos)
 	pos := cur.pos
-	return c.reply(&wsReply{Type: "session", Ref: req.Ref, SessionID: c.sess.id, Status: status, Position: &pos})
+	return c.reply(ctx, &wsReply{Type: "session", Ref: req.Ref, SessionID: c.sess.id, Status: status, Position: &pos})
 }
 
 // selection returns the session's stream: every event any subscription
@@ -404,29 +402,29 @@ func (c *wsConn) selection() selection {
 }
 
 // subscribe creates or replaces a subscription.
-func (c *wsConn) subscribe(req *wsRequest) bool {
+func (c *wsConn) subscribe(ctx context.Context, req *wsRequest) bool {
 	switch {
 	case c.sess == nil:
-		return c.fail(req, codeNoSession, "subscribe: send start or resume first")
+		return c.fail(ctx, req, codeNoSession, "subscribe: send start or resume first")
 	case req.ID == "":
-		return c.fail(req, codeBadRequest, "subscribe: id is missing")
+		return c.fail(ctx, req, codeBadRequest, "subscribe: id is missing")
 	case len(req.ID) > wsMaxIDBytes:
-		return c.fail(req, codeBadRequest, fmt.Sprintf("subscribe: id of %d bytes, at most %d", len(req.ID), wsMaxIDBytes))
+		return c.fail(ctx, req, codeBadRequest, fmt.Sprintf("subscribe: id of %d bytes, at most %d", len(req.ID), wsMaxIDBytes))
 	}
 	f := Filter{Tenant: req.Tenant}
 	var err error
 	if f.Include, err = decodeSelectors("include", req.Include); err != nil {
-		return c.fail(req, codeInvalidFilter, err.Error())
+		return c.fail(ctx, req, codeInvalidFilter, err.Error())
 	}
 	if f.Exclude, err = decodeSelectors("exclude", req.Exclude); err != nil {
-		return c.fail(req, codeInvalidFilter, err.Error())
+		return c.fail(ctx, req, codeInvalidFilter, err.Error())
 	}
 	if err := scopeFilter(c.p, &f); err != nil {
-		return c.fail(req, codeForbidden, err.Error())
+		return c.fail(ctx, req, codeForbidden, err.Error())
 	}
 	m, err := Compile(f)
 	if err != nil {
-		return c.fail(req, codeInvalidFilter, err.Error())
+		return c.fail(ctx, req, codeInvalidFilter, err.Error())
 	}
 	sub := &subscription{id: req.ID, m: m, size: len(req.Include) + len(req.Exclude) + len(req.Tenant)}
 	i := slices.IndexFunc(c.subs, func(s *subscription) bool { return s.id == req.ID })
@@ -438,9 +436,9 @@ func (c *wsConn) subscribe(req *wsRequest) bool {
 	}
 	switch {
 	case i < 0 && len(c.subs) >= wsMaxSubscriptions:
-		return c.fail(req, codeTooManySubs, fmt.Sprintf("this session has %d subscriptions, the limit: unsubscribe or replace one", wsMaxSubscriptions))
+		return c.fail(ctx, req, codeTooManySubs, fmt.Sprintf("this session has %d subscriptions, the limit: unsubscribe or replace one", wsMaxSubscriptions))
 	case total > wsMaxFilterBytes:
-		return c.fail(req, codeTooManySubs, fmt.Sprintf("the filters of this session would total %d bytes, at most %d", total, wsMaxFilterBytes))
+		return c.fail(ctx, req, codeTooManySubs, fmt.Sprintf("the filters of this session would total %d bytes, at most %d", total, wsMaxFilterBytes))
 	}
 	subs := slices.Clone(c.subs)
 	if i < 0 {
@@ -450,29 +448,29 @@ func (c *wsConn) subscribe(req *wsRequest) bool {
 	}
 	c.setSubs(subs)
 	pos := c.cur.pos
-	return c.reply(&wsReply{Type: "subscribed", Ref: req.Ref, ID: req.ID, Position: &pos})
+	return c.reply(ctx, &wsReply{Type: "subscribed", Ref: req.Ref, ID: req.ID, Position: &pos})
 }
 
 // unsubscribe ends a subscription.
-func (c *wsConn) unsubscribe(req *wsRequest) bool {
-	i, ok := c.find(req)
+func (c *wsConn) unsubscribe(ctx context.Context, req *wsRequest) bool {
+	i, ok := c.find(ctx, req)
 	if i < 0 {
 		return ok
 	}
 	c.setSubs(slices.Delete(slices.Clone(c.subs), i, i+1))
-	return c.reply(&wsReply{Type: "unsubscribed", Ref: req.Ref, ID: req.ID})
+	return c.reply(ctx, &wsReply{Type: "unsubscribed", Ref: req.Ref, ID: req.ID})
 }
 
 // find returns the index of subscription req.ID. With none, or no session,
 // it answers req with an error and returns -1 and whether the connection
 // goes on.
-func (c *wsConn) find(req *wsRequest) (int, bool) {
+func (c *wsConn) find(ctx context.Context, req *wsRequest) (int, bool) {
 	if c.sess == nil {
-		return -1, c.fail(req, codeNoSession, req.Type+": send start or resume first")
+		return -1, c.fail(ctx, req, codeNoSession, req.Type+": send start or resume first")
 	}
 	i := slices.IndexFunc(c.subs, func(s *subscription) bool { return s.id == req.ID })
 	if i < 0 {
-		return -1, c.fail(req, codeUnknownSubscription, fmt.Sprintf("%s: no subscription %q", req.Type, req.ID))
+		return -1, c.fail(ctx, req, codeUnknownSubscription, fmt.Sprintf("%s: no subscription %q", req.Type, req.ID))
 	}
 	return i, true
 }
@@ -522,53 +520,53 @@ func decodeSelectors(name string, raw json.RawMessage) ([]Selector, error) {
 // state answers a state request: the latest event of every key the
 // subscription matches, as of a position, and from there the stream goes on
 // with nothing lost or repeated.
-func (c *wsConn) state(req *wsRequest) bool {
-	i, ok := c.find(req)
+func (c *wsConn) state(ctx context.Context, req *wsRequest) bool {
+	i, ok := c.find(ctx, req)
 	if i < 0 {
 		return ok
 	}
 	sub := c.subs[i]
 	st := c.s.hub.store
-	evs, pos, err := st.Latest(c.opCtx, sub.m)
+	evs, pos, err := st.Latest(ctx, sub.m)
 	if err != nil {
-		return c.storeError(req, err)
+		return c.storeError(ctx, req, err)
 	}
 	switch sent := c.cur.pos; {
 	case pos > sent:
 		// Send the session's events up to the snapshot first: what follows
 		// the state message is what comes after its position.
 		for c.cur.pos < pos {
-			batch, g, _, err := c.cur.readStore(c.opCtx, c.sel, c.batch[:0], pos)
-			if g != nil && !c.notice(codeGap, g.message()) {
+			batch, g, _, err := c.cur.readStore(ctx, c.sel, c.batch[:0], pos)
+			if g != nil && !c.notice(ctx, codeGap, g.message()) {
 				return false
 			}
-			if len(batch) > 0 && !c.writeEvents(batch) {
+			if len(batch) > 0 && !c.writeEvents(ctx, batch) {
 				return false
 			}
 			if err != nil {
-				return c.storeError(req, err)
+				return c.storeError(ctx, req, err)
 			}
 			c.sent.Store(c.cur.pos)
 		}
 	case pos < sent:
 		// The session is past the snapshot: bring the snapshot up to it.
-		if evs, err = c.foldState(evs, sub.m, pos, sent); err != nil {
-			return c.storeError(req, err)
+		if evs, err = c.foldState(ctx, evs, sub.m, pos, sent); err != nil {
+			return c.storeError(ctx, req, err)
 		}
 		pos = sent
 	}
-	return c.writeState(req, sub.id, pos, evs)
+	return c.writeState(ctx, req, sub.id, pos, evs)
 }
 
 // foldState updates snapshot evs, as of position from, with the events of
 // (from, to] that m matches.
-func (c *wsConn) foldState(evs []Event, m *Matcher, from, to int64) ([]Event, error) {
+func (c *wsConn) foldState(ctx context.Context, evs []Event, m *Matcher, from, to int64) ([]Event, error) {
 	byKey := make(map[string]int, len(evs))
 	for i := range evs {
 		byKey[evs[i].Key] = i
 	}
 	for after := from; ; {
-		page, err := c.s.hub.store.Read(c.opCtx, &ReadRequest{After: after, Before: to + 1, Limit: storePage, Match: m})
+		page, err := c.s.hub.store.Read(ctx, &ReadRequest{After: after, Before: to + 1, Limit: storePage, Match: m})
 		if err != nil {
 			return nil, fmt.Errorf("read the store: %w", err)
 		}
@@ -593,11 +591,11 @@ func (c *wsConn) foldState(evs []Event, m *Matcher, from, to int64) ([]Event, er
 }
 
 // writeState writes a state message, streaming its events.
-func (c *wsConn) writeState(req *wsRequest, id string, pos int64, evs []Event) bool {
+func (c *wsConn) writeState(ctx context.Context, req *wsRequest, id string, pos int64, evs []Event) bool {
 	head, _ := json.Marshal(&wsReply{Type: "state", Ref: req.Ref, ID: id, Position: &pos})
-	ctx, cancel := context.WithTimeout(c.ctx, c.s.cfg.WriteTimeout)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.s.cfg.WriteTimeout)
 	defer cancel()
-	w, err := c.conn.Writer(ctx, websocket.MessageText)
+	w, err := c.conn.Writer(wctx, websocket.MessageText)
 	if err != nil {
 		return false
 	}
@@ -620,17 +618,17 @@ func (c *wsConn) writeState(req *wsRequest, id string, pos int64, evs []Event) b
 // deliver writes the next batch of the session's events. It returns the
 // channel to wait on when there is none, and false when the connection is
 // over.
-func (c *wsConn) deliver() (<-chan struct{}, bool) {
-	batch, wait, g, err := c.cur.next(c.opCtx, c.sel, c.batch)
+func (c *wsConn) deliver(ctx context.Context) (<-chan struct{}, bool) {
+	batch, wait, g, err := c.cur.next(ctx, c.sel, c.batch)
 	c.batch = batch[:0]
-	if g != nil && !c.notice(codeGap, g.message()) {
+	if g != nil && !c.notice(ctx, codeGap, g.message()) {
 		return nil, false
 	}
-	if len(batch) > 0 && !c.writeEvents(batch) {
+	if len(batch) > 0 && !c.writeEvents(ctx, batch) {
 		return nil, false
 	}
 	if err != nil {
-		c.failed(err)
+		c.failed(ctx, err)
 		return nil, false
 	}
 	c.sent.Store(c.cur.pos)
@@ -638,7 +636,7 @@ func (c *wsConn) deliver() (<-chan struct{}, bool) {
 }
 
 // writeEvents writes an events message: the entries' bytes as they are.
-func (c *wsConn) writeEvents(batch []entry) bool {
+func (c *wsConn) writeEvents(ctx context.Context, batch []entry) bool {
 	c.buf = append(c.buf[:0], `{"type":"events","events":[`...)
 	for i, e := range batch {
 		if i > 0 {
@@ -647,7 +645,7 @@ func (c *wsConn) writeEvents(batch []entry) bool {
 		c.buf = append(c.buf, e.data...)
 	}
 	c.buf = append(c.buf, "]}"...)
-	ok := c.write(c.buf, c.s.cfg.WriteTimeout)
+	ok := c.write(ctx, c.buf, c.s.cfg.WriteTimeout)
 	if cap(c.buf) > 2*deliverBytes {
 		c.buf = nil // a large event passed: let its buffer go
 	}
@@ -655,39 +653,40 @@ func (c *wsConn) writeEvents(batch []entry) bool {
 }
 
 // reply writes one message.
-func (c *wsConn) reply(m *wsReply) bool {
+func (c *wsConn) reply(ctx context.Context, m *wsReply) bool {
 	b, _ := json.Marshal(m)
-	return c.write(b, c.s.cfg.WriteTimeout)
+	return c.write(ctx, b, c.s.cfg.WriteTimeout)
 }
 
 // fail answers req with a non-fatal error.
-func (c *wsConn) fail(req *wsRequest, code, message string) bool {
-	return c.reply(&wsReply{Type: "error", Ref: req.Ref, Code: code, Message: message})
+func (c *wsConn) fail(ctx context.Context, req *wsRequest, code, message string) bool {
+	return c.reply(ctx, &wsReply{Type: "error", Ref: req.Ref, Code: code, Message: message})
 }
 
 // storeError answers req after the store failed: with an error when the
 // store is at fault, ending the connection when the server is closing.
-func (c *wsConn) storeError(req *wsRequest, err error) bool {
-	if c.s.ctx.Err() != nil || c.ctx.Err() != nil {
-		c.failed(err)
+func (c *wsConn) storeError(ctx context.Context, req *wsRequest, err error) bool {
+	if ctx.Err() != nil {
+		c.failed(ctx, err)
 		return false
 	}
 	c.s.cfg.Logger.Error("events API: WebSocket request", "principal", c.p.Name, "type", req.Type, "error", err)
-	return c.fail(req, codeUnavailable, "the event store is unavailable; retry")
+	return c.fail(ctx, req, codeUnavailable, "the event store is unavailable; retry")
 }
 
 // notice writes a notice.
-func (c *wsConn) notice(code, message string) bool {
-	return c.reply(&wsReply{Type: "notice", Code: code, Message: message})
+func (c *wsConn) notice(ctx context.Context, code, message string) bool {
+	return c.reply(ctx, &wsReply{Type: "notice", Code: code, Message: message})
 }
 
 // write writes one text message within timeout. A write that times out
 // closes the connection.
-func (c *wsConn) write(b []byte, timeout time.Duration) bool {
-	ctx, cancel := context.WithTimeout(c.ctx, timeout)
+func (c *wsConn) write(ctx context.Context, b []byte, timeout time.Duration) bool {
+	// Not cancelled with ctx: the last notice goes out as the server closes.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
-	if err := c.conn.Write(ctx, websocket.MessageText, b); err != nil {
-		if c.ctx.Err() == nil {
+	if err := c.conn.Write(wctx, websocket.MessageText, b); err != nil {
+		if !isDone(c.done) {
 			c.s.cfg.Logger.Debug("events API: WebSocket write failed; closing", "principal", c.p.Name, "error", err)
 		}
 		return false
@@ -696,26 +695,35 @@ func (c *wsConn) write(b []byte, timeout time.Duration) bool {
 }
 
 // failed ends the connection after the stream failed with err.
-func (c *wsConn) failed(err error) {
+func (c *wsConn) failed(ctx context.Context, err error) {
 	switch {
 	case errors.Is(err, errSlowConsumer):
 		c.s.cfg.Logger.Warn("events API: WebSocket too slow, disconnected", "principal", c.p.Name, "position", c.cur.pos, "error", err)
-		c.end(codeSlowConsumer, "this connection fell too far behind the newest events and is closed; resume the session to catch up from the last event received: "+err.Error(), websocket.StatusPolicyViolation)
-	case c.s.ctx.Err() != nil:
-		c.end(codeShutdown, "the server is shutting down; reconnect and resume", websocket.StatusGoingAway)
-	case c.ctx.Err() != nil:
+		c.end(ctx, codeSlowConsumer, "this connection fell too far behind the newest events and is closed; resume the session to catch up from the last event received: "+err.Error(), websocket.StatusPolicyViolation)
+	case ctx.Err() != nil:
+		c.end(ctx, codeShutdown, "the server is shutting down; reconnect and resume", websocket.StatusGoingAway)
 	default:
 		c.s.cfg.Logger.Error("events API: WebSocket stream", "principal", c.p.Name, "error", err)
-		c.end(codeUnavailable, "the event store is unavailable; reconnect and resume", websocket.StatusInternalError)
+		c.end(ctx, codeUnavailable, "the event store is unavailable; reconnect and resume", websocket.StatusInternalError)
 	}
 }
 
 // end writes a notice, briefly (the client may not be reading), and closes
 // the connection with status and the notice's code as the reason.
-func (c *wsConn) end(code, message string, status websocket.StatusCode) {
+func (c *wsConn) end(ctx context.Context, code, message string, status websocket.StatusCode) {
 	b, _ := json.Marshal(&wsReply{Type: "notice", Code: code, Message: message})
-	if !c.write(b, min(c.s.cfg.WriteTimeout, noticeTimeout)) {
+	if !c.write(ctx, b, min(c.s.cfg.WriteTimeout, noticeTimeout)) {
 		return
 	}
 	_ = c.conn.Close(status, code)
+}
+
+// isDone reports whether ch is closed.
+func isDone(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }

@@ -556,8 +556,8 @@ func TestWSStateFold(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &wsConn{s: env.srv, opCtx: context.Background()}
-	got, err := c.foldState(snapshot, m, 2, 6)
+	c := &wsConn{s: env.srv}
+	got, err := c.foldState(context.Background(), snapshot, m, 2, 6)
 	if err != nil {
 		t.Fatal(err)
 	}
