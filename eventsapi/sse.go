@@ -65,6 +65,9 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p *Principa
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no") // proxies: do not buffer the stream
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
 	// The opening id gives a client that connected without one the position
 	// it starts from, so that reconnecting before the first event misses
 	// nothing.
