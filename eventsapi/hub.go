@@ -40,9 +40,9 @@ type entry struct {
 	pos  int64
 	ev   *Event // for matching
 	data []byte // the event's JSON, encoded once
-	// lost, when not zero, says that retention removed the events after the
-	// entry before this one up to lost before the pump read them: a
-	// subscriber before lost is told of the gap.
+	// lost, when not zero: retention removed the events between the
+	// previous entry and this one, up to position lost, before the pump
+	// read them. A subscriber behind lost is told of the gap.
 	lost int64
 }
 
