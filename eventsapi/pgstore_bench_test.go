@@ -36,7 +36,7 @@ func BenchmarkPostgresStoreAppend(b *testing.B) {
 							for i := calls.Add(1); i <= int64(b.N); i = calls.Add(1) {
 								evs := make([]Event, batch)
 								for j := range evs {
-									evs[j] = testEvent(0)
+									evs[j] = storeEvent(0)
 									evs[j].ID = strconv.Itoa(g) + "-" + strconv.FormatInt(i, 10) + "-" + strconv.Itoa(j)
 								}
 								if _, err := s.Append(b.Context(), evs); err != nil {
@@ -66,7 +66,7 @@ func BenchmarkPostgresStoreWake(b *testing.B) {
 	for i := range b.N {
 		ch := other.Changed(head)
 		start := time.Now()
-		out, err := a.Append(b.Context(), []Event{testEvent(i)})
+		out, err := a.Append(b.Context(), []Event{storeEvent(i)})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -85,11 +85,11 @@ func TestMigratePostgres(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	mustAppend(t, s, testEvent(1))
+	mustAppend(t, s, storeEvent(1))
 	if got := mustRead(t, other, &ReadRequest{}); len(got) != 0 {
 		t.Errorf("the other schema's store reads %d events", len(got))
 	}
-	if a := mustAppend(t, other, testEvent(1)); a[0].Duplicate {
+	if a := mustAppend(t, other, storeEvent(1)); a[0].Duplicate {
 		t.Error("an id of the other schema is a duplicate")
 	}
 
@@ -133,9 +133,9 @@ func TestPostgresStoreRejectsWhatPostgresCannotHold(t *testing.T) {
 		"data not JSON":      func(e *Event) { e.Data = []byte("{") },
 		"data invalid UTF-8": func(e *Event) { e.Data = []byte("\"\xff\"") },
 	} {
-		bad := testEvent(2)
+		bad := storeEvent(2)
 		mutate(&bad)
-		if _, err := s.Append(t.Context(), []Event{testEvent(1), bad}); err == nil {
+		if _, err := s.Append(t.Context(), []Event{storeEvent(1), bad}); err == nil {
 			t.Errorf("%s: Append succeeded", name)
 		}
 	}
@@ -169,7 +169,7 @@ func TestPostgresStoreGroupCommit(t *testing.T) {
 		wg.Go(func() {
 			evs := make([]Event, per)
 			for i := range evs {
-				evs[i] = testEvent(c*per + i)
+				evs[i] = storeEvent(c*per + i)
 			}
 			<-start
 			out, err := s.Append(ctx, evs)
@@ -215,12 +215,12 @@ func TestPostgresStoreGroupCommit(t *testing.T) {
 func TestPostgresStoreGroupFailure(t *testing.T) {
 	t.Parallel()
 	s := newPgStore(t, pgtest.NewPool(t), nil)
-	bad := testEvent(2)
+	bad := storeEvent(2)
 	bad.Topic = "\x00" // what Append would have refused
 	group := []*pgAppendReq{
-		{ctx: t.Context(), events: []Event{testEvent(1)}, done: make(chan struct{})},
+		{ctx: t.Context(), events: []Event{storeEvent(1)}, done: make(chan struct{})},
 		{ctx: t.Context(), events: []Event{bad}, done: make(chan struct{})},
-		{ctx: t.Context(), events: []Event{testEvent(3)}, done: make(chan struct{})},
+		{ctx: t.Context(), events: []Event{storeEvent(3)}, done: make(chan struct{})},
 	}
 	s.appendGroup(group)
 	for i, r := range group {
@@ -235,7 +235,7 @@ func TestPostgresStoreGroupFailure(t *testing.T) {
 
 	canceled, cancel := context.WithCancel(t.Context())
 	cancel()
-	if _, err := s.Append(canceled, []Event{testEvent(4)}); !errors.Is(err, context.Canceled) {
+	if _, err := s.Append(canceled, []Event{storeEvent(4)}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Append with a canceled context: %v", err)
 	}
 }
@@ -254,7 +254,7 @@ func TestPostgresStoreWakesOtherInstance(t *testing.T) {
 	for i := range cap(lat) {
 		ch := b.Changed(head)
 		start := time.Now()
-		head = mustAppend(t, a, testEvent(i))[0].Position
+		head = mustAppend(t, a, storeEvent(i))[0].Position
 		select {
 		case <-ch:
 			lat = append(lat, time.Since(start))
@@ -287,14 +287,14 @@ func TestPostgresStoreListenerReconnects(t *testing.T) {
 		ended += tag.RowsAffected()
 		time.Sleep(10 * time.Millisecond)
 	}
-	head := mustAppend(t, a, testEvent(1))[0].Position // while b is not listening, perhaps
+	head := mustAppend(t, a, storeEvent(1))[0].Position // while b is not listening, perhaps
 	select {
 	case <-b.Changed(head - 1):
 	case <-time.After(10 * time.Second):
 		t.Fatalf("not woken after the listener's connection ended; log:\n%s", logs.String())
 	}
 	ch := b.Changed(head)
-	mustAppend(t, a, testEvent(2))
+	mustAppend(t, a, storeEvent(2))
 	select {
 	case <-ch:
 	case <-time.After(5 * time.Second):

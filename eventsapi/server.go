@@ -105,6 +105,7 @@ type Server struct {
 	ownsStore bool
 	mux       *http.ServeMux
 	access    *access // keys and tickets (auth.go)
+	hub       *hub    // live subscriptions (subscribe.go)
 
 	ctx    context.Context // cancelled by Close: ends streams and loops
 	cancel context.CancelFunc

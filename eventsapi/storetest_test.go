@@ -117,8 +117,8 @@ func openStore(t *testing.T, k storeKind) (Store, *testClock) {
 	return k.open(t, 1, clock)[0], clock
 }
 
-// testEvent returns an event with every envelope field set from n.
-func testEvent(n int) Event {
+// storeEvent returns an event with every envelope field set from n.
+func storeEvent(n int) Event {
 	s := strconv.Itoa(n)
 	return Event{
 		ID: "ev-" + s, Topic: "billing.InvoiceCreated", Category: "billing", Entity: "Invoice", Action: "Created",
@@ -194,7 +194,7 @@ func testStoreAppendStoresEveryField(t *testing.T, k storeKind) {
 func testStoreAppendDuplicates(t *testing.T, k storeKind) {
 	s, _ := openStore(t, k)
 	ev := func(id, tenant, dedupe string) Event {
-		e := testEvent(0)
+		e := storeEvent(0)
 		e.ID, e.Tenant, e.DedupeKey = id, tenant, dedupe
 		return e
 	}
@@ -269,7 +269,7 @@ func testStoreConcurrentDuplicates(t *testing.T, k storeKind) {
 		wg.Go(func() {
 			evs := make([]Event, ids)
 			for i := range evs {
-				evs[i] = testEvent((i + g) % ids) // each goroutine in another order
+				evs[i] = storeEvent((i + g) % ids) // each goroutine in another order
 				evs[i].DedupeKey = "k" + strconv.Itoa((i+g)%ids)
 			}
 			out, err := stores[g%len(stores)].Append(t.Context(), evs)
@@ -313,7 +313,7 @@ func testStorePositionsIncrease(t *testing.T, k storeKind) {
 	for i := range 30 {
 		evs := make([]Event, 1+i%4)
 		for j := range evs {
-			evs[j] = testEvent(i*10 + j)
+			evs[j] = storeEvent(i*10 + j)
 		}
 		for _, a := range mustAppend(t, s, evs...) {
 			if a.Position <= last {
@@ -494,9 +494,9 @@ func testStoreReadMatchesFilter(t *testing.T, k storeKind) {
 
 func testStoreGet(t *testing.T, k storeKind) {
 	s, _ := openStore(t, k)
-	ev := testEvent(1)
+	ev := storeEvent(1)
 	ev.Tenant = "acme"
-	pos := mustAppend(t, s, ev, testEvent(2))[0].Position
+	pos := mustAppend(t, s, ev, storeEvent(2))[0].Position
 	for _, tenant := range []string{"", "acme"} {
 		got, err := s.Get(t.Context(), tenant, ev.ID)
 		if err != nil || got.Position != pos || got.ID != ev.ID || got.Tenant != "acme" {
@@ -552,7 +552,7 @@ func testStoreLatest(t *testing.T, k storeKind) {
 	}
 	// Reading on from the snapshot's position gives what came after it.
 	_, at, _ := s.Latest(t.Context(), nil)
-	more := mustAppend(t, s, testEvent(1000), testEvent(1001))
+	more := mustAppend(t, s, storeEvent(1000), storeEvent(1001))
 	if got := mustRead(t, s, &ReadRequest{After: at}); !reflect.DeepEqual(positionsOf(got), []int64{more[0].Position, more[1].Position}) {
 		t.Errorf("after the snapshot: %v; want %+v", positionsOf(got), more)
 	}
@@ -567,7 +567,7 @@ func testStoreHeadOldest(t *testing.T, k storeKind) {
 	if o, err := s.Oldest(ctx); o != 0 || err != nil {
 		t.Errorf("empty: Oldest = %d, %v; want 0", o, err)
 	}
-	out := mustAppend(t, s, testEvent(1), testEvent(2), testEvent(3))
+	out := mustAppend(t, s, storeEvent(1), storeEvent(2), storeEvent(3))
 	if h, err := s.Head(ctx); h != out[2].Position || err != nil {
 		t.Errorf("Head = %d, %v; want %d", h, err, out[2].Position)
 	}
@@ -608,7 +608,7 @@ func testStorePruneByAge(t *testing.T, k storeKind) {
 	var pos []int64
 	for hour := range 3 {
 		clock.Set(t0.Add(time.Duration(hour) * time.Hour))
-		for _, a := range mustAppend(t, s, testEvent(hour*10), testEvent(hour*10+1), testEvent(hour*10+2), testEvent(hour*10+3), testEvent(hour*10+4)) {
+		for _, a := range mustAppend(t, s, storeEvent(hour*10), storeEvent(hour*10+1), storeEvent(hour*10+2), storeEvent(hour*10+3), storeEvent(hour*10+4)) {
 			pos = append(pos, a.Position)
 		}
 	}
@@ -636,7 +636,7 @@ func testStoreChanged(t *testing.T, k storeKind) {
 	stores := k.open(t, 2, newTestClock())
 	a, b := stores[0], stores[1]
 	ctx := t.Context()
-	first := mustAppend(t, a, testEvent(1))[0].Position
+	first := mustAppend(t, a, storeEvent(1))[0].Position
 	select {
 	case <-a.Changed(first - 1):
 	case <-time.After(5 * time.Second):
@@ -662,7 +662,7 @@ func testStoreChanged(t *testing.T, k storeKind) {
 		case <-time.After(20 * time.Millisecond):
 		}
 		start := time.Now()
-		next := mustAppend(t, a, testEvent(int(time.Now().UnixNano())))[0].Position
+		next := mustAppend(t, a, storeEvent(int(time.Now().UnixNano())))[0].Position
 		select {
 		case <-ch:
 			t.Logf("woken %s after an append to the first store", time.Since(start))
@@ -679,7 +679,7 @@ func testStoreChanged(t *testing.T, k storeKind) {
 func testStoreClose(t *testing.T, k storeKind) {
 	s, _ := openStore(t, k)
 	ctx := t.Context()
-	mustAppend(t, s, testEvent(1))
+	mustAppend(t, s, storeEvent(1))
 	head, _ := s.Head(ctx)
 	waiting := s.Changed(head)
 	if err := s.Close(); err != nil {
@@ -699,7 +699,7 @@ func testStoreClose(t *testing.T, k storeKind) {
 		t.Error("Changed after Close is not closed")
 	}
 	checks := map[string]error{}
-	_, checks["Append"] = s.Append(ctx, []Event{testEvent(2)})
+	_, checks["Append"] = s.Append(ctx, []Event{storeEvent(2)})
 	_, checks["Read"] = s.Read(ctx, &ReadRequest{})
 	_, checks["Get"] = s.Get(ctx, "", "ev-1")
 	_, _, checks["Latest"] = s.Latest(ctx, nil)
@@ -751,7 +751,7 @@ func testStoreConcurrentAppendsVisibleInOrder(t *testing.T, k storeKind) {
 			for i := 0; more(); i++ {
 				evs := make([]Event, 1+(i+g)%3)
 				for j := range evs {
-					evs[j] = testEvent(0)
+					evs[j] = storeEvent(0)
 					evs[j].ID = fmt.Sprintf("g%d-%d-%d", g, i, j)
 				}
 				out, err := stores[g].Append(ctx, evs)
