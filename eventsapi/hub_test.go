@@ -237,8 +237,12 @@ func (s *gatedStore) Changed(after int64) <-chan struct{} {
 // reads them; a subscriber waiting for them in the ring is told of the gap.
 func TestStreamGapBeforeThePump(t *testing.T) {
 	t.Parallel()
-	st := &gatedStore{Store: newTestStore(t), gate: make(chan struct{})}
-	env := newTestEnv(t, &Config{Store: st}, envOptions{})
+	forEachSubscriptionStore(t, testStreamGapBeforeThePump)
+}
+
+func testStreamGapBeforeThePump(t *testing.T, st Store) {
+	gated := &gatedStore{Store: st, gate: make(chan struct{})}
+	env := newTestEnv(t, &Config{Store: gated}, envOptions{})
 	eventually(t, 10*time.Second, "the pump starts", func() bool { return pumped(env.srv) == 0 })
 	for i := range 10 {
 		appendEvents(t, st, testEvent("billing", "Invoice", "Created", fmt.Sprint(i)))
@@ -250,7 +254,7 @@ func TestStreamGapBeforeThePump(t *testing.T) {
 	if _, err := s.read(); err != nil {
 		t.Fatal(err)
 	}
-	close(st.gate)
+	close(gated.gate)
 	s.notice(codeGap)
 	if got := positions(s.events(3)); !slices.Equal(got, []int64{8, 9, 10}) {
 		t.Errorf("positions %v, want [8 9 10]", got)

@@ -70,12 +70,14 @@ func newPgQueries(schema string) *pgQueries {
 		SELECT position FROM ` + t + ` WHERE position <= $1 ORDER BY position LIMIT $2)`
 	// Deletes from the oldest on, up to the first event received at or
 	// after $1, at most $2 of them: a prefix of the stream, as
-	// MemoryStore's retention does, even when instances' clocks differ.
+	// MemoryStore's retention does, even when instances' clocks differ. It
+	// keeps the newest event, whose position is the head.
 	q.pruneAge = `WITH batch AS MATERIALIZED (
 			SELECT position, received_at FROM ` + t + ` ORDER BY position LIMIT $2),
 		stop AS (SELECT min(position) AS position FROM batch WHERE received_at >= $1)
 		DELETE FROM ` + t + ` WHERE position IN (
-			SELECT position FROM batch WHERE position < coalesce((SELECT position FROM stop), 9223372036854775807))`
+			SELECT position FROM batch WHERE position < coalesce((SELECT position FROM stop), 9223372036854775807)
+				AND position < (SELECT max(position) FROM ` + t + `))`
 	return q
 }
 

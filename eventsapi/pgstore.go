@@ -107,8 +107,9 @@ type PostgresStoreConfig struct {
 // is a duplicate only while its event is held: once retention deleted it,
 // the id may be stored again. Read returns at most 10,000 events a call.
 // When Append fails after its commit was sent (the connection broke), the
-// events may be stored; appending them again answers Duplicate. Head is 0
-// when retention deleted every event.
+// events may be stored; appending them again answers Duplicate. Retention
+// keeps the newest event, even older than the age limit: its position is
+// the head, which must not go back (see Store.Head).
 type PostgresStore struct {
 	pool *pgxpool.Pool
 	cfg  PostgresStoreConfig

@@ -15,7 +15,11 @@ import (
 
 func TestStreamBasic(t *testing.T) {
 	t.Parallel()
-	env := newTestEnv(t, nil, envOptions{})
+	forEachSubscriptionStore(t, testStreamBasic)
+}
+
+func testStreamBasic(t *testing.T, st Store) {
+	env := newTestEnv(t, &Config{Store: st}, envOptions{})
 	appendEvents(t, env.store, testEvent("billing", "Invoice", "Created", "old"))
 
 	s := openStream(t, env, "/api/stream", nil)
@@ -56,7 +60,11 @@ func TestStreamBasic(t *testing.T) {
 
 func TestStreamResume(t *testing.T) {
 	t.Parallel()
-	env := newTestEnv(t, nil, envOptions{})
+	forEachSubscriptionStore(t, testStreamResume)
+}
+
+func testStreamResume(t *testing.T, st Store) {
+	env := newTestEnv(t, &Config{Store: st}, envOptions{})
 	var evs []Event
 	for i := range 5 {
 		evs = append(evs, testEvent("billing", "Invoice", "Created", strconv.Itoa(i)))
@@ -86,7 +94,11 @@ func TestStreamResume(t *testing.T) {
 
 func TestStreamFilter(t *testing.T) {
 	t.Parallel()
-	env := newTestEnv(t, nil, envOptions{})
+	forEachSubscriptionStore(t, testStreamFilter)
+}
+
+func testStreamFilter(t *testing.T, st Store) {
+	env := newTestEnv(t, &Config{Store: st}, envOptions{})
 	s := openStream(t, env, "/api/stream?category=billing,shipping&exclude_action=Deleted", nil)
 	appendEvents(t, env.store,
 		testEvent("billing", "Invoice", "Created", "inv-1"), // 1 in
@@ -165,8 +177,12 @@ func TestStreamHeartbeat(t *testing.T) {
 
 func TestStreamGap(t *testing.T) {
 	t.Parallel()
+	forEachSubscriptionStore(t, testStreamGap)
+}
+
+func testStreamGap(t *testing.T, st Store) {
 	// The ring holds the last 4 events; the store keeps 3 of 10.
-	env := newTestEnv(t, &Config{SubscriberBuffer: 4}, envOptions{})
+	env := newTestEnv(t, &Config{Store: st, SubscriberBuffer: 4}, envOptions{})
 	for i := range 10 {
 		appendEvents(t, env.store, testEvent("billing", "Invoice", "Created", strconv.Itoa(i)))
 	}
@@ -200,14 +216,16 @@ func TestStreamGap(t *testing.T) {
 // events received are every event appended, once each, in order.
 func TestStreamResumeUnderIngest(t *testing.T) {
 	t.Parallel()
-	for _, buffer := range []int{SubscriberBufferDefault, 64} {
-		t.Run(fmt.Sprintf("buffer %d", buffer), func(t *testing.T) {
-			t.Parallel()
-			// A small buffer makes reconnects catch up from the store and
-			// join the ring, and cuts subscribers that fall behind.
-			env := newTestEnv(t, &Config{SubscriberBuffer: buffer}, envOptions{})
-			testResumeUnderIngest(t, env, 100)
-		})
+	for _, st := range subscriptionStores {
+		for _, buffer := range []int{SubscriberBufferDefault, 64} {
+			t.Run(fmt.Sprintf("%s/buffer %d", st.name, buffer), func(t *testing.T) {
+				t.Parallel()
+				// A small buffer makes reconnects catch up from the store and
+				// join the ring, and cuts subscribers that fall behind.
+				env := newTestEnv(t, &Config{Store: st.new(t), SubscriberBuffer: buffer}, envOptions{})
+				testResumeUnderIngest(t, env, 100)
+			})
+		}
 	}
 }
 
@@ -345,7 +363,11 @@ func TestStreamShutdown(t *testing.T) {
 // told it is too slow and disconnected; it resumes from the store.
 func TestStreamSlowConsumer(t *testing.T) {
 	t.Parallel()
-	env := newTestEnv(t, &Config{SubscriberBuffer: 200, WriteTimeout: 30 * time.Second}, envOptions{tinySockets: true})
+	forEachSubscriptionStore(t, testStreamSlowConsumer)
+}
+
+func testStreamSlowConsumer(t *testing.T, st Store) {
+	env := newTestEnv(t, &Config{Store: st, SubscriberBuffer: 200, WriteTimeout: 30 * time.Second}, envOptions{tinySockets: true})
 	s := openStream(t, env, "/api/stream", nil)
 	if _, err := s.read(); err != nil {
 		t.Fatal(err)

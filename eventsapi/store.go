@@ -42,7 +42,9 @@ type Store interface {
 	// repeats nothing of the snapshot.
 	Latest(ctx context.Context, m *Matcher) ([]Event, int64, error)
 	// Head returns the position of the last event visible to readers, 0
-	// when there is none yet.
+	// when there is none yet. It never goes back, even when retention
+	// deletes every event: subscribers resume against it, and a position
+	// beyond the head means the store was reset.
 	Head(ctx context.Context) (int64, error)
 	// Oldest returns the position of the oldest event still held (retention
 	// removes older ones), 0 when the store is empty.

@@ -92,6 +92,7 @@ var storeTests = []struct {
 	{"HeadOldest", testStoreHeadOldest},
 	{"PruneByCount", testStorePruneByCount},
 	{"PruneByAge", testStorePruneByAge},
+	{"HeadAfterPruningAll", testStoreHeadAfterPruningAll},
 	{"Changed", testStoreChanged},
 	{"Close", testStoreClose},
 	{"ConcurrentAppendsVisibleInOrder", testStoreConcurrentAppendsVisibleInOrder},
@@ -629,6 +630,27 @@ func testStorePruneByAge(t *testing.T, k storeKind) {
 	}
 	if o, _ := s.Oldest(ctx); o != pos[12] {
 		t.Errorf("Oldest = %d; want %d", o, pos[12])
+	}
+}
+
+// testStoreHeadAfterPruningAll: retention deleting every event it may does
+// not move the head back, and the next event comes after it.
+func testStoreHeadAfterPruningAll(t *testing.T, k storeKind) {
+	s, clock := openStore(t, k)
+	ctx := t.Context()
+	out := mustAppend(t, s, storeEvent(1), storeEvent(2), storeEvent(3))
+	last := out[2].Position
+	if _, err := s.Prune(ctx, clock.Now().Add(time.Hour), 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := mustRead(t, s, &ReadRequest{}); len(got) > 1 || len(got) == 1 && got[0].Position != last {
+		t.Errorf("after Prune: %v; want nothing, or the newest event", positionsOf(got))
+	}
+	if h, err := s.Head(ctx); h != last || err != nil {
+		t.Errorf("Head = %d, %v; want %d", h, err, last)
+	}
+	if next := mustAppend(t, s, storeEvent(4)); next[0].Position <= last {
+		t.Errorf("next event at %d; want after %d", next[0].Position, last)
 	}
 }
 

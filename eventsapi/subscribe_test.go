@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/txoutbox/txoutbox/internal/pgtest"
 )
 
 // newTestStore returns the store subscription tests run on. Tests use only
@@ -26,6 +28,35 @@ import (
 func newTestStore(t testing.TB) Store {
 	t.Helper()
 	return newTestMemoryStore(t, nil)
+}
+
+// newTestPostgresStore returns a PostgresStore on a fresh database.
+func newTestPostgresStore(t testing.TB) Store {
+	t.Helper()
+	return newPgStore(t, pgtest.NewPool(t), nil)
+}
+
+// subscriptionStores are the stores the main subscription tests run on, each
+// test on a fresh one: the hub relies only on the Store interface, and each
+// store keeps its rules (positions visible in order, Changed) in its own way.
+var subscriptionStores = []struct {
+	name string
+	new  func(t testing.TB) Store
+}{
+	{"memory", newTestStore},
+	{"postgres", newTestPostgresStore},
+}
+
+// forEachSubscriptionStore runs test as a parallel subtest per store of
+// subscriptionStores.
+func forEachSubscriptionStore(t *testing.T, test func(t *testing.T, st Store)) {
+	t.Helper()
+	for _, st := range subscriptionStores {
+		t.Run(st.name, func(t *testing.T) {
+			t.Parallel()
+			test(t, st.new(t))
+		})
+	}
 }
 
 func newTestMemoryStore(t testing.TB, cfg *MemoryStoreConfig) Store {
@@ -334,7 +365,11 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 // asks for.
 func TestTenantIsolation(t *testing.T) {
 	t.Parallel()
-	env := newTestEnv(t, nil, envOptions{as: &Principal{Name: "acme-key", Tenant: "acme"}})
+	forEachSubscriptionStore(t, testTenantIsolation)
+}
+
+func testTenantIsolation(t *testing.T, st Store) {
+	env := newTestEnv(t, &Config{Store: st}, envOptions{as: &Principal{Name: "acme-key", Tenant: "acme"}})
 	mk := func(tenant, key string) Event {
 		ev := testEvent("billing", "Invoice", "Created", key)
 		ev.Tenant = tenant

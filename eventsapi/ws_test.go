@@ -177,7 +177,11 @@ func (c *wsClient) expectClose(status websocket.StatusCode) error {
 
 func TestWSSession(t *testing.T) {
 	t.Parallel()
-	env := newTestEnv(t, nil, envOptions{})
+	forEachSubscriptionStore(t, testWSSession)
+}
+
+func testWSSession(t *testing.T, st Store) {
+	env := newTestEnv(t, &Config{Store: st}, envOptions{})
 	appendEvents(t, env.store, testEvent("billing", "Invoice", "Created", "a"), testEvent("billing", "Invoice", "Created", "b"))
 
 	c := dialWS(t, env)
@@ -239,7 +243,11 @@ func TestWSSession(t *testing.T) {
 
 func TestWSSubscriptions(t *testing.T) {
 	t.Parallel()
-	env := newTestEnv(t, nil, envOptions{})
+	forEachSubscriptionStore(t, testWSSubscriptions)
+}
+
+func testWSSubscriptions(t *testing.T, st Store) {
+	env := newTestEnv(t, &Config{Store: st}, envOptions{})
 	c := dialWS(t, env)
 	c.start()
 	c.subscribe("a", []Selector{{Category: []string{"billing"}}}, nil)
@@ -405,7 +413,11 @@ func TestWSShutdown(t *testing.T) {
 // stops at that position and the stream after it starts there.
 func TestWSState(t *testing.T) {
 	t.Parallel()
-	env := newTestEnv(t, nil, envOptions{})
+	forEachSubscriptionStore(t, testWSState)
+}
+
+func testWSState(t *testing.T, st Store) {
+	env := newTestEnv(t, &Config{Store: st}, envOptions{})
 	for i := range 20 {
 		appendEvents(t, env.store, testEvent("billing", "Invoice", "Created", fmt.Sprint("inv-", i)))
 	}
@@ -502,7 +514,11 @@ func TestWSState(t *testing.T) {
 // told it is too slow and closed; resuming the session catches up.
 func TestWSSlowConsumer(t *testing.T) {
 	t.Parallel()
-	env := newTestEnv(t, &Config{SubscriberBuffer: 200, WriteTimeout: 30 * time.Second}, envOptions{tinySockets: true})
+	forEachSubscriptionStore(t, testWSSlowConsumer)
+}
+
+func testWSSlowConsumer(t *testing.T, st Store) {
+	env := newTestEnv(t, &Config{Store: st, SubscriberBuffer: 200, WriteTimeout: 30 * time.Second}, envOptions{tinySockets: true})
 	c := dialWS(t, env)
 	id := c.start()
 	c.subscribe("all", nil, nil)
