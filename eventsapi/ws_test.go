@@ -42,8 +42,19 @@ func dialWS(t testing.TB, env *testEnv) *wsClient {
 
 func tryWS(t testing.TB, env *testEnv) (*wsClient, *http.Response, error) {
 	t.Helper()
+	return tryWSWith(t, env.url, env.client, "", nil)
+}
+
+// tryWSWith dials /api/ws of the server at base with the query (without
+// its "?") and header given.
+func tryWSWith(t testing.TB, base string, client *http.Client, query string, header http.Header) (*wsClient, *http.Response, error) {
+	t.Helper()
+	u := "ws" + strings.TrimPrefix(base, "http") + "/api/ws"
+	if query != "" {
+		u += "?" + query
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	conn, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(env.url, "http")+"/api/ws", &websocket.DialOptions{HTTPClient: env.client})
+	conn, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: client, HTTPHeader: header})
 	if err != nil {
 		cancel()
 		return nil, resp, err
