@@ -252,3 +252,28 @@ func getWithQuery(t testing.TB, env *testEnv, path string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// TestCloudEventsTopicParts: CloudEvents carry only the topic's name; the
+// server stores its parts too (category, entity, action), with or without
+// a topic catalog, so that filters on them select such events as they do
+// bc-events ones.
+func TestCloudEventsTopicParts(t *testing.T) {
+	t.Parallel()
+	env := newTestEnv(t, &Config{Keys: e2eKeys(t)}, envOptions{})
+	s := openStream(t, env, "/api/stream?entity=LineItem", bearer(e2eWatch))
+	ev := testEvent("billing", "LineItem", "Created", "li-1")
+	foreign := testEvent("x", "Y", "Z", "f-1")
+	foreign.Topic = "com.example.order.created" // not a txoutbox topic name: no parts
+	postEvents(t, env.client, env.url, e2eIngest, foreign, ev)
+	got := s.events(1)[0]
+	if got.ID != ev.ID || got.Category != "billing" || got.Entity != "LineItem" || got.Action != "Created" {
+		t.Errorf("stream: %s %q %q %q, want %s billing LineItem Created", got.ID, got.Category, got.Entity, got.Action, ev.ID)
+	}
+	stored, err := env.store.Get(t.Context(), "", foreign.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stored.Topic != foreign.Topic || stored.Category != "" || stored.Entity != "" || stored.Action != "" {
+		t.Errorf("foreign topic stored as %q %q %q %q", stored.Topic, stored.Category, stored.Entity, stored.Action)
+	}
+}

@@ -29,8 +29,12 @@ const (
 // Check validates an event and completes it: the envelope limits, the actor
 // type, and with a registry the topic (named exactly), the actor id and the
 // data's schema. It sets the topic's parts when the format carries only its
-// name, and the key when the format did not carry one.
+// name (from the registry, or else from the name when it follows the naming
+// rule), and the key when the format did not carry one.
 func Check(reg *topics.Registry, ev *wire.Event) error {
+	if ev.Category == "" {
+		ev.Category, ev.Entity, ev.Action, _ = wire.SplitTopic(ev.Topic)
+	}
 	for _, f := range []struct {
 		name string
 		v    string

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -62,6 +63,22 @@ type Event struct {
 	// the same key takes this one as a duplicate.
 	DedupeKey string
 	Time      time.Time
+}
+
+// topicNameRE splits a topic name into its parts: the action is the last
+// capitalised word (the naming rule of topic_definitions.yaml: category
+// ^[a-z]+$, entity ^([A-Z][a-z]+)+$, action ^[A-Z][a-z]+$).
+var topicNameRE = regexp.MustCompile(`^([a-z]+)\.((?:[A-Z][a-z]+)+)([A-Z][a-z]+)$`)
+
+// SplitTopic returns the parts of a topic name built by TopicName:
+// billing.LineItemCreated is billing, LineItem, Created. A name that does
+// not follow the naming rule has no parts (ok false).
+func SplitTopic(topic string) (category, entity, action string, ok bool) {
+	m := topicNameRE.FindStringSubmatch(topic)
+	if m == nil {
+		return "", "", "", false
+	}
+	return m[1], m[2], m[3], true
 }
 
 // ErrInvalidEvent is wrapped by every error that reports an event missing a

@@ -84,6 +84,30 @@ func TestParseFormat(t *testing.T) {
 	}
 }
 
+func TestSplitTopic(t *testing.T) {
+	t.Parallel()
+	tests := []struct{ topic, category, entity, action string }{
+		{"billing.InvoiceCreated", "billing", "Invoice", "Created"},
+		{"billing.LineItemCreated", "billing", "LineItem", "Created"},
+		{"shipping.ParcelSent", "shipping", "Parcel", "Sent"},
+		{"com.example.order.created", "", "", ""},
+		{"billing.Invoice", "", "", ""},
+		{"billing.invoiceCreated", "", "", ""},
+		{"Billing.InvoiceCreated", "", "", ""},
+		{"billing.InvoiceCreated2", "", "", ""},
+		{"", "", "", ""},
+	}
+	for _, tt := range tests {
+		c, e, a, ok := wire.SplitTopic(tt.topic)
+		if c != tt.category || e != tt.entity || a != tt.action || ok != (tt.category != "") {
+			t.Errorf("SplitTopic(%q) = %q %q %q %v; want %q %q %q", tt.topic, c, e, a, ok, tt.category, tt.entity, tt.action)
+		}
+		if ok && wire.TopicName(c, e, a) != tt.topic {
+			t.Errorf("TopicName(SplitTopic(%q)) = %q", tt.topic, wire.TopicName(c, e, a))
+		}
+	}
+}
+
 // FromOutbox carries the envelope over, trusting the data.
 func TestFromOutbox(t *testing.T) {
 	t.Parallel()
