@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/txoutbox/txoutbox/eventsapi"
@@ -37,7 +38,8 @@ const (
 
 // Handler handles one event. An error makes the listener reconnect, after a
 // backoff, from the last event a handler finished, so the event comes
-// again.
+// again. Its context ends when Run's does; the time it takes is not taken
+// for silence of the stream (IdleTimeout).
 type Handler func(ctx context.Context, ev *eventsapi.Event) error
 
 // Config configures a Listener.
@@ -52,17 +54,19 @@ type Config struct {
 	// Token is sent as "Authorization: Bearer <Token>" when not empty. It
 	// is never logged.
 	Token string
-	// After is the position to start after: the last position a previous
-	// run finished (see Listener.Position). Zero starts at the newest event.
+	// After is the position to start after: where a previous run got to
+	// (see Listener.Position). Zero starts at the newest event.
 	After int64
 	// HTTPClient makes the requests. It must not set a Timeout, which would
 	// cut the stream: the listener watches the stream with IdleTimeout.
 	// Defaults to a client of its own.
 	HTTPClient *http.Client
 	// BackoffBase and BackoffMax bound the wait before a reconnection:
-	// random in [0, min(BackoffMax, BackoffBase·2^attempt)] ("full
-	// jitter"), attempt counting the failures in a row. Default to
-	// BackoffBaseDefault and BackoffMaxDefault.
+	// random in [0, min(BackoffMax, base·2^attempt)] ("full jitter"), base
+	// being BackoffBase or the server's retry hint (the stream's "retry:"
+	// field, 2 s from this server) when larger, and attempt counting the
+	// failures in a row (a connection that delivered an event resets it).
+	// Default to BackoffBaseDefault and BackoffMaxDefault.
 	BackoffBase, BackoffMax time.Duration
 	// IdleTimeout: see IdleTimeoutDefault.
 	IdleTimeout time.Duration
@@ -85,6 +89,14 @@ type Config struct {
 // exactly once within one Listener's life (ids seen recently are dropped).
 // Save Position where the handler's effects are saved, in the same
 // transaction, to make restarts exact too.
+//
+// What the server no longer holds cannot reach the handler: when the
+// position resumed from is older than the oldest event the server keeps
+// (retention removed the ones after it), or beyond its newest (a
+// development server restarted with an empty store), the server says so in
+// a gap notice, which the listener logs as a warning, and the stream goes
+// on from the oldest event held. After a reset, positions start over and
+// the listener follows them.
 type Listener struct {
 	cfg     Config
 	handler Handler
@@ -93,9 +105,12 @@ type Listener struct {
 
 	mu       sync.Mutex
 	position int64
-	seen     map[string]struct{}
-	ring     []string
-	ringI    int
+	// known: position is where to resume, even 0 (a stream opened on an
+	// empty store); not known, the stream starts at the newest event.
+	known bool
+	seen  map[string]struct{}
+	ring  []string
+	ringI int
 }
 
 // New returns a Listener. Call Run to start it.
@@ -141,6 +156,7 @@ func New(cfg *Config, h Handler) (*Listener, error) {
 		query:    filterQuery(c.Filter),
 		stream:   stream,
 		position: c.After,
+		known:    c.After > 0,
 		seen:     make(map[string]struct{}, c.DedupeWindow),
 		ring:     make([]string, c.DedupeWindow),
 	}, nil
@@ -178,8 +194,11 @@ func filterQuery(f eventsapi.Filter) url.Values {
 	return q
 }
 
-// Position returns the position of the last event a handler finished: the
-// place to start the next run from (Config.After).
+// Position returns where the stream was handled up to: the position of the
+// last event a handler finished, or a later one when the server said the
+// events up to it are not for this listener (the filter passed over them)
+// or that its stream starts there. It is the place to start the next run
+// from (Config.After).
 func (l *Listener) Position() int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -227,7 +246,7 @@ func (l *Listener) Run(ctx context.Context) error {
 		if got {
 			failures = 0
 		}
-		wait := max(fullJitter(l.cfg.BackoffBase, l.cfg.BackoffMax, failures), min(retry, l.cfg.BackoffMax))
+		wait := l.backoff(failures, retry)
 		failures++
 		l.cfg.Logger.Warn("events listener: stream ended; reconnecting", "error", err, "after", wait.Round(time.Millisecond), "position", l.Position())
 		t := time.NewTimer(wait)
@@ -238,6 +257,12 @@ func (l *Listener) Run(ctx context.Context) error {
 		case <-t.C:
 		}
 	}
+}
+
+// backoff returns the wait before a reconnection after failures failures
+// in a row, the server's retry hint being retry (see Config.BackoffBase).
+func (l *Listener) backoff(failures int, retry time.Duration) time.Duration {
+	return fullJitter(max(l.cfg.BackoffBase, retry), l.cfg.BackoffMax, failures)
 }
 
 // fullJitter is a random wait in [0, min(maxWait, base·2^attempt)].
@@ -259,8 +284,10 @@ func (l *Listener) follow(ctx context.Context, retry *time.Duration) (bool, erro
 	for k, v := range l.query {
 		q[k] = v
 	}
-	pos := l.Position()
-	if pos > 0 {
+	l.mu.Lock()
+	pos, known := l.position, l.known
+	l.mu.Unlock()
+	if known {
 		q.Set("last_event_id", strconv.FormatInt(pos, 10))
 	}
 	u.RawQuery = q.Encode()
@@ -269,7 +296,7 @@ func (l *Listener) follow(ctx context.Context, retry *time.Duration) (bool, erro
 		return false, err
 	}
 	req.Header.Set("Accept", "text/event-stream")
-	if pos > 0 {
+	if known {
 		req.Header.Set("Last-Event-ID", strconv.FormatInt(pos, 10))
 	}
 	if l.cfg.Token != "" {
@@ -288,8 +315,10 @@ func (l *Listener) follow(ctx context.Context, retry *time.Duration) (bool, erro
 	}
 
 	// A watchdog cancels the request when the stream stays silent longer
-	// than IdleTimeout; every message read resets it.
+	// than IdleTimeout; every read resets it, and it waits while a handler
+	// runs (the server is not silent then: the listener is not reading).
 	alive := make(chan struct{}, 1)
+	var handling atomic.Bool
 	go func() {
 		t := time.NewTimer(l.cfg.IdleTimeout)
 		defer t.Stop()
@@ -300,6 +329,10 @@ func (l *Listener) follow(ctx context.Context, retry *time.Duration) (bool, erro
 			case <-alive:
 				t.Reset(l.cfg.IdleTimeout)
 			case <-t.C:
+				if handling.Load() {
+					t.Reset(l.cfg.IdleTimeout)
+					continue
+				}
 				l.cfg.Logger.Warn("events listener: stream silent; reconnecting", "idle", l.cfg.IdleTimeout)
 				cancel()
 				return
@@ -308,7 +341,7 @@ func (l *Listener) follow(ctx context.Context, retry *time.Duration) (bool, erro
 	}()
 	rd := newSSEReader(&aliveReader{r: resp.Body, alive: alive}, MaxEventBytes)
 	got := false
-	for {
+	for opening := true; ; opening = false {
 		m, err := rd.next()
 		if err != nil {
 			if errors.Is(err, io.EOF) {
@@ -319,18 +352,42 @@ func (l *Listener) follow(ctx context.Context, retry *time.Duration) (bool, erro
 		if m.retry > 0 {
 			*retry = time.Duration(m.retry) * time.Millisecond
 		}
-		switch m.event {
-		case "", "message":
-			if len(m.data) == 0 {
-				continue
+		switch {
+		case m.event == "notice":
+			l.notice(m.data)
+		case m.event != "" && m.event != "message":
+			// Not an event of the protocol: passed over.
+		case len(m.data) > 0:
+			handling.Store(true)
+			err := l.deliver(ctx, m.data)
+			handling.Store(false)
+			select {
+			case alive <- struct{}{}:
+			default:
 			}
-			if err := l.deliver(ctx, m.data); err != nil {
+			if err != nil {
 				return got, err
 			}
 			got = true
-		case "notice":
-			l.notice(m.data)
+		case m.id != "":
+			// An id without data: the position the stream starts after (its
+			// opening), or one the filter passed over events up to.
+			if pos, err := strconv.ParseInt(m.id, 10, 64); err == nil && pos >= 0 {
+				l.reached(pos, opening)
+			}
 		}
+	}
+}
+
+// reached records that the stream was handled up to pos: the events up to
+// it were handled or are not for this listener. The position only grows,
+// except at a stream's opening, which is where the server starts the
+// stream: lower than asked after a reset, when positions start over.
+func (l *Listener) reached(pos int64, opening bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if opening || pos > l.position {
+		l.position, l.known = pos, true
 	}
 }
 
@@ -380,7 +437,7 @@ func (l *Listener) deliver(ctx context.Context, data []byte) error {
 		return fmt.Errorf("handler: event %s (position %d): %w", ev.ID, ev.Position, err)
 	}
 	l.mu.Lock()
-	l.position = ev.Position
+	l.position, l.known = ev.Position, true
 	if old := l.ring[l.ringI]; old != "" {
 		delete(l.seen, old)
 	}

@@ -57,19 +57,19 @@ func (s *sseReader) readLine() ([]byte, error) {
 	return bytes.TrimSuffix(line, []byte("\r")), nil
 }
 
-// next returns the next message that carries data or a retry hint.
+// next returns the next message that carries data, an id or a retry hint.
 // Comments (heartbeats) are skipped.
 func (s *sseReader) next() (sseMessage, error) {
 	var m sseMessage
 	var data bytes.Buffer
-	hasData := false
+	hasData, hasID := false, false
 	for {
 		line, err := s.readLine()
 		if err != nil {
 			return m, err
 		}
 		if len(line) == 0 {
-			if hasData || m.retry > 0 {
+			if hasData || hasID || m.retry > 0 {
 				m.data = bytes.TrimSuffix(data.Bytes(), []byte("\n"))
 				return m, nil
 			}
@@ -83,7 +83,7 @@ func (s *sseReader) next() (sseMessage, error) {
 		value = bytes.TrimPrefix(value, []byte(" "))
 		switch string(name) {
 		case "id":
-			m.id = string(value)
+			m.id, hasID = string(value), true
 		case "event":
 			m.event = string(value)
 		case "data":

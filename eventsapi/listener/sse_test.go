@@ -14,7 +14,8 @@ func TestSSEReader(t *testing.T) {
 		"id: 2\r\ndata: line1\r\ndata: line2\r\n\r\n" +
 		"event: notice\ndata: {\"code\":\"gap\"}\n\n" +
 		"data:nospace\n\n" +
-		"id: 3\n\n" + // no data: not a message
+		"id: 3\n: heartbeat\n\n" + // an id alone: the position reached
+		": heartbeat\n\n" + // a comment alone: nothing
 		"data: partial"
 	rd := newSSEReader(strings.NewReader(stream), 1<<10)
 	want := []sseMessage{
@@ -23,6 +24,7 @@ func TestSSEReader(t *testing.T) {
 		{id: "2", data: []byte("line1\nline2")},
 		{event: "notice", data: []byte(`{"code":"gap"}`)},
 		{data: []byte("nospace")},
+		{id: "3"},
 	}
 	for i, w := range want {
 		m, err := rd.next()
