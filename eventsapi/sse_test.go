@@ -60,11 +60,7 @@ func testStreamBasic(t *testing.T, st Store) {
 
 func TestStreamResume(t *testing.T) {
 	t.Parallel()
-	forEachSubscriptionStore(t, testStreamResume)
-}
-
-func testStreamResume(t *testing.T, st Store) {
-	env := newTestEnv(t, &Config{Store: st}, envOptions{})
+	env := newTestEnv(t, nil, envOptions{})
 	var evs []Event
 	for i := range 5 {
 		evs = append(evs, testEvent("billing", "Invoice", "Created", strconv.Itoa(i)))
@@ -94,11 +90,7 @@ func testStreamResume(t *testing.T, st Store) {
 
 func TestStreamFilter(t *testing.T) {
 	t.Parallel()
-	forEachSubscriptionStore(t, testStreamFilter)
-}
-
-func testStreamFilter(t *testing.T, st Store) {
-	env := newTestEnv(t, &Config{Store: st}, envOptions{})
+	env := newTestEnv(t, nil, envOptions{})
 	s := openStream(t, env, "/api/stream?category=billing,shipping&exclude_action=Deleted", nil)
 	appendEvents(t, env.store,
 		testEvent("billing", "Invoice", "Created", "inv-1"), // 1 in
@@ -218,6 +210,9 @@ func TestStreamResumeUnderIngest(t *testing.T) {
 	t.Parallel()
 	for _, st := range subscriptionStores {
 		for _, buffer := range []int{SubscriberBufferDefault, 64} {
+			if st.name != "memory" && buffer != 64 {
+				continue // the store's part is the catch-up, which the small buffer makes
+			}
 			t.Run(fmt.Sprintf("%s/buffer %d", st.name, buffer), func(t *testing.T) {
 				t.Parallel()
 				// A small buffer makes reconnects catch up from the store and

@@ -188,11 +188,7 @@ func (c *wsClient) expectClose(status websocket.StatusCode) error {
 
 func TestWSSession(t *testing.T) {
 	t.Parallel()
-	forEachSubscriptionStore(t, testWSSession)
-}
-
-func testWSSession(t *testing.T, st Store) {
-	env := newTestEnv(t, &Config{Store: st}, envOptions{})
+	env := newTestEnv(t, nil, envOptions{})
 	appendEvents(t, env.store, testEvent("billing", "Invoice", "Created", "a"), testEvent("billing", "Invoice", "Created", "b"))
 
 	c := dialWS(t, env)
@@ -254,11 +250,7 @@ func testWSSession(t *testing.T, st Store) {
 
 func TestWSSubscriptions(t *testing.T) {
 	t.Parallel()
-	forEachSubscriptionStore(t, testWSSubscriptions)
-}
-
-func testWSSubscriptions(t *testing.T, st Store) {
-	env := newTestEnv(t, &Config{Store: st}, envOptions{})
+	env := newTestEnv(t, nil, envOptions{})
 	c := dialWS(t, env)
 	c.start()
 	c.subscribe("a", []Selector{{Category: []string{"billing"}}}, nil)

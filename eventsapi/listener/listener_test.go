@@ -87,7 +87,7 @@ func TestListenerResumesAcrossDroppedConnections(t *testing.T) {
 							return
 						}
 						ingested.Add(int64(len(batch)))
-						time.Sleep(time.Duration(1+rand.IntN(5)) * time.Millisecond)
+						time.Sleep(time.Duration(2+rand.IntN(8)) * time.Millisecond)
 					}
 				})
 			}
