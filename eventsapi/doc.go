@@ -15,6 +15,12 @@
 // The routes, the query parameters, the SSE stream and the WebSocket
 // protocol are documented in one place, PROTOCOL.md beside this file.
 //
+// GET / is a live page: the events as they arrive, filtered as its URL
+// says (/?topic=billing.*&tenant=acme), and the rejections (posts or
+// events the ingest routes refused) as red rows. "txoutbox sink" runs the
+// server on a MemoryStore in development mode, with that page, for
+// development and the demo.
+//
 // # Positions
 //
 // Every stored event gets a position, and a subscriber resumes from the
