@@ -52,6 +52,7 @@ kept in Postgres) run "txoutbox serve". SIGINT or SIGTERM stops it.`
 const sinkExamples = `  txoutbox sink                                    # then: txoutbox relay --sink http://127.0.0.1:8642 ...
   txoutbox sink --addr 127.0.0.1:9000 --topics config/topic_definitions.yaml --jsonl events.jsonl
   txoutbox sink --fail-first 5 --fail-status 429   # watch the relay back off and retry
+  open 'http://127.0.0.1:8642/?topic=billing.*&exclude_action=Deleted'   # the live page, filtered
   TXOUTBOX_ADDR=127.0.0.1:9000 txoutbox sink --quiet`
 
 // Defaults of txoutbox sink.
