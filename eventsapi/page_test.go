@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/txoutbox/txoutbox/internal/wire"
 )
@@ -338,18 +339,26 @@ func TestStreamRejections(t *testing.T) {
 			t.Fatalf("rejection %d on opening: %+v, %v", i, m, err)
 		}
 	}
-	// Then new ones, and the events (the tenant-bound stream gets only its
-	// tenant's events).
-	if status, _ := pagePost(t, env, "/", relaySecret, wire.ContentTypeCloudEventBatch, badActorEvents(1)); status != http.StatusUnprocessableEntity {
+	// Then new ones, more than a batch at once, without waiting for an
+	// event or a heartbeat; then the events (the tenant-bound stream gets
+	// only its tenant's events).
+	const burst = 3 * deliverBatch / 2
+	if status, _ := pagePost(t, env, "/", relaySecret, wire.ContentTypeCloudEventBatch, badActorEvents(burst)); status != http.StatusUnprocessableEntity {
 		t.Fatal("a bad batch was taken")
+	}
+	start := time.Now()
+	for i := range burst {
+		m, err := admin.next()
+		if err != nil || m.event != "rejected" || !strings.Contains(m.data, fmt.Sprintf(`"seq":%d,`, many+1+i)) {
+			t.Fatalf("admin, new rejection %d: %+v, %v", i, m, err)
+		}
+	}
+	if d := time.Since(start); d > HeartbeatDefault/3 {
+		t.Errorf("%d new rejections took %s to arrive", burst, d)
 	}
 	e := testEvent("billing", "Invoice", "Created", "inv-1")
 	e.Tenant = "acme"
 	appendEvents(t, env.store, e)
-	m, err := admin.next()
-	if err != nil || m.event != "rejected" || !strings.Contains(m.data, fmt.Sprintf(`"seq":%d`, many+1)) {
-		t.Fatalf("admin: %+v, %v; want the new rejection", m, err)
-	}
 	if got := admin.events(1); got[0].ID != e.ID {
 		t.Errorf("admin: %+v", got)
 	}

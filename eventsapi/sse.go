@@ -104,6 +104,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p *Principa
 		rjSeq = max(0, s.rejections.last()-rejectionsOnOpen)
 	}
 	for {
+		rjMore := false // more rejections than a batch are waiting
 		if rejected {
 			var rjs []Rejection
 			rjs, rjWait = s.rejections.since(rjSeq, deliverBatch)
@@ -111,6 +112,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p *Principa
 				sw.rejection(&rjs[i])
 				rjSeq = rjs[i].Seq
 			}
+			rjMore = len(rjs) == deliverBatch
 		}
 		var wait <-chan struct{}
 		var g *gap
@@ -141,7 +143,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p *Principa
 			s.cfg.Logger.Error("events API: stream", "principal", p.Name, "error", err)
 			sw.last(codeUnavailable, "the event store is unavailable; reconnect to resume")
 			return
-		case wait == nil:
+		case wait == nil || rjMore:
 			continue
 		}
 		select {
