@@ -176,9 +176,6 @@ func New(cfg *Config) (*Server, error) {
 // ServeHTTP serves the events API's routes, and GET /api/stats.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// API returns the events API the server runs.
-func (s *Server) API() *eventsapi.Server { return s.api }
-
 // Close ends the open streams and closes the store: later requests are
 // answered 503. Stats still answers.
 func (s *Server) Close() error {
