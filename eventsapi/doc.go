@@ -79,6 +79,12 @@
 // once for every subscriber and keeps a bounded window of recent events in
 // memory, so its memory is bounded whatever the clients do.
 //
+// GET / is a live page: the events as they arrive, filtered as its URL
+// says (/?topic=billing.*&tenant=acme), and the rejections (posts or
+// events the ingest routes refused) as red rows. "txoutbox sink" runs the
+// server on a MemoryStore in development mode, with that page, for
+// development and the demo.
+//
 // # Positions
 //
 // Every stored event gets a position, and a subscriber resumes from the

@@ -51,6 +51,11 @@ type Config struct {
 	// Logger receives rejections, cut-off subscribers and store problems.
 	// Keys are never logged. Defaults to slog.Default().
 	Logger *slog.Logger
+	// RejectFunc, when set, is called with the rejections of each post the
+	// ingest routes refused in whole or in part, as they are answered, once
+	// they are logged and kept (Server.Rejections). It must be quick: the
+	// answer waits for it. Development tools count them with it.
+	RejectFunc func([]Rejection)
 	// MaxBodyBytes bounds an ingest request body. Defaults to
 	// MaxBodyBytesDefault.
 	MaxBodyBytes int64
@@ -101,11 +106,12 @@ func (c *Config) validate() error {
 // Server is the events API: an http.Handler serving the routes of the
 // package doc, over a Store. It is safe for concurrent use.
 type Server struct {
-	cfg       Config
-	ownsStore bool
-	mux       *http.ServeMux
-	access    *access // keys and tickets (auth.go)
-	hub       *hub    // live subscriptions (subscribe.go)
+	cfg        Config
+	ownsStore  bool
+	mux        *http.ServeMux
+	access     *access     // keys and tickets (auth.go)
+	hub        *hub        // live subscriptions (subscribe.go)
+	rejections *rejections // the last ones, for the live page (rejections.go)
 
 	ctx    context.Context // cancelled by Close: ends streams and loops
 	cancel context.CancelFunc
@@ -124,7 +130,7 @@ func New(cfg *Config) (*Server, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: c, mux: http.NewServeMux()}
+	s := &Server{cfg: c, mux: http.NewServeMux(), rejections: newRejections()}
 	if s.cfg.Store == nil {
 		st, err := NewMemoryStore(nil)
 		if err != nil {
@@ -159,6 +165,7 @@ func New(cfg *Config) (*Server, error) {
 	s.routeIngest()
 	s.routeQuery()
 	s.routeSubscribe()
+	s.routePage()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 
 	if s.cfg.MaxAge > 0 || s.cfg.MaxEvents > 0 {
