@@ -48,6 +48,11 @@ type Config struct {
 	// development mode: it answers only requests from loopback addresses,
 	// with every right and every tenant.
 	Keys *Keys
+	// Development says that running without Keys is intended, as for a
+	// local development server: the start-up line about development mode is
+	// then logged at level Info, not as the loud warning an accidental
+	// keyless server gets. It cannot be combined with Keys.
+	Development bool
 	// Logger receives rejections, cut-off subscribers and store problems.
 	// Keys are never logged. Defaults to slog.Default().
 	Logger *slog.Logger
@@ -83,6 +88,8 @@ type Config struct {
 
 func (c *Config) validate() error {
 	switch {
+	case c.Development && c.Keys != nil:
+		return fmt.Errorf("%w: eventsapi.Config.Development: a development server has no Keys", ErrInvalidConfig)
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("%w: eventsapi.Config.MaxBodyBytes: %d is negative", ErrInvalidConfig, c.MaxBodyBytes)
 	case c.MaxSubscribers < 0:

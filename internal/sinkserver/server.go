@@ -157,6 +157,7 @@ func New(cfg *Config) (*Server, error) {
 		Logger:       c.Logger,
 		MaxBodyBytes: c.MaxBodyBytes,
 		RejectFunc:   s.rejected,
+		Development:  true,
 	})
 	if err != nil {
 		_ = store.Close()
