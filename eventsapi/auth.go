@@ -418,7 +418,10 @@ func (s *Server) routeAccess() {
 		live:   make(map[[sha256.Size]byte]ticket),
 		perKey: make(map[string]int),
 	}
-	if s.cfg.Keys == nil {
+	switch {
+	case s.cfg.Keys == nil && s.cfg.Development:
+		s.cfg.Logger.Info("events API: development mode: serving loopback requests only, with every right over every tenant")
+	case s.cfg.Keys == nil:
 		s.cfg.Logger.Warn("events API: NO API KEYS CONFIGURED: development mode, serving loopback requests only, with every right over every tenant; configure keys before serving anyone else")
 	}
 	for _, w := range s.cfg.Keys.warningsOrNil() {

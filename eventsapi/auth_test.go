@@ -270,3 +270,22 @@ func TestSecretsNeverLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestDevelopmentIntended: a server made keyless on purpose says so at
+// level Info, not with the warning an accidental one gets, and Development
+// with Keys is a config error.
+func TestDevelopmentIntended(t *testing.T) {
+	t.Parallel()
+	logger, log := testlog.New()
+	srv, err := eventsapi.New(&eventsapi.Config{Development: true, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if s := log.String(); !strings.Contains(s, `"level":"INFO"`) || !strings.Contains(s, "development mode") || strings.Contains(s, "NO API KEYS") {
+		t.Errorf("intended development mode logged:\n%s", s)
+	}
+	if _, err := eventsapi.New(&eventsapi.Config{Development: true, Keys: testKeys(t)}); !errors.Is(err, eventsapi.ErrInvalidConfig) {
+		t.Errorf("Development with Keys: %v, want ErrInvalidConfig", err)
+	}
+}

@@ -2,18 +2,88 @@
 // consumers subscribe to. It stores what it ingests, gives every event a
 // stream position, and serves the events back: a query API, live
 // subscriptions over server-sent events and WebSocket that resume where a
-// dropped connection left off, per-tenant access, and a live page.
-//
-// It is an http.Handler, to mount in a service or run with
-// "txoutbox serve":
-//
-//	store, _ := eventsapi.NewMemoryStore(nil) // or a PostgresStore
-//	srv, _ := eventsapi.New(&eventsapi.Config{Store: store, Registry: reg})
-//	defer srv.Close()
-//	http.ListenAndServe("127.0.0.1:8642", srv)
+// dropped connection left off, and per-tenant access.
 //
 // The routes, the query parameters, the SSE stream and the WebSocket
-// protocol are documented in one place, PROTOCOL.md beside this file.
+// protocol are specified in one place, PROTOCOL.md beside this file. This
+// doc is the tutorial.
+//
+// # Serve
+//
+// A Server is an http.Handler over a Store. For development, the zero
+// Config is enough: events in memory, no topic catalog, and development
+// access — every right, but only for requests from this machine:
+//
+//	srv, err := eventsapi.New(nil)
+//	if err != nil {
+//		return err
+//	}
+//	defer srv.Close() // ends the open streams; do it before http.Server.Shutdown
+//	return http.ListenAndServe("127.0.0.1:8642", srv)
+//
+// In production, keep events in Postgres (see the PostgreSQL section),
+// check them against the topic catalog, and give callers keys:
+//
+//	keys, err := eventsapi.LoadKeys("keys.yaml")
+//	...
+//	srv, err := eventsapi.New(&eventsapi.Config{
+//		Store:    store,    // a *PostgresStore
+//		Registry: registry, // topics.Load("topic_definitions.yaml")
+//		Keys:     keys,
+//		MaxAge:   7 * 24 * time.Hour,
+//	})
+//
+// "txoutbox serve" is this, as a command.
+//
+// # Ingest
+//
+// Point the relay at the server: "txoutbox relay --sink
+// http://host:8642 --format cloudevents" (or briteevents) with a key that
+// holds the ingest right (--bearer-token-file). The server takes exactly
+// what the relay sends in either format, refuses what the topic catalog
+// refuses (422: the relay dead-letters it), and stores an event once
+// however often it is sent: by event id, and by tenant and dedupe key.
+//
+// # Query
+//
+// GET /api/events returns stored events, filtered and paged by position:
+//
+//	GET /api/events?topic=billing.*&key=inv-1&order=desc&limit=50
+//	→ {"events": [...], "next": "1234"}   (pass next back as before=)
+//
+// # Subscribe
+//
+// A browser subscribes with EventSource, which resumes by itself after a
+// dropped connection (it sends Last-Event-ID, the last position it got):
+//
+//	const es = new EventSource("/api/stream?topic=billing.*");
+//	es.onmessage = (m) => show(JSON.parse(m.data));
+//
+// With keys configured, the page first trades its key for a one-stream
+// ticket (POST /api/tickets) and opens /api/stream?ticket=…; keys never go
+// in URLs.
+//
+// A Go service uses package listener, which reconnects with backoff and
+// resumes after the last event its handler finished. Other clients use the
+// WebSocket protocol: a session that resumes, subscriptions made of include
+// and exclude filters, and a state request — the latest event of every key,
+// then the live stream from exactly that position.
+//
+// Filters are Filter values (Compile checks them): include and exclude
+// Selectors over topic, category, entity, action, key, actor, job id and
+// causation, with "*" wildcards. A key bound to a tenant only ever sees that
+// tenant's events; the server narrows every filter it is given.
+//
+// A subscriber that cannot keep up is told so (a slow_consumer notice) and
+// disconnected; it resumes from the store. The server encodes each event
+// once for every subscriber and keeps a bounded window of recent events in
+// memory, so its memory is bounded whatever the clients do.
+//
+// GET / is a live page: the events as they arrive, filtered as its URL
+// says (/?topic=billing.*&tenant=acme), and the rejections (posts or
+// events the ingest routes refused) as red rows. "txoutbox sink" runs the
+// server on a MemoryStore in development mode, with that page, for
+// development and the demo.
 //
 // # Positions
 //

@@ -17,7 +17,7 @@ func (s *Server) routeIngest() {
 		Registry:     s.cfg.Registry,
 		MaxBodyBytes: s.cfg.MaxBodyBytes,
 		StoreFunc:    s.storePost,
-		RejectFunc:   s.logRejections,
+		RejectFunc:   s.recordRejections,
 	})
 	if err != nil {
 		panic(err) // New applied the defaults ingest.New checks
@@ -92,16 +92,5 @@ func eventFromWire(w *wire.Event, format wire.Format) Event {
 		Format:      string(format),
 		Time:        w.Time,
 		Data:        w.Data,
-	}
-}
-
-// logRejections logs what the ingest routes refused, naming the key.
-func (s *Server) logRejections(ctx context.Context, format wire.Format, rs []ingest.Rejection) {
-	name := ""
-	if p := principalFrom(ctx); p != nil {
-		name = p.Name
-	}
-	for i := range rs {
-		s.cfg.Logger.Warn("events API: rejected", append([]any{"key", name, "format", format}, rs[i].LogAttrs()...)...)
 	}
 }

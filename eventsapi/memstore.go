@@ -29,13 +29,21 @@ type MemoryStoreConfig struct {
 	DedupeWindow int
 	// Now returns the time; defaults to time.Now.
 	Now func() time.Time
+	// AppendedFunc, when set, is called by every Append that stored events
+	// or found duplicates, with the stored copies (Position, ReceivedAt and
+	// Time set) and the number of duplicates. It is called under the
+	// store's lock, so in position order: it must be quick and must not
+	// call the store. Development tools (txoutbox sink) print and count
+	// what arrives with it. Defaults to nil.
+	AppendedFunc func(stored []Event, duplicates int)
 }
 
 // MemoryStore is a Store in memory, bounded: it holds the last Capacity
 // events. It is what the development server (txoutbox sink) runs on, and
 // what tests use when the store is not what they test.
 type MemoryStore struct {
-	now func() time.Time
+	now      func() time.Time
+	appended func([]Event, int)
 
 	mu     sync.Mutex
 	ring   []Event // ring[(pos-1)%len] holds pos, for oldest <= pos < next
@@ -75,15 +83,16 @@ func NewMemoryStore(cfg *MemoryStoreConfig) (*MemoryStore, error) {
 	ready := make(chan struct{})
 	close(ready)
 	return &MemoryStore{
-		now:    c.Now,
-		ring:   make([]Event, c.Capacity),
-		oldest: 1,
-		next:   1,
-		ids:    make(map[string]int64, min(c.DedupeWindow, 1<<16)),
-		dedupe: make(map[string]int64),
-		window: make([]dedupeEntry, c.DedupeWindow),
-		notify: make(chan struct{}),
-		ready:  ready,
+		now:      c.Now,
+		appended: c.AppendedFunc,
+		ring:     make([]Event, c.Capacity),
+		oldest:   1,
+		next:     1,
+		ids:      make(map[string]int64, min(c.DedupeWindow, 1<<16)),
+		dedupe:   make(map[string]int64),
+		window:   make([]dedupeEntry, c.DedupeWindow),
+		notify:   make(chan struct{}),
+		ready:    ready,
 	}, nil
 }
 
@@ -102,10 +111,13 @@ func (s *MemoryStore) Append(ctx context.Context, events []Event) ([]Appended, e
 		return nil, ErrClosed
 	}
 	stored := false
+	var copies []Event // for s.appended
+	dups := 0
 	for i := range events {
 		ev := events[i]
 		if pos, ok := s.ids[ev.ID]; ok {
 			out[i] = Appended{Position: pos, Duplicate: true}
+			dups++
 			continue
 		}
 		var dk string
@@ -113,6 +125,7 @@ func (s *MemoryStore) Append(ctx context.Context, events []Event) ([]Appended, e
 			dk = dedupeID(ev.Tenant, ev.DedupeKey)
 			if pos, ok := s.dedupe[dk]; ok {
 				out[i] = Appended{Position: pos, Duplicate: true}
+				dups++
 				continue
 			}
 		}
@@ -141,10 +154,16 @@ func (s *MemoryStore) Append(ctx context.Context, events []Event) ([]Appended, e
 		}
 		out[i] = Appended{Position: ev.Position}
 		stored = true
+		if s.appended != nil {
+			copies = append(copies, ev)
+		}
 	}
 	if stored {
 		close(s.notify)
 		s.notify = make(chan struct{})
+	}
+	if s.appended != nil && (stored || dups > 0) {
+		s.appended(copies, dups)
 	}
 	return out, nil
 }

@@ -48,9 +48,19 @@ type Config struct {
 	// development mode: it answers only requests from loopback addresses,
 	// with every right and every tenant.
 	Keys *Keys
+	// Development says that running without Keys is intended, as for a
+	// local development server: the start-up line about development mode is
+	// then logged at level Info, not as the loud warning an accidental
+	// keyless server gets. It cannot be combined with Keys.
+	Development bool
 	// Logger receives rejections, cut-off subscribers and store problems.
 	// Keys are never logged. Defaults to slog.Default().
 	Logger *slog.Logger
+	// RejectFunc, when set, is called with the rejections of each post the
+	// ingest routes refused in whole or in part, as they are answered, once
+	// they are logged and kept (Server.Rejections). It must be quick: the
+	// answer waits for it. Development tools count them with it.
+	RejectFunc func([]Rejection)
 	// MaxBodyBytes bounds an ingest request body. Defaults to
 	// MaxBodyBytesDefault.
 	MaxBodyBytes int64
@@ -78,6 +88,8 @@ type Config struct {
 
 func (c *Config) validate() error {
 	switch {
+	case c.Development && c.Keys != nil:
+		return fmt.Errorf("%w: eventsapi.Config.Development: a development server has no Keys", ErrInvalidConfig)
 	case c.MaxBodyBytes < 0:
 		return fmt.Errorf("%w: eventsapi.Config.MaxBodyBytes: %d is negative", ErrInvalidConfig, c.MaxBodyBytes)
 	case c.MaxSubscribers < 0:
@@ -101,11 +113,12 @@ func (c *Config) validate() error {
 // Server is the events API: an http.Handler serving the routes of the
 // package doc, over a Store. It is safe for concurrent use.
 type Server struct {
-	cfg       Config
-	ownsStore bool
-	mux       *http.ServeMux
-	access    *access // keys and tickets (auth.go)
-	hub       *hub    // live subscriptions (subscribe.go)
+	cfg        Config
+	ownsStore  bool
+	mux        *http.ServeMux
+	access     *access     // keys and tickets (auth.go)
+	hub        *hub        // live subscriptions (subscribe.go)
+	rejections *rejections // the last ones, for the live page (rejections.go)
 
 	ctx    context.Context // cancelled by Close: ends streams and loops
 	cancel context.CancelFunc
@@ -124,7 +137,7 @@ func New(cfg *Config) (*Server, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: c, mux: http.NewServeMux()}
+	s := &Server{cfg: c, mux: http.NewServeMux(), rejections: newRejections()}
 	if s.cfg.Store == nil {
 		st, err := NewMemoryStore(nil)
 		if err != nil {
@@ -159,6 +172,7 @@ func New(cfg *Config) (*Server, error) {
 	s.routeIngest()
 	s.routeQuery()
 	s.routeSubscribe()
+	s.routePage()
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
 
 	if s.cfg.MaxAge > 0 || s.cfg.MaxEvents > 0 {

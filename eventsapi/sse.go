@@ -3,6 +3,7 @@ package eventsapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -40,6 +41,17 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p *Principa
 			return
 		}
 		after = &pos
+	}
+	// Rejections go to principals that see every tenant: one may concern
+	// any tenant. A tenant-bound principal asking gets the events alone.
+	var rejected bool
+	if v := q.Get("rejections"); v != "" {
+		want, err := strconv.ParseBool(v)
+		if err != nil {
+			writeSubscribeError(w, http.StatusBadRequest, codeBadRequest, fmt.Sprintf("rejections: %q, want true or false", v))
+			return
+		}
+		rejected = want && p.Tenant == ""
 	}
 	if err := s.hub.acquire(); err != nil {
 		s.admitError(w, err)
@@ -84,7 +96,24 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p *Principa
 	heartbeat := time.NewTicker(s.cfg.Heartbeat)
 	defer heartbeat.Stop()
 	wrote := false // since the last heartbeat tick
+	// The rejections sent so far, and a channel closed when more come (nil,
+	// never closed, when the stream does not carry them).
+	var rjSeq int64
+	var rjWait <-chan struct{}
+	if rejected {
+		rjSeq = max(0, s.rejections.last()-rejectionsOnOpen)
+	}
 	for {
+		rjMore := false // more rejections than a batch are waiting
+		if rejected {
+			var rjs []Rejection
+			rjs, rjWait = s.rejections.since(rjSeq, deliverBatch)
+			for i := range rjs {
+				sw.rejection(&rjs[i])
+				rjSeq = rjs[i].Seq
+			}
+			rjMore = len(rjs) == deliverBatch
+		}
 		var wait <-chan struct{}
 		var g *gap
 		batch, wait, g, err = cur.next(ctx, sel, batch)
@@ -94,7 +123,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p *Principa
 		for _, e := range batch {
 			sw.event(e)
 		}
-		if len(batch) > 0 || g != nil {
+		if len(sw.buf) > 0 || len(batch) > 0 { // events, a gap, rejections
 			if sw.flush() != nil {
 				return
 			}
@@ -114,11 +143,12 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p *Principa
 			s.cfg.Logger.Error("events API: stream", "principal", p.Name, "error", err)
 			sw.last(codeUnavailable, "the event store is unavailable; reconnect to resume")
 			return
-		case wait == nil:
+		case wait == nil || rjMore:
 			continue
 		}
 		select {
 		case <-wait:
+		case <-rjWait:
 		case <-heartbeat.C:
 			if !wrote {
 				sw.heartbeat(cur.pos)
@@ -174,6 +204,15 @@ func (sw *sseWriter) id(pos int64) {
 	sw.buf = strconv.AppendInt(sw.buf, pos, 10)
 	sw.buf = append(sw.buf, '\n')
 	sw.lastID = pos
+}
+
+// rejection adds an "event: rejected", without an id: rejections are not
+// positions of the stream.
+func (sw *sseWriter) rejection(r *Rejection) {
+	b, _ := json.Marshal(r)
+	sw.buf = append(sw.buf, "event: rejected\ndata: "...)
+	sw.buf = append(sw.buf, b...)
+	sw.buf = append(sw.buf, "\n\n"...)
 }
 
 // notice adds an "event: notice".

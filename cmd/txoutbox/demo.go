@@ -22,6 +22,8 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	outboxadmin "github.com/txoutbox/txoutbox/cmd/txoutbox/internal/admin"
+	"github.com/txoutbox/txoutbox/eventsapi"
+	"github.com/txoutbox/txoutbox/eventsapi/listener"
 	"github.com/txoutbox/txoutbox/internal/invoices"
 	"github.com/txoutbox/txoutbox/internal/invoices/api"
 	"github.com/txoutbox/txoutbox/internal/pgtest"
@@ -41,10 +43,13 @@ var demoTopics []byte
 const demoUsage = `
 Run the whole path on this machine and show what arrives: a throwaway
 PostgreSQL (unless --database-url), the example Echo invoices service, an
-embedded relay woken by the outbox client after each flush, and the local
-events API as its sink. The demo drives --requests requests against the
-service, waits until every event published has arrived, prints counts and
-latency, shuts everything down and exits 0 only if nothing was lost.
+embedded relay woken by the outbox client after each flush, the events API
+in memory as its sink (what "txoutbox sink" runs, live page included), and
+a listener (package eventsapi/listener) following the events API's stream
+as a consumer would. The demo drives --requests requests against the
+service, waits until every event published has arrived at the events API
+and at the listener, prints counts and latency, shuts everything down and
+exits 0 only if nothing was lost.
 
 Each request issues, pays or cancels an invoice: one business write and one
 event in one transaction. Latency is measured from the event's publish time
@@ -127,6 +132,11 @@ type demo struct {
 	servers []*http.Server
 	serving sync.WaitGroup
 
+	heard        atomic.Int64 // events the listener handled
+	misordered   atomic.Int64 // of them, at or before the position of the one before
+	listenerDone chan error
+	stopListener context.CancelFunc
+
 	relayDone   chan error
 	stopRelay   context.CancelFunc
 	removeHook  func()
@@ -163,7 +173,11 @@ func (d *demo) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("start the events API: %w", err)
 	}
-	d.printf("  %-9s local events API at %s (live page; %s)\n", "sink", sinkURL, d.flags.format)
+	d.printf("  %-9s the events API in memory (as txoutbox sink) at %s, live page at %s/\n", "sink", sinkURL, sinkURL)
+	if err := d.startListener(ctx, sinkURL); err != nil {
+		return err
+	}
+	d.printf("  %-9s eventsapi/listener following %s/api/stream\n", "listener", sinkURL)
 	serviceURL, err := d.serve(api.New(d.pool, client))
 	if err != nil {
 		return fmt.Errorf("start the service: %w", err)
@@ -172,7 +186,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.startRelay(sinkURL); err != nil {
 		return err
 	}
-	d.printf("  %-9s embedded, woken by the outbox client after each flush\n\n", "relay")
+	d.printf("  %-9s embedded, woken by the outbox client after each flush, posting %s\n\n", "relay", d.flags.format)
 
 	driveStart := time.Now()
 	if err := d.drive(ctx, serviceURL); err != nil {
@@ -180,8 +194,12 @@ func (d *demo) run(ctx context.Context) error {
 	}
 	driven := time.Since(driveStart)
 	published := d.okReqs.Load() // every successful request published one event
-	arrived, waitErr := d.waitDelivered(ctx, published)
+	arrived, waitErr := d.waitFor(ctx, published, "arrived", func() int64 { return d.sink.Stats().Accepted })
 	waited := time.Since(driveStart) - driven
+	heard, err := d.waitFor(ctx, published, "reached the listener", d.heard.Load)
+	if waitErr == nil {
+		waitErr = err
+	}
 	if err := d.stopRelayAndWait(); err != nil && waitErr == nil {
 		waitErr = err
 	}
@@ -196,6 +214,7 @@ func (d *demo) run(ctx context.Context) error {
 	d.printf("  %-18s %d\n", "events published", published)
 	d.printf("  %-18s %d (%d duplicates), all in by %s after the last request\n", "events delivered", arrived, st.Duplicates, waited.Round(time.Millisecond))
 	d.printf("  %-18s %d\n", "left in the outbox", pending)
+	d.printf("  %-18s received %d of %d events, %d out of order or again\n", "listener", heard, published, d.misordered.Load())
 	if n := d.batches.Load(); n > 0 {
 		d.printf("  %-18s %d batches of %.1f events on average, %s each from read to recorded\n", "relay", n,
 			float64(arrived)/float64(n), (time.Duration(d.batchTime.Load()) / time.Duration(n)).Round(10*time.Microsecond))
@@ -215,6 +234,8 @@ func (d *demo) run(ctx context.Context) error {
 		return fmt.Errorf("%d requests failed, the last with: %v", d.failedReqs.Load(), d.lastFailure.Load())
 	case arrived != published || pending != 0:
 		return fmt.Errorf("%d of %d events arrived, %d left in the outbox", arrived, published, pending)
+	case heard != published || d.misordered.Load() != 0:
+		return fmt.Errorf("the listener received %d of %d events, %d of them out of order or again", heard, published, d.misordered.Load())
 	}
 	d.printf("\nevery event arrived, exactly once.\n")
 	return nil
@@ -283,6 +304,70 @@ func (d *demo) serve(h http.Handler) (string, error) {
 		}
 	}()
 	return "http://" + ln.Addr().String(), nil
+}
+
+// startListener follows the events API's stream with eventsapi/listener,
+// counting the events, and returns once the stream is open: from then on it
+// receives every event stored.
+func (d *demo) startListener(ctx context.Context, sinkURL string) error {
+	opened := &streamOpened{RoundTripper: http.DefaultTransport, opened: make(chan struct{})}
+	var last int64 // the handler runs on one goroutine
+	l, err := listener.New(&listener.Config{
+		URL:        sinkURL,
+		HTTPClient: &http.Client{Transport: opened},
+		Logger:     d.log,
+	}, func(_ context.Context, ev *eventsapi.Event) error {
+		if ev.Position <= last {
+			d.misordered.Add(1)
+		}
+		last = ev.Position
+		d.heard.Add(1)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("listener: %w", err)
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	d.stopListener = cancel
+	d.listenerDone = make(chan error, 1)
+	go func() { d.listenerDone <- l.Run(lctx) }()
+	select {
+	case <-opened.opened:
+		return nil
+	case err := <-d.listenerDone:
+		d.stopListener = nil
+		return fmt.Errorf("listener: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(connectTimeout):
+		return errors.New("listener: no stream within " + connectTimeout.String())
+	}
+}
+
+// streamOpened tells when a stream answered 200: the server opened the
+// stream's cursor before it answered.
+type streamOpened struct {
+	http.RoundTripper
+	once   sync.Once
+	opened chan struct{}
+}
+
+func (t *streamOpened) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := t.RoundTripper.RoundTrip(r)
+	if err == nil && resp.StatusCode == http.StatusOK {
+		t.once.Do(func() { close(t.opened) })
+	}
+	return resp, err
+}
+
+// stopListenerAndWait stops the listener and waits for it.
+func (d *demo) stopListenerAndWait() {
+	if d.stopListener == nil {
+		return
+	}
+	d.stopListener()
+	d.stopListener = nil
+	<-d.listenerDone
 }
 
 func (d *demo) startRelay(sinkURL string) error {
@@ -405,7 +490,7 @@ func (d *demo) drive(ctx context.Context, base string) error {
 
 func (d *demo) progressLine() string {
 	n := d.okReqs.Load() + d.failedReqs.Load()
-	return fmt.Sprintf("  %d/%d requests, %d events delivered", n, d.flags.requests, d.sink.Stats().Accepted)
+	return fmt.Sprintf("  %d/%d requests, %d events delivered, %d received by the listener", n, d.flags.requests, d.sink.Stats().Accepted, d.heard.Load())
 }
 
 // request posts body and returns the id of the invoice in the answer.
@@ -435,23 +520,23 @@ func (d *demo) request(ctx context.Context, hc *http.Client, url, body string) (
 	return inv.ID, nil
 }
 
-// waitDelivered waits until the events API holds published events, for at
-// most flags.timeout, and returns how many it holds.
-func (d *demo) waitDelivered(ctx context.Context, published int64) (int64, error) {
+// waitFor waits until count reaches want, for at most flags.timeout, and
+// returns the count.
+func (d *demo) waitFor(ctx context.Context, want int64, what string, count func() int64) (int64, error) {
 	deadline := time.NewTimer(d.flags.timeout)
 	defer deadline.Stop()
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		n := d.sink.Stats().Accepted
-		if n >= published {
+		n := count()
+		if n >= want {
 			return n, nil
 		}
 		select {
 		case <-ctx.Done():
 			return n, ctx.Err()
 		case <-deadline.C:
-			return n, fmt.Errorf("only %d of %d events arrived within %s", n, published, d.flags.timeout)
+			return n, fmt.Errorf("only %d of %d events %s within %s", n, want, what, d.flags.timeout)
 		case <-tick.C:
 		}
 	}
@@ -468,14 +553,17 @@ func (d *demo) pendingRows(ctx context.Context) (int64, error) {
 // close stops everything run started, in reverse order, and drops the
 // demo's schema from a database that is not its own.
 func (d *demo) close() error {
+	d.stopListenerAndWait()
 	errs := []error{d.stopRelayAndWait()}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if d.sink != nil {
+		// First: it ends the streams (a live page's), which Shutdown would
+		// wait for.
+		errs = append(errs, d.sink.Close())
+	}
 	for _, srv := range d.servers {
 		errs = append(errs, srv.Shutdown(ctx))
-	}
-	if d.sink != nil {
-		errs = append(errs, d.sink.Close())
 	}
 	d.serving.Wait()
 	if d.httpSink != nil {

@@ -23,8 +23,9 @@ from. It takes what "txoutbox relay --sink http://ADDR" sends in either
 wire format (POST /events, /events/bulk/ for bc-events; POST / or
 /cloudevents for CloudEvents), stores every event once (by id, and by
 tenant and dedupe key), and serves them back: GET /api/events to query,
-GET /api/stream and /api/ws to subscribe. The routes and their answers are
-described in eventsapi/PROTOCOL.md.
+GET /api/stream and /api/ws to subscribe, GET / for a live page of the
+events as they arrive (filtered as its URL says: /?topic=billing.*). The
+routes and their answers are described in eventsapi/PROTOCOL.md.
 
 Access: --keys names a YAML file of API keys, each with a name, the SHA-256
 of its secret (or the environment variable holding it), an optional tenant

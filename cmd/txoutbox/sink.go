@@ -15,29 +15,44 @@ import (
 	"sync"
 	"time"
 
+	"github.com/txoutbox/txoutbox/eventsapi"
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
 const sinkUsage = `
-Run a local events API for development and the demo. It accepts what
-"txoutbox relay --sink http://ADDR" sends in either wire format:
+Run the events API in memory, for development and the demo: the server of
+"txoutbox serve" on a bounded in-memory store (the newest --capacity
+events), in development mode (no keys: it answers requests from this
+machine only). It takes what "txoutbox relay --sink http://ADDR" sends, in
+either wire format:
 
   POST /events, /events/bulk/   bc-events (--format briteevents)
-  POST / or /cloudevents        CloudEvents batches (--format cloudevents)
+  POST / or /cloudevents        CloudEvents (--format cloudevents)
 
-checks each event against the topic definitions, keeps the last --capacity
-events in memory (and every one in --jsonl), prints one line per event, and
-shows them live at http://ADDR/. /api/events and /api/stats serve them as JSON.
+checks each event against the topic definitions, stores it once (by id,
+and by tenant and dedupe key), prints one line per event (and appends it to
+--jsonl), and serves the events back as the events API does (the routes
+are described in eventsapi/PROTOCOL.md):
+
+  GET /                         the live page: recent events, then each new
+                                one as it arrives, filtered by topic, key,
+                                tenant, ...; rejections as red rows
+  GET /api/events               query the events held, with filters
+  GET /api/stream, /api/ws      subscribe (server-sent events, WebSocket)
+  GET /api/stats                counts and publish→receipt latency (the
+                                sink's own)
 
 It answers as a real events API would: 400 for malformed JSON, 422 for an
 unknown topic or data failing its schema, 409 for a single event whose id it
 has seen (inside a batch a duplicate is accepted and not stored twice).
-SIGINT or SIGTERM stops it.`
+Events are gone when it stops; for production (API keys, tenants, events
+kept in Postgres) run "txoutbox serve". SIGINT or SIGTERM stops it.`
 
 const sinkExamples = `  txoutbox sink                                    # then: txoutbox relay --sink http://127.0.0.1:8642 ...
   txoutbox sink --addr 127.0.0.1:9000 --topics config/topic_definitions.yaml --jsonl events.jsonl
   txoutbox sink --fail-first 5 --fail-status 429   # watch the relay back off and retry
+  open 'http://127.0.0.1:8642/?topic=billing.*&exclude_action=Deleted'   # the live page, filtered
   TXOUTBOX_ADDR=127.0.0.1:9000 txoutbox sink --quiet`
 
 // Defaults of txoutbox sink.
@@ -62,10 +77,10 @@ type sinkFlags struct {
 }
 
 func (f *sinkFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.addr, "addr", sinkAddrDefault, "`address` to listen on; port 0 picks a free one")
+	fs.StringVar(&f.addr, "addr", sinkAddrDefault, "`address` to listen on, on this machine; port 0 picks a free one")
 	fs.StringVar(&f.topics, "topics", sinkTopicsDefault, "topic definitions `file` events are checked against; empty to accept any topic")
 	fs.StringVar(&f.jsonl, "jsonl", "", "append every accepted event to this `file` as one JSON line")
-	fs.IntVar(&f.capacity, "capacity", sinkserver.CapacityDefault, "events kept in memory for the page and /api/events")
+	fs.IntVar(&f.capacity, "capacity", sinkserver.CapacityDefault, "events kept in memory, the newest")
 	fs.BoolVar(&f.quiet, "quiet", false, "do not print a line per event")
 	fs.IntVar(&f.failFirst, "fail-first", 0, "answer the first `N` event posts with --fail-status, to watch retries")
 	fs.IntVar(&f.failStatus, "fail-status", http.StatusServiceUnavailable, "HTTP `status` of the posts --fail-first fails")
@@ -80,6 +95,9 @@ func runSink(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if f.failStatus < 400 || f.failStatus > 599 {
 		return fmt.Errorf("sink: --fail-status: %d is not a 4xx or 5xx status", f.failStatus)
+	}
+	if host, _, err := net.SplitHostPort(f.addr); err == nil && !isLoopback(host) {
+		return fmt.Errorf("sink: --addr %s: the sink has no keys and serves this machine only; listen on 127.0.0.1, or run txoutbox serve --keys", f.addr)
 	}
 	_, topicsGiven := os.LookupEnv(envName("topics"))
 	fset.Visit(func(fl *flag.Flag) { topicsGiven = topicsGiven || fl.Name == "topics" })
@@ -112,7 +130,7 @@ func runSink(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	if !f.quiet {
 		var mu sync.Mutex
-		cfg.OnEventFunc = func(ev sinkserver.Event) {
+		cfg.OnEventFunc = func(ev eventsapi.Event) {
 			mu.Lock()
 			defer mu.Unlock()
 			fmt.Fprintln(stdout, eventLine(ev))
@@ -122,6 +140,7 @@ func runSink(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("sink: %w", err)
 	}
+	defer api.Close()
 	if f.failFirst > 0 {
 		api.FailNext(f.failFirst, f.failStatus, time.Second)
 	}
@@ -129,9 +148,6 @@ func runSink(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
 		return fmt.Errorf("sink: --addr: %w", err)
-	}
-	if host, _, _ := net.SplitHostPort(f.addr); !isLoopback(host) {
-		logger.Warn("the sink has no authentication and listens beyond this machine", "addr", f.addr)
 	}
 	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
 	served := make(chan error, 1)
@@ -160,9 +176,9 @@ func runSink(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // eventLine is the line printed for an event.
-func eventLine(ev sinkserver.Event) string {
+func eventLine(ev eventsapi.Event) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s #%d %s key=%s", ev.ReceivedAt.Format("15:04:05.000"), ev.Seq, ev.Topic, ev.Key)
+	fmt.Fprintf(&b, "%s #%d %s key=%s", ev.ReceivedAt.Local().Format("15:04:05.000"), ev.Position, ev.Topic, ev.Key)
 	if ev.JobID != "" {
 		fmt.Fprintf(&b, " job=%s", ev.JobID)
 	}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/txoutbox/txoutbox/eventsapi"
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
 	"github.com/txoutbox/txoutbox/internal/wire"
 )
@@ -100,7 +101,8 @@ func TestSinkHelp(t *testing.T) {
 	if err := dispatch(t.Context(), []string{"sink", "--help"}, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"--addr address", "TXOUTBOX_ADDR", "--topics file", "--jsonl file", "Examples:", "/api/stats", "409"} {
+	for _, want := range []string{"--addr address", "TXOUTBOX_ADDR", "--topics file", "--jsonl file", "Examples:", "/api/stats", "409",
+		"events API in memory", "live page", "/api/stream", "txoutbox serve"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("txoutbox sink --help lacks %q:\n%s", want, out.String())
 		}
@@ -158,6 +160,7 @@ func TestSinkErrors(t *testing.T) {
 		{[]string{"sink", "--topics", "no/such/file.yaml"}, "sink: --topics:"},
 		{[]string{"sink", "--topics", "sink.go"}, "sink: --topics:"},
 		{[]string{"sink", "--addr", "127.0.0.1:99999"}, "sink: --addr:"},
+		{[]string{"sink", "--addr", "0.0.0.0:0"}, "serves this machine only"},
 		{[]string{"sink", "--fail-status", "200"}, "--fail-status: 200"},
 		{[]string{"sink", "--jsonl", t.TempDir()}, "sink: --jsonl:"},
 	} {
@@ -189,7 +192,7 @@ func TestSinkInProcess(t *testing.T) {
 	// An open stream must not hold up shutdown.
 	streamCtx, stopStream := context.WithCancel(context.Background())
 	defer stopStream()
-	req, _ := http.NewRequestWithContext(streamCtx, http.MethodGet, url+"/stream", nil)
+	req, _ := http.NewRequestWithContext(streamCtx, http.MethodGet, url+"/api/stream", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -221,15 +224,15 @@ func TestSinkInProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var stored []sinkserver.Event
+	var stored []eventsapi.Event
 	for sc := bufio.NewScanner(f); sc.Scan(); {
-		var ev sinkserver.Event
+		var ev eventsapi.Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			t.Fatalf("JSONL line %q: %v", sc.Text(), err)
 		}
 		stored = append(stored, ev)
 	}
-	if len(stored) != n || stored[2].ID != "ev-4" || stored[2].Topic != "billing.InvoicePaid" || stored[2].JobID != "job-2" {
+	if len(stored) != n || stored[2].ID != "ev-4" || stored[2].Topic != "billing.InvoicePaid" || stored[2].JobID != "job-2" || stored[2].Position != 3 {
 		t.Errorf("JSONL holds %+v", stored)
 	}
 }

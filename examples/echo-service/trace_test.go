@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/txoutbox/txoutbox/eventsapi"
 	"github.com/txoutbox/txoutbox/internal/invoices"
 	"github.com/txoutbox/txoutbox/internal/invoices/api"
 	"github.com/txoutbox/txoutbox/internal/pgtest"
@@ -70,7 +71,7 @@ func TestOneTrace(t *testing.T) {
 	// The events API, starting a Consumer span from each CloudEvent's
 	// traceparent extension.
 	received := make(chan struct{}, 1)
-	sink, err := sinkserver.New(&sinkserver.Config{OnEventFunc: func(ev sinkserver.Event) {
+	sink, err := sinkserver.New(&sinkserver.Config{OnEventFunc: func(ev eventsapi.Event) {
 		ctx := prop.Extract(context.Background(), propagation.MapCarrier{"traceparent": ev.Traceparent})
 		_, span := tracer.Start(ctx, "receive "+ev.Topic, trace.WithSpanKind(trace.SpanKindConsumer))
 		span.End()

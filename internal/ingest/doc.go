@@ -1,9 +1,11 @@
 // Package ingest serves the routes an events API takes events on, in the
 // two wire formats the relay's HTTP sink speaks, with the checks and the
-// answers of the bc-events API. The events API (package eventsapi) and the
-// development sink (internal/sinkserver) both serve them through a
-// [Handler]; each brings its own storage ([Config.StoreFunc]) and its own
-// access control, as a wrapper around the routes ([Handler.Register]).
+// answers of the bc-events API. The events API (package eventsapi) serves
+// them through a [Handler], with its storage ([Config.StoreFunc]) and its
+// access control, as a wrapper around the routes ([Handler.Register]). The
+// development sink (internal/sinkserver), which is that events API, wraps
+// the same routes ([Patterns]) to count posts and fail them on purpose
+// ([WithRecordFaults]).
 //
 // Routes:
 //

@@ -98,21 +98,41 @@ func New(cfg Config) (*Handler, error) {
 	return &Handler{cfg: cfg}, nil
 }
 
-// Register adds the ingest routes to mux, each wrapped by wrap (access
-// control, counting), which may be nil.
+// Patterns returns the http.ServeMux patterns of the ingest routes, for a
+// server that wraps them in front of a handler serving them (the
+// development sink counts and fails posts on purpose there).
+func Patterns() []string {
+	return []string{
+		"POST " + wire.BritePathSingle,
+		"POST " + strings.TrimSuffix(wire.BritePathBulk, "/"),
+		"POST " + wire.BritePathBulk,
+		"POST /{$}",
+		"POST /cloudevents",
+	}
+}
+
+// Register adds the ingest routes (Patterns) to mux, each wrapped by wrap
+// (access control, counting), which may be nil.
 func (h *Handler) Register(mux *http.ServeMux, wrap func(http.Handler) http.Handler) {
 	if wrap == nil {
 		wrap = func(next http.Handler) http.Handler { return next }
 	}
-	for pattern, f := range map[string]http.HandlerFunc{
-		"POST " + wire.BritePathSingle:                        h.serveBrite,
-		"POST " + strings.TrimSuffix(wire.BritePathBulk, "/"): h.serveBriteBulk,
-		"POST " + wire.BritePathBulk:                          h.serveBriteBulk,
-		"POST /{$}":                                           h.serveCloudEvents,
-		"POST /cloudevents":                                   h.serveCloudEvents,
-	} {
-		mux.Handle(pattern, wrap(f))
+	handlers := []http.HandlerFunc{h.serveBrite, h.serveBriteBulk, h.serveBriteBulk, h.serveCloudEvents, h.serveCloudEvents}
+	for i, pattern := range Patterns() {
+		mux.Handle(pattern, wrap(handlers[i]))
 	}
+}
+
+type recordFaultsKey struct{}
+
+// WithRecordFaults returns a context under which a Handler fails records of
+// bc-events bulk posts on purpose, as a throttled bc-events API does: before
+// it stores each record that passed validation it calls next, and a code
+// next returns (e.g. wire.BriteErrThroughputExceeded) fails the record with
+// that code, unstored, while the others are stored. Development servers put
+// it in the request's context to show senders partial failures.
+func WithRecordFaults(ctx context.Context, next func() (code string)) context.Context {
+	return context.WithValue(ctx, recordFaultsKey{}, next)
 }
 
 // refuse answers a post refused as a whole and reports it.
@@ -148,9 +168,40 @@ func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Err
 	return body, nil
 }
 
-// store hands the events that passed to StoreFunc, translating its errors
-// into answers.
+// store hands the events that passed to StoreFunc, but those that record
+// faults (WithRecordFaults) fail, and translates its errors into answers.
 func (h *Handler) store(ctx context.Context, p *Post) ([]Outcome, *Error) {
+	if len(p.Events) == 0 {
+		return nil, nil
+	}
+	fault, _ := ctx.Value(recordFaultsKey{}).(func() string)
+	if fault == nil || p.Format != wire.FormatBriteEvents || !p.Batch {
+		return h.storeAll(ctx, p)
+	}
+	outs := make([]Outcome, len(p.Events))
+	take := &Post{Format: p.Format, Batch: true, Events: make([]wire.Event, 0, len(p.Events))}
+	at := make([]int, 0, len(p.Events)) // index in p of each event taken
+	for i := range p.Events {
+		if code := fault(); code != "" {
+			outs[i] = Outcome{Code: code, Message: "failed on purpose"}
+			continue
+		}
+		take.Events = append(take.Events, p.Events[i])
+		at = append(at, i)
+	}
+	stored, e := h.storeAll(ctx, take)
+	if e != nil {
+		return nil, e
+	}
+	for j, o := range stored {
+		outs[at[j]] = o
+	}
+	return outs, nil
+}
+
+// storeAll hands p's events to StoreFunc, translating its errors into
+// answers.
+func (h *Handler) storeAll(ctx context.Context, p *Post) ([]Outcome, *Error) {
 	if len(p.Events) == 0 {
 		return nil, nil
 	}

@@ -1,56 +1,37 @@
-// Package sinkserver is a local events API for development, tests and the
-// demo: it accepts what the relay's HTTP sink sends, in both wire formats,
-// checks it against topic_definitions.yaml, keeps it, and shows it live.
+// Package sinkserver is the events API (package eventsapi) in development
+// mode, as "txoutbox sink", the demo and the tests run it: an
+// eventsapi.Server on a bounded eventsapi.MemoryStore, without keys (it
+// answers requests from this machine only), plus what development needs
+// beside the API:
+//
+//   - [Server.Stats] and GET /api/stats: counts by outcome and topic, and
+//     publish→receipt latency;
+//   - [Config.JSONL]: every stored event as one JSON line;
+//   - [Config.OnEventFunc]: every stored event, in position order, as it
+//     is stored (txoutbox sink prints a line per event with it);
+//   - fault injection for the relay's tests: [Server.FailNext] makes the
+//     next posts fail with a chosen status, [Server.FailNextRecords] makes
+//     records of the next bc-events bulk posts fail with a bc-events error
+//     code.
+//
+// Usage:
 //
 //	reg, _ := topics.Load("topic_definitions.yaml")
 //	srv, _ := sinkserver.New(&sinkserver.Config{Registry: reg})
 //	defer srv.Close()
 //	http.ListenAndServe("127.0.0.1:8642", srv)
 //
-// Routes:
+// Everything else is the events API's, as eventsapi/PROTOCOL.md describes
+// it: the ingest routes the relay posts to (POST /events, /events/bulk/,
+// / and /cloudevents), their checks and answers; the query API (GET
+// /api/events); the streams (GET /api/stream, /api/ws); the live page (GET
+// /), which shows the events as they arrive and the rejections as red rows.
+// Every rejection is also logged at level Warn to [Config.Logger] and kept
+// among the last eventsapi.RejectionsHeld ([Server.Rejections]).
 //
-//	POST /events            one bc-events body (201 {"eventId","jobId"})
-//	POST /events/bulk/      a JSON array of up to 250 (201 {"failedRecords","records"})
-//	POST / , /cloudevents   application/cloudevents-batch+json (202) or
-//	                        application/cloudevents+json, one event (201)
-//	GET  /                  a live page of arriving events and rejections
-//	GET  /stream            the events as server-sent events (?after=SEQ),
-//	                        and the rejections as "rejected" ones
-//	GET  /api/events        the events held, as JSON (?after=SEQ&limit=N&topic=T)
-//	GET  /api/stats         counts and publish→receipt latency, as JSON
-//	GET  /healthz           200 once the server can take events
-//
-// The ingest routes, their checks and their answers are internal/ingest's,
-// which the events API (package eventsapi) serves too. It answers as
-// DESIGN's events API does: malformed JSON or a body of the
-// wrong shape is 400; an unknown topic or data failing its schema is 422
-// (permanent). A bc-events body is held to the rules of the bc-events
-// EVENT_SCHEMA, with or without a Registry: category ^[a-z]+$, entity
-// ^([A-Z][a-z]+)+$, action ^[A-Z][a-z]+$, data a non-empty object, actor
-// {id of 5 characters or more, type user|service|third-party, other fields
-// allowed}, no other field; a value breaking them is 422 "ValidationError".
-// Topic names are matched exactly, never looked up in another spelling.
-//
-// A bc-events bulk post whose records break EVENT_SCHEMA is refused as a
-// whole (400 or 422) naming each such record's index; otherwise it is
-// checked against the Registry record by record and answers 201 with the
-// failed records marked "ValidationError" and explained, by index, in
-// "errors". A CloudEvents batch is all or nothing, 422 for the whole batch.
-// The relay's sink narrows a refused batch down by resending the events one
-// by one.
-//
-// Every rejection, a post answered 400, 413 or 415 or an event failing
-// validation, is shown as accepted events are: on the live page, in
-// [Server.Rejections], and logged at level Warn to [Config.Logger].
-//
-// Duplicates are recognised by event id (the CloudEvents id; for bc-events
-// the Idempotency-Key of a single post or the X-Txoutbox-Event-Ids of a bulk
-// post) among the last [Config.DedupeWindow] ids. A single event seen before
-// is answered 409 Conflict, which senders read as "delivered"; duplicates in
-// a batch are answered like the others (2xx, "Success") and not stored again.
-// Stats counts them.
-//
-// For fault tests, [Server.FailNext] makes the next requests fail with a
-// chosen status, and [Server.FailNextRecords] makes records of the next bulk
-// posts fail with a bc-events error code.
+// Duplicates are recognised by event id, and by tenant and dedupe key,
+// among the last [Config.DedupeWindow] events. A single event seen before
+// is answered 409 Conflict, which senders read as "delivered"; duplicates
+// in a batch are answered like the others (2xx, "Success") and not stored
+// again. Stats counts them.
 package sinkserver

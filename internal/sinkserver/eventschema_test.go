@@ -305,7 +305,7 @@ func TestRejectionsShown(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, hs.URL+"/stream", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, hs.URL+"/api/stream?rejections=true", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -3,23 +3,22 @@ package sinkserver
 import (
 	"cmp"
 	"context"
-	"embed"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/txoutbox/txoutbox/eventsapi"
 	"github.com/txoutbox/txoutbox/internal/ingest"
-	"github.com/txoutbox/txoutbox/internal/wire"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
-// Defaults of Config.
+// Defaults of Config. They are smaller than a MemoryStore's own: a
+// development server, and the tests that start many, need little.
 const (
 	// CapacityDefault is how many events the server keeps in memory; older
 	// ones make room for new ones (the JSONL file keeps them all).
@@ -28,7 +27,7 @@ const (
 	// recognised among.
 	DedupeWindowDefault = 100_000
 	// MaxBodyBytesDefault bounds a request body; larger ones get 413.
-	MaxBodyBytesDefault = 32 << 20
+	MaxBodyBytesDefault = eventsapi.MaxBodyBytesDefault
 )
 
 // BriteErrValidation is the record error code of a bulk record that failed
@@ -47,18 +46,18 @@ type Config struct {
 	// CapacityDefault.
 	Capacity int
 	// DedupeWindow is how many recent event ids are remembered to recognise
-	// duplicates. Defaults to DedupeWindowDefault.
+	// duplicates; at least Capacity. Defaults to DedupeWindowDefault.
 	DedupeWindow int
 	// MaxBodyBytes bounds a request body. Defaults to MaxBodyBytesDefault.
 	MaxBodyBytes int64
-	// JSONL, when set, receives every accepted event as one JSON line, in
-	// the order they were stored. Defaults to nil.
+	// JSONL, when set, receives every stored event as one JSON line (the
+	// events API's event shape), in position order. Defaults to nil.
 	JSONL io.Writer
-	// OnEventFunc, when set, is called with every accepted event, in order,
-	// while the store is locked: it must be quick. Defaults to nil.
-	OnEventFunc func(Event)
-	// Logger receives every rejection, at level Warn, as the events
-	// accepted are shown (OnEventFunc, the live page), and problems writing
+	// OnEventFunc, when set, is called with every stored event, in position
+	// order, while the store is locked: it must be quick and must not call
+	// the Server. Defaults to nil.
+	OnEventFunc func(eventsapi.Event)
+	// Logger receives every rejection, at level Warn, and problems writing
 	// the JSONL file. Defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -75,19 +74,21 @@ func (c *Config) validate() error {
 	return nil
 }
 
-// Server is the local events API: an http.Handler and the store of what it
-// received. It is safe for concurrent use.
+// Server is the events API in development mode (an eventsapi.Server on a
+// MemoryStore, without keys) with the extras of the package doc. It is an
+// http.Handler and safe for concurrent use.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg   Config
+	api   *eventsapi.Server
+	store *eventsapi.MemoryStore
+	mux   *http.ServeMux
 
-	mu     sync.Mutex
-	held   *store
-	stats  Stats
-	faults faults
-
-	closeOnce sync.Once
-	done      chan struct{}
+	mu      sync.Mutex
+	stats   Stats
+	lastPos int64
+	lat     []time.Duration // publish→receipt of the last Capacity events that carry a publish time
+	latNext int
+	faults  faults
 }
 
 // Stats counts what the server received.
@@ -99,24 +100,31 @@ type Stats struct {
 	BadRequests    int64            `json:"bad_requests"`    // posts answered 400, 413 or 415
 	InjectedFaults int64            `json:"injected_faults"` // posts or records failed on purpose
 	JSONLErrors    int64            `json:"jsonl_errors"`    // events the JSONL writer refused
-	Held           int              `json:"held"`            // events in memory now
-	LastSeq        int64            `json:"last_seq"`
+	Held           int64            `json:"held"`            // events in memory now
+	LastPosition   int64            `json:"last_position"`   // of the newest event stored
 	ByTopic        map[string]int64 `json:"by_topic"`
 	FirstAt        time.Time        `json:"first_at,omitzero"`
 	LastAt         time.Time        `json:"last_at,omitzero"`
-	// Publish→receipt latency of the events held that carry a publish time
-	// (CloudEvents time), in milliseconds. For an event published just before
-	// its transaction committed this is commit→delivery.
+	// Publish→receipt latency of the last Capacity events that carry a
+	// publish time (CloudEvents time), in milliseconds. For an event
+	// published just before its transaction committed this is
+	// commit→delivery.
 	LatencyP50Ms float64 `json:"latency_p50_ms"`
 	LatencyP99Ms float64 `json:"latency_p99_ms"`
 	LatencyMaxMs float64 `json:"latency_max_ms"`
 }
 
-//go:embed index.html
-var assets embed.FS
+// faults are the injected failures still to come.
+type faults struct {
+	requests   int
+	status     int
+	retryAfter time.Duration
+	records    int
+	recordCode string
+}
 
-// New returns a Server ready to serve. Close it to end open /stream
-// responses, which http.Server.Shutdown would otherwise wait for.
+// New returns a Server ready to serve. Close it to end the open streams,
+// which http.Server.Shutdown would otherwise wait for.
 func New(cfg *Config) (*Server, error) {
 	c := Config{}
 	if cfg != nil {
@@ -132,51 +140,64 @@ func New(cfg *Config) (*Server, error) {
 	s := &Server{
 		cfg:   c,
 		mux:   http.NewServeMux(),
-		held:  newStore(c.Capacity, c.DedupeWindow),
 		stats: Stats{ByTopic: map[string]int64{}},
-		done:  make(chan struct{}),
+		lat:   make([]time.Duration, 0, c.Capacity),
 	}
-	in, err := ingest.New(ingest.Config{
-		Registry:     c.Registry,
-		MaxBodyBytes: c.MaxBodyBytes,
-		StoreFunc:    s.store,
-		RejectFunc:   s.rejected,
+	store, err := eventsapi.NewMemoryStore(&eventsapi.MemoryStoreConfig{
+		Capacity:     c.Capacity,
+		DedupeWindow: c.DedupeWindow,
+		AppendedFunc: s.appended,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sink server config: %w", err)
 	}
-	in.Register(s.mux, s.begin)
-	s.mux.HandleFunc("GET /{$}", s.handlePage)
-	s.mux.HandleFunc("GET /stream", s.handleStream)
-	s.mux.HandleFunc("GET /api/events", s.handleEvents)
-	s.mux.HandleFunc("GET /api/stats", s.handleStats)
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	api, err := eventsapi.New(&eventsapi.Config{
+		Store:        store,
+		Registry:     c.Registry,
+		Logger:       c.Logger,
+		MaxBodyBytes: c.MaxBodyBytes,
+		RejectFunc:   s.rejected,
+		Development:  true,
+	})
+	if err != nil {
+		_ = store.Close()
+		return nil, fmt.Errorf("sink server config: %w", err)
+	}
+	s.store, s.api = store, api
+	for _, pattern := range ingest.Patterns() {
+		s.mux.Handle(pattern, s.begin(api))
+	}
+	s.mux.HandleFunc("GET /api/stats", func(w http.ResponseWriter, _ *http.Request) {
+		ingest.WriteJSON(w, http.StatusOK, s.Stats())
+	})
+	s.mux.Handle("/", api)
 	return s, nil
 }
 
-// ServeHTTP serves the routes listed in the package doc.
+// ServeHTTP serves the events API's routes, and GET /api/stats.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// Close ends the /stream responses in progress. The server still answers
-// other requests.
+// Close ends the open streams and closes the store: later requests are
+// answered 503. Stats still answers.
 func (s *Server) Close() error {
-	s.closeOnce.Do(func() { close(s.done) })
-	return nil
+	err := s.api.Close()
+	if cerr := s.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
-// Events returns up to limit events held with Seq > after, oldest first.
-func (s *Server) Events(after int64, limit int) []Event {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.held.since(after, limit, "")
-}
-
-// Rejections returns up to limit rejections held with Seq > after, oldest
+// Events returns up to limit held events after position after, oldest
 // first.
-func (s *Server) Rejections(after int64, limit int) []Rejection {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.held.rejectionsSince(after, limit)
+func (s *Server) Events(after int64, limit int) []eventsapi.Event {
+	evs, _ := s.store.Read(context.Background(), &eventsapi.ReadRequest{After: after, Limit: max(limit, 1)})
+	return evs
+}
+
+// Rejections returns up to limit of the rejections held (the last
+// eventsapi.RejectionsHeld) with Seq > after, oldest first.
+func (s *Server) Rejections(after int64, limit int) []eventsapi.Rejection {
+	return s.api.Rejections(after, limit)
 }
 
 // Stats returns the counts so far.
@@ -187,15 +208,31 @@ func (s *Server) Stats() Stats {
 	for k, v := range s.stats.ByTopic {
 		st.ByTopic[k] = v
 	}
-	st.Held = int(s.held.next - s.held.oldest())
-	st.LastSeq = s.held.next - 1
-	lat := s.held.latencies()
+	st.LastPosition = s.lastPos
+	lat := slices.Clone(s.lat)
 	s.mu.Unlock()
+
+	ctx := context.Background()
+	if oldest, err := s.store.Oldest(ctx); err == nil && oldest > 0 {
+		if head, err := s.store.Head(ctx); err == nil {
+			st.Held = head - oldest + 1
+		}
+	}
+	slices.Sort(lat)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 	st.LatencyP50Ms = ms(percentile(lat, 0.50))
 	st.LatencyP99Ms = ms(percentile(lat, 0.99))
 	st.LatencyMaxMs = ms(percentile(lat, 1))
 	return st
+}
+
+// percentile of sorted durations, p in [0,1].
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(p*float64(len(sorted)) + 0.5)
+	return sorted[min(max(i-1, 0), len(sorted)-1)]
 }
 
 // FailNext makes the next n event posts fail with status before their
@@ -216,8 +253,9 @@ func (s *Server) FailNextRecords(n int, code string) {
 	s.faults.records, s.faults.recordCode = n, code
 }
 
-// begin wraps an ingest route: it counts the post and answers it with an
-// injected fault when one is due.
+// begin wraps the events API's ingest routes: it counts the post, answers
+// it with an injected fault when one is due, and lets the events API fail
+// the records due to fail (ingest.WithRecordFaults).
 func (s *Server) begin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
@@ -229,7 +267,7 @@ func (s *Server) begin(next http.Handler) http.Handler {
 		}
 		s.mu.Unlock()
 		if f.requests == 0 {
-			next.ServeHTTP(w, r)
+			next.ServeHTTP(w, r.WithContext(ingest.WithRecordFaults(r.Context(), s.recordFault)))
 			return
 		}
 		e := &ingest.Error{Status: f.status, Code: "InjectedFault", Message: "failed on purpose"}
@@ -238,94 +276,6 @@ func (s *Server) begin(next http.Handler) http.Handler {
 		}
 		ingest.Answer(w, e)
 	})
-}
-
-// rejected counts what the ingest routes refused, keeps it for the live
-// page and logs it, as accepted events are shown.
-func (s *Server) rejected(_ context.Context, format wire.Format, irs []ingest.Rejection) {
-	now := time.Now()
-	rs := make([]Rejection, len(irs))
-	s.mu.Lock()
-	for i := range irs {
-		switch irs[i].Status {
-		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
-			s.stats.BadRequests++
-		default:
-			s.stats.Rejected++
-		}
-		rs[i] = s.held.addRejection(Rejection{ReceivedAt: now, Format: string(format), Rejection: irs[i]})
-	}
-	s.held.wake()
-	s.mu.Unlock()
-	for i := range rs {
-		s.cfg.Logger.Warn("sink server: rejected", append([]any{"format", rs[i].Format}, rs[i].LogAttrs()...)...)
-	}
-}
-
-// accept stores the events not seen before, in order, and reports which
-// were duplicates.
-func (s *Server) accept(format wire.Format, evs []wire.Event) (dup []bool) {
-	now := time.Now()
-	dup = make([]bool, len(evs))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range evs {
-		e := &evs[i]
-		if s.held.has(e.ID) {
-			dup[i] = true
-			s.stats.Duplicates++
-			continue
-		}
-		stored := s.held.add(Event{
-			ReceivedAt: now, Format: string(format),
-			ID: e.ID, Topic: e.Topic, Category: e.Category, Entity: e.Entity, Action: e.Action, Key: e.Key,
-			JobID: e.JobID, ActorID: e.ActorID, ActorType: e.ActorType, Source: e.Source,
-			Traceparent: e.Traceparent, Tenant: e.Tenant, CausationID: e.CausationID, Time: e.Time, Data: e.Data,
-		})
-		s.stats.Accepted++
-		s.stats.ByTopic[stored.Topic]++
-		if s.stats.FirstAt.IsZero() {
-			s.stats.FirstAt = now
-		}
-		s.stats.LastAt = now
-		if s.cfg.JSONL != nil {
-			line, _ := json.Marshal(stored)
-			if _, err := s.cfg.JSONL.Write(append(line, '\n')); err != nil {
-				if s.stats.JSONLErrors == 0 {
-					s.cfg.Logger.Error("sink server: write JSONL", "error", err)
-				}
-				s.stats.JSONLErrors++
-			}
-		}
-		if s.cfg.OnEventFunc != nil {
-			s.cfg.OnEventFunc(stored)
-		}
-	}
-	s.held.wake()
-	return dup
-}
-
-// store is the ingest routes' StoreFunc: it stores the events not seen
-// before, failing the records of bc-events bulk posts that an injected
-// fault is due for.
-func (s *Server) store(_ context.Context, p *ingest.Post) ([]ingest.Outcome, error) {
-	outs := make([]ingest.Outcome, len(p.Events))
-	take := make([]wire.Event, 0, len(p.Events))
-	at := make([]int, 0, len(p.Events))
-	for i := range p.Events {
-		if p.Format == wire.FormatBriteEvents && p.Batch {
-			if code := s.recordFault(); code != "" {
-				outs[i] = ingest.Outcome{Code: code, Message: "failed on purpose"}
-				continue
-			}
-		}
-		take = append(take, p.Events[i])
-		at = append(at, i)
-	}
-	for j, dup := range s.accept(p.Format, take) {
-		outs[at[j]].Duplicate = dup
-	}
-	return outs, nil
 }
 
 // recordFault returns the error code for the next bulk record when one is
@@ -341,112 +291,62 @@ func (s *Server) recordFault() string {
 	return s.faults.recordCode
 }
 
-func (s *Server) handlePage(w http.ResponseWriter, _ *http.Request) {
-	page, _ := assets.ReadFile("index.html")
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	_, _ = w.Write(page)
+// appended is the store's AppendedFunc: it counts what each append stored,
+// in position order, writes it to the JSONL file and hands it to
+// OnEventFunc.
+func (s *Server) appended(stored []eventsapi.Event, duplicates int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stats.Duplicates += int64(duplicates)
+	for i := range stored {
+		ev := &stored[i]
+		s.stats.Accepted++
+		s.stats.ByTopic[ev.Topic]++
+		if s.stats.FirstAt.IsZero() {
+			s.stats.FirstAt = ev.ReceivedAt
+		}
+		s.stats.LastAt = ev.ReceivedAt
+		s.lastPos = ev.Position
+		// A store gives an event without a publish time its receipt time.
+		if !ev.Time.Equal(ev.ReceivedAt) {
+			s.addLatency(ev.ReceivedAt.Sub(ev.Time))
+		}
+		if s.cfg.JSONL != nil {
+			line, _ := json.Marshal(ev)
+			if _, err := s.cfg.JSONL.Write(append(line, '\n')); err != nil {
+				if s.stats.JSONLErrors == 0 {
+					s.cfg.Logger.Error("sink server: write JSONL", "error", err)
+				}
+				s.stats.JSONLErrors++
+			}
+		}
+		if s.cfg.OnEventFunc != nil {
+			s.cfg.OnEventFunc(*ev)
+		}
+	}
 }
 
-// eventsAnswer is the answer of /api/events.
-type eventsAnswer struct {
-	Events []Event `json:"events"`
-	// Next is the after= of the following page.
-	Next int64 `json:"next"`
-}
-
-// handleEvents lists held events: ?after=SEQ (default 0), ?limit=N (default
-// and most 1000), ?topic=NAME.
-func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	after, err1 := queryInt(q.Get("after"), 0)
-	limit, err2 := queryInt(q.Get("limit"), 1000)
-	if err := cmp.Or(err1, err2); err != nil || after < 0 || limit <= 0 {
-		ingest.WriteError(w, http.StatusBadRequest, ingest.CodeBadRequest, "after and limit must be non-negative integers")
+// addLatency keeps d among the last Capacity latencies; s.mu is held.
+func (s *Server) addLatency(d time.Duration) {
+	if len(s.lat) < cap(s.lat) {
+		s.lat = append(s.lat, d)
 		return
 	}
+	s.lat[s.latNext] = d
+	s.latNext = (s.latNext + 1) % len(s.lat)
+}
+
+// rejected is the events API's RejectFunc: it counts what the ingest
+// routes refused (the events API logs it and keeps it for the live page).
+func (s *Server) rejected(rs []eventsapi.Rejection) {
 	s.mu.Lock()
-	evs := s.held.since(after, int(min(limit, 1000)), q.Get("topic"))
-	next := s.held.next - 1
-	s.mu.Unlock()
-	if len(evs) > 0 && len(evs) == int(min(limit, 1000)) {
-		next = evs[len(evs)-1].Seq
-	}
-	ingest.WriteJSON(w, http.StatusOK, eventsAnswer{Events: evs, Next: next})
-}
-
-func (s *Server) handleStats(w http.ResponseWriter, _ *http.Request) {
-	ingest.WriteJSON(w, http.StatusOK, s.Stats())
-}
-
-// handleStream sends events as server-sent events: "id: SEQ", "event:
-// event", "data: {json}". It starts after ?after=SEQ, or the Last-Event-ID a
-// reconnecting browser sends, or else with the last 100 events held.
-// Rejections come as "event: rejected", "data: {json}", without an id so
-// that a resumed stream goes on from the last event; a fresh stream starts
-// with the last 100 held, a resumed one with those arriving after it
-// connects.
-func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
-	rc := http.NewResponseController(w)
-	after, err := queryInt(cmp.Or(r.URL.Query().Get("after"), r.Header.Get("Last-Event-ID")), -1)
-	if err != nil {
-		http.Error(w, "after: not an integer", http.StatusBadRequest)
-		return
-	}
-	s.mu.Lock()
-	rafter := s.held.rejectNext - 1
-	if after < 0 {
-		after = max(0, s.held.next-1-100)
-		rafter = max(0, rafter-100)
-	}
-	s.mu.Unlock()
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.WriteHeader(http.StatusOK)
-	keepalive := time.NewTicker(15 * time.Second)
-	defer keepalive.Stop()
-	for {
-		s.mu.Lock()
-		evs := s.held.since(after, 500, "")
-		rjs := s.held.rejectionsSince(rafter, 500)
-		wait := s.held.notify
-		s.mu.Unlock()
-		for _, ev := range evs {
-			data, _ := json.Marshal(ev)
-			if _, err := fmt.Fprintf(w, "id: %d\nevent: event\ndata: %s\n\n", ev.Seq, data); err != nil {
-				return
-			}
-			after = ev.Seq
-		}
-		for _, rj := range rjs {
-			data, _ := json.Marshal(rj)
-			if _, err := fmt.Fprintf(w, "event: rejected\ndata: %s\n\n", data); err != nil {
-				return
-			}
-			rafter = rj.Seq
-		}
-		if err := rc.Flush(); err != nil {
-			return
-		}
-		if len(evs) == 500 || len(rjs) == 500 {
-			continue
-		}
-		select {
-		case <-wait:
-		case <-keepalive.C:
-			if _, err := io.WriteString(w, ": keepalive\n\n"); err != nil {
-				return
-			}
-		case <-r.Context().Done():
-			return
-		case <-s.done:
-			return
+	defer s.mu.Unlock()
+	for i := range rs {
+		switch rs[i].Status {
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
+			s.stats.BadRequests++
+		default:
+			s.stats.Rejected++
 		}
 	}
-}
-
-func queryInt(s string, def int64) (int64, error) {
-	if s = strings.TrimSpace(s); s == "" {
-		return def, nil
-	}
-	return strconv.ParseInt(s, 10, 64)
 }

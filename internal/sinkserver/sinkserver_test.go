@@ -16,6 +16,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/txoutbox/txoutbox/eventsapi"
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
 	"github.com/txoutbox/txoutbox/internal/wire"
 	"github.com/txoutbox/txoutbox/topics"
@@ -114,7 +115,7 @@ func TestBriteSingle(t *testing.T) {
 	}
 	ev := evs[0]
 	if ev.Topic != "billing.PaymentReceived" || ev.Key != "inv-9" || ev.JobID != "job-1" || ev.ID != "ev-1" ||
-		ev.ActorType != "user" || ev.Format != "briteevents" || ev.ReceivedAt.IsZero() || ev.Seq != 1 {
+		ev.ActorType != "user" || ev.Format != "briteevents" || ev.ReceivedAt.IsZero() || ev.Position != 1 {
 		t.Errorf("stored %+v", ev)
 	}
 	if st := srv.Stats(); st.Accepted != 1 || st.Duplicates != 1 || st.Requests != 2 {
@@ -280,9 +281,9 @@ func TestCapacityJSONLAndOnEvent(t *testing.T) {
 	srv, hs := newServer(t, &sinkserver.Config{
 		Capacity: 3,
 		JSONL:    &jsonl,
-		OnEventFunc: func(ev sinkserver.Event) {
+		OnEventFunc: func(ev eventsapi.Event) {
 			mu.Lock()
-			seen = append(seen, ev.Seq)
+			seen = append(seen, ev.Position)
 			mu.Unlock()
 		},
 	})
@@ -293,10 +294,10 @@ func TestCapacityJSONLAndOnEvent(t *testing.T) {
 		}
 	}
 	evs := srv.Events(0, 10)
-	if len(evs) != 3 || evs[0].Seq != 3 || evs[2].Seq != 5 {
-		t.Errorf("held %+v, want seq 3..5", evs)
+	if len(evs) != 3 || evs[0].Position != 3 || evs[2].Position != 5 {
+		t.Errorf("held %+v, want positions 3..5", evs)
 	}
-	if st := srv.Stats(); st.Held != 3 || st.LastSeq != 5 || st.Accepted != 5 {
+	if st := srv.Stats(); st.Held != 3 || st.LastPosition != 5 || st.Accepted != 5 {
 		t.Errorf("stats %+v", st)
 	}
 	mu.Lock()
@@ -305,12 +306,14 @@ func TestCapacityJSONLAndOnEvent(t *testing.T) {
 	}
 	mu.Unlock()
 	lines := strings.Split(strings.TrimSpace(jsonl.String()), "\n")
-	var last sinkserver.Event
-	if len(lines) != 5 || json.Unmarshal([]byte(lines[4]), &last) != nil || last.ID != "c5" || last.Seq != 5 {
+	var last eventsapi.Event
+	if len(lines) != 5 || json.Unmarshal([]byte(lines[4]), &last) != nil || last.ID != "c5" || last.Position != 5 || last.ReceivedAt.IsZero() {
 		t.Errorf("JSONL: %d lines, last %+v", len(lines), last)
 	}
 }
 
+// TestAPI: the sink answers the events API's query shape, and its own
+// /api/stats, and serves the events API's live page.
 func TestAPI(t *testing.T) {
 	t.Parallel()
 	_, hs := newServer(t, nil)
@@ -319,16 +322,15 @@ func TestAPI(t *testing.T) {
 		cloudEvent("c3", "billing.InvoiceCreated", `{"id":"inv-2","amount_cents":2}`) + "]"
 	post(t, hs.URL+"/", wire.ContentTypeCloudEventBatch, nil, batch)
 
-	var page struct {
-		Events []sinkserver.Event `json:"events"`
-		Next   int64              `json:"next"`
-	}
+	var page eventsapi.EventsPage
 	get(t, hs.URL+"/api/events?after=0&limit=2", &page)
-	if len(page.Events) != 2 || page.Next != 2 {
-		t.Errorf("first page: %d events, next %d", len(page.Events), page.Next)
+	if len(page.Events) != 2 || page.Next != "2" {
+		t.Errorf("first page: %d events, next %q", len(page.Events), page.Next)
 	}
-	get(t, hs.URL+fmt.Sprintf("/api/events?after=%d", page.Next), &page)
-	if len(page.Events) != 1 || page.Events[0].ID != "c3" || page.Next != 3 {
+	next := page.Next
+	page = eventsapi.EventsPage{}
+	get(t, hs.URL+"/api/events?after="+next, &page)
+	if len(page.Events) != 1 || page.Events[0].ID != "c3" || page.Next != "" {
 		t.Errorf("second page: %+v", page)
 	}
 	get(t, hs.URL+"/api/events?topic=billing.PaymentReceived", &page)
@@ -346,7 +348,7 @@ func TestAPI(t *testing.T) {
 
 	var st sinkserver.Stats
 	get(t, hs.URL+"/api/stats", &st)
-	if st.Accepted != 3 || st.ByTopic["billing.InvoiceCreated"] != 2 || st.LatencyP50Ms <= 0 {
+	if st.Accepted != 3 || st.ByTopic["billing.InvoiceCreated"] != 2 || st.LatencyP50Ms <= 0 || st.LastPosition != 3 || st.Held != 3 {
 		t.Errorf("stats %+v", st)
 	}
 
@@ -356,11 +358,13 @@ func TestAPI(t *testing.T) {
 	}
 	html, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if !strings.Contains(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(html), "EventSource") {
+	if !strings.Contains(resp.Header.Get("Content-Type"), "text/html") || !strings.Contains(string(html), "live.js") {
 		t.Errorf("GET /: %s %.80s", resp.Header.Get("Content-Type"), html)
 	}
 }
 
+// TestStream: the sink streams as the events API does, and Close ends the
+// open streams.
 func TestStream(t *testing.T) {
 	t.Parallel()
 	srv, hs := newServer(t, nil)
@@ -368,7 +372,7 @@ func TestStream(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, hs.URL+"/stream", nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, hs.URL+"/api/stream?last_event_id=0", nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -378,11 +382,11 @@ func TestStream(t *testing.T) {
 		t.Fatalf("Content-Type %q", resp.Header.Get("Content-Type"))
 	}
 	lines := bufio.NewScanner(resp.Body)
-	next := func() sinkserver.Event {
+	next := func() eventsapi.Event {
 		t.Helper()
 		for lines.Scan() {
 			if data, ok := strings.CutPrefix(lines.Text(), "data: "); ok {
-				var ev sinkserver.Event
+				var ev eventsapi.Event
 				if err := json.Unmarshal([]byte(data), &ev); err != nil {
 					t.Fatal(err)
 				}
@@ -390,13 +394,13 @@ func TestStream(t *testing.T) {
 			}
 		}
 		t.Fatalf("stream ended: %v", lines.Err())
-		return sinkserver.Event{}
+		return eventsapi.Event{}
 	}
 	if ev := next(); ev.ID != "c1" {
 		t.Errorf("first streamed event %+v, want the one held", ev)
 	}
 	post(t, hs.URL+"/", wire.ContentTypeCloudEvent, nil, cloudEvent("c2", "billing.InvoiceCreated", `{"id":"inv-2","amount_cents":2}`))
-	if ev := next(); ev.ID != "c2" || ev.Seq != 2 {
+	if ev := next(); ev.ID != "c2" || ev.Position != 2 {
 		t.Errorf("live event %+v", ev)
 	}
 	_ = srv.Close()
@@ -426,7 +430,9 @@ func TestLimits(t *testing.T) {
 			t.Errorf("New(%+v) accepted a negative size", cfg)
 		}
 	}
-	if _, err := sinkserver.New(nil); err != nil {
-		t.Errorf("New(nil) = %v", err)
+	srv, err := sinkserver.New(nil)
+	if err != nil {
+		t.Fatalf("New(nil) = %v", err)
 	}
+	_ = srv.Close()
 }

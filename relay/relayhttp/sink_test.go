@@ -26,6 +26,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/txoutbox/eventsapi"
 	"github.com/txoutbox/txoutbox/internal/sinkserver"
 	"github.com/txoutbox/txoutbox/internal/testlog"
 	"github.com/txoutbox/txoutbox/internal/wire"
@@ -847,7 +848,7 @@ func TestHTTPSinkRoundTrip(t *testing.T) {
 			if len(got) != len(rest) {
 				t.Fatalf("%d events stored, want %d", len(got), len(rest))
 			}
-			byID := make(map[string]sinkserver.Event)
+			byID := make(map[string]eventsapi.Event)
 			for _, ev := range got {
 				byID[ev.ID] = ev
 			}

@@ -41,6 +41,8 @@ func checkDemo(t *testing.T, r result, requests string, latency bool) {
 		`(?m)^  events published +` + requests + `$`,
 		`(?m)^  events delivered +` + requests + ` \(0 duplicates\)`,
 		`(?m)^  left in the outbox 0$`,
+		`(?m)^  listener +received ` + requests + ` of ` + requests + ` events, 0 out of order or again$`,
+		`(?m)^  sink +the events API in memory \(as txoutbox sink\) at http://127\.0\.0\.1:\d+, live page at `,
 		`(?m)^every event arrived, exactly once\.$`,
 		`(?m)^  ` + requests + `/` + requests + ` requests`,
 	}
