@@ -286,6 +286,7 @@ type recorder struct {
 	calls   int
 	failOn  func(ev *eventsapi.Event, call int) error // nil: never fail
 	changed chan struct{}                             // signalled on every event handled
+	handled atomic.Int64                              // events handled
 }
 
 func newRecorder() *recorder { return &recorder{changed: make(chan struct{}, 1)} }
@@ -299,6 +300,7 @@ func (r *recorder) handle(_ context.Context, ev *eventsapi.Event) error {
 	}
 	if err == nil {
 		r.events = append(r.events, *ev)
+		r.handled.Add(1)
 	}
 	r.mu.Unlock()
 	select {
