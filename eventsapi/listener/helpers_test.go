@@ -60,7 +60,6 @@ var discard = slog.New(slog.DiscardHandler)
 
 // server is an events API on a real HTTP server on 127.0.0.1.
 type server struct {
-	srv     *eventsapi.Server
 	store   eventsapi.Store
 	url     string
 	streams *streamCounter
@@ -127,7 +126,7 @@ func newServer(t testing.TB, st eventsapi.Store, cfg *eventsapi.Config) *server 
 		_ = srv.Close()
 		hs.Close()
 	})
-	return &server{srv: srv, store: st, url: hs.URL, streams: counter}
+	return &server{store: st, url: hs.URL, streams: counter}
 }
 
 // serveOn serves an events API on st (a new MemoryStore when nil) on ln
@@ -283,20 +282,18 @@ func storedPositions(t testing.TB, st eventsapi.Store) []int64 {
 type recorder struct {
 	mu      sync.Mutex
 	events  []eventsapi.Event
-	calls   int
-	failOn  func(ev *eventsapi.Event, call int) error // nil: never fail
-	changed chan struct{}                             // signalled on every event handled
-	handled atomic.Int64                              // events handled
+	failOn  func(ev *eventsapi.Event) error // called under mu; nil: never fail
+	changed chan struct{}                   // signalled on every event handled
+	handled atomic.Int64                    // events handled
 }
 
 func newRecorder() *recorder { return &recorder{changed: make(chan struct{}, 1)} }
 
 func (r *recorder) handle(_ context.Context, ev *eventsapi.Event) error {
 	r.mu.Lock()
-	r.calls++
 	var err error
 	if r.failOn != nil {
-		err = r.failOn(ev, r.calls)
+		err = r.failOn(ev)
 	}
 	if err == nil {
 		r.events = append(r.events, *ev)

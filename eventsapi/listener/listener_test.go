@@ -155,7 +155,7 @@ func TestListenerHandlerError(t *testing.T) {
 	rec := newRecorder()
 	var calls []int64 // under rec.mu
 	tries := map[int64]int{}
-	rec.failOn = func(ev *eventsapi.Event, _ int) error {
+	rec.failOn = func(ev *eventsapi.Event) error {
 		calls = append(calls, ev.Position)
 		tries[ev.Position]++
 		if ev.Position == 3 && tries[3] == 1 || ev.Position == 5 && tries[5] <= 3 {
