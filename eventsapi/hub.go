@@ -220,10 +220,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// encode returns ev's JSON. It has no newline (encoding/json compacts
-// RawMessage data too), as the SSE framing needs.
+// encode returns ev's JSON, as json.Marshal writes it. It has no newline
+// (encoding/json compacts RawMessage data too), as the SSE framing needs.
 func (h *hub) encode(ev *Event) []byte {
-	b, err := json.Marshal(ev)
+	b, err := appendEventJSON(make([]byte, 0, 384+len(ev.Data)), ev)
 	if err != nil {
 		// Only data that is not JSON gets here; stores hold validated data.
 		h.logger.Error("events API: event data is not JSON; sending it as null", "position", ev.Position, "id", ev.ID, "error", err)
