@@ -53,12 +53,14 @@ type entry struct {
 // own cursor, matches entries with its filter and writes their bytes; a
 // subscriber behind the ring reads the store instead until it catches up.
 // Memory is the ring, shared and bounded, plus a bounded batch per
-// subscriber.
+// subscriber, and a page of at most storePage events read from the store
+// per subscriber behind the ring.
 type hub struct {
 	store    Store
 	logger   *slog.Logger
 	maxLag   int64 // Config.SubscriberBuffer
 	sessions *sessions
+	bufs     writeBuffers // the SSE streams' write buffers
 
 	mu    sync.RWMutex // guards the ring
 	ring  []entry      // ring[seq%len(ring)] holds entry seq, start <= seq < end
@@ -218,10 +220,10 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// encode returns ev's JSON. It has no newline (encoding/json compacts
-// RawMessage data too), as the SSE framing needs.
+// encode returns ev's JSON, as json.Marshal writes it. It has no newline
+// (encoding/json compacts RawMessage data too), as the SSE framing needs.
 func (h *hub) encode(ev *Event) []byte {
-	b, err := json.Marshal(ev)
+	b, err := appendEventJSON(make([]byte, 0, 384+len(ev.Data)), ev)
 	if err != nil {
 		// Only data that is not JSON gets here; stores hold validated data.
 		h.logger.Error("events API: event data is not JSON; sending it as null", "position", ev.Position, "id", ev.ID, "error", err)
@@ -338,6 +340,13 @@ type cursor struct {
 	live    bool
 	scratch []entry
 	pending *gap
+	// page holds what the cursor read from the store and has yet to hand
+	// out: every event after pos up to pageEnd that pageSel selects (nil:
+	// every event), in position order. It is dropped when the cursor joins
+	// the ring.
+	page    []Event
+	pageEnd int64
+	pageSel *Matcher
 }
 
 // openCursor returns a cursor after position after, or after the newest
@@ -379,6 +388,7 @@ func (c *cursor) next(ctx context.Context, sel selection, out []entry) ([]entry,
 		if !c.live {
 			if seq, ok := c.h.join(c.pos); ok {
 				c.seq, c.live = seq, true
+				c.page, c.pageSel = nil, nil
 			}
 		}
 		if !c.live {
@@ -444,27 +454,77 @@ func mergeGap(a, b *gap) *gap {
 	return a
 }
 
-// storePage is how many events a subscriber reads from the store at a time.
-const storePage = 200
+// storePage is how many events a cursor behind the ring reads from the
+// store at a time. It hands them out deliverBatch at a time and keeps the
+// rest for its next calls: a large page costs few queries per event,
+// which is what bounds how fast a subscriber catches up.
+const storePage = 1000
 
-// readStore appends to out the next page of events after the cursor that sel
-// matches, read from the store, up to position until (the store's head when
-// zero). It reports a gap when retention removed events after the cursor,
-// and whether the cursor moved. The cursor is left not live: it joins the
-// ring again on its next call.
+// readStore appends to out the next events after the cursor that sel
+// matches, from the store, up to position until (the store's head when
+// zero): at most deliverBatch, and deliverBytes of data give or take an
+// event, from the page it holds or, when it holds none, a page it reads. It
+// reports a gap when retention removed events after the cursor, and whether
+// the cursor moved. The cursor is left not live: it joins the ring again on
+// its next call.
 func (c *cursor) readStore(ctx context.Context, sel selection, out []entry, until int64) ([]entry, *gap, bool, error) {
 	c.live = false
+	if c.pageSel != nil && c.pageSel != sel.store {
+		// Read for another selection, which it may not cover: only a page
+		// of every event, or of the same selection, serves.
+		c.page = nil
+	}
+	var g *gap
+	if len(c.page) == 0 {
+		var atHead bool
+		var err error
+		if g, atHead, err = c.readPage(ctx, sel, until); err != nil || atHead {
+			return out, g, err == nil && g != nil, err
+		}
+	}
+	n := 0
+	for len(c.page) > 0 && len(out) < deliverBatch && n < deliverBytes {
+		ev := &c.page[0]
+		if until > 0 && ev.Position > until {
+			break
+		}
+		c.page = c.page[1:]
+		c.pos = ev.Position
+		if sel.match(ev) {
+			out = append(out, entry{pos: ev.Position, ev: ev, data: c.h.encode(ev)})
+			n += len(out[len(out)-1].data)
+		}
+	}
+	if len(c.page) == 0 || (until > 0 && c.page[0].Position > until) {
+		// Every event the page covers up to until was handed out.
+		end := c.pageEnd
+		if until > 0 {
+			end = min(end, until)
+		}
+		c.pos = max(c.pos, end)
+	}
+	if len(c.page) == 0 {
+		c.page = nil
+	}
+	return out, g, true, nil
+}
+
+// readPage reads the next page after the cursor, up to position until (the
+// store's head when zero), into c.page. It reports a gap when retention
+// removed events after the cursor, moving the cursor past them, and whether
+// the cursor was already at the head.
+func (c *cursor) readPage(ctx context.Context, sel selection, until int64) (*gap, bool, error) {
 	st := c.h.store
 	var g *gap
 	for {
 		oldest, err := st.Oldest(ctx)
 		if err != nil {
-			return out, g, false, fmt.Errorf("read the store's oldest position: %w", err)
+			return g, false, fmt.Errorf("read the store's oldest position: %w", err)
 		}
 		head := until
 		if head == 0 {
 			if head, err = st.Head(ctx); err != nil {
-				return out, g, false, fmt.Errorf("read the store's head: %w", err)
+				return g, false, fmt.Errorf("read the store's head: %w", err)
 			}
 		}
 		if lost := max(oldest-1, 0); oldest == 0 && head > c.pos {
@@ -476,30 +536,26 @@ func (c *cursor) readStore(ctx context.Context, sel selection, out []entry, unti
 			c.pos = lost
 		}
 		if c.pos >= head {
-			return out, g, g != nil, nil
+			return g, true, nil
 		}
 		after := c.pos
 		evs, err := st.Read(ctx, &ReadRequest{After: after, Before: head + 1, Limit: storePage, Match: sel.store})
 		if err != nil {
-			return out, g, false, fmt.Errorf("read the store: %w", err)
+			return g, false, fmt.Errorf("read the store: %w", err)
 		}
 		// Retention running during the read may have removed events the
 		// read then skipped: read again, and the check above reports it.
 		if o, err := st.Oldest(ctx); err != nil {
-			return out, g, false, fmt.Errorf("read the store's oldest position: %w", err)
+			return g, false, fmt.Errorf("read the store's oldest position: %w", err)
 		} else if o > after+1 && oldest <= after+1 {
 			continue
 		}
-		for i := range evs {
-			if sel.match(&evs[i]) {
-				out = append(out, entry{pos: evs[i].Position, ev: &evs[i], data: c.h.encode(&evs[i])})
-			}
-		}
+		c.page, c.pageSel = evs, sel.store
 		if len(evs) < storePage {
-			c.pos = head
+			c.pageEnd = head
 		} else {
-			c.pos = evs[len(evs)-1].Position
+			c.pageEnd = evs[len(evs)-1].Position
 		}
-		return out, g, true, nil
+		return g, false, nil
 	}
 }

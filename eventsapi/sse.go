@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -83,7 +84,8 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p *Principa
 	// The opening id gives a client that connected without one the position
 	// it starts from, so that reconnecting before the first event misses
 	// nothing.
-	sw := &sseWriter{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout}
+	sw := &sseWriter{w: w, rc: http.NewResponseController(w), timeout: s.cfg.WriteTimeout, bufs: &s.hub.bufs}
+	sw.grab()
 	sw.buf = append(sw.buf, "retry: 2000\n"...)
 	sw.id(cur.pos)
 	sw.buf = append(sw.buf, '\n')
@@ -167,13 +169,23 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, p *Principa
 }
 
 // sseWriter frames a stream's events into a bounded buffer and writes it
-// with a deadline.
+// with a deadline. The buffer comes from the server's pool while there is
+// something to write and goes back once written, so that an idle stream
+// holds none and a new one does not grow its own.
 type sseWriter struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
-	buf     []byte
-	lastID  int64 // the last id: sent
+	bufs    *writeBuffers
+	buf     []byte // nil between writes
+	lastID  int64  // the last id: sent
+}
+
+// grab takes a buffer from the pool when the writer has none.
+func (sw *sseWriter) grab() {
+	if sw.buf == nil {
+		sw.buf = sw.bufs.get()
+	}
 }
 
 // event adds e to the buffer, writing first when the buffer is full.
@@ -181,6 +193,7 @@ func (sw *sseWriter) event(e entry) {
 	if len(sw.buf) > 0 && len(sw.buf)+len(e.data) > deliverBytes {
 		_ = sw.flush() // an error shows again at the next flush
 	}
+	sw.grab()
 	sw.id(e.pos)
 	sw.buf = append(sw.buf, "data: "...)
 	sw.buf = append(sw.buf, e.data...)
@@ -192,6 +205,7 @@ func (sw *sseWriter) event(e entry) {
 // data: EventSource takes it as its last event id and dispatches nothing,
 // so a reconnect does not pass over them again.
 func (sw *sseWriter) heartbeat(pos int64) {
+	sw.grab()
 	if pos > sw.lastID {
 		sw.id(pos)
 	}
@@ -218,6 +232,7 @@ func (sw *sseWriter) rejection(r *Rejection) {
 // notice adds an "event: notice".
 func (sw *sseWriter) notice(code, message string) {
 	b, _ := json.Marshal(subscribeError{Code: code, Message: message})
+	sw.grab()
 	sw.buf = append(sw.buf, "event: notice\ndata: "...)
 	sw.buf = append(sw.buf, b...)
 	sw.buf = append(sw.buf, "\n\n"...)
@@ -232,7 +247,7 @@ func (sw *sseWriter) last(code, message string) {
 }
 
 // flush writes the buffer and flushes the response, within the write
-// timeout.
+// timeout, and gives the buffer back.
 func (sw *sseWriter) flush() error {
 	if len(sw.buf) == 0 {
 		return nil
@@ -244,10 +259,25 @@ func (sw *sseWriter) flush() error {
 	if err == nil {
 		err = sw.rc.Flush()
 	}
-	if cap(sw.buf) > 2*deliverBytes {
-		sw.buf = nil // a large event passed: let its buffer go
-	} else {
-		sw.buf = sw.buf[:0]
-	}
+	sw.bufs.put(sw.buf)
+	sw.buf = nil
 	return err
+}
+
+// writeBuffers pools the buffers streams gather their events in: as many
+// as streams are writing at once, each of deliverBytes and a little more.
+type writeBuffers struct{ pool sync.Pool }
+
+func (p *writeBuffers) get() []byte {
+	if b, ok := p.pool.Get().(*[]byte); ok {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, deliverBytes+4<<10)
+}
+
+// put gives b back, unless a large event grew it: that one is let go.
+func (p *writeBuffers) put(b []byte) {
+	if cap(b) <= 2*deliverBytes {
+		p.pool.Put(&b)
+	}
 }

@@ -14,9 +14,9 @@ import (
 )
 
 const benchUsage = `
-Measure the publish path and the relay, each beside a baseline measured in
-the same run, and print a table of medians with their spread (min–max) and
-the ratio to the baseline:
+Measure the publish path, the relay and the events API, each beside a
+baseline measured in the same run, and print a table of medians with their
+spread (min–max) and the ratio to the baseline:
 
   publish  request-like transactions (business INSERT, Flush of 0, 1, 10
            events, COMMIT) at 1, 4, 16 clients, beside a hand-written INSERT
@@ -30,15 +30,26 @@ the ratio to the baseline:
   e2e      16 producers and a relay on this machine: events delivered per second
   backlog  the relay draining --events while --backlog rows are pending, beside
            the same drain from a table holding only those rows
+  events   the events API (txoutbox serve) on 127.0.0.1, with keys and the
+           topic catalog: ingest into its Postgres store over HTTP, CloudEvents
+           batches and bc-events bulk posts as the relay sends them, at 1, 4
+           and 16 clients, beside appending to the store directly and posting
+           to a memory store; fan-out to --subscribers SSE streams and to a
+           tenth of them over SSE and WebSocket, in deliveries/s, posting as
+           fast as the slowest allows; ingest→subscriber latency at 1,000
+           events/s to a tenth of --subscribers; a subscriber resuming
+           --catch-up events behind, beside reading them from the store
+           directly. Subscribers are lean readers in this process.
 
 Without --database-url it starts a throwaway PostgreSQL with fsync and
 synchronous_commit on, and removes it afterwards; with one, each scenario
 works in a schema of its own, dropped afterwards. The defaults finish in
-about four minutes on 2 cores. Other load on the machine shows in the
+about five minutes on 2 cores. Other load on the machine shows in the
 numbers: check it is idle first.`
 
 const benchExamples = `  txoutbox bench
   txoutbox bench --scenario publish --runs 5 --duration 3s
+  txoutbox bench --scenario events --subscribers 1000 --catch-up 100000
   txoutbox bench --database-url postgres://postgres@127.0.0.1:5432/bench --json bench.json`
 
 type benchFlags struct {
@@ -49,6 +60,8 @@ type benchFlags struct {
 	watermillEvents int
 	backlog         int
 	duration        time.Duration
+	subscribers     int
+	catchUp         int
 	json            string
 	verbose         bool
 }
@@ -61,6 +74,8 @@ func (f *benchFlags) register(fs *flag.FlagSet) {
 	fs.IntVar(&f.watermillEvents, "watermill-events", 0, "events the watermill-sql baseline drains; 0 is the same as --events")
 	fs.IntVar(&f.backlog, "backlog", bench.BacklogDefault, "rows pending during the backlog scenario")
 	fs.DurationVar(&f.duration, "duration", bench.DurationDefault, "measuring `window` of each rate and latency point")
+	fs.IntVar(&f.subscribers, "subscribers", bench.SubscribersDefault, "subscribers of the events scenario's largest fan-out; the others use a tenth")
+	fs.IntVar(&f.catchUp, "catch-up", bench.CatchUpDefault, "events behind the newest the events scenario's catch-up subscriber resumes")
 	fs.StringVar(&f.json, "json", "", "also write the results as JSON to this `file`")
 	fs.BoolVar(&f.verbose, "v", false, "log progress to stderr")
 }
@@ -112,6 +127,8 @@ func (f *benchFlags) config(stderr io.Writer) (*bench.Config, error) {
 		WatermillEvents: f.watermillEvents,
 		Backlog:         f.backlog,
 		Duration:        f.duration,
+		Subscribers:     f.subscribers,
+		CatchUp:         f.catchUp,
 		Logger:          slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})),
 	}
 	for s := range strings.SplitSeq(f.scenario, ",") {

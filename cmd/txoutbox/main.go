@@ -60,7 +60,7 @@ func commands() []command {
 		{name: "inspect", summary: "list events, e.g. the dead ones, with their last error", run: runInspect},
 		{name: "replay", summary: "requeue dead or delivered events", run: runReplay},
 		{name: "demo", summary: "run service, outbox, relay and events API on this machine and show what arrives", run: runDemo},
-		{name: "bench", summary: "measure the publish path and the relay against baselines", run: runBench},
+		{name: "bench", summary: "measure the publish path, the relay and the events API against baselines", run: runBench},
 		{name: "version", summary: "print the version and the revision this binary was built from", run: runVersion},
 	}
 }

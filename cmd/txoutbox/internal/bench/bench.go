@@ -18,6 +18,12 @@ const (
 	EventsDefault   = 100_000
 	BacklogDefault  = 1_000_000
 	DurationDefault = time.Second
+	// SubscribersDefault is the most subscribers of the events scenario's
+	// fan-out.
+	SubscribersDefault = 1000
+	// CatchUpDefault is how far behind the events scenario's catch-up
+	// subscriber resumes.
+	CatchUpDefault = 100_000
 )
 
 // Scenario names, in the order Run runs them.
@@ -27,10 +33,11 @@ const (
 	ScenarioLatency = "latency"
 	ScenarioE2E     = "e2e"
 	ScenarioBacklog = "backlog"
+	ScenarioEvents  = "events"
 )
 
 // Scenarios lists every scenario, in the order Run runs them.
-var Scenarios = []string{ScenarioPublish, ScenarioRelay, ScenarioLatency, ScenarioE2E, ScenarioBacklog}
+var Scenarios = []string{ScenarioPublish, ScenarioRelay, ScenarioLatency, ScenarioE2E, ScenarioBacklog, ScenarioEvents}
 
 // Config configures a benchmark run. A nil *Config runs everything with the
 // defaults.
@@ -67,6 +74,15 @@ type Config struct {
 	// Defaults to DurationDefault.
 	Duration time.Duration
 
+	// Subscribers is how many subscribers the events scenario fans out to;
+	// it also fans out to a tenth of them, and measures latency with that
+	// tenth. Defaults to SubscribersDefault.
+	Subscribers int
+
+	// CatchUp is how many events behind the newest the events scenario's
+	// catch-up subscriber resumes. Defaults to CatchUpDefault.
+	CatchUp int
+
 	// Logger receives progress and the warnings of the relays under test.
 	// Defaults to discarding them.
 	Logger *slog.Logger
@@ -85,6 +101,8 @@ func (c *Config) withDefaults() *Config {
 	out.WatermillEvents = cmp.Or(out.WatermillEvents, out.Events)
 	out.Backlog = cmp.Or(out.Backlog, BacklogDefault)
 	out.Duration = cmp.Or(out.Duration, DurationDefault)
+	out.Subscribers = cmp.Or(out.Subscribers, SubscribersDefault)
+	out.CatchUp = cmp.Or(out.CatchUp, CatchUpDefault)
 	out.Logger = cmp.Or(out.Logger, slog.New(slog.DiscardHandler))
 	return &out
 }
@@ -108,6 +126,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("Config.Backlog: %d is less than Config.Events (%d), the rows each run drains from it", c.Backlog, c.Events)
 	case c.Duration < 0:
 		return fmt.Errorf("Config.Duration: %s is negative", c.Duration)
+	case c.Subscribers < 0:
+		return fmt.Errorf("Config.Subscribers: %d is negative", c.Subscribers)
+	case c.CatchUp < 0:
+		return fmt.Errorf("Config.CatchUp: %d is negative", c.CatchUp)
 	}
 	return nil
 }
@@ -137,7 +159,8 @@ func Run(ctx context.Context, cfg *Config) (*Report, error) {
 		Command: Settings{
 			Scenarios: c.Scenarios, Runs: c.Runs, Events: c.Events,
 			WatermillEvents: c.WatermillEvents, Backlog: c.Backlog,
-			DurationMs: c.Duration.Milliseconds(), OwnCluster: c.DatabaseURL == "",
+			DurationMs: c.Duration.Milliseconds(), Subscribers: c.Subscribers, CatchUp: c.CatchUp,
+			OwnCluster: c.DatabaseURL == "",
 		},
 	}
 	for _, name := range Scenarios {
@@ -164,6 +187,7 @@ var scenarios = map[string]func(context.Context, *env, *recorder) error{
 	ScenarioLatency: runLatency,
 	ScenarioE2E:     runE2E,
 	ScenarioBacklog: runBacklog,
+	ScenarioEvents:  runEvents,
 }
 
 // Write prints r as the table of the README's Performance section.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
@@ -15,11 +16,13 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Wrap(m)) }
 
-// TestBenchSmoke runs every scenario at a tiny scale, to keep the code
-// working; it asserts what was measured, never how fast.
+// TestBenchSmoke runs every scenario but events (TestBenchEvents) at a tiny
+// scale, to keep the code working; it asserts what was measured, never how
+// fast.
 func TestBenchSmoke(t *testing.T) {
 	rep, err := Run(t.Context(), &Config{
 		DatabaseURL:     pgtest.NewDB(t),
+		Scenarios:       slices.DeleteFunc(slices.Clone(Scenarios), func(s string) bool { return s == ScenarioEvents }),
 		Runs:            2,
 		Events:          300,
 		WatermillEvents: 200,
@@ -68,12 +71,70 @@ func TestBenchSmoke(t *testing.T) {
 	t.Log("\n" + table.String())
 }
 
+// TestBenchEvents runs the events scenario at a tiny scale: every
+// measurement is there, once per run, with a positive median (a point this
+// short may see no post complete in one run); how fast is not asserted.
+func TestBenchEvents(t *testing.T) {
+	rep, err := Run(t.Context(), &Config{
+		DatabaseURL: pgtest.NewDB(t),
+		Scenarios:   []string{ScenarioEvents},
+		Runs:        2,
+		Duration:    300 * time.Millisecond, // a post of 16 concurrent ones takes 0.1–0.2 s
+		Subscribers: 20,
+		CatchUp:     2000,
+		Logger:      testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]Result{}
+	for _, r := range rep.Results {
+		keys[r.Key] = r
+		if len(r.Values) != 2 {
+			t.Errorf("%s: %d values, want one per run", r.Key, len(r.Values))
+		}
+		if !(r.Median > 0) {
+			t.Errorf("%s: %v, want a positive median", r.Key, r.Values)
+		}
+	}
+	for _, k := range []string{
+		"ev/ingest/ce/c1", "ev/ingest/ce/c4", "ev/ingest/ce/c16", "ev/ingest/bc/c4", "ev/ingest/store/c4", "ev/ingest/mem/c4",
+		"ev/fanout/sse/2", "ev/fanout/sse/2/ingest", "ev/fanout/sse/20", "ev/fanout/ws/2",
+		"ev/lat/sse/p50", "ev/lat/sse/p99", "ev/lat/sse/max", "ev/lat/sse/post", "ev/lat/ws/p99",
+		"ev/catchup/sse", "ev/catchup/store",
+	} {
+		if _, ok := keys[k]; !ok {
+			t.Errorf("no result %s", k)
+		}
+	}
+	for _, k := range []string{"ev/ingest/ce/c4", "ev/fanout/ws/2", "ev/catchup/sse"} {
+		if r := keys[k]; len(r.Ratios) == 0 || r.Ratios[0].Median <= 0 {
+			t.Errorf("%s: want a positive ratio to its baseline, got %+v", k, r)
+		}
+	}
+	for _, k := range []string{"ev/fanout/sse/20", "ev/lat/sse/p99", "ev/catchup/sse"} {
+		if keys[k].Met == nil {
+			t.Errorf("%s: no goal verdict", k)
+		}
+	}
+	var table bytes.Buffer
+	if err := rep.Write(&table); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(table.Bytes(), []byte("| events | fan-out: SSE, 20 subscribers, deliveries |")) {
+		t.Errorf("table lacks the fan-out rows:\n%s", table.String())
+	}
+	t.Log("\n" + table.String())
+}
+
 func TestConfigErrors(t *testing.T) {
 	for _, cfg := range []*Config{
 		{Scenarios: []string{"nope"}},
 		{Runs: -1},
 		{Events: 1000, Backlog: 10},
 		{Duration: -time.Second},
+		{Subscribers: -1},
+		{CatchUp: -1},
 	} {
 		if _, err := Run(t.Context(), cfg); !errors.Is(err, ErrInvalidConfig) {
 			t.Errorf("Run(%+v) = %v, want ErrInvalidConfig", cfg, err)

@@ -1,5 +1,5 @@
-// Package bench measures txoutbox's publish path and relay, each beside a
-// baseline taken in the same run, for the "txoutbox bench" command.
+// Package bench measures txoutbox's publish path, relay and events API, each
+// beside a baseline taken in the same run, for the "txoutbox bench" command.
 //
 //	rep, err := bench.Run(ctx, &bench.Config{Scenarios: []string{bench.ScenarioRelay}})
 //	if err != nil {
@@ -26,6 +26,12 @@
 //     second.
 //   - backlog: the relay's throughput with a million rows pending, beside
 //     the same drain from a small table.
+//   - events: the events API (package eventsapi) on 127.0.0.1: ingest over
+//     HTTP into its Postgres store, beside appending directly and posting
+//     to a memory store; fan-out to Config.Subscribers streams and a tenth
+//     of them, over SSE and WebSocket; ingest→subscriber latency at 1,000
+//     events/s; a subscriber catching up Config.CatchUp events, beside
+//     reading them from the store directly.
 //
 // Every measurement is taken Config.Runs times; within a run the
 // measurements of a scenario are interleaved, so a change in the machine's

@@ -33,6 +33,8 @@ type Settings struct {
 	WatermillEvents int      `json:"watermill_events"`
 	Backlog         int      `json:"backlog"`
 	DurationMs      int64    `json:"duration_ms"`
+	Subscribers     int      `json:"subscribers"`
+	CatchUp         int      `json:"catch_up"`
 	OwnCluster      bool     `json:"own_cluster"`
 }
 

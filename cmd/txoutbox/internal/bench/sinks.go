@@ -104,38 +104,30 @@ func (s noopSink) Close() error { return nil }
 // the API's; events count as arrived when the sink's Send returns without
 // error, that is once the API has answered.
 type httpSink struct {
-	srv  *http.Server
-	done chan struct{}
+	*loopback
 	sink *relayhttp.Sink
 	c    *counter
 }
 
 func startHTTPSink(c *counter) (*httpSink, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	h := &httpSink{c: c}
+	var err error
+	h.loopback, err = serveLoopback(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ok, batch := wire.IsCloudEventsContentType(r.Header.Get("Content-Type")); !ok || !batch {
+			http.Error(w, "want a CloudEvents batch", http.StatusUnsupportedMediaType)
+			return
+		}
+		if _, err := io.Copy(io.Discard, r.Body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
 	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
+		return nil, err
 	}
-	h := &httpSink{done: make(chan struct{}), c: c}
-	h.srv = &http.Server{
-		ReadHeaderTimeout: 10 * time.Second,
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if ok, batch := wire.IsCloudEventsContentType(r.Header.Get("Content-Type")); !ok || !batch {
-				http.Error(w, "want a CloudEvents batch", http.StatusUnsupportedMediaType)
-				return
-			}
-			if _, err := io.Copy(io.Discard, r.Body); err != nil {
-				http.Error(w, err.Error(), http.StatusBadRequest)
-				return
-			}
-			w.WriteHeader(http.StatusAccepted)
-		}),
-	}
-	go func() {
-		defer close(h.done)
-		_ = h.srv.Serve(ln)
-	}()
 	h.sink, err = relayhttp.New(&relayhttp.Config{
-		URL:    "http://" + ln.Addr().String() + "/",
+		URL:    "http://" + h.addr + "/",
 		Format: relayhttp.FormatCloudEvents,
 		Logger: slog.New(slog.DiscardHandler),
 	})
@@ -164,12 +156,41 @@ func (h *httpSink) close() {
 	if h.sink != nil {
 		_ = h.sink.Close()
 	}
+	h.loopback.close()
+}
+
+// loopback is an http.Server on 127.0.0.1, on a port of its own.
+type loopback struct {
+	srv  *http.Server
+	addr string // host:port
+	done chan struct{}
+}
+
+func serveLoopback(h http.Handler) (*loopback, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	l := &loopback{
+		srv:  &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
+		addr: ln.Addr().String(),
+		done: make(chan struct{}),
+	}
+	go func() {
+		defer close(l.done)
+		_ = l.srv.Serve(ln)
+	}()
+	return l, nil
+}
+
+// close shuts the server down, waiting up to 5 seconds for its requests.
+func (l *loopback) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := h.srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		_ = h.srv.Close()
+	if err := l.srv.Shutdown(ctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		_ = l.srv.Close()
 	}
-	<-h.done
+	<-l.done
 }
 
 // latencies joins the time each event's transaction committed with the time
