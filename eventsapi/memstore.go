@@ -27,8 +27,8 @@ type MemoryStoreConfig struct {
 	// DedupeWindow is how many recent events' ids and dedupe keys are
 	// remembered; at least Capacity. Defaults to MemoryDedupeWindowDefault.
 	DedupeWindow int
-	// Now returns the time; defaults to time.Now.
-	Now func() time.Time
+	// NowFunc returns the time; defaults to time.Now.
+	NowFunc func() time.Time
 	// AppendedFunc, when set, is called by every Append that stored events
 	// or found duplicates, with the stored copies (Position, ReceivedAt and
 	// Time set) and the number of duplicates. It is called under the
@@ -77,13 +77,13 @@ func NewMemoryStore(cfg *MemoryStoreConfig) (*MemoryStore, error) {
 	}
 	c.Capacity = cmp.Or(c.Capacity, MemoryCapacityDefault)
 	c.DedupeWindow = max(cmp.Or(c.DedupeWindow, MemoryDedupeWindowDefault), c.Capacity)
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.NowFunc == nil {
+		c.NowFunc = time.Now
 	}
 	ready := make(chan struct{})
 	close(ready)
 	return &MemoryStore{
-		now:      c.Now,
+		now:      c.NowFunc,
 		appended: c.AppendedFunc,
 		ring:     make([]Event, c.Capacity),
 		oldest:   1,

@@ -52,8 +52,8 @@ type PostgresStoreConfig struct {
 	// Logger receives the notification listener's connection trouble.
 	// Defaults to slog.Default().
 	Logger *slog.Logger
-	// Now returns the time events are received at; defaults to time.Now.
-	Now func() time.Time
+	// NowFunc returns the time events are received at; defaults to time.Now.
+	NowFunc func() time.Time
 
 	// groupEvents caps the events of one append transaction; negative runs
 	// each Append in its own transaction on the caller's goroutine (for the
@@ -150,8 +150,8 @@ func NewPostgresStore(ctx context.Context, pool *pgxpool.Pool, cfg *PostgresStor
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.NowFunc == nil {
+		c.NowFunc = time.Now
 	}
 	if err := pgCheckMigrated(ctx, pool, c.Schema); err != nil {
 		return nil, fmt.Errorf("eventsapi: %w", err)
@@ -401,7 +401,7 @@ func (in *pgInsert) args(now time.Time) []any {
 // value, and in a second round trip moves the sequence past them, inserts
 // them, notifies and commits.
 func (s *PostgresStore) appendTx(ctx context.Context, reqs []*pgAppendReq) error {
-	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
+	now := s.cfg.NowFunc().UTC().Truncate(time.Microsecond)
 	var ids, dkTenants, dkKeys []string
 	for _, r := range reqs {
 		for i := range r.events {

@@ -32,7 +32,7 @@ type storeKind struct {
 func storeKinds() []storeKind {
 	return []storeKind{
 		{name: "memory", open: func(t *testing.T, n int, clock *testClock) []Store {
-			s, err := NewMemoryStore(&MemoryStoreConfig{Now: clock.Now})
+			s, err := NewMemoryStore(&MemoryStoreConfig{NowFunc: clock.Now})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -45,7 +45,7 @@ func storeKinds() []storeKind {
 		}},
 		{name: "postgres", open: func(t *testing.T, n int, clock *testClock) []Store {
 			pool := pgtest.NewPool(t)
-			cfg := &PostgresStoreConfig{Now: clock.Now, pruneBatch: 7}
+			cfg := &PostgresStoreConfig{NowFunc: clock.Now, pruneBatch: 7}
 			if err := MigratePostgres(t.Context(), pool, cfg); err != nil {
 				t.Fatal(err)
 			}
