@@ -209,6 +209,10 @@ func (l *Listener) Position() int64 {
 type StatusError struct {
 	StatusCode int
 	Message    string // the server's error message, if it sent one
+	// RetryAfter is the server's Retry-After on a 429 or 503: Run waits at
+	// least that long (plus up to half again, at random) before it
+	// reconnects.
+	RetryAfter time.Duration
 }
 
 func (e *StatusError) Error() string {
@@ -216,6 +220,25 @@ func (e *StatusError) Error() string {
 		return fmt.Sprintf("events API answered %d %s", e.StatusCode, http.StatusText(e.StatusCode))
 	}
 	return fmt.Sprintf("events API answered %d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), e.Message)
+}
+
+// retryAfter reads the Retry-After of a 429 or 503 answer, in seconds or
+// as an HTTP date; 0 when there is none.
+func retryAfter(resp *http.Response) time.Duration {
+	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
+		return 0
+	}
+	v := strings.TrimSpace(resp.Header.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil {
+		return time.Duration(max(secs, 0)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(time.Until(t), 0)
+	}
+	return 0
 }
 
 // permanent reports whether retrying the request cannot help: the server
@@ -247,6 +270,11 @@ func (l *Listener) Run(ctx context.Context) error {
 			failures = 0
 		}
 		wait := l.backoff(failures, retry)
+		if se != nil && se.RetryAfter > 0 {
+			// The server said when to come back; the jitter on top keeps
+			// the listeners it turned away from coming back together.
+			wait = min(max(wait, se.RetryAfter+rand.N(se.RetryAfter/2+1)), max(l.cfg.BackoffMax, se.RetryAfter))
+		}
 		failures++
 		l.cfg.Logger.Warn("events listener: stream ended; reconnecting", "error", err, "after", wait.Round(time.Millisecond), "position", l.Position())
 		t := time.NewTimer(wait)
@@ -308,7 +336,7 @@ func (l *Listener) follow(ctx context.Context, retry *time.Duration) (bool, erro
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false, &StatusError{StatusCode: resp.StatusCode, Message: errorMessage(resp.Body)}
+		return false, &StatusError{StatusCode: resp.StatusCode, Message: errorMessage(resp.Body), RetryAfter: retryAfter(resp)}
 	}
 	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
 		return false, fmt.Errorf("events API answered Content-Type %q, want text/event-stream", ct)

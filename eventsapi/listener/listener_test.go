@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -449,5 +450,47 @@ func TestListenerSlowHandler(t *testing.T) {
 	defer mu.Unlock()
 	if !slices.Equal(calls, []int64{1, 2}) {
 		t.Errorf("handler calls %v, want [1 2]", calls)
+	}
+}
+
+// TestListenerHonoursRetryAfter: a server that answers 503 with
+// Retry-After is not asked again before that time, even when the
+// listener's own backoff is much shorter.
+func TestListenerHonoursRetryAfter(t *testing.T) {
+	t.Parallel()
+	var (
+		mu    sync.Mutex
+		times []time.Time
+	)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		times = append(times, time.Now())
+		n := len(times)
+		mu.Unlock()
+		if n == 1 {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, `{"error":{"code":"Unavailable","message":"busy"}}`, http.StatusServiceUnavailable)
+			return
+		}
+		http.Error(w, `{"error":{"code":"Unauthorized","message":"stop here"}}`, http.StatusUnauthorized)
+	}))
+	defer ts.Close()
+	l, err := listener.New(fast(ts.URL, ts.Client()), newRecorder().handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var se *listener.StatusError
+	if err := l.Run(ctx); !errors.As(err, &se) || se.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("Run = %v, want the second answer's 401", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(times) != 2 {
+		t.Fatalf("%d requests, want 2", len(times))
+	}
+	if gap := times[1].Sub(times[0]); gap < time.Second {
+		t.Errorf("reconnected %s after a 503 with Retry-After: 1, want at least 1s", gap)
 	}
 }
