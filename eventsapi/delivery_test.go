@@ -268,3 +268,52 @@ func entriesEvents(es []entry) []Event {
 	}
 	return evs
 }
+
+// TestIdleWebSocketsHoldNoWriteBuffers: as for SSE streams, a WebSocket
+// connection gathers its events messages in a pooled buffer it gives back
+// after each write, so idle connections hold none.
+func TestIdleWebSocketsHoldNoWriteBuffers(t *testing.T) {
+	const conns, events, eventSize = 100, 500, 1024
+	env := newTestEnv(t, &Config{MaxSubscribers: conns}, envOptions{})
+	heap := func() int64 {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapInuse)
+	}
+	clients := make([]*wsClient, conns)
+	for i := range clients {
+		clients[i] = dialWS(t, env)
+		clients[i].start()
+		clients[i].subscribe("all", nil, nil)
+	}
+	before := heap()
+	burst(t, env.store, events, eventSize)
+	errs := make(chan error, conns)
+	var wg sync.WaitGroup
+	for _, c := range clients {
+		wg.Go(func() {
+			for got := 0; got < events; {
+				if _, err := c.recv(); err != nil {
+					errs <- err
+					return
+				}
+				got += len(c.events)
+				c.events = nil // count them; keeping them would weigh more than the server
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	growth := heap() - before
+	t.Logf("heap in use grew by %d KiB with %d idle connections after a burst of %d KiB", growth>>10, conns, events*eventSize>>10)
+	// A buffer kept per connection would add conns × deliverBytes (25 MiB);
+	// the store and the ring hold about twice the burst.
+	if limit := int64(conns * deliverBytes / 2); growth > limit {
+		t.Errorf("heap grew by %d MiB, more than %d MiB", growth>>20, limit>>20)
+	}
+}

@@ -114,7 +114,6 @@ type wsConn struct {
 	cur   *cursor
 	sent  atomic.Int64 // the client was sent every matching event up to here; -1 before the stream opens
 	batch []entry
-	buf   []byte
 }
 
 // serveWebSocket serves GET /api/ws to p, as PROTOCOL.md describes.
@@ -635,20 +634,20 @@ func (c *wsConn) deliver(ctx context.Context) (<-chan struct{}, bool) {
 	return wait, true
 }
 
-// writeEvents writes an events message: the entries' bytes as they are.
+// writeEvents writes an events message: the entries' bytes as they are,
+// gathered in a buffer of the server's pool (shared with the SSE streams)
+// that goes back once written, so an idle connection holds none.
 func (c *wsConn) writeEvents(ctx context.Context, batch []entry) bool {
-	c.buf = append(c.buf[:0], `{"type":"events","events":[`...)
+	buf := append(c.s.hub.bufs.get(), `{"type":"events","events":[`...)
 	for i, e := range batch {
 		if i > 0 {
-			c.buf = append(c.buf, ',')
+			buf = append(buf, ',')
 		}
-		c.buf = append(c.buf, e.data...)
+		buf = append(buf, e.data...)
 	}
-	c.buf = append(c.buf, "]}"...)
-	ok := c.write(ctx, c.buf, c.s.cfg.WriteTimeout)
-	if cap(c.buf) > 2*deliverBytes {
-		c.buf = nil // a large event passed: let its buffer go
-	}
+	buf = append(buf, "]}"...)
+	ok := c.write(ctx, buf, c.s.cfg.WriteTimeout)
+	c.s.hub.bufs.put(buf)
 	return ok
 }
 
