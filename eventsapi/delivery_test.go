@@ -201,13 +201,6 @@ func TestCatchUpStorePages(t *testing.T) {
 func TestIdleStreamsHoldNoWriteBuffers(t *testing.T) {
 	const streams, events, eventSize = 200, 1000, 1024
 	env := newTestEnv(t, &Config{MaxSubscribers: streams}, envOptions{})
-	heap := func() int64 {
-		runtime.GC()
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return int64(ms.HeapInuse)
-	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var received atomic.Int64
@@ -242,7 +235,7 @@ func TestIdleStreamsHoldNoWriteBuffers(t *testing.T) {
 		})
 	}
 	eventually(t, 30*time.Second, "the streams are open", func() bool { return openStreams(env.srv) == streams })
-	before := heap()
+	before := heapInUse()
 	burst(t, env.store, events, eventSize)
 	eventually(t, time.Minute, "every stream has every event", func() bool {
 		select {
@@ -252,7 +245,7 @@ func TestIdleStreamsHoldNoWriteBuffers(t *testing.T) {
 		}
 		return received.Load() == streams*events
 	})
-	growth := heap() - before
+	growth := heapInUse() - before
 	t.Logf("heap in use grew by %d KiB with %d idle streams after a burst of %d KiB", growth>>10, streams, events*eventSize>>10)
 	// The store and the ring hold about twice the burst; a buffer kept
 	// per stream would add streams × deliverBytes.
@@ -275,20 +268,13 @@ func entriesEvents(es []entry) []Event {
 func TestIdleWebSocketsHoldNoWriteBuffers(t *testing.T) {
 	const conns, events, eventSize = 100, 500, 1024
 	env := newTestEnv(t, &Config{MaxSubscribers: conns}, envOptions{})
-	heap := func() int64 {
-		runtime.GC()
-		runtime.GC()
-		var ms runtime.MemStats
-		runtime.ReadMemStats(&ms)
-		return int64(ms.HeapInuse)
-	}
 	clients := make([]*wsClient, conns)
 	for i := range clients {
 		clients[i] = dialWS(t, env)
 		clients[i].start()
 		clients[i].subscribe("all", nil, nil)
 	}
-	before := heap()
+	before := heapInUse()
 	burst(t, env.store, events, eventSize)
 	errs := make(chan error, conns)
 	var wg sync.WaitGroup
@@ -309,11 +295,20 @@ func TestIdleWebSocketsHoldNoWriteBuffers(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	growth := heap() - before
+	growth := heapInUse() - before
 	t.Logf("heap in use grew by %d KiB with %d idle connections after a burst of %d KiB", growth>>10, conns, events*eventSize>>10)
 	// A buffer kept per connection would add conns × deliverBytes (25 MiB);
 	// the store and the ring hold about twice the burst.
 	if limit := int64(conns * deliverBytes / 2); growth > limit {
 		t.Errorf("heap grew by %d MiB, more than %d MiB", growth>>20, limit>>20)
 	}
+}
+
+// heapInUse is the heap in use after two collections.
+func heapInUse() int64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return int64(ms.HeapInuse)
 }
