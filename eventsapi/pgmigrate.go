@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"path"
 	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -46,33 +44,8 @@ func PostgresMigrations() fs.FS {
 	return sub
 }
 
-type pgMigration struct {
-	version int
-	name    string
-	sql     string
-}
-
-func pgMigrations() ([]pgMigration, error) {
-	entries, err := fs.ReadDir(pgMigrationFiles, "migrations")
-	if err != nil {
-		return nil, fmt.Errorf("read migrations: %w", err)
-	}
-	var ms []pgMigration
-	for _, e := range entries {
-		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		version, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %s: name must start with NNN_", name)
-		}
-		body, err := fs.ReadFile(pgMigrationFiles, path.Join("migrations", name))
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", name, err)
-		}
-		ms = append(ms, pgMigration{version: version, name: name, sql: string(body)})
-	}
-	slices.SortFunc(ms, func(a, b pgMigration) int { return a.version - b.version })
-	return ms, nil
+func pgMigrations() ([]outboxsql.Migration, error) {
+	return outboxsql.ReadMigrations(pgMigrationFiles, "migrations")
 }
 
 // MigratePostgres creates or updates the PostgresStore's tables in the
@@ -108,7 +81,7 @@ func MigratePostgres(ctx context.Context, pool *pgxpool.Pool, cfg *PostgresStore
 	return nil
 }
 
-func pgMigrate(ctx context.Context, tx pgx.Tx, schema string, ms []pgMigration) error {
+func pgMigrate(ctx context.Context, tx pgx.Tx, schema string, ms []outboxsql.Migration) error {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "txoutbox_events_api_migrate:"+schema); err != nil {
 		return fmt.Errorf("lock: %w", err)
 	}
@@ -137,14 +110,14 @@ func pgMigrate(ctx context.Context, tx pgx.Tx, schema string, ms []pgMigration) 
 		return fmt.Errorf("read applied versions: %w", err)
 	}
 	for _, m := range ms {
-		if slices.Contains(applied, int32(m.version)) {
+		if slices.Contains(applied, int32(m.Version)) {
 			continue
 		}
-		if _, err := tx.Exec(ctx, m.sql); err != nil {
-			return fmt.Errorf("apply %s: %w", m.name, err)
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return fmt.Errorf("apply %s: %w", m.Name, err)
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO "+pgTableMigrations+" (version, name) VALUES ($1, $2)", m.version, m.name); err != nil {
-			return fmt.Errorf("record %s: %w", m.name, err)
+		if _, err := tx.Exec(ctx, "INSERT INTO "+pgTableMigrations+" (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+			return fmt.Errorf("record %s: %w", m.Name, err)
 		}
 	}
 	return nil
@@ -157,7 +130,7 @@ func pgCheckMigrated(ctx context.Context, pool *pgxpool.Pool, schema string) err
 	if err != nil {
 		return err
 	}
-	want := ms[len(ms)-1].version
+	want := ms[len(ms)-1].Version
 	var have int
 	err = pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+pgTable(schema, pgTableMigrations)).Scan(&have)
 	var pgErr *pgconn.PgError

@@ -2,13 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -131,9 +129,6 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("serve: --listen: %w", err)
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
 	access := "development mode (loopback only)"
 	if keys != nil {
 		access = fmt.Sprintf("%d keys from %s", keys.Len(), f.keys)
@@ -141,24 +136,8 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logger.Info("events API listening", "url", "http://"+ln.Addr().String(), "store", storeName,
 		"access", access, "topics", topicsSummary(reg, f.topics))
 
-	select {
-	case err = <-served:
+	if err := serveHTTP(ctx, ln, api, api.Close, 10*time.Second); err != nil {
 		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
-	}
-	// Close ends the open streams, which Shutdown would wait for; Shutdown
-	// then lets the requests in flight finish.
-	closeErr := api.Close()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("serve: shutdown: %w", err)
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve: %w", err)
-	}
-	if closeErr != nil {
-		return fmt.Errorf("serve: close: %w", closeErr)
 	}
 	logger.Info("events API stopped")
 	return nil

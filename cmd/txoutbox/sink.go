@@ -149,25 +149,10 @@ func runSink(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return fmt.Errorf("sink: --addr: %w", err)
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
 	url := "http://" + ln.Addr().String()
 	logger.Info("sink listening", "url", url, "page", url+"/", "topics", topicsSummary(reg, f.topics))
-
-	select {
-	case err = <-served:
-		return fmt.Errorf("sink: serve: %w", err)
-	case <-ctx.Done():
-	}
-	_ = api.Close() // ends the live page's streams, which Shutdown would wait for
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("sink: shutdown: %w", err)
-	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("sink: serve: %w", err)
+	if err := serveHTTP(ctx, ln, api, api.Close, 5*time.Second); err != nil {
+		return fmt.Errorf("sink: %w", err)
 	}
 	st := api.Stats()
 	logger.Info("sink stopped", "accepted", st.Accepted, "duplicates", st.Duplicates, "rejected", st.Rejected,

@@ -33,8 +33,13 @@ type Migration struct {
 }
 
 // Migrations returns the migrations in the order Migrate applies them.
-func Migrations() ([]Migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
+func Migrations() ([]Migration, error) { return ReadMigrations(migrationFiles, "migrations") }
+
+// ReadMigrations reads the migrations of directory dir of fsys, files named
+// NNN_name.up.sql, in version order. The events API's store reads its own
+// with it too.
+func ReadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
+	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)
 	}
@@ -46,7 +51,7 @@ func Migrations() ([]Migration, error) {
 		if !ok || err != nil {
 			return nil, fmt.Errorf("migration %s: name must start with NNN_", name)
 		}
-		body, err := fs.ReadFile(migrationFiles, path.Join("migrations", name))
+		body, err := fs.ReadFile(fsys, path.Join(dir, name))
 		if err != nil {
 			return nil, fmt.Errorf("read migration %s: %w", name, err)
 		}
