@@ -247,6 +247,10 @@ func closedLoop(ctx context.Context, clients int, warmup, window time.Duration, 
 }
 
 // measure waits out warmup, then returns how fast counter grew over window.
+// A window in which nothing completed (calls slower than the window, as on
+// a loaded machine with a short --duration) is stretched until something
+// does, up to measureStretchMax: a rate of zero would report a stall that
+// did not happen.
 func measure(ctx context.Context, warmup, window time.Duration, counter *atomic.Int64) float64 {
 	if !sleep(ctx, warmup) {
 		return 0
@@ -255,8 +259,16 @@ func measure(ctx context.Context, warmup, window time.Duration, counter *atomic.
 	if !sleep(ctx, window) {
 		return 0
 	}
+	for counter.Load() == n0 && time.Since(start) < measureStretchMax {
+		if !sleep(ctx, min(window, 100*time.Millisecond)) {
+			return 0
+		}
+	}
 	return float64(counter.Load()-n0) / time.Since(start).Seconds()
 }
+
+// measureStretchMax bounds how long measure waits for a first completion.
+const measureStretchMax = 30 * time.Second
 
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
