@@ -197,7 +197,7 @@ func runEvents(ctx context.Context, e *env, rec *recorder) error {
 	rec.note("events: one events API server per store, in this process, on 127.0.0.1 with API keys and the topic catalog (schema validation on ingest); "+
 		"posts are the relay's HTTP sink (relayhttp) sending events of %d bytes of data; ingest points run %s after a %s warm-up", len(b.maker.data[0]), e.cfg.Duration, warmup(e.cfg))
 	rec.note("events: subscribers are lean readers in this process, one goroutine and one TCP connection each, sharing the CPUs with the server and PostgreSQL: " +
-		"SSE by an HTTP/1.1 request written by hand, counting data lines; WebSocket by github.com/coder/websocket, counting the events of each message; "+
+		"SSE by an HTTP/1.1 request written by hand, counting data lines; WebSocket by github.com/coder/websocket, counting the events of each message; " +
 		"gRPC by connect-go's gRPC client over unencrypted HTTP/2, decoding each event message")
 	rec.note("events: fan-out posts CloudEvents batches of %d on %d connections as fast as the slowest subscriber allows (at most %d events ahead of it, half the server's slow-consumer limit); "+
 		"deliveries are events received, all subscribers together", fanoutBatch, fanoutPosters, fanoutLag)
