@@ -10,11 +10,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/txoutbox/txoutbox/internal/inboxsql"
 	"github.com/txoutbox/txoutbox/internal/outboxsql"
 )
 
 // Table is the inbox table's name, in Config.Schema.
-const Table = "txoutbox_inbox"
+const Table = inboxsql.Table
 
 // MaxIDBytes is the longest consumer name and event id Once accepts.
 const MaxIDBytes = 256
@@ -45,8 +46,7 @@ type Config struct {
 // Migrate creates. It holds only its queries: one Inbox serves every
 // consumer and goroutine.
 type Inbox struct {
-	insert string
-	prune  string
+	q inboxsql.Queries
 }
 
 // New returns the Inbox for cfg's schema.
@@ -58,13 +58,7 @@ func New(cfg *Config) (*Inbox, error) {
 	if err := outboxsql.CheckSchema(c.Schema); err != nil {
 		return nil, fmt.Errorf("inbox: Config.Schema: %w: %w", ErrInvalidConfig, err)
 	}
-	t := outboxsql.Table(c.Schema, Table)
-	return &Inbox{
-		insert: `INSERT INTO ` + t + ` (consumer, event_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`,
-		prune: `DELETE FROM ` + t + ` WHERE (consumer, event_id) IN (
-			SELECT consumer, event_id FROM ` + t + `
-			WHERE processed_at < now() - make_interval(secs => $1) LIMIT $2)`,
-	}, nil
+	return &Inbox{q: inboxsql.New(c.Schema)}, nil
 }
 
 // Once records in tx that consumer processed the event eventID, and reports
@@ -91,7 +85,7 @@ func (ib *Inbox) Once(ctx context.Context, tx pgx.Tx, consumer, eventID string) 
 	if err := checkID("event id", eventID); err != nil {
 		return false, err
 	}
-	tag, err := tx.Exec(ctx, ib.insert, consumer, eventID)
+	tag, err := tx.Exec(ctx, ib.q.Insert, consumer, eventID)
 	if err != nil {
 		return false, fmt.Errorf("inbox: record event %q of %s: %w", eventID, consumer, err)
 	}
@@ -140,7 +134,7 @@ func (ib *Inbox) Prune(ctx context.Context, db Execer, olderThan time.Duration) 
 	}
 	var total int64
 	for {
-		tag, err := db.Exec(ctx, ib.prune, olderThan.Seconds(), PruneBatch)
+		tag, err := db.Exec(ctx, ib.q.Prune, olderThan.Seconds(), PruneBatch)
 		if err != nil {
 			return total, fmt.Errorf("inbox: prune: %w", err)
 		}

@@ -2,40 +2,20 @@ package inbox
 
 import (
 	"context"
-	"embed"
 	"fmt"
 	"io/fs"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/txoutbox/txoutbox/internal/inboxsql"
 	"github.com/txoutbox/txoutbox/internal/outboxsql"
 )
-
-//go:embed migrations/*.up.sql
-var migrationFiles embed.FS
-
-// tableMigrations records the inbox's applied migrations, apart from the
-// outbox's, which may share the schema.
-const tableMigrations = "txoutbox_inbox_migrations"
-
-// migrations is the inbox table's outboxsql.MigrationSet.
-var migrations = outboxsql.MigrationSet{
-	Read:  func() ([]outboxsql.Migration, error) { return outboxsql.ReadMigrations(migrationFiles, "migrations") },
-	Table: tableMigrations,
-	Lock:  "txoutbox_inbox_migrate:",
-}
 
 // Migrations returns the embedded migration files, named NNN_name.up.sql,
 // for teams that apply migrations with their own tool (goose, atlas,
 // golang-migrate) instead of Migrate. They create the table on the
 // search_path: run them with the search_path set to Config.Schema.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // the embedded directory is fixed at build time
-	}
-	return sub
-}
+func Migrations() fs.FS { return inboxsql.MigrationFS() }
 
 // Beginner starts a transaction; *pgxpool.Pool, *pgx.Conn and pgx.Tx
 // satisfy it.
@@ -57,7 +37,7 @@ func Migrate(ctx context.Context, db Beginner, cfg *Config) error {
 	if err := outboxsql.CheckSchema(c.Schema); err != nil {
 		return fmt.Errorf("inbox: migrate: Config.Schema: %w: %w", ErrInvalidConfig, err)
 	}
-	if _, err := migrations.MigrateDB(ctx, db, c.Schema); err != nil {
+	if _, err := inboxsql.Migrations.MigrateDB(ctx, db, c.Schema); err != nil {
 		return fmt.Errorf("inbox: migrate: %w", err)
 	}
 	return nil
