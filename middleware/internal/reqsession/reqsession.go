@@ -1,4 +1,5 @@
-// Package reqsession is what the Echo and net/http outbox middleware share:
+// Package reqsession is what the Echo (v4 and v5) and net/http outbox
+// middleware share:
 // opening a session from a request's identity headers, and the end-of-request
 // check for events that were published but never flushed.
 package reqsession
