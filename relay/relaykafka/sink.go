@@ -192,6 +192,10 @@ func New(cfg *Config) (*Sink, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordDeliveryTimeout(c.Timeout),
 		kgo.ProducerBatchMaxBytes(c.MaxBatchBytes),
+		// Send waits for each wave's acknowledgements: lingering for more
+		// records would only delay them. Records still batch while a
+		// request is in flight.
+		kgo.ProducerLinger(0),
 	}, c.Opts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

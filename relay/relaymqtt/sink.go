@@ -195,14 +195,16 @@ func (s *Sink) Send(ctx context.Context, events []*outbox.Event) error {
 	if err := relay.SendCut(ctx); err != nil {
 		return fmt.Errorf("not sent: %w: %w", relay.ErrNotSent, err)
 	}
-	if err := s.connect(ctx); err != nil {
+	if err := s.Connect(ctx); err != nil {
 		return err
 	}
 	return brokersink.Send(ctx, events, nil, s.wave)
 }
 
-// connect connects to the broker unless the client is connected.
-func (s *Sink) connect(ctx context.Context) error {
+// Connect connects to the broker unless the sink is connected. Send calls
+// it; call it first to find out at start that the broker is there and
+// takes the credentials.
+func (s *Sink) Connect(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.client.IsConnectionOpen() {
