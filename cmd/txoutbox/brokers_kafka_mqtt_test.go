@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -133,4 +135,95 @@ func TestBrokerSinkURLErrors(t *testing.T) {
 			t.Errorf("--sink %s: %v; want an error containing %q", tc.sink, err, tc.want)
 		}
 	}
+}
+
+// TestRelayToKafkaKilled kills a relay process with SIGKILL while it
+// produces to Kafka, then runs a second relay: every event arrives, each
+// key's first arrivals in order, and the duplicates are at most the one
+// batch the killed relay had in Kafka but had not recorded.
+func TestRelayToKafkaKilled(t *testing.T) {
+	t.Parallel()
+	bin := buildBinary(t)
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	url, pool := newOutboxDB(t)
+	const n, batch = 2000, 100
+	ids := insertEvents(t, pool, n)
+
+	type arrival struct {
+		id, key string
+		n       int
+	}
+	var mu sync.Mutex
+	var got []arrival
+	cl, err := kgo.NewClient(kgo.SeedBrokers(cluster.ListenAddrs()...), kgo.ConsumeTopics("events"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
+				var ce struct {
+					ID   string
+					Data struct{ N int }
+				}
+				_ = json.Unmarshal(r.Value, &ce)
+				mu.Lock()
+				got = append(got, arrival{ce.ID, string(r.Key), ce.Data.N})
+				mu.Unlock()
+			})
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done; cl.Close() })
+	arrived := func() (total, distinct int) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen := make(map[string]bool)
+		for _, a := range got {
+			seen[a.id] = true
+		}
+		return len(got), len(seen)
+	}
+
+	sink := "kafka://" + strings.Join(cluster.ListenAddrs(), ",") + "/events"
+	args := []string{"relay", "--database-url", url, "--sink", sink, "--batch-size", fmt.Sprint(batch), "--lease", "1s"}
+	cmd, _, _ := startBinary(t, bin, io.Discard, args...)
+	waitFor(t, 30*time.Second, "a fifth of the events in Kafka", func() bool { _, d := arrived(); return d >= n/5 })
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	killedAt, _ := arrived()
+
+	runRelayUntilDrained(t, url, pool, args[3:]...)
+	waitFor(t, 10*time.Second, "every event in Kafka", func() bool { _, d := arrived(); return d == n })
+	mu.Lock()
+	defer mu.Unlock()
+	last := make(map[string]int)
+	seen := make(map[string]bool)
+	for _, a := range got {
+		if !ids[a.id] {
+			t.Fatalf("unknown event %q", a.id)
+		}
+		if seen[a.id] {
+			continue
+		}
+		seen[a.id] = true
+		if prev, ok := last[a.key]; ok && a.n <= prev {
+			t.Fatalf("key %s: %d arrived after %d", a.key, a.n, prev)
+		}
+		last[a.key] = a.n
+	}
+	dups := len(got) - n
+	if dups > batch {
+		t.Errorf("%d duplicates after one kill, more than one batch (%d)", dups, batch)
+	}
+	t.Logf("%d events, %d in Kafka when killed, %d duplicates", n, killedAt, dups)
 }
