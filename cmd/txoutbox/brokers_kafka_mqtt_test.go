@@ -227,3 +227,18 @@ func TestRelayToKafkaKilled(t *testing.T) {
 	}
 	t.Logf("%d events, %d in Kafka when killed, %d duplicates", n, killedAt, dups)
 }
+
+// TestRedactBrokerSinkURL checks that the sink URL the relay logs at start
+// keeps no password, with one host or several.
+func TestRedactBrokerSinkURL(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{
+		"kafka://relay:s3cret@h1:9092,h2:9092/events.{category}?sasl=scram-sha-256",
+		"kafkas://relay:s3cret@h1:9092/events",
+		"mqtt://relay:s3cret@127.0.0.1:1883/{tenant}/{category}/{entity}/{action}",
+	} {
+		if got := redactURL(raw); strings.Contains(got, "s3cret") || !strings.Contains(got, "relay") {
+			t.Errorf("redactURL(%s) = %s", raw, got)
+		}
+	}
+}
