@@ -114,6 +114,8 @@ type PostgresStore struct {
 	pool *pgxpool.Pool
 	cfg  PostgresStoreConfig
 	q    *pgQueries
+	jq   *pgJobQueries
+	live liveSubscribers // SubscribeLive's functions
 
 	reqs   chan *pgAppendReq // to the writer
 	quit   chan struct{}     // closed by Close
@@ -163,6 +165,7 @@ func NewPostgresStore(ctx context.Context, pool *pgxpool.Pool, cfg *PostgresStor
 		reqs: make(chan *pgAppendReq),
 		quit: make(chan struct{}),
 	}
+	s.jq = newPgJobQueries(s.q)
 	head, err := s.head(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("eventsapi: read head: %w", err)
