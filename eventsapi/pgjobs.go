@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -94,8 +95,16 @@ func (s *PostgresStore) Enroll(ctx context.Context, req *EnrollRequest, job Even
 	if err != nil {
 		return EnrollResult{}, false, err
 	}
+	hint := s.hints.key(req, conds)
 	for attempt := 1; ; attempt++ {
-		res, ok, err := s.enrollTx(ctx, req, conds, job)
+		from := s.hints.get(hint)
+		res, ok, err := s.enrollTx(ctx, req, conds, job, from)
+		if err == nil && !ok && from > 0 {
+			// Nothing after the hint: look again from the oldest event,
+			// for a source an enrolment that failed left behind.
+			s.hints.set(hint, 0)
+			res, ok, err = s.enrollTx(ctx, req, conds, job, 0)
+		}
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == pgUniqueViolation && pgErr.ConstraintName == pgJobIndex && attempt < pgEnrollAttempts {
 			continue
@@ -105,18 +114,24 @@ func (s *PostgresStore) Enroll(ctx context.Context, req *EnrollRequest, job Even
 		}
 		if ok {
 			s.wake.advance(res.Job.Position)
+			if res.Job.DependsOn == res.Source.ID && res.Job.Retries == 0 {
+				s.hints.advance(hint, res.Source.Position)
+			}
 		}
 		return res, ok, nil
 	}
 }
 
-func (s *PostgresStore) enrollTx(ctx context.Context, req *EnrollRequest, conds []condition, job Event) (EnrollResult, bool, error) {
+func (s *PostgresStore) enrollTx(ctx context.Context, req *EnrollRequest, conds []condition, job Event, from int64) (EnrollResult, bool, error) {
 	now := s.cfg.NowFunc().UTC().Truncate(time.Microsecond)
 	var restarted, source pgWhere
 	restarted.add("j.status = 'restarted'")
 	restarted.add("j.topic = " + restarted.arg(req.TargetTopic))
 	pgEnrollWhere(&restarted, req, conds)
 	pgEnrollWhere(&source, req, conds)
+	if from > 0 {
+		source.add("s.position >= " + source.arg(from))
+	}
 	// A subquery per candidate, not NOT EXISTS: an anti join planned on
 	// stale statistics compares every candidate with every job. depends_on
 	// <> '' lets the subquery use the job index, which is partial.
@@ -319,3 +334,54 @@ func (s *PostgresStore) PublishLive(ctx context.Context, evs []Event) error {
 // SubscribeLive implements LiveStore. The store's listener receives the
 // live events of every instance sharing its tables, this one's included.
 func (s *PostgresStore) SubscribeLive(fn func([]Event)) (stop func()) { return s.live.add(fn) }
+
+// pgEnrollHints remember, per kind of enrolment (topics, tenant,
+// conditions), the position of the last source event enrolled: the sources
+// before it had jobs then, so the next enrolment starts its scan there
+// instead of at the oldest event. A hint is only a start: when nothing
+// follows it, the scan runs again from the oldest event, so a source that
+// a failed enrolment passed over is found then.
+type pgEnrollHints struct {
+	mu    sync.Mutex
+	start map[string]int64
+}
+
+// pgEnrollHintsMax bounds the hints kept; beyond, they are forgotten.
+const pgEnrollHintsMax = 1024
+
+func (h *pgEnrollHints) key(req *EnrollRequest, conds []condition) string {
+	var b strings.Builder
+	for _, s := range []string{req.SourceTopic, req.TargetTopic, req.Tenant} {
+		b.WriteString(s)
+		b.WriteByte(0)
+	}
+	for _, c := range conds {
+		b.WriteString(strings.Join(c.path, "/"))
+		b.WriteByte(0)
+		b.WriteString(c.json)
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+func (h *pgEnrollHints) get(k string) int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.start[k]
+}
+
+func (h *pgEnrollHints) set(k string, pos int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.start == nil || len(h.start) >= pgEnrollHintsMax {
+		h.start = make(map[string]int64)
+	}
+	h.start[k] = pos
+}
+
+// advance moves the hint forward to pos.
+func (h *pgEnrollHints) advance(k string, pos int64) {
+	if pos > h.get(k) {
+		h.set(k, pos)
+	}
+}

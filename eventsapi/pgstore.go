@@ -111,11 +111,12 @@ type PostgresStoreConfig struct {
 // keeps the newest event, even older than the age limit: its position is
 // the head, which must not go back (see Store.Head).
 type PostgresStore struct {
-	pool *pgxpool.Pool
-	cfg  PostgresStoreConfig
-	q    *pgQueries
-	jq   *pgJobQueries
-	live liveSubscribers // SubscribeLive's functions
+	pool  *pgxpool.Pool
+	cfg   PostgresStoreConfig
+	q     *pgQueries
+	jq    *pgJobQueries
+	live  liveSubscribers // SubscribeLive's functions
+	hints pgEnrollHints   // where enrolments start their scans
 
 	reqs   chan *pgAppendReq // to the writer
 	quit   chan struct{}     // closed by Close
