@@ -190,7 +190,8 @@ type JobUpdate struct {
 // and PostgresStore do. Job events are events of the store: a job moves to
 // a new position (taken as appends take theirs) every time it changes, so
 // that live subscribers and readers resuming from a position see the
-// change.
+// change. A Store that wraps another passes jobs on only by implementing
+// JobStore itself (and LiveStore likewise).
 type JobStore interface {
 	// Enroll moves the oldest restarted job of req.TargetTopic whose
 	// source event req selects back to pending, or else stores job, the
