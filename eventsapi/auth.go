@@ -34,6 +34,7 @@ const (
 	RightIngest    Right = "ingest"    // post events (the relay)
 	RightSubscribe Right = "subscribe" // live subscriptions
 	RightQuery     Right = "query"     // the query API
+	RightJobs      Right = "jobs"      // enrol for events, update jobs, report progress
 )
 
 // rightSet is a set of rights, one bit each.
@@ -43,10 +44,11 @@ const (
 	bitIngest rightSet = 1 << iota
 	bitSubscribe
 	bitQuery
-	allRights = bitIngest | bitSubscribe | bitQuery
+	bitJobs
+	allRights = bitIngest | bitSubscribe | bitQuery | bitJobs
 )
 
-var rightBits = map[Right]rightSet{RightIngest: bitIngest, RightSubscribe: bitSubscribe, RightQuery: bitQuery}
+var rightBits = map[Right]rightSet{RightIngest: bitIngest, RightSubscribe: bitSubscribe, RightQuery: bitQuery, RightJobs: bitJobs}
 
 func (rs rightSet) has(r Right) bool { return rs&rightBits[r] != 0 }
 
@@ -121,13 +123,13 @@ func NewKeys(keys ...Key) (*Keys, error) {
 			return nil, fmt.Errorf("%w: key %q: no secret hash", ErrInvalidKeys, k.Name)
 		}
 		if len(k.Rights) == 0 {
-			return nil, fmt.Errorf("%w: key %q: no rights (want some of %s, %s, %s)", ErrInvalidKeys, k.Name, RightIngest, RightSubscribe, RightQuery)
+			return nil, fmt.Errorf("%w: key %q: no rights (want some of %s, %s, %s, %s)", ErrInvalidKeys, k.Name, RightIngest, RightSubscribe, RightQuery, RightJobs)
 		}
 		var rs rightSet
 		for _, r := range k.Rights {
 			bit, ok := rightBits[r]
 			if !ok {
-				return nil, fmt.Errorf("%w: key %q: unknown right %q (want %s, %s or %s)", ErrInvalidKeys, k.Name, r, RightIngest, RightSubscribe, RightQuery)
+				return nil, fmt.Errorf("%w: key %q: unknown right %q (want %s, %s, %s or %s)", ErrInvalidKeys, k.Name, r, RightIngest, RightSubscribe, RightQuery, RightJobs)
 			}
 			rs |= bit
 		}

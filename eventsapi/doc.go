@@ -85,6 +85,22 @@
 // server on a MemoryStore in development mode, with that page, for
 // development and the demo.
 //
+// # Jobs
+//
+// A worker turns one event into tracked work. It enrolls (POST
+// /api/enroll, with the jobs right) for the oldest event of a source topic,
+// optionally selected by values in its data, that has no job yet, and gets
+// a job: a new event of a target topic, depending on the source, in state
+// pending. Every source event gets exactly one job, however many workers
+// enroll from however many processes. The worker moves the job on (PATCH
+// /api/events/{id}: in_progress, then finished, failed or aborted) and
+// reports progress (POST /api/events/{id}/progress), which live
+// subscribers receive and nobody stores. Each change moves the job to a new
+// position, so subscribers see it happen; a job left alone for
+// Config.JobStaleAfter is restarted and enrolled again, up to
+// Config.JobMaxRetries. Stores keep jobs by implementing JobStore;
+// MemoryStore and PostgresStore do. PROTOCOL.md has the lifecycle.
+//
 // # Positions
 //
 // Every stored event gets a position, and a subscriber resumes from the

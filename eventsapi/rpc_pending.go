@@ -2,8 +2,5 @@ package eventsapi
 
 import "context"
 
-// publishLive and resolveTarget stand in until live events and target
-// resolution land.
-func (s *Server) publishLive(ctx context.Context, evs []Event) error { return ErrClosed }
-
+// resolveTarget stands in until target resolution lands.
 func (s *Server) resolveTarget(_ context.Context, t Target) (Target, error) { return t, t.Validate() }

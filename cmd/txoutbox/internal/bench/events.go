@@ -166,6 +166,7 @@ func runEvents(ctx context.Context, e *env, rec *recorder) error {
 	rec.define("ev/ingest/bc/c4", fmt.Sprintf("ingest: HTTP, bc-events bulk posts of %d → Postgres store, 4 clients", ingestBatch), "", "events/s", goal{}, "ev/ingest/store/c4")
 	rec.define("ev/ingest/store/c4", fmt.Sprintf("  Append to the Postgres store directly, %d at a time, 4 goroutines", ingestBatch), "direct Append", "events/s", goal{})
 	rec.define("ev/ingest/mem/c4", "  HTTP, CloudEvents batches → memory store, 4 clients", "memory store", "events/s", goal{})
+	rec.define("ev/enroll/c8", fmt.Sprintf("enroll: HTTP POST /api/enroll → Postgres store, %d workers, over the events ingested", enrollWorkers), "", "claims/s", goal{})
 	fanouts := []struct {
 		kind string
 		subs int
@@ -213,6 +214,11 @@ func runEvents(ctx context.Context, e *env, rec *recorder) error {
 		if err := b.pg.settle(ctx); err != nil {
 			return err
 		}
+		claims, err := b.enroll(ctx)
+		if err != nil {
+			return fmt.Errorf("ev/enroll/c8: %w", err)
+		}
+		rec.add("ev/enroll/c8", claims)
 		for _, f := range fanouts {
 			k := fmt.Sprintf("ev/fanout/%s/%d", f.kind, f.subs)
 			d, in, err := b.fanout(ctx, f.kind, f.subs)
