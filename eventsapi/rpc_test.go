@@ -2,6 +2,7 @@ package eventsapi_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -57,7 +58,7 @@ type rpcOptions struct {
 func startRPC(t testing.TB, o rpcOptions) *rpcServer {
 	t.Helper()
 	logger, log := testlog.New()
-	all := []eventsapi.Right{eventsapi.RightIngest, eventsapi.RightSubscribe, eventsapi.RightQuery}
+	all := []eventsapi.Right{eventsapi.RightIngest, eventsapi.RightSubscribe, eventsapi.RightQuery, eventsapi.RightJobs}
 	exp := o.expires
 	if exp.IsZero() {
 		exp = time.Now().Add(time.Hour)
@@ -682,4 +683,82 @@ func first(s []string) string {
 		return ""
 	}
 	return s[0]
+}
+
+// TestRPCLiveAndJobs: an event published with store false reaches the live
+// stream and is never stored; a job is enrolled, moved and refused an
+// illegal move over the job RPCs, its changes and progress reaching the
+// stream.
+func TestRPCLiveAndJobs(t *testing.T) {
+	t.Parallel()
+	r := startRPC(t, rpcOptions{})
+	cc := dial(t, r.addr)
+	ctx := testCtx(t, 30*time.Second)
+	s := openStream(ctx, t, cc, rpcAll)
+	s.send("s", subscribeReq("billing.*|jobs.*", nil))
+	s.next()
+
+	no := false
+	live := invoice("inv-live", 1)
+	live.Store = &no
+	out, err := publish(ctx, cc, rpcAll, live)
+	if err != nil || out.GetPosition() != 0 {
+		t.Fatalf("live publish: %v, %v", out, err)
+	}
+	if m := s.next(); !m.GetEvent().GetLive() || m.GetEvent().GetId() != out.GetId() || m.GetEvent().GetPosition() != 0 {
+		t.Fatalf("the live event: %v", m)
+	}
+	if _, err := r.srv.Store().Get(ctx, "", out.GetId()); !errors.Is(err, eventsapi.ErrNotFound) {
+		t.Fatalf("the live event was stored: %v", err)
+	}
+
+	src, err := publish(ctx, cc, rpcAll, invoice("inv-job", 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.next() // the source event
+	var enrolled eventsv1.EnrollResponse
+	if err := cc.Invoke(withKey(ctx, rpcAll), "/txoutbox.events.v1.EventService/Enroll",
+		&eventsv1.EnrollRequest{SourceTopic: "billing.InvoiceCreated", TargetTopic: "jobs.InvoiceMailed", Sender: "mailer"}, &enrolled); err != nil {
+		t.Fatal(err)
+	}
+	if !enrolled.GetEnrolled() || enrolled.GetSourceId() != src.GetId() || enrolled.GetJob().GetStatus() != "pending" {
+		t.Fatalf("enroll: %v", &enrolled)
+	}
+	if m := s.next(); m.GetEvent().GetId() != enrolled.GetJobId() {
+		t.Fatalf("the new job on the stream: %v", m)
+	}
+	update := func(status string) error {
+		return cc.Invoke(withKey(ctx, rpcAll), "/txoutbox.events.v1.EventService/UpdateJob",
+			&eventsv1.UpdateJobRequest{Id: enrolled.GetJobId(), Status: status}, &eventsv1.UpdateJobResponse{})
+	}
+	if err := update("in_progress"); err != nil {
+		t.Fatal(err)
+	}
+	if m := s.next(); m.GetEvent().GetStatus() != "in_progress" || m.GetEvent().GetUpdatedAt() == nil {
+		t.Fatalf("the update on the stream: %v", m)
+	}
+	progress, _ := structpb.NewValue(map[string]any{"done": 3, "total": 4})
+	if err := cc.Invoke(withKey(ctx, rpcAll), "/txoutbox.events.v1.EventService/ReportProgress",
+		&eventsv1.ReportProgressRequest{Id: enrolled.GetJobId(), Progress: progress}, &eventsv1.ReportProgressResponse{}); err != nil {
+		t.Fatal(err)
+	}
+	if m := s.next(); !m.GetEvent().GetLive() || m.GetEvent().GetProgress().GetStructValue().GetFields()["done"].GetNumberValue() != 3 {
+		t.Fatalf("progress on the stream: %v", m)
+	}
+	if err := update("finished"); err != nil {
+		t.Fatal(err)
+	}
+	if err := update("in_progress"); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("moving a finished job: %v, want FailedPrecondition", err)
+	}
+	var none eventsv1.EnrollResponse
+	if err := cc.Invoke(withKey(ctx, rpcAll), "/txoutbox.events.v1.EventService/Enroll",
+		&eventsv1.EnrollRequest{SourceTopic: "billing.InvoiceCreated", TargetTopic: "jobs.InvoiceMailed", Sender: "mailer"}, &none); err != nil || none.GetEnrolled() {
+		t.Fatalf("enroll with nothing left: %v, %v", &none, err)
+	}
+	if err := cc.Invoke(withKey(ctx, rpcWatch), "/txoutbox.events.v1.EventService/Enroll",
+		&eventsv1.EnrollRequest{SourceTopic: "billing.InvoiceCreated", TargetTopic: "jobs.InvoiceMailed"}, &none); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("enroll without the jobs right: %v", err)
+	}
 }
