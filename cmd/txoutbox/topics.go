@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -10,7 +11,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/txoutbox/txoutbox/cmd/txoutbox/internal/asyncapi"
 	"github.com/txoutbox/txoutbox/cmd/txoutbox/internal/gen"
+	"github.com/txoutbox/txoutbox/internal/wire"
 	"github.com/txoutbox/txoutbox/topics"
 )
 
@@ -23,6 +26,8 @@ Python bc-events client reads).
 
   txoutbox topics lint [FILE]   check the file; every problem with file:line:column
   txoutbox topics docs [FILE]   write a Markdown catalogue of the topics to stdout
+  txoutbox topics asyncapi [FILE]
+                                write an AsyncAPI 3.0 document of the topics to stdout
 
 FILE defaults to --topics (TXOUTBOX_TOPICS), or topic_definitions.yaml.`
 
@@ -48,15 +53,29 @@ FILE defaults to --topics (TXOUTBOX_TOPICS), or topic_definitions.yaml.`
 const topicsDocsExamples = `  txoutbox topics docs > docs/events.md
   txoutbox topics docs config/topic_definitions.yaml`
 
+const topicsAsyncAPIUsage = `
+Write an AsyncAPI 3.0 document of the topics to stdout, as the relay's HTTP
+sink sends them in the wire format --format names: per topic a channel, a
+send operation and a message whose payload is the format's envelope (the
+bc-events body, or a CloudEvent) around the topic's JSON Schema, which is
+copied to components/schemas, and whose headers are the ones the relay
+sets (X-Britecore-Job-Id, Idempotency-Key, X-Txoutbox-*, Traceparent; or
+the batch's Content-Type).
+
+FILE defaults to --topics (TXOUTBOX_TOPICS), or topic_definitions.yaml.`
+
+const topicsAsyncAPIExamples = `  txoutbox topics asyncapi > asyncapi.yaml
+  txoutbox topics asyncapi --format cloudevents --output json > asyncapi.json`
+
 func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
 		w := stdout
 		if len(args) == 0 {
 			w = stderr
 		}
-		fmt.Fprintf(w, "Usage: txoutbox topics lint|docs [flags] [FILE]\n%s\n", topicsUsage)
+		fmt.Fprintf(w, "Usage: txoutbox topics lint|docs|asyncapi [flags] [FILE]\n%s\n", topicsUsage)
 		if len(args) == 0 {
-			return errors.New("topics: lint or docs? (see txoutbox topics --help)")
+			return errors.New("topics: lint, docs or asyncapi? (see txoutbox topics --help)")
 		}
 		return nil
 	}
@@ -65,8 +84,10 @@ func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return runTopicsLint(ctx, args[1:], stdout, stderr)
 	case "docs":
 		return runTopicsDocs(ctx, args[1:], stdout, stderr)
+	case "asyncapi":
+		return runTopicsAsyncAPI(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("topics: unknown command %q: lint or docs (see txoutbox topics --help)", args[0])
+	return fmt.Errorf("topics: unknown command %q: lint, docs or asyncapi (see txoutbox topics --help)", args[0])
 }
 
 func runTopicsLint(_ context.Context, args []string, stdout, _ io.Writer) error {
@@ -108,6 +129,34 @@ func runTopicsDocs(_ context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	_, err = stdout.Write(gen.Markdown(reg, file))
+	return err
+}
+
+func runTopicsAsyncAPI(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("topics asyncapi", topicsAsyncAPIUsage, topicsAsyncAPIExamples)
+	format := fs.String("format", string(wire.FormatBriteEvents), "wire `format` the relay sends: briteevents or cloudevents")
+	output := fs.String("output", "yaml", "`encoding` of the document: yaml or json")
+	title := fs.String("title", "", "the document's info.title (default: \"CATEGORY events\")")
+	file, err := parseTopicsArgs(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if *output != "yaml" && *output != "json" {
+		return fmt.Errorf("topics asyncapi: --output %q: want yaml or json", *output)
+	}
+	reg, err := loadTopics("topics asyncapi", file, stderr)
+	if err != nil {
+		return err
+	}
+	doc, err := asyncapi.Document(reg, wire.Format(*format), cmp.Or(*title, reg.DefaultCategory()+" events"))
+	if err != nil {
+		return fmt.Errorf("topics asyncapi: --format: %w", err)
+	}
+	b, err := asyncapi.Encode(doc, *output == "json")
+	if err != nil {
+		return fmt.Errorf("topics asyncapi: %w", err)
+	}
+	_, err = stdout.Write(b)
 	return err
 }
 
