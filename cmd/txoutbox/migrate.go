@@ -163,7 +163,7 @@ func writeMigrations(stdout io.Writer, dir string, ms []outboxsql.Migration, lay
 		have, err := os.ReadFile(name)
 		switch {
 		case err == nil && bytes.Equal(have, f.Data):
-			fmt.Fprintf(stdout, "unchanged %s\n", name)
+			fmt.Fprintln(stdout, redact(fmt.Sprintf("unchanged %s in %s", f.Name, dir)))
 			continue
 		case err == nil:
 			return fmt.Errorf("migrate: --out: %s exists and differs from this binary's migration: remove it or write to another directory", name)
@@ -173,7 +173,7 @@ func writeMigrations(stdout io.Writer, dir string, ms []outboxsql.Migration, lay
 		if err := os.WriteFile(name, f.Data, 0o644); err != nil {
 			return fmt.Errorf("migrate: --out: %w", err)
 		}
-		fmt.Fprintf(stdout, "wrote %s\n", name)
+		fmt.Fprintln(stdout, redact(fmt.Sprintf("wrote %s in %s", f.Name, dir)))
 	}
 	return nil
 }
