@@ -28,20 +28,29 @@ const (
 	pgTableMigrations = "txoutbox_events_api_migrations"
 )
 
-//go:embed migrations/*.up.sql
+//go:embed migrations/*.sql
 var pgMigrationFiles embed.FS
 
-// PostgresMigrations returns the PostgresStore's migration files, named
-// NNN_name.up.sql, for teams that apply migrations with their own tool
-// instead of MigratePostgres. The files create their tables on the
-// search_path: run them with the search_path set to the schema you name in
-// PostgresStoreConfig.Schema.
+// PostgresMigrations returns the PostgresStore's migration files for teams
+// that apply migrations with their own tool instead of MigratePostgres, in
+// the layout golang-migrate reads (and atlas imports): NNN_name.up.sql, and
+// NNN_name.down.sql reversing it. Goose reads [PostgresGooseMigrations].
+// The files create their tables on the search_path: run them with the
+// search_path set to the schema you name in PostgresStoreConfig.Schema, and
+// with a version table of their own, apart from the outbox's.
 func PostgresMigrations() fs.FS {
 	sub, err := fs.Sub(pgMigrationFiles, "migrations")
 	if err != nil {
 		panic(err) // the embedded directory is fixed at build time
 	}
 	return sub
+}
+
+// PostgresGooseMigrations returns the migrations of [PostgresMigrations] in
+// the layout goose reads: one NNNNN_name.sql per migration with its up and
+// down under -- +goose Up and -- +goose Down.
+func PostgresGooseMigrations() fs.FS {
+	return outboxsql.EmbeddedLayout(pgMigrationFiles, "migrations", outboxsql.LayoutGoose)
 }
 
 func pgMigrations() ([]outboxsql.Migration, error) {

@@ -39,7 +39,8 @@
 //	}
 //
 // The table is created by Migrate (or by your migration tool, from
-// Migrations). Rows are written through watermill-sql's Publisher with an
-// outbox-specific SchemaAdapter, one column per envelope field. The relay
-// (package relay) reads them back as Event values and hands them to a sink.
+// Migrations or GooseMigrations). Rows are written through watermill-sql's
+// Publisher with an outbox-specific SchemaAdapter, one column per envelope
+// field. The relay (package relay) reads them back as Event values and
+// hands them to a sink.
 package outbox

@@ -10,12 +10,28 @@ import (
 	"github.com/txoutbox/txoutbox/internal/outboxsql"
 )
 
-// Migrations returns the embedded migration files, named
-// NNN_name.up.sql, for teams that apply migrations with their own tool
-// (goose, atlas, golang-migrate) instead of Migrate. The files create their
-// tables on the search_path: run them with the search_path set to the schema
-// you will name in Config.Schema.
+// Migrations returns the embedded migration files for teams that apply
+// migrations with their own tool instead of Migrate, in the layout
+// golang-migrate reads: NNN_name.up.sql, and NNN_name.down.sql reversing it.
+// Atlas imports this layout (atlas migrate import --from
+// "file://DIR?format=golang-migrate"); goose reads [GooseMigrations].
+// Open it with golang-migrate's iofs source:
+//
+//	src, err := iofs.New(outbox.Migrations(), ".")
+//
+// The files create their tables on the search_path: run them with the
+// search_path set to the schema you will name in Config.Schema.
 func Migrations() fs.FS { return outboxsql.MigrationFS() }
+
+// GooseMigrations returns the migrations of [Migrations] in the layout goose
+// reads: one NNNNN_name.sql per migration, its up under -- +goose Up and its
+// down under -- +goose Down. Hand it to goose.NewProvider (or
+// goose.SetBaseFS):
+//
+//	p, err := goose.NewProvider(goose.DialectPostgres, db, outbox.GooseMigrations())
+func GooseMigrations() fs.FS {
+	return outboxsql.EmbeddedLayout(outboxsql.MigrationFS(), ".", outboxsql.LayoutGoose)
+}
 
 // MigrateConfig configures Migrate. The zero value migrates the schema on the
 // connection's search_path.

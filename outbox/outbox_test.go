@@ -444,7 +444,7 @@ func TestMigrateConcurrentlyAndAgain(t *testing.T) {
 	if err := outbox.Migrate(ctx, pool, nil); err != nil {
 		t.Fatalf("migrating again: %v", err)
 	}
-	ms, err := fs.ReadDir(outbox.Migrations(), ".")
+	ms, err := fs.Glob(outbox.Migrations(), "*.up.sql")
 	if err != nil {
 		t.Fatal(err)
 	}

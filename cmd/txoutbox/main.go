@@ -31,7 +31,12 @@ func main() {
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "txoutbox: "+err.Error())
-		os.Exit(1)
+		code := 1
+		var ec interface{ ExitCode() int }
+		if errors.As(err, &ec) {
+			code = ec.ExitCode()
+		}
+		os.Exit(code)
 	}
 }
 
@@ -54,7 +59,7 @@ func commands() []command {
 		{name: "relay", summary: "deliver committed outbox events to a sink", run: runRelay},
 		{name: "sink", summary: "run a local events API that shows what the relay delivers", run: runSink},
 		{name: "serve", summary: "run the events API: ingest, store, query and stream events", run: runServe},
-		{name: "topics", summary: "check topic definitions (lint) or write their Markdown catalogue (docs)", run: runTopics},
+		{name: "topics", summary: "check topic definitions (lint, diff) or describe them (docs, asyncapi)", run: runTopics},
 		{name: "gen", summary: "generate typed Go publishers from topic definitions", run: runGen},
 		{name: "status", summary: "count the outbox's events by state and topic; list the relays", run: runStatus},
 		{name: "inspect", summary: "list events, e.g. the dead ones, with their last error", run: runInspect},

@@ -1,9 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -18,24 +24,47 @@ binary that the database does not have yet, in one transaction, and name
 each one applied (or say that the tables were already up to date). Safe to
 run on every deploy and from several processes at once.
 
-With --print, write the migrations' SQL to stdout instead and touch no
-database, for teams that apply migrations with their own tool (goose, atlas,
-golang-migrate).
+For teams that apply migrations with their own tool, --print and --out
+write the migrations instead and touch no database, in the layout --format
+names:
 
-With --inbox, do the same for the inbox table of package inbox instead,
+  sql             plain SQL, the up migrations only: with --print one script
+                  (CREATE SCHEMA and search_path first when --schema is
+                  given); with --out one NNN_name.sql per migration, an
+                  atlas migration directory once "atlas migrate hash" has
+                  written its atlas.sum
+  goose           with --print one goose migration holding every up under
+                  "-- +goose Up" and every down, in reverse, under
+                  "-- +goose Down", to save under a version of your own;
+                  with --out one NNNNN_name.sql per migration
+  golang-migrate  --out only: NNN_name.up.sql and NNN_name.down.sql per
+                  migration (atlas imports it: atlas migrate import
+                  --from "file://DIR?format=golang-migrate")
+
+--out creates DIR when missing, leaves files that are already there with the
+same content, and refuses to overwrite one that differs. The files create
+their tables on the search_path: run the tool with the search_path set to
+the schema you give the relay (--schema applies to the plain script only).
+
+With --inbox, do all of this for the inbox table of package inbox instead,
 which a consumer keeps in its own database to process each event once.`
 
 const migrateExamples = `  txoutbox migrate --database-url postgres://app@db/app
   TXOUTBOX_DATABASE_URL=postgres://app@db/app txoutbox migrate --schema outbox
-  txoutbox migrate --print > migrations/20260101000000_txoutbox.sql
+  txoutbox migrate --print > schema/txoutbox.sql
+  txoutbox migrate --print --format goose > migrations/20260101000000_txoutbox.sql
+  txoutbox migrate --out db/migrations/txoutbox --format golang-migrate
   txoutbox migrate --inbox --database-url postgres://app@db/consumer`
 
 func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	var db dbFlags
 	var printSQL, inbox bool
+	var format, out string
 	fs := newFlagSet("migrate", migrateUsage, migrateExamples)
 	db.register(fs)
-	fs.BoolVar(&printSQL, "print", false, "write the SQL to stdout instead of applying it")
+	fs.BoolVar(&printSQL, "print", false, "write the migrations to stdout instead of applying them")
+	fs.StringVar(&out, "out", "", "write the migrations as files into `directory` instead of applying them")
+	fs.StringVar(&format, "format", string(outboxsql.LayoutSQL), "layout of --print and --out: sql, goose or golang-migrate")
 	fs.BoolVar(&inbox, "inbox", false, "migrate the consumer's inbox table (package inbox) instead of the outbox tables")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
@@ -53,7 +82,23 @@ func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if printSQL {
+	// --format is read with --print and --out only: TXOUTBOX_FORMAT may hold
+	// the relay's wire format.
+	layout := outboxsql.Layout(format)
+	switch {
+	case printSQL && out != "":
+		return errors.New("migrate: --print and --out: choose one (stdout or a directory)")
+	case (printSQL || out != "") && !slices.Contains(outboxsql.Layouts, layout):
+		return fmt.Errorf("migrate: --format %q: want sql, goose or golang-migrate", format)
+	case (out != "" || (printSQL && layout != outboxsql.LayoutSQL)) && db.schema != "":
+		return errors.New("migrate: --schema applies to the plain script (--print --format sql); a migration tool applies the files on its connection's search_path: set it there")
+	case out != "":
+		return writeMigrations(stdout, out, ms, layout)
+	case printSQL && layout == outboxsql.LayoutGolangMigrate:
+		return errors.New("migrate: golang-migrate reads an up and a down file per migration: write them with --out DIR")
+	case printSQL && layout == outboxsql.LayoutGoose:
+		return printGoose(stdout, header, ms)
+	case printSQL:
 		return printMigrations(stdout, db.schema, header, ms)
 	}
 	pool, err := db.connect(ctx, "migrate")
@@ -91,13 +136,65 @@ func printMigrations(w io.Writer, schema, header string, ms []outboxsql.Migratio
 		fmt.Fprintf(&b, "CREATE SCHEMA IF NOT EXISTS %s;\nSET search_path TO %s;\n", s, s)
 	}
 	for _, m := range ms {
-		fmt.Fprintf(&b, "\n-- %s\n%s", m.Name, m.SQL)
-		if !strings.HasSuffix(m.SQL, "\n") {
-			b.WriteString("\n")
-		}
+		fmt.Fprintf(&b, "\n-- %s\n%s", m.Name, withNewline(m.SQL))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// printGoose writes every migration as one goose migration: the ups in
+// order, then the downs in reverse order.
+func printGoose(w io.Writer, header string, ms []outboxsql.Migration) error {
+	var up, down strings.Builder
+	fmt.Fprintf(&up, "-- txoutbox migrations: %s.\n", header)
+	for i, m := range ms {
+		fmt.Fprintf(&up, "\n-- %s\n%s", m.Name, withNewline(m.SQL))
+		r := ms[len(ms)-1-i]
+		if i > 0 {
+			down.WriteString("\n")
+		}
+		fmt.Fprintf(&down, "-- %s\n%s", strings.Replace(r.Name, ".up.sql", ".down.sql", 1), withNewline(r.Down))
+	}
+	_, err := io.WriteString(w, outboxsql.GooseMigration(up.String(), down.String()))
+	return err
+}
+
+// writeMigrations writes the files of layout into dir, creating it when
+// missing. A file already there is left when its content is the same, and
+// an error when it differs.
+func writeMigrations(stdout io.Writer, dir string, ms []outboxsql.Migration, layout outboxsql.Layout) error {
+	files, err := outboxsql.Files(ms, layout)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("migrate: --out: %w", err)
+	}
+	for _, f := range files {
+		name := filepath.Join(dir, f.Name)
+		have, err := os.ReadFile(name)
+		switch {
+		case err == nil && bytes.Equal(have, f.Data):
+			fmt.Fprintln(stdout, redact(fmt.Sprintf("unchanged %s in %s", f.Name, dir)))
+			continue
+		case err == nil:
+			return fmt.Errorf("migrate: --out: %s exists and differs from this binary's migration: remove it or write to another directory", name)
+		case !errors.Is(err, fs.ErrNotExist):
+			return fmt.Errorf("migrate: --out: %w", err)
+		}
+		if err := os.WriteFile(name, f.Data, 0o644); err != nil {
+			return fmt.Errorf("migrate: --out: %w", err)
+		}
+		fmt.Fprintln(stdout, redact(fmt.Sprintf("wrote %s in %s", f.Name, dir)))
+	}
+	return nil
+}
+
+func withNewline(s string) string {
+	if s == "" || strings.HasSuffix(s, "\n") {
+		return s
+	}
+	return s + "\n"
 }
 
 func migrationNumber(m outboxsql.Migration) string {

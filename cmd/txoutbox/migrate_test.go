@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"io"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,5 +66,67 @@ func TestMigrateInbox(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "-- 001_create_inbox.up.sql\n") || !strings.Contains(out.String(), "CREATE TABLE txoutbox_inbox") {
 		t.Errorf("migrate --inbox --print:\n%s", out.String())
+	}
+}
+
+// TestMigrateOut checks that --out writes each layout's files, leaves
+// identical ones, and refuses to overwrite one that differs.
+func TestMigrateOut(t *testing.T) {
+	t.Parallel()
+	for format, want := range map[string][]string{
+		"sql":            {"001_create_events.sql", "002_create_relay.sql"},
+		"goose":          {"00001_create_events.sql", "00002_create_relay.sql"},
+		"golang-migrate": {"001_create_events.down.sql", "001_create_events.up.sql", "002_create_relay.down.sql", "002_create_relay.up.sql"},
+	} {
+		dir := filepath.Join(t.TempDir(), "migrations")
+		args := []string{"migrate", "--out", dir, "--format", format}
+		var out bytes.Buffer
+		if err := dispatch(t.Context(), args, &out, io.Discard); err != nil {
+			t.Fatalf("%s: %v", format, err)
+		}
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		if !slices.Equal(names, want) || strings.Count(out.String(), "wrote ") != len(want) {
+			t.Errorf("--format %s wrote %v, saying:\n%s", format, names, out.String())
+		}
+		out.Reset()
+		if err := dispatch(t.Context(), args, &out, io.Discard); err != nil || strings.Count(out.String(), "unchanged ") != len(want) {
+			t.Errorf("--format %s again: %v\n%s", format, err, out.String())
+		}
+		if err := os.WriteFile(filepath.Join(dir, want[0]), []byte("-- edited\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := dispatch(t.Context(), args, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "exists and differs") {
+			t.Errorf("--format %s over an edited file: %v", format, err)
+		}
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--print", "--format", "golang-migrate"}, "write them with --out DIR"},
+		{[]string{"--print", "--format", "flyway"}, `--format "flyway": want sql, goose or golang-migrate`},
+		{[]string{"--print", "--out", t.TempDir()}, "choose one"},
+		{[]string{"--print", "--format", "goose", "--schema", "ops"}, "--schema applies to the plain script"},
+	} {
+		err := dispatch(t.Context(), append([]string{"migrate"}, c.args...), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("migrate %v: %v, want an error containing %q", c.args, err, c.want)
+		}
+	}
+	var out bytes.Buffer
+	if err := dispatch(t.Context(), []string{"migrate", "--print", "--format", "goose"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	s := out.String()
+	up, down := strings.Index(s, "-- +goose Up\n"), strings.Index(s, "\n-- +goose Down\n")
+	if up != 0 || down < 0 || strings.Index(s, "-- 002_create_relay.down.sql") > strings.Index(s, "-- 001_create_events.down.sql") {
+		t.Errorf("migrate --print --format goose: want the ups, then the downs in reverse:\n%s", s)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -10,8 +11,11 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/txoutbox/txoutbox/cmd/txoutbox/internal/asyncapi"
 	"github.com/txoutbox/txoutbox/cmd/txoutbox/internal/gen"
+	"github.com/txoutbox/txoutbox/internal/wire"
 	"github.com/txoutbox/txoutbox/topics"
+	"github.com/txoutbox/txoutbox/topics/topicsdiff"
 )
 
 // topicsFileDefault is the definitions file the tools read when given none.
@@ -23,6 +27,10 @@ Python bc-events client reads).
 
   txoutbox topics lint [FILE]   check the file; every problem with file:line:column
   txoutbox topics docs [FILE]   write a Markdown catalogue of the topics to stdout
+  txoutbox topics diff OLD NEW  report the changes from OLD to NEW that break the
+                                catalog's contract; exit 3 when there are any
+  txoutbox topics asyncapi [FILE]
+                                write an AsyncAPI 3.0 document of the topics to stdout
 
 FILE defaults to --topics (TXOUTBOX_TOPICS), or topic_definitions.yaml.`
 
@@ -48,15 +56,29 @@ FILE defaults to --topics (TXOUTBOX_TOPICS), or topic_definitions.yaml.`
 const topicsDocsExamples = `  txoutbox topics docs > docs/events.md
   txoutbox topics docs config/topic_definitions.yaml`
 
+const topicsAsyncAPIUsage = `
+Write an AsyncAPI 3.0 document of the topics to stdout, as the relay's HTTP
+sink sends them in the wire format --format names: per topic a channel, a
+send operation and a message whose payload is the format's envelope (the
+bc-events body, or a CloudEvent) around the topic's JSON Schema, which is
+copied to components/schemas, and whose headers are the ones the relay
+sets (X-Britecore-Job-Id, Idempotency-Key, X-Txoutbox-*, Traceparent; or
+the batch's Content-Type).
+
+FILE defaults to --topics (TXOUTBOX_TOPICS), or topic_definitions.yaml.`
+
+const topicsAsyncAPIExamples = `  txoutbox topics asyncapi > asyncapi.yaml
+  txoutbox topics asyncapi --format cloudevents --output json > asyncapi.json`
+
 func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
 		w := stdout
 		if len(args) == 0 {
 			w = stderr
 		}
-		fmt.Fprintf(w, "Usage: txoutbox topics lint|docs [flags] [FILE]\n%s\n", topicsUsage)
+		fmt.Fprintf(w, "Usage: txoutbox topics lint|docs|diff|asyncapi [flags] [FILE]\n%s\n", topicsUsage)
 		if len(args) == 0 {
-			return errors.New("topics: lint or docs? (see txoutbox topics --help)")
+			return errors.New("topics: lint, docs, diff or asyncapi? (see txoutbox topics --help)")
 		}
 		return nil
 	}
@@ -65,8 +87,12 @@ func runTopics(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return runTopicsLint(ctx, args[1:], stdout, stderr)
 	case "docs":
 		return runTopicsDocs(ctx, args[1:], stdout, stderr)
+	case "asyncapi":
+		return runTopicsAsyncAPI(ctx, args[1:], stdout, stderr)
+	case "diff":
+		return runTopicsDiff(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("topics: unknown command %q: lint or docs (see txoutbox topics --help)", args[0])
+	return fmt.Errorf("topics: unknown command %q: lint, docs, diff or asyncapi (see txoutbox topics --help)", args[0])
 }
 
 func runTopicsLint(_ context.Context, args []string, stdout, _ io.Writer) error {
@@ -108,6 +134,109 @@ func runTopicsDocs(_ context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	_, err = stdout.Write(gen.Markdown(reg, file))
+	return err
+}
+
+const topicsDiffUsage = `
+Compare two versions of a topic definitions file, for CI: print every
+change from OLD to NEW as FILE:LINE: breaking|info: TOPIC [PATH]: what
+changed (NEW's line, or OLD's for something removed), breaking changes
+first, then a summary line.
+
+Breaking: a topic removed; its ordering Key changed; a required property
+removed; a property newly required; a type narrowed or added; an enum added
+or a value removed from one; a const added or changed;
+additionalProperties: false added; a bound (minimum, maxLength, minItems,
+...) tightened or added; a multipleOf or pattern added or changed; any
+other keyword (allOf, oneOf, ...) changed. Everything else (a topic or
+optional property added, a type widened, a bound loosened, a Version,
+Poison, Description or format changed, ...) is info.
+
+Exit status: 0 when nothing breaks, 3 when a change breaks, 1 on an error
+(a file missing or not valid).`
+
+const topicsDiffExamples = `  git show main:topic_definitions.yaml > /tmp/old.yaml
+  txoutbox topics diff /tmp/old.yaml topic_definitions.yaml`
+
+// exitBreaking is the exit status of topics diff when a change breaks.
+const exitBreaking = 3
+
+// breakingError says topics diff found breaking changes.
+type breakingError struct{ n int }
+
+func (e *breakingError) Error() string {
+	return fmt.Sprintf("topics diff: %s", plural(e.n, "breaking change", "breaking changes"))
+}
+func (e *breakingError) ExitCode() int { return exitBreaking }
+
+func runTopicsDiff(_ context.Context, args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("topics diff", topicsDiffUsage, topicsDiffExamples)
+	flags, files, err := splitArgs(fs, args, 2)
+	if err != nil {
+		return err
+	}
+	if err := parseFlags(fs, flags, stdout); err != nil {
+		return err
+	}
+	if len(files) != 2 {
+		return errors.New("topics diff: want two files, OLD and NEW (see txoutbox topics diff --help)")
+	}
+	var data [2][]byte
+	for i, f := range files {
+		if data[i], err = os.ReadFile(f); err != nil {
+			return fmt.Errorf("topics diff: %w", err)
+		}
+	}
+	changes, err := topicsdiff.Diff(files[0], data[0], files[1], data[1])
+	var lerr *topics.LoadError
+	if errors.As(err, &lerr) {
+		for _, d := range lerr.Errors {
+			fmt.Fprintln(stdout, redact(d.Error()))
+		}
+		return fmt.Errorf("topics diff: %s in %s", plural(len(lerr.Errors), "problem", "problems"), strings.Join(files, " or "))
+	}
+	if err != nil {
+		return fmt.Errorf("topics diff: %w", err)
+	}
+	breaking := 0
+	for _, c := range changes {
+		fmt.Fprintln(stdout, redact(c.String()))
+		if c.Breaking {
+			breaking++
+		}
+	}
+	fmt.Fprintf(stdout, "%s, %s\n", plural(breaking, "breaking change", "breaking changes"), plural(len(changes)-breaking, "other change", "other changes"))
+	if breaking > 0 {
+		return &breakingError{breaking}
+	}
+	return nil
+}
+
+func runTopicsAsyncAPI(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("topics asyncapi", topicsAsyncAPIUsage, topicsAsyncAPIExamples)
+	format := fs.String("format", string(wire.FormatBriteEvents), "wire `format` the relay sends: briteevents or cloudevents")
+	output := fs.String("output", "yaml", "`encoding` of the document: yaml or json")
+	title := fs.String("title", "", "the document's info.title (default: \"CATEGORY events\")")
+	file, err := parseTopicsArgs(fs, args, stdout)
+	if err != nil {
+		return err
+	}
+	if *output != "yaml" && *output != "json" {
+		return fmt.Errorf("topics asyncapi: --output %q: want yaml or json", *output)
+	}
+	reg, err := loadTopics("topics asyncapi", file, stderr)
+	if err != nil {
+		return err
+	}
+	doc, err := asyncapi.Document(reg, wire.Format(*format), cmp.Or(*title, reg.DefaultCategory()+" events"))
+	if err != nil {
+		return fmt.Errorf("topics asyncapi: --format: %w", err)
+	}
+	b, err := asyncapi.Encode(doc, *output == "json")
+	if err != nil {
+		return fmt.Errorf("topics asyncapi: %w", err)
+	}
+	_, err = stdout.Write(b)
 	return err
 }
 

@@ -14,7 +14,7 @@ import (
 // Table is the inbox table (migrations/001).
 const Table = "txoutbox_inbox"
 
-//go:embed migrations/*.up.sql
+//go:embed migrations/*.sql
 var migrationFiles embed.FS
 
 // MigrationFS returns the migration files, NNN_name.up.sql, at its root.

@@ -13,10 +13,12 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-//go:embed migrations/*.up.sql
+//go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// MigrationFS returns the migration files, NNN_name.up.sql, at its root.
+// MigrationFS returns the migration files at its root: NNN_name.up.sql and
+// its reversal NNN_name.down.sql for each migration, the layout
+// golang-migrate reads.
 func MigrationFS() fs.FS {
 	sub, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
@@ -25,11 +27,13 @@ func MigrationFS() fs.FS {
 	return sub
 }
 
-// Migration is one schema change.
+// Migration is one schema change and its reversal.
 type Migration struct {
 	Version int    // NNN of the file name
-	Name    string // file name
-	SQL     string
+	Title   string // the file name's part between NNN_ and .up.sql: create_events
+	Name    string // file name of the up migration: 001_create_events.up.sql
+	SQL     string // the up migration
+	Down    string // the down migration, which reverses SQL
 }
 
 // Migrations returns the migrations in the order Migrate applies them.
@@ -52,27 +56,52 @@ type MigrationSet struct {
 // Outbox is the outbox's tables' MigrationSet.
 var Outbox = MigrationSet{Read: Migrations, Table: TableMigrations, Lock: "txoutbox_migrate:"}
 
-// ReadMigrations reads the migrations of directory dir of fsys, files named
-// NNN_name.up.sql, in version order. The events API's store reads its own
-// with it too.
+// ReadMigrations reads the migrations of directory dir of fsys, in version
+// order: for each, a file NNN_title.up.sql and its reversal
+// NNN_title.down.sql. Any other file, an up without its down (or the
+// reverse), or two migrations of one version is an error. The events API's
+// store reads its own with it too.
 func ReadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 	entries, err := fs.ReadDir(fsys, dir)
 	if err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)
 	}
-	var ms []Migration
+	byVersion := make(map[int]*Migration)
+	downs := make(map[int]string) // version -> file name
 	for _, e := range entries {
 		name := e.Name()
-		num, _, ok := strings.Cut(name, "_")
-		version, err := strconv.Atoi(num)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %s: name must start with NNN_", name)
+		version, title, kind, err := parseMigrationName(name)
+		if err != nil {
+			return nil, err
 		}
 		body, err := fs.ReadFile(fsys, path.Join(dir, name))
 		if err != nil {
 			return nil, fmt.Errorf("read migration %s: %w", name, err)
 		}
-		ms = append(ms, Migration{Version: version, Name: name, SQL: string(body)})
+		m := byVersion[version]
+		if m == nil {
+			m = &Migration{Version: version, Title: title}
+			byVersion[version] = m
+		}
+		if m.Title != title {
+			return nil, fmt.Errorf("migration %s: version %03d is also %q", name, version, m.Title)
+		}
+		switch kind {
+		case "up":
+			m.Name, m.SQL = name, string(body)
+		case "down":
+			downs[version], m.Down = name, string(body)
+		}
+	}
+	ms := make([]Migration, 0, len(byVersion))
+	for _, m := range byVersion {
+		switch {
+		case m.Name == "":
+			return nil, fmt.Errorf("migration %s has no %03d_%s.up.sql", downs[m.Version], m.Version, m.Title)
+		case downs[m.Version] == "":
+			return nil, fmt.Errorf("migration %s has no %03d_%s.down.sql to reverse it", m.Name, m.Version, m.Title)
+		}
+		ms = append(ms, *m)
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].Version < ms[j].Version })
 	return ms, nil
@@ -92,6 +121,21 @@ func Migrate(ctx context.Context, tx pgx.Tx, schema string) ([]Migration, error)
 // satisfy it.
 type Beginner interface {
 	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// parseMigrationName splits NNN_title.up.sql or NNN_title.down.sql.
+func parseMigrationName(name string) (version int, title, kind string, err error) {
+	num, rest, ok := strings.Cut(name, "_")
+	version, aerr := strconv.Atoi(num)
+	if !ok || aerr != nil || version < 1 {
+		return 0, "", "", fmt.Errorf("migration %s: name must start with NNN_, NNN from 001", name)
+	}
+	for _, kind := range []string{"up", "down"} {
+		if title, ok := strings.CutSuffix(rest, "."+kind+".sql"); ok && title != "" && !strings.Contains(title, ".") {
+			return version, title, kind, nil
+		}
+	}
+	return 0, "", "", fmt.Errorf("migration %s: name must be NNN_title.up.sql or NNN_title.down.sql", name)
 }
 
 // MigrateDB applies the migrations schema ("" for the search_path's) does

@@ -177,7 +177,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("txoutbox %s has no examples or env vars:\n%s", strings.Join(args, " "), h.stdout)
 		}
 	}
-	if r := run(t, "", nil, "topics"); r.code != 1 || !strings.Contains(r.stderr, "lint or docs") {
+	if r := run(t, "", nil, "topics"); r.code != 1 || !strings.Contains(r.stderr, "lint, docs, diff or asyncapi") {
 		t.Errorf("txoutbox topics without a command:\n%s", r)
 	}
 }

@@ -1,0 +1,14 @@
+DROP INDEX txoutbox_events_api_events_open_jobs_idx;
+DROP INDEX txoutbox_events_api_events_topic_idx;
+DROP INDEX txoutbox_events_api_events_job_idx;
+ALTER TABLE txoutbox_events_api_events
+    DROP COLUMN target_collection,
+    DROP COLUMN target_project,
+    DROP COLUMN target_layout,
+    DROP COLUMN sender,
+    DROP COLUMN request_metadata,
+    DROP COLUMN depends_on,
+    DROP COLUMN status,
+    DROP COLUMN description,
+    DROP COLUMN retries,
+    DROP COLUMN updated_at;
