@@ -142,15 +142,17 @@ func (a *access) session(v string) string {
 func (a *access) csrf(actor string) string { return a.sign("csrf\x00" + actor) }
 
 // checkPost rejects a state-changing request another site made: its Origin
-// (or, without one, its Sec-Fetch-Site) must be this site, and its csrf
-// field, when want is not empty, must be want.
+// must be this site, or, where the browser sends none or "null", its
+// Sec-Fetch-Site must be same-origin; and its csrf field, when want is not
+// empty, must be want. Clients that are not browsers send neither header
+// and are held to the CSRF token alone.
 func checkPost(r *http.Request, want string) error {
-	if o := r.Header.Get("Origin"); o != "" {
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
 		u, err := url.Parse(o)
 		if err != nil || u.Host != r.Host {
 			return errors.New("the request came from another site")
 		}
-	} else if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" && s != "none" {
+	} else if s := r.Header.Get("Sec-Fetch-Site"); s != "" && s != "same-origin" {
 		return errors.New("the request came from another site")
 	}
 	if want != "" && !hmac.Equal([]byte(r.PostFormValue("csrf")), []byte(want)) {

@@ -28,15 +28,9 @@ type bundle struct {
 	log  *bytes.Buffer
 }
 
-func setup(t *testing.T, cfg *Config) (*bundle, map[string][]string) {
+// serve serves a console on loopback until t ends.
+func serve(t *testing.T, pool *pgxpool.Pool, cfg *Config) (*Handler, *httptest.Server) {
 	t.Helper()
-	pool := migrated(t)
-	seeded := eventstest.SeedStates(t, pool)
-	var logs bytes.Buffer
-	if cfg == nil {
-		cfg = &Config{}
-	}
-	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
 	h, err := New(pool, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +40,19 @@ func setup(t *testing.T, cfg *Config) (*bundle, map[string][]string) {
 		_ = h.Close()
 		srv.Close()
 	})
+	return h, srv
+}
+
+func setup(t *testing.T, cfg *Config) (*bundle, map[string][]string) {
+	t.Helper()
+	pool := migrated(t)
+	seeded := eventstest.SeedStates(t, pool)
+	var logs bytes.Buffer
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	h, srv := serve(t, pool, cfg)
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	ids := map[string][]string{}

@@ -95,11 +95,13 @@ var classifiedEvents = `WITH dead_keys AS (
 
 // classifiedRows is classifiedEvents for queries that read a page of rows
 // by an index: the state is worked out per row returned, by index probes,
-// so a page costs its own rows, not a pass over every dead event.
+// so a page costs its own rows, not a pass over every dead event. OFFSET 0
+// keeps Postgres from hashing every dead key instead, at the first pending
+// row, which costs a page 70ms at 100,000 dead events.
 var classifiedRows = `WITH classified AS (
 		SELECT e.*, ` + stateCase(
-	`EXISTS (SELECT 1 FROM {events} d WHERE d.status = 'dead' AND d.part = e.part AND d.key = e.key)`,
-	`EXISTS (SELECT 1 FROM {partitions} l WHERE l.part = e.part AND l.owner IS NOT NULL AND l.lease_until > now())`) + ` AS state
+	`EXISTS (SELECT 1 FROM {events} d WHERE d.status = 'dead' AND d.part = e.part AND d.key = e.key OFFSET 0)`,
+	`EXISTS (SELECT 1 FROM {partitions} l WHERE l.part = e.part AND l.owner IS NOT NULL AND l.lease_until > now() OFFSET 0)`) + ` AS state
 		FROM {events} e
 	)`
 
