@@ -11,9 +11,11 @@
 //	if err != nil {
 //		return err
 //	}
-//	defer h.Close()        // ends the live streams; before the server's Shutdown
-//	go h.Run(ctx)          // samples the backlog for the overview's chart
+//	defer h.Close() // ends the live streams; before the server's Shutdown
 //	mux.Handle("/console/", h)
+//
+// and, for the overview's charts, run h.Run(ctx) in a goroutine you stop
+// and wait for: it samples the backlog every 10 seconds.
 //
 // # Pages
 //

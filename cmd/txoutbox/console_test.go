@@ -118,3 +118,53 @@ func TestRelayConsoleNeedsAdminAddr(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// TestRelayConsole mounts the console on the relay's admin address: it
+// shows the relay holding partitions, beside /livez, and the relay stops
+// cleanly with a live stream open.
+func TestRelayConsole(t *testing.T) {
+	t.Parallel()
+	url, _ := newOutboxDB(t)
+	var stderr lockedBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- dispatch(ctx, []string{"relay", "--database-url", url, "--sink", "noop", "--admin-addr", "127.0.0.1:0", "--console"},
+			io.Discard, &stderr)
+	}()
+	addrRE := regexp.MustCompile(`"admin endpoints listening" addr=(\S+)`)
+	var addr string
+	waitFor(t, 10*time.Second, "the admin address", func() bool {
+		if m := addrRE.FindStringSubmatch(stderr.String()); m != nil {
+			addr = m[1]
+		}
+		return addr != ""
+	})
+	if code := get(t, "http://"+addr+"/livez"); code != http.StatusOK {
+		t.Errorf("/livez = %d", code)
+	}
+	waitFor(t, 10*time.Second, "the console to show the relay's partitions", func() bool {
+		resp, err := http.Get("http://" + addr + "/console/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(body), "holding 64 of 64 partitions")
+	})
+	stream, err := http.Get("http://" + addr + "/console/overview/stream")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("relay = %v\n%s", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("the relay did not stop with a console stream open")
+	}
+}
