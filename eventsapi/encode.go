@@ -33,7 +33,35 @@ func appendEventJSON(b []byte, ev *Event) ([]byte, error) {
 	b = appendField(b, `,"source":`, ev.Source, true)
 	b = appendField(b, `,"traceparent":`, ev.Traceparent, true)
 	b = appendField(b, `,"format":`, ev.Format, true)
+	if !ev.Target.IsZero() {
+		b = appendTarget(append(b, `,"target":`...), ev.Target)
+	}
+	b = appendField(b, `,"sender":`, ev.Sender, true)
 	var err error
+	if len(ev.RequestMetadata) > 0 {
+		if b, err = appendRaw(append(b, `,"request_metadata":`...), ev.RequestMetadata); err != nil {
+			return b, err
+		}
+	}
+	b = appendField(b, `,"depends_on":`, ev.DependsOn, true)
+	b = appendField(b, `,"status":`, string(ev.Status), true)
+	b = appendField(b, `,"description":`, ev.Description, true)
+	if ev.Retries != 0 {
+		b = strconv.AppendInt(append(b, `,"retries":`...), int64(ev.Retries), 10)
+	}
+	if !ev.UpdatedAt.IsZero() {
+		if b, err = appendTime(append(b, `,"updated_at":`...), ev.UpdatedAt); err != nil {
+			return b, err
+		}
+	}
+	if ev.Live {
+		b = append(b, `,"live":true`...)
+	}
+	if len(ev.Progress) > 0 {
+		if b, err = appendRaw(append(b, `,"progress":`...), ev.Progress); err != nil {
+			return b, err
+		}
+	}
 	if b, err = appendTime(append(b, `,"time":`...), ev.Time); err != nil {
 		return b, err
 	}
@@ -41,23 +69,28 @@ func appendEventJSON(b []byte, ev *Event) ([]byte, error) {
 		return b, err
 	}
 	b = append(b, `,"data":`...)
-	switch {
-	case ev.Data == nil:
+	if ev.Data == nil {
 		b = append(b, "null"...)
-	case plainJSON(ev.Data) && json.Valid(ev.Data):
-		b = append(b, ev.Data...) // compact already, nothing to escape
-	default:
-		// json.Marshal compacts a RawMessage and escapes <, >, & and the
-		// line separators U+2028 and U+2029 in it, as in strings.
-		var c bytes.Buffer
-		if err := json.Compact(&c, ev.Data); err != nil {
-			return b, err
-		}
-		var h bytes.Buffer
-		json.HTMLEscape(&h, c.Bytes())
-		b = append(b, h.Bytes()...)
+	} else if b, err = appendRaw(b, ev.Data); err != nil {
+		return b, err
 	}
 	return append(b, '}'), nil
+}
+
+// appendRaw appends raw JSON as json.Marshal writes a RawMessage.
+func appendRaw(b []byte, raw json.RawMessage) ([]byte, error) {
+	if plainJSON(raw) && json.Valid(raw) {
+		return append(b, raw...), nil // compact already, nothing to escape
+	}
+	// json.Marshal compacts a RawMessage and escapes <, >, & and the line
+	// separators U+2028 and U+2029 in it, as in strings.
+	var c bytes.Buffer
+	if err := json.Compact(&c, raw); err != nil {
+		return b, err
+	}
+	var h bytes.Buffer
+	json.HTMLEscape(&h, c.Bytes())
+	return append(b, h.Bytes()...), nil
 }
 
 // plainJSON reports whether b has none of the bytes json.Marshal may change
@@ -109,4 +142,19 @@ func appendTime(b []byte, t time.Time) ([]byte, error) {
 	b = append(b, '"')
 	b = t.AppendFormat(b, time.RFC3339Nano)
 	return append(b, '"'), nil
+}
+
+// appendTarget appends t as json.Marshal writes it.
+func appendTarget(b []byte, t Target) []byte {
+	sep := byte('{')
+	for _, l := range [...]struct{ name, v string }{{`"collection":`, t.Collection}, {`"project":`, t.Project}, {`"layout":`, t.Layout}} {
+		if l.v != "" {
+			b = appendString(append(append(b, sep), l.name...), l.v)
+			sep = ','
+		}
+	}
+	if sep == '{' {
+		b = append(b, '{')
+	}
+	return append(b, '}')
 }

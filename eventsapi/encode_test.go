@@ -29,7 +29,16 @@ func encodeCases() []Event {
 	nullData.Data = json.RawMessage("null")
 	str := full
 	str.Data = json.RawMessage(` "just a string" `)
-	return []Event{full, odd, zoned, empty, nullData, str}
+	job := full
+	job.Target = Target{Collection: "c-1", Project: "p<1>", Layout: "l-1"}
+	job.Sender, job.DependsOn, job.Status, job.Description, job.Retries = "worker-7", "0190-src", JobInProgress, "resize <all> images", 3
+	job.RequestMetadata = json.RawMessage(`{ "request": "<POST /x>" }`)
+	job.UpdatedAt = t0.Add(time.Second)
+	partTarget := full
+	partTarget.Target = Target{Project: "p-only"}
+	live := full
+	live.Position, live.Live, live.Progress = 0, true, json.RawMessage(`{"done": 4, "total": 10}`)
+	return []Event{full, odd, zoned, empty, nullData, str, job, partTarget, live}
 }
 
 func TestAppendEventJSONMatchesMarshal(t *testing.T) {

@@ -37,6 +37,12 @@ type Selector struct {
 	ActorType   []string `json:"actor_type,omitempty"`
 	JobID       []string `json:"job_id,omitempty"`
 	CausationID []string `json:"causation_id,omitempty"`
+	Sender      []string `json:"sender,omitempty"`
+	Status      []string `json:"status,omitempty"`     // a job's status
+	DependsOn   []string `json:"depends_on,omitempty"` // a job's source event id
+	// Target, when set, selects the events whose target it matches (see
+	// Target.Matches): events at that place, above it or below it.
+	Target Target `json:"target,omitzero"`
 }
 
 // Filter selects events: those matching any Include selector (every event
@@ -161,11 +167,17 @@ const (
 	fieldActorType
 	fieldJobID
 	fieldCausationID
+	fieldSender
+	fieldStatus
+	fieldDependsOn
 	fieldCount
 )
 
 // Names of the fields as filters spell them (JSON, query parameters).
-var fieldNames = [fieldCount]string{"topic", "category", "entity", "action", "key", "actor_id", "actor_type", "job_id", "causation_id"}
+var fieldNames = [fieldCount]string{"topic", "category", "entity", "action", "key", "actor_id", "actor_type", "job_id", "causation_id", "sender", "status", "depends_on"}
+
+// Names of a target's levels as query parameters and selector fields.
+var targetNames = [...]string{"collection", "project", "layout"}
 
 func (f field) String() string { return fieldNames[f] }
 
@@ -189,6 +201,12 @@ func (f field) of(ev *Event) string {
 		return ev.JobID
 	case fieldCausationID:
 		return ev.CausationID
+	case fieldSender:
+		return ev.Sender
+	case fieldStatus:
+		return string(ev.Status)
+	case fieldDependsOn:
+		return ev.DependsOn
 	}
 	return ""
 }
@@ -198,6 +216,7 @@ func (s *Selector) patterns(f field) []string { return *s.list(f) }
 // compiledSelector holds, per field with patterns, the compiled patterns.
 type compiledSelector struct {
 	fields []compiledField
+	target Target // zero: any
 }
 
 type compiledField struct {
@@ -209,6 +228,10 @@ type compiledField struct {
 
 func compileSelector(s Selector) (compiledSelector, error) {
 	var cs compiledSelector
+	if err := s.Target.Validate(); err != nil {
+		return cs, fmt.Errorf("%w: target: %w", ErrInvalidFilter, err)
+	}
+	cs.target = s.Target
 	total := 0
 	for f := range fieldCount {
 		ps := s.patterns(f)
@@ -246,6 +269,9 @@ func compileSelector(s Selector) (compiledSelector, error) {
 }
 
 func (cs *compiledSelector) match(ev *Event) bool {
+	if !cs.target.Matches(ev.Target) {
+		return false
+	}
 	for i := range cs.fields {
 		if !cs.fields[i].match(cs.fields[i].field.of(ev)) {
 			return false

@@ -51,6 +51,7 @@ func (s *Server) storePost(ctx context.Context, p *ingest.Post) ([]ingest.Outcom
 			w.Tenant = pr.Tenant
 		}
 		evs[i] = eventFromWire(w, p.Format)
+		evs[i].Sender = pr.Name
 	}
 	if len(foreign) > 0 {
 		s.cfg.Logger.Warn("events API: refused events of another tenant", "key", pr.Name, "tenant", pr.Tenant, "events", len(foreign))

@@ -134,6 +134,9 @@ func (s *MemoryStore) Append(ctx context.Context, events []Event) ([]Appended, e
 		if ev.Time.IsZero() {
 			ev.Time = now
 		}
+		if ev.Status != "" {
+			ev.UpdatedAt = now
+		}
 		s.ring[(ev.Position-1)%int64(len(s.ring))] = ev
 		s.next++
 		if s.next-s.oldest > int64(len(s.ring)) {

@@ -14,10 +14,13 @@ const MaxQueryValues = MaxPatterns
 // and the SSE stream take it:
 //
 //	topic, category, entity, action, key, actor_id, actor_type, job_id,
-//	causation_id    patterns of one include selector (repeat a parameter,
+//	causation_id, sender, status, depends_on
+//	                patterns of one include selector (repeat a parameter,
 //	                or separate values by commas, for alternatives)
-//	exclude_topic, exclude_category, ...
-//	                patterns of one exclude selector
+//	collection, project, layout
+//	                the include selector's target (see Target)
+//	exclude_topic, exclude_category, ..., exclude_collection, ...
+//	                patterns and target of one exclude selector
 //	tenant          one tenant
 //	since, until    RFC 3339 times bounding the publish time
 //
@@ -37,6 +40,13 @@ func FilterFromQuery(q url.Values) (Filter, error) {
 		}
 		*ex.list(fld) = vs
 	}
+	var err error
+	if in.Target, err = queryTarget(q, ""); err != nil {
+		return f, err
+	}
+	if ex.Target, err = queryTarget(q, "exclude_"); err != nil {
+		return f, err
+	}
 	if !in.empty() {
 		f.Include = []Selector{in}
 	}
@@ -44,7 +54,6 @@ func FilterFromQuery(q url.Values) (Filter, error) {
 		f.Exclude = []Selector{ex}
 	}
 	f.Tenant = q.Get("tenant")
-	var err error
 	if f.Since, err = queryTime(q, "since"); err != nil {
 		return f, err
 	}
@@ -101,15 +110,40 @@ func (s *Selector) list(f field) *[]string {
 		return &s.JobID
 	case fieldCausationID:
 		return &s.CausationID
+	case fieldSender:
+		return &s.Sender
+	case fieldStatus:
+		return &s.Status
+	case fieldDependsOn:
+		return &s.DependsOn
 	}
 	panic("eventsapi: unknown field")
 }
 
 func (s *Selector) empty() bool {
+	if !s.Target.IsZero() {
+		return false
+	}
 	for f := range fieldCount {
 		if len(*s.list(f)) > 0 {
 			return false
 		}
 	}
 	return true
+}
+
+// queryTarget reads the target levels named with prefix, one value each.
+func queryTarget(q url.Values, prefix string) (Target, error) {
+	var t Target
+	levels := [...]*string{&t.Collection, &t.Project, &t.Layout}
+	for i, name := range targetNames {
+		vs := q[prefix+name]
+		if len(vs) > 1 {
+			return t, fmt.Errorf("%w: %s%s: one value is expected", ErrInvalidFilter, prefix, name)
+		}
+		if len(vs) == 1 {
+			*levels[i] = vs[0]
+		}
+	}
+	return t, nil
 }

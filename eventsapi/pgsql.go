@@ -14,7 +14,9 @@ import (
 // pgColumns are the events' columns in the order pgScanEvent reads them.
 const pgColumns = `position, id, topic, category, entity, action, key, tenant,
 	actor_id, actor_type, job_id, causation_id, coalesce(dedupe_key, ''),
-	source, traceparent, format, published_at, received_at, data`
+	source, traceparent, format, published_at, received_at, data,
+	target_collection, target_project, target_layout, sender, request_metadata,
+	depends_on, status, description, retries, updated_at`
 
 // pgQueries is the SQL of one PostgresStore, built once for its schema.
 type pgQueries struct {
@@ -50,16 +52,24 @@ func newPgQueries(schema string) *pgQueries {
 	q.setval = `SELECT setval($1::regclass, $2, true)`
 	q.insert = `INSERT INTO ` + t + ` (position, id, topic, category, entity, action, key, tenant,
 			actor_id, actor_type, job_id, causation_id, dedupe_key, source, traceparent, format,
-			published_at, received_at, data)
+			published_at, received_at, data,
+			target_collection, target_project, target_layout, sender, request_metadata,
+			depends_on, status, description, retries, updated_at)
 		SELECT u.position, u.id, u.topic, u.category, u.entity, u.action, u.key, u.tenant,
 			u.actor_id, u.actor_type, u.job_id, u.causation_id, NULLIF(u.dedupe_key, ''), u.source, u.traceparent, u.format,
-			u.published_at, $18, u.data::json
+			u.published_at, $18, u.data::json,
+			u.target_collection, u.target_project, u.target_layout, u.sender, u.request_metadata::json,
+			u.depends_on, u.status, u.description, u.retries, CASE WHEN u.status <> '' THEN $18::timestamptz END
 		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 			$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
-			$17::timestamptz[], $19::text[])
+			$17::timestamptz[], $19::text[],
+			$20::text[], $21::text[], $22::text[], $23::text[], $24::text[],
+			$25::text[], $26::text[], $27::text[], $28::int[])
 			AS u(position, id, topic, category, entity, action, key, tenant,
 				actor_id, actor_type, job_id, causation_id, dedupe_key, source, traceparent, format,
-				published_at, data)`
+				published_at, data,
+				target_collection, target_project, target_layout, sender, request_metadata,
+				depends_on, status, description, retries)`
 	q.notify = `SELECT pg_notify($1, $2)`
 	q.get = `SELECT ` + pgColumns + ` FROM ` + t + ` WHERE id = $1`
 	q.head = `SELECT coalesce(max(position), 0) FROM ` + t
@@ -100,15 +110,26 @@ func pgChannel(schema string) string {
 
 // pgScanEvent reads one row of pgColumns.
 func pgScanEvent(row pgx.Row, ev *Event) error {
-	var data []byte
+	var data, meta []byte
+	var status string
+	var updated *time.Time
 	if err := row.Scan(&ev.Position, &ev.ID, &ev.Topic, &ev.Category, &ev.Entity, &ev.Action, &ev.Key, &ev.Tenant,
 		&ev.ActorID, &ev.ActorType, &ev.JobID, &ev.CausationID, &ev.DedupeKey,
-		&ev.Source, &ev.Traceparent, &ev.Format, &ev.Time, &ev.ReceivedAt, &data); err != nil {
+		&ev.Source, &ev.Traceparent, &ev.Format, &ev.Time, &ev.ReceivedAt, &data,
+		&ev.Target.Collection, &ev.Target.Project, &ev.Target.Layout, &ev.Sender, &meta,
+		&ev.DependsOn, &status, &ev.Description, &ev.Retries, &updated); err != nil {
 		return err
 	}
 	ev.Time, ev.ReceivedAt = ev.Time.UTC(), ev.ReceivedAt.UTC()
+	ev.Status = JobStatus(status)
+	if updated != nil {
+		ev.UpdatedAt = updated.UTC()
+	}
 	if data != nil {
 		ev.Data = json.RawMessage(data)
+	}
+	if meta != nil {
+		ev.RequestMetadata = json.RawMessage(meta)
 	}
 	return nil
 }
@@ -134,7 +155,7 @@ func (w *pgWhere) sql() string {
 }
 
 // pgEventColumns are the columns of a Selector's fields.
-var pgEventColumns = [fieldCount]string{"topic", "category", "entity", "action", "key", "actor_id", "actor_type", "job_id", "causation_id"}
+var pgEventColumns = [fieldCount]string{"topic", "category", "entity", "action", "key", "actor_id", "actor_type", "job_id", "causation_id", "sender", "status", "depends_on"}
 
 // match adds the conditions of m, which select exactly the events m
 // matches: a pattern's "*" is LIKE's "%", and the values PostgreSQL cannot
@@ -176,6 +197,22 @@ func (w *pgWhere) match(m *Matcher) {
 // selector returns the condition of s.
 func (w *pgWhere) selector(s *Selector) string {
 	var ands []string
+	if t := s.Target; !t.IsZero() {
+		// Target.Matches: the event has a target, and agrees with t on
+		// every level both name.
+		ands = append(ands, "target_collection <> ''")
+		for i, v := range [...]string{t.Collection, t.Project, t.Layout} {
+			if v == "" {
+				continue
+			}
+			col := "target_" + targetNames[i]
+			if !pgText(v) {
+				ands = append(ands, col+" = ''")
+				continue
+			}
+			ands = append(ands, "("+col+" = '' OR "+col+" = "+w.arg(v)+")")
+		}
+	}
 	for f := range fieldCount {
 		ps := s.patterns(f)
 		if len(ps) == 0 || pgAnyPattern(ps) {

@@ -354,6 +354,10 @@ type pgInsert struct {
 	source, traceparent, format                       []string
 	publishedAt                                       []time.Time
 	data                                              []*string
+	targetCollection, targetProject, targetLayout     []string
+	sender, dependsOn, status, description            []string
+	requestMetadata                                   []*string
+	retries                                           []int32
 }
 
 func (in *pgInsert) add(pos int64, ev *Event, now time.Time) {
@@ -384,12 +388,28 @@ func (in *pgInsert) add(pos int64, ev *Event, now time.Time) {
 		data = &d
 	}
 	in.data = append(in.data, data)
+	in.targetCollection = append(in.targetCollection, ev.Target.Collection)
+	in.targetProject = append(in.targetProject, ev.Target.Project)
+	in.targetLayout = append(in.targetLayout, ev.Target.Layout)
+	in.sender = append(in.sender, ev.Sender)
+	var meta *string
+	if len(ev.RequestMetadata) > 0 {
+		m := string(ev.RequestMetadata)
+		meta = &m
+	}
+	in.requestMetadata = append(in.requestMetadata, meta)
+	in.dependsOn = append(in.dependsOn, ev.DependsOn)
+	in.status = append(in.status, string(ev.Status))
+	in.description = append(in.description, ev.Description)
+	in.retries = append(in.retries, int32(ev.Retries))
 }
 
 func (in *pgInsert) args(now time.Time) []any {
 	return []any{in.position, in.id, in.topic, in.category, in.entity, in.action, in.key, in.tenant,
 		in.actorID, in.actorType, in.jobID, in.causationID, in.dedupeKey, in.source, in.traceparent, in.format,
-		in.publishedAt, now, in.data}
+		in.publishedAt, now, in.data,
+		in.targetCollection, in.targetProject, in.targetLayout, in.sender, in.requestMetadata,
+		in.dependsOn, in.status, in.description, in.retries}
 }
 
 // appendTx appends the events of reqs in one transaction and sets their

@@ -40,11 +40,15 @@ var queryParams = func() map[string]bool {
 	for _, name := range fieldNames {
 		ps[name], ps["exclude_"+name] = true, true
 	}
+	for _, name := range targetNames {
+		ps[name], ps["exclude_"+name] = true, true
+	}
 	return ps
 }()
 
 // single are the parameters that take one value.
-var single = []string{"tenant", "since", "until", "limit", "after", "before", "order"}
+var single = []string{"tenant", "since", "until", "limit", "after", "before", "order",
+	"collection", "project", "layout", "exclude_collection", "exclude_project", "exclude_layout"}
 
 func (s *Server) routeQuery() {
 	s.mux.HandleFunc("GET /api/events", s.handleEvents)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -125,6 +124,9 @@ type Server struct {
 	wg     sync.WaitGroup
 
 	closeOnce sync.Once
+
+	drainMu sync.Mutex
+	drain   drainState // see Drain
 }
 
 // New returns a Server ready to serve. Close it to end the open streams,
@@ -173,7 +175,8 @@ func New(cfg *Config) (*Server, error) {
 	s.routeQuery()
 	s.routeSubscribe()
 	s.routePage()
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	s.routeRPC()
+	s.mux.HandleFunc("GET /healthz", s.healthz)
 
 	if s.cfg.MaxAge > 0 || s.cfg.MaxEvents > 0 {
 		s.wg.Add(1)

@@ -499,9 +499,15 @@ func decodeSelectors(name string, raw json.RawMessage) ([]Selector, error) {
 	out := make([]Selector, len(objs))
 	for i, obj := range objs {
 		for k, v := range obj {
+			if k == "target" {
+				if err := decodeStrict(v, &out[i].Target); err != nil {
+					return nil, fmt.Errorf("%w: %s[%d].target: an object with collection, project and layout is expected", ErrInvalidFilter, name, i)
+				}
+				continue
+			}
 			fld := slices.Index(fieldNames[:], k)
 			if fld < 0 {
-				return nil, fmt.Errorf("%w: %s[%d]: unknown field %q: a selector has %s", ErrInvalidFilter, name, i, k, strings.Join(fieldNames[:], ", "))
+				return nil, fmt.Errorf("%w: %s[%d]: unknown field %q: a selector has %s and target", ErrInvalidFilter, name, i, k, strings.Join(fieldNames[:], ", "))
 			}
 			var one string
 			var list []string
@@ -725,4 +731,11 @@ func isDone(ch <-chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// decodeStrict decodes raw JSON into v, refusing fields v does not have.
+func decodeStrict(raw []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.DisallowUnknownFields()
+	return d.Decode(v)
 }

@@ -1,8 +1,8 @@
 // Package relay delivers the events committed to the outbox table to a
-// [Sink]: an events API over HTTP (package relay/relayhttp), any watermill
-// publisher such as NATS JetStream, Kafka or AMQP (package
-// relay/relaywatermill), or a sink of your own, which is a type with one
-// method:
+// [Sink]: an events API over HTTP (package relay/relayhttp), Kafka (package
+// relay/relaykafka), MQTT (package relay/relaymqtt), any watermill publisher
+// such as NATS JetStream or AMQP (package relay/relaywatermill), or a sink
+// of your own, which is a type with one method:
 //
 //	type Sink interface {
 //		Send(ctx context.Context, events []*outbox.Event) error

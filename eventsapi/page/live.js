@@ -6,7 +6,7 @@
 
 // The filter parameters the API takes; the page passes these, and only
 // these, from its URL to the API.
-const FIELDS = ["topic", "category", "entity", "action", "key", "actor_id", "actor_type", "job_id", "causation_id"];
+const FIELDS = ["topic", "category", "entity", "action", "key", "actor_id", "actor_type", "job_id", "causation_id", "sender", "status", "depends_on"];
 const FILTER_PARAMS = new Set([...FIELDS, ...FIELDS.map((f) => "exclude_" + f), "tenant", "since", "until"]);
 const HISTORY = 100;   // events shown from the query API on opening
 const MAX_ROWS = 500;  // rows kept on the page
