@@ -64,6 +64,7 @@ func commands() []command {
 		{name: "status", summary: "count the outbox's events by state and topic; list the relays", run: runStatus},
 		{name: "inspect", summary: "list events, e.g. the dead ones, with their last error", run: runInspect},
 		{name: "replay", summary: "requeue dead or delivered events", run: runReplay},
+		{name: "console", summary: "serve the operator console: a live web page of the outbox, replay and discard", run: runConsole},
 		{name: "demo", summary: "run service, outbox, relay and events API on this machine and show what arrives", run: runDemo},
 		{name: "bench", summary: "measure the publish path, the relay and the events API against baselines", run: runBench},
 		{name: "version", summary: "print the version and the revision this binary was built from", run: runVersion},

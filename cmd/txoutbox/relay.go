@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/outboxconsole"
 	"github.com/txoutbox/txoutbox/relay"
 	"github.com/txoutbox/txoutbox/relay/relayhttp"
 	"github.com/txoutbox/txoutbox/relay/relaywatermill"
@@ -78,6 +79,8 @@ Admin endpoints on --admin-addr: /livez (the relay loop is turning),
 /readyz (the database answers; false once shutdown starts) and /metrics
 (Prometheus: deliveries, failures and dead letters by topic and sink, batch
 sizes, delivery latency, and the outbox's backlog, read on each scrape).
+With --console, the operator console at /console/ too (the --console-*
+flags are those of txoutbox console).
 
 Unless GOGC is set, the relay runs the Go garbage collector at GOGC=400: its
 live heap is a batch or two, and the default made collection a third of its
@@ -117,6 +120,8 @@ type relayFlags struct {
 	sinkUser     string
 	sinkPass     string
 	sinkPassFile string
+	console      bool
+	consoleFlags
 }
 
 func (f *relayFlags) register(fs *flag.FlagSet) {
@@ -149,6 +154,8 @@ func (f *relayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log `format`: text or json")
 	f.broker.register(fs)
+	fs.BoolVar(&f.console, "console", false, "serve the operator console at /console/ on --admin-addr (see txoutbox console --help)")
+	f.consoleFlags.register(fs, "console-")
 }
 
 func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -221,10 +228,18 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 
+	console, err := f.newRelayConsole(pool, logger)
+	if err != nil {
+		return fmt.Errorf("relay: %w", err)
+	}
 	var stopping atomic.Bool
-	admin, err := startAdmin(f.adminAddr, r, pool, &stopping, f.cfg.LeaseTTL, metrics, logger)
+	admin, err := startAdmin(f.adminAddr, r, pool, &stopping, f.cfg.LeaseTTL, metrics, console, logger)
 	if err != nil {
 		return fmt.Errorf("relay: --admin-addr: %w", err)
+	}
+	if console != nil {
+		stopSampler := runSampler(ctx, console)
+		defer stopSampler()
 	}
 	stopAdmin := context.AfterFunc(ctx, func() { stopping.Store(true) })
 	defer stopAdmin()
@@ -312,8 +327,9 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 
 // admin serves /livez and /readyz.
 type admin struct {
-	srv  *http.Server
-	done chan error
+	srv     *http.Server
+	done    chan error
+	console *outboxconsole.Handler // ends its streams before Shutdown
 }
 
 // startAdmin listens on addr (nothing when addr is empty) and serves the
@@ -321,9 +337,11 @@ type admin struct {
 //   - /livez: the relay's loop finished a round within the last two leases
 //     (or the relay started less than that ago);
 //   - /readyz: not shutting down, and the database answers within a second;
-//   - /metrics: the relay's Prometheus metrics.
-func startAdmin(addr string, r *relay.Relay, pool *pgxpool.Pool, stopping *atomic.Bool, lease time.Duration, metrics http.Handler, logger *slog.Logger) (*admin, error) {
-	a := &admin{done: make(chan error, 1)}
+//   - /metrics: the relay's Prometheus metrics;
+//   - /console/: the operator console, when console is not nil.
+func startAdmin(addr string, r *relay.Relay, pool *pgxpool.Pool, stopping *atomic.Bool, lease time.Duration, metrics http.Handler,
+	console *outboxconsole.Handler, logger *slog.Logger) (*admin, error) {
+	a := &admin{done: make(chan error, 1), console: console}
 	if addr == "" {
 		a.done <- nil
 		return a, nil
@@ -360,6 +378,9 @@ func startAdmin(addr string, r *relay.Relay, pool *pgxpool.Pool, stopping *atomi
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("GET /metrics", metrics)
+	if console != nil {
+		mux.Handle("/console/", console)
+	}
 	a.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	logger.Info("admin endpoints listening", "addr", ln.Addr().String())
 	go func() {
@@ -374,6 +395,9 @@ func startAdmin(addr string, r *relay.Relay, pool *pgxpool.Pool, stopping *atomi
 
 // close stops the server and waits for it.
 func (a *admin) close() error {
+	if a.console != nil {
+		_ = a.console.Close()
+	}
 	if a.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

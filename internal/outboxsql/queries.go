@@ -11,12 +11,14 @@ import (
 type Queries struct {
 	Relay   RelayQueries
 	Admin   AdminQueries
+	Console ConsoleQueries
 	Backlog string // outboxprom's backlog gauges
 	// ReadEvents reads events for outboxtest's assertions.
 	ReadEvents string
 
-	events string   // quoted name of the outbox table
-	insert sync.Map // InsertShape → statement text
+	events  string            // quoted name of the outbox table
+	console *strings.Replacer // fills the console's statements in
+	insert  sync.Map          // InsertShape → statement text
 }
 
 // RelayQueries are the relay's statements.
@@ -62,26 +64,50 @@ const (
 	StateUnclaimed = "unclaimed" // due, in a partition no relay holds
 )
 
+// stateCase is the one rule that sorts events into states: a pending
+// event falls in the first of retrying, blocked, in flight and unclaimed
+// that fits; others keep their status. blocked and leased are the tests of
+// "its key has a dead event" and "a relay holds its partition", which the
+// two WITH clauses below make in the way that suits them.
+func stateCase(blocked, leased string) string {
+	return `CASE
+				WHEN e.status <> 'pending' THEN e.status
+				WHEN e.next_attempt_at > now() THEN '` + StateRetrying + `'
+				WHEN ` + blocked + ` THEN '` + StateBlocked + `'
+				WHEN ` + leased + ` THEN '` + StateInFlight + `'
+				ELSE '` + StateUnclaimed + `'
+			END`
+}
+
 // classifiedEvents is a WITH clause whose "classified" is the events with
-// their state: a pending event falls in the first of retrying, blocked,
-// in flight and unclaimed that fits.
-const classifiedEvents = `WITH dead_keys AS (
+// their state, for queries that read the whole table: the dead keys and
+// leased partitions are gathered once and joined.
+var classifiedEvents = `WITH dead_keys AS (
 		SELECT DISTINCT part, key FROM {events} WHERE status = 'dead'
 	), leased AS (
 		SELECT part FROM {partitions} WHERE owner IS NOT NULL AND lease_until > now()
 	), classified AS (
-		SELECT e.*,
-			CASE
-				WHEN e.status <> 'pending' THEN e.status
-				WHEN e.next_attempt_at > now() THEN '` + StateRetrying + `'
-				WHEN d.key IS NOT NULL THEN '` + StateBlocked + `'
-				WHEN l.part IS NOT NULL THEN '` + StateInFlight + `'
-				ELSE '` + StateUnclaimed + `'
-			END AS state
+		SELECT e.*, ` + stateCase("d.key IS NOT NULL", "l.part IS NOT NULL") + ` AS state
 		FROM {events} e
 		LEFT JOIN dead_keys d ON e.status = 'pending' AND d.part = e.part AND d.key = e.key
 		LEFT JOIN leased l ON l.part = e.part
 	)`
+
+// classifiedRows is classifiedEvents for queries that read a page of rows
+// by an index: the state is worked out per row returned, by index probes,
+// so a page costs its own rows, not a pass over every dead event. OFFSET 0
+// keeps Postgres from hashing every dead key instead, at the first pending
+// row, which costs a page 70ms at 100,000 dead events.
+var classifiedRows = `WITH classified AS (
+		SELECT e.*, ` + stateCase(
+	`EXISTS (SELECT 1 FROM {events} d WHERE d.status = 'dead' AND d.part = e.part AND d.key = e.key OFFSET 0)`,
+	`EXISTS (SELECT 1 FROM {partitions} l WHERE l.part = e.part AND l.owner IS NOT NULL AND l.lease_until > now() OFFSET 0)`) + ` AS state
+		FROM {events} e
+	)`
+
+// replaySet makes a dead event pending again, due at once, its attempts
+// reset.
+const replaySet = `SET status = 'pending', attempts = 0, next_attempt_at = '-infinity'`
 
 // adminFilter is the filter of AdminQueries.Events and Replayable, on
 // classified events: $1 ids (empty for any), $2 status or state, $3 topic,
@@ -99,15 +125,20 @@ func New(schema string) *Queries {
 		"{events}", Table(schema, TableEvents),
 		"{relays}", Table(schema, TableRelays),
 		"{partitions}", Table(schema, TablePartitions),
+		"{samples}", Table(schema, TableSamples),
+		"{actions}", Table(schema, TableActions),
 	}
 	r := strings.NewReplacer(append(tables,
 		"{filter}", adminFilter,
 		"{classified}", strings.NewReplacer(tables...).Replace(classifiedEvents),
+		"{classified_rows}", strings.NewReplacer(tables...).Replace(classifiedRows),
 	)...)
 	return &Queries{
-		Relay:  newRelayQueries(r),
-		Admin:  newAdminQueries(r),
-		events: Table(schema, TableEvents),
+		Relay:   newRelayQueries(r),
+		Admin:   newAdminQueries(r),
+		Console: newConsoleQueries(r),
+		events:  Table(schema, TableEvents),
+		console: r,
 
 		// One query per scrape, on the partial indexes of pending and dead
 		// rows: pending count, age of the oldest in seconds, dead count.
@@ -207,7 +238,7 @@ func newRelayQueries(r *strings.Replacer) RelayQueries {
 		// relay.Replay: $1 ids (empty for any), $2 topic, $3 key ("" for
 		// any).
 		Replay: r.Replace(`UPDATE {events}
-			SET status = 'pending', attempts = 0, next_attempt_at = '-infinity'
+			` + replaySet + `
 			WHERE status = 'dead'
 				AND (cardinality($1::uuid[]) = 0 OR id = ANY($1::uuid[]))
 				AND ($2 = '' OR topic = $2)

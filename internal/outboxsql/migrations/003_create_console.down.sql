@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS txoutbox_actions;
+DROP TABLE IF EXISTS txoutbox_samples;
