@@ -122,7 +122,8 @@ func New(schema string) *Queries {
 		ReadEvents: r.Replace(`SELECT id::text, topic, category, entity, action, data::text,
 	actor_id, actor_type, job_id, source, key, coalesce(traceparent, ''),
 	coalesce(tenant, ''), coalesce(causation_id::text, ''), coalesce(dedupe_key, ''),
-	published_at, count(*) OVER ()
+	published_at, coalesce(target_collection, ''), coalesce(target_project, ''),
+	coalesce(target_layout, ''), count(*) OVER ()
 FROM {events}
 WHERE $1::text[] IS NULL OR topic = ANY($1::text[])
 ORDER BY seq
