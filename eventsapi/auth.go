@@ -34,6 +34,7 @@ const (
 	RightIngest    Right = "ingest"    // post events (the relay)
 	RightSubscribe Right = "subscribe" // live subscriptions
 	RightQuery     Right = "query"     // the query API
+	RightJobs      Right = "jobs"      // enrol for events, update jobs, report progress
 )
 
 // rightSet is a set of rights, one bit each.
@@ -43,10 +44,11 @@ const (
 	bitIngest rightSet = 1 << iota
 	bitSubscribe
 	bitQuery
-	allRights = bitIngest | bitSubscribe | bitQuery
+	bitJobs
+	allRights = bitIngest | bitSubscribe | bitQuery | bitJobs
 )
 
-var rightBits = map[Right]rightSet{RightIngest: bitIngest, RightSubscribe: bitSubscribe, RightQuery: bitQuery}
+var rightBits = map[Right]rightSet{RightIngest: bitIngest, RightSubscribe: bitSubscribe, RightQuery: bitQuery, RightJobs: bitJobs}
 
 func (rs rightSet) has(r Right) bool { return rs&rightBits[r] != 0 }
 
@@ -71,6 +73,10 @@ type Key struct {
 	// SecretSHA256 is the SHA-256 of the secret (see HashSecret). The
 	// server never holds the secret itself.
 	SecretSHA256 [sha256.Size]byte
+	// ExpiresAt, when set, is when the key stops being accepted. Open
+	// gRPC streams of the key are asked to reauthenticate before then
+	// (reconnect_before with reauthenticate), and end then.
+	ExpiresAt time.Time
 }
 
 // String names the key, leaving its hash out.
@@ -89,10 +95,11 @@ type Keys struct {
 }
 
 type key struct {
-	name   string
-	tenant string
-	rights rightSet
-	hash   [sha256.Size]byte
+	name    string
+	tenant  string
+	rights  rightSet
+	hash    [sha256.Size]byte
+	expires time.Time
 }
 
 var keyNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
@@ -116,13 +123,13 @@ func NewKeys(keys ...Key) (*Keys, error) {
 			return nil, fmt.Errorf("%w: key %q: no secret hash", ErrInvalidKeys, k.Name)
 		}
 		if len(k.Rights) == 0 {
-			return nil, fmt.Errorf("%w: key %q: no rights (want some of %s, %s, %s)", ErrInvalidKeys, k.Name, RightIngest, RightSubscribe, RightQuery)
+			return nil, fmt.Errorf("%w: key %q: no rights (want some of %s, %s, %s, %s)", ErrInvalidKeys, k.Name, RightIngest, RightSubscribe, RightQuery, RightJobs)
 		}
 		var rs rightSet
 		for _, r := range k.Rights {
 			bit, ok := rightBits[r]
 			if !ok {
-				return nil, fmt.Errorf("%w: key %q: unknown right %q (want %s, %s or %s)", ErrInvalidKeys, k.Name, r, RightIngest, RightSubscribe, RightQuery)
+				return nil, fmt.Errorf("%w: key %q: unknown right %q (want %s, %s, %s or %s)", ErrInvalidKeys, k.Name, r, RightIngest, RightSubscribe, RightQuery, RightJobs)
 			}
 			rs |= bit
 		}
@@ -134,7 +141,7 @@ func NewKeys(keys ...Key) (*Keys, error) {
 				return nil, fmt.Errorf("%w: keys %q and %q have the same secret", ErrInvalidKeys, o.name, k.Name)
 			}
 		}
-		ks.keys = append(ks.keys, key{name: k.Name, tenant: k.Tenant, rights: rs, hash: k.SecretSHA256})
+		ks.keys = append(ks.keys, key{name: k.Name, tenant: k.Tenant, rights: rs, hash: k.SecretSHA256, expires: k.ExpiresAt})
 	}
 	return ks, nil
 }
@@ -191,6 +198,8 @@ type keysFileItem struct {
 	SecretSHA256 string   `yaml:"secret_sha256"`
 	SecretEnv    string   `yaml:"secret_env"`
 	Secret       string   `yaml:"secret"`
+	// ExpiresAt is an RFC 3339 time; empty: the key does not expire.
+	ExpiresAt string `yaml:"expires_at"`
 }
 
 // ParseKeys reads keys from YAML:
@@ -207,6 +216,7 @@ type keysFileItem struct {
 //	  - name: local-tools
 //	    secret: "…"                  # the secret in plain text: accepted, warned
 //	    rights: [ingest, subscribe, query]
+//	    expires_at: 2027-01-01T00:00:00Z  # optional: refused from then on
 //
 // Each key has exactly one of secret_sha256, secret_env and secret. The
 // server keeps only hashes; a plain secret in the file is accepted with a
@@ -232,6 +242,13 @@ func ParseKeys(data []byte) (*Keys, error) {
 			name = fmt.Sprint("#", i)
 		}
 		k := Key{Name: it.Name, Tenant: it.Tenant}
+		if it.ExpiresAt != "" {
+			t, err := time.Parse(time.RFC3339, it.ExpiresAt)
+			if err != nil {
+				return nil, fmt.Errorf("%w: key %q: expires_at: %q is not an RFC 3339 time (e.g. 2027-01-02T15:04:05Z)", ErrInvalidKeys, name, it.ExpiresAt)
+			}
+			k.ExpiresAt = t
+		}
 		for _, r := range it.Rights {
 			k.Rights = append(k.Rights, Right(r))
 		}
@@ -302,7 +319,10 @@ type Principal struct {
 	// Tenant restricts the principal to one tenant's events; "" is every
 	// tenant.
 	Tenant string
-	rights rightSet
+	// Expires is when the key expires; zero when it does not. Streams opened
+	// with it are asked to reauthenticate before then, and end then.
+	Expires time.Time
+	rights  rightSet
 }
 
 // Can reports whether the principal holds right.
@@ -474,47 +494,70 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request, right Right) 
 }
 
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, right Right, ticketOK bool) (*Principal, bool) {
+	p, aerr := s.identify(r, ticketOK)
+	if aerr != nil {
+		if aerr.status == http.StatusUnauthorized {
+			writeUnauthorized(w, aerr.invalid, aerr.msg)
+		} else {
+			writeError(w, aerr.status, ingest.CodeForbidden, aerr.msg)
+		}
+		return nil, false
+	}
+	return s.checkRight(w, p, right)
+}
+
+// authError is why a request could not be authenticated: 401 (invalid: a
+// credential was presented and is not good) or 403.
+type authError struct {
+	status  int
+	invalid bool
+	msg     string
+}
+
+func (e *authError) Error() string { return e.msg }
+
+// identify returns who r is, as authenticate takes it, without checking a
+// right or answering.
+func (s *Server) identify(r *http.Request, ticketOK bool) (*Principal, *authError) {
 	a := s.access
 	if a.keys == nil {
 		if !isLoopbackRemote(r.RemoteAddr) {
 			s.cfg.Logger.Warn("events API: refused a request from beyond this machine: no keys configured", "remote", r.RemoteAddr, "path", r.URL.Path)
-			writeError(w, http.StatusForbidden, ingest.CodeForbidden,
-				"this events API has no keys configured (development mode) and answers only requests from this machine; configure keys to serve others")
-			return nil, false
+			return nil, &authError{status: http.StatusForbidden,
+				msg: "this events API has no keys configured (development mode) and answers only requests from this machine; configure keys to serve others"}
 		}
-		return &Principal{Name: "development", rights: allRights}, true
+		return &Principal{Name: "development", rights: allRights}, nil
 	}
 	secret, present, err := credential(r)
 	if err != nil {
-		writeUnauthorized(w, false, err.Error())
-		return nil, false
+		return nil, &authError{status: http.StatusUnauthorized, msg: err.Error()}
 	}
 	if !present {
 		tk := r.URL.Query().Get("ticket")
 		switch {
 		case tk == "":
 			s.cfg.Logger.Debug("events API: no credential", "remote", r.RemoteAddr, "path", r.URL.Path)
-			writeUnauthorized(w, false, `no credential: send "Authorization: Bearer <key>" or "X-Api-Key: <key>"`)
-			return nil, false
+			return nil, &authError{status: http.StatusUnauthorized, msg: `no credential: send "Authorization: Bearer <key>" or "X-Api-Key: <key>"`}
 		case !ticketOK:
-			writeUnauthorized(w, false, "tickets are taken only to open a subscription (GET /api/stream, /api/ws); send a key")
-			return nil, false
+			return nil, &authError{status: http.StatusUnauthorized, msg: "tickets are taken only to open a subscription (GET /api/stream, /api/ws); send a key"}
 		}
 		p, ok := a.redeem(tk)
 		if !ok {
 			s.cfg.Logger.Info("events API: unknown, spent or expired ticket", "remote", r.RemoteAddr, "path", r.URL.Path)
-			writeUnauthorized(w, true, "the ticket is unknown, spent or expired: get a new one (POST /api/tickets)")
-			return nil, false
+			return nil, &authError{status: http.StatusUnauthorized, invalid: true, msg: "the ticket is unknown, spent or expired: get a new one (POST /api/tickets)"}
 		}
-		return s.checkRight(w, p, right)
+		return p, nil
 	}
 	k := a.keys.lookup(secret)
 	if k == nil {
 		s.cfg.Logger.Warn("events API: unknown credential", "remote", r.RemoteAddr, "path", r.URL.Path)
-		writeUnauthorized(w, true, "unknown credential")
-		return nil, false
+		return nil, &authError{status: http.StatusUnauthorized, invalid: true, msg: "unknown credential"}
 	}
-	return s.checkRight(w, &Principal{Name: k.name, Tenant: k.tenant, rights: k.rights}, right)
+	if !k.expires.IsZero() && !time.Now().Before(k.expires) {
+		s.cfg.Logger.Warn("events API: expired credential", "key", k.name, "remote", r.RemoteAddr, "path", r.URL.Path)
+		return nil, &authError{status: http.StatusUnauthorized, invalid: true, msg: fmt.Sprintf("key %q expired at %s", k.name, k.expires.Format(time.RFC3339))}
+	}
+	return &Principal{Name: k.name, Tenant: k.tenant, Expires: k.expires, rights: k.rights}, nil
 }
 
 func (s *Server) checkRight(w http.ResponseWriter, p *Principal, right Right) (*Principal, bool) {

@@ -105,6 +105,44 @@
 // server on a MemoryStore in development mode, with that page, for
 // development and the demo.
 //
+// # gRPC
+//
+// The Server also serves the EventService of
+// proto/txoutbox/events/v1/events.proto over gRPC, gRPC-Web and Connect
+// (connect-go), on its own address: serve it over HTTP/1.1 and unencrypted
+// HTTP/2 (or TLS) and gRPC clients dial it directly:
+//
+//	hs := &http.Server{Addr: "127.0.0.1:8642", Handler: srv, Protocols: new(http.Protocols)}
+//	hs.Protocols.SetHTTP1(true)
+//	hs.Protocols.SetUnencryptedHTTP2(true)
+//
+// Package eventsv1 holds the messages and eventsv1connect a client and the
+// handler interface. StreamEvents is one bidirectional stream: subscribe
+// and unsubscribe by name and Target, publish, ping, resume after a
+// position; each answer echoes its request's correlation id, and a bad
+// request is answered with an error without ending the stream. Before
+// stopping an instance, call Drain: its streams are told to reconnect
+// (elsewhere) at a random moment within the window — ReconnectDelay picks
+// it — and resume; instances sharing a PostgresStore serve the same
+// positions, so a rolling restart loses nothing for a resuming client.
+// See Example_eventService.
+//
+// # Jobs
+//
+// A worker turns one event into tracked work. It enrolls (POST
+// /api/enroll, with the jobs right) for the oldest event of a source topic,
+// optionally selected by values in its data, that has no job yet, and gets
+// a job: a new event of a target topic, depending on the source, in state
+// pending. Every source event gets exactly one job, however many workers
+// enroll from however many processes. The worker moves the job on (PATCH
+// /api/events/{id}: in_progress, then finished, failed or aborted) and
+// reports progress (POST /api/events/{id}/progress), which live
+// subscribers receive and nobody stores. Each change moves the job to a new
+// position, so subscribers see it happen; a job left alone for
+// Config.JobStaleAfter is restarted and enrolled again, up to
+// Config.JobMaxRetries. Stores keep jobs by implementing JobStore;
+// MemoryStore and PostgresStore do. PROTOCOL.md has the lifecycle.
+//
 // # Positions
 //
 // Every stored event gets a position, and a subscriber resumes from the

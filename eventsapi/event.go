@@ -11,9 +11,12 @@ type Event struct {
 	// Position is the event's place in the store's stream, assigned when it
 	// was stored: positions grow in the order readers can see events, so a
 	// reader that has seen position P has seen every stored event before it.
-	// Positions may have gaps. A job event (see [Job]) moves to a new
-	// position each time it changes, so a reader resuming from a position
-	// sees its latest state. A live-only event (Live) has none: 0.
+	// Positions may have gaps. A job event (see [JobStore]) moves to a new
+	// position each time it changes, taken as an append takes its: it
+	// leaves its old position, so a reader resuming from a position before
+	// the change finds the job once, in its latest state, and a live
+	// subscriber receives each change as an event. A live-only event
+	// (Live) has none: 0.
 	Position int64 `json:"position"`
 	// ID is the event id the publisher assigned (a UUIDv7 for events from
 	// the outbox). The store keeps one event per id.

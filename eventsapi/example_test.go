@@ -1,6 +1,7 @@
 package eventsapi_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -74,4 +75,73 @@ func ExampleCompile() {
 	// billing.InvoiceDeleted acme false
 	// billing.InvoiceCreated globex false
 	// crm.ContactCreated acme false
+}
+
+// A worker turns an approved order into a job: it enrolls for the oldest
+// approved order without one, starts, reports progress (live subscribers
+// see it; nothing is stored) and finishes. A second enrolment finds nothing
+// left: 204.
+func Example_jobs() {
+	store, err := eventsapi.NewMemoryStore(nil)
+	if err != nil {
+		panic(err)
+	}
+	defer store.Close()
+	srv, err := eventsapi.New(&eventsapi.Config{Store: store, Development: true})
+	if err != nil {
+		panic(err)
+	}
+	defer srv.Close()
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+
+	_, err = store.Append(context.Background(), []eventsapi.Event{{
+		ID: "order-1-approved", Topic: "orders.OrderApproved", Category: "orders", Entity: "Order", Action: "Approved",
+		Key: "order-1", Data: json.RawMessage(`{"newValue":"Approved"}`),
+	}})
+	if err != nil {
+		panic(err)
+	}
+
+	call := func(method, path, body string) *http.Response {
+		req, err := http.NewRequest(method, ts.URL+path, strings.NewReader(body))
+		if err != nil {
+			panic(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			panic(err)
+		}
+		return resp
+	}
+	const enroll = `{"sourceTopic":"orders.OrderApproved","targetTopic":"orders.ShipmentRequested","sender":"shipper",
+		"conditions":[{"key":"payload/newValue","value":"Approved"}]}`
+	resp := call("POST", "/api/enroll", enroll)
+	var enrolled struct {
+		SourceID string          `json:"sourceId"`
+		JobID    string          `json:"jobId"`
+		Job      eventsapi.Event `json:"job"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&enrolled)
+	resp.Body.Close()
+	fmt.Println("enroll:", resp.Status, enrolled.SourceID, enrolled.Job.Topic, enrolled.Job.Status, enrolled.Job.Key)
+
+	for _, step := range []struct{ method, path, body string }{
+		{"PATCH", "/api/events/" + enrolled.JobID, `{"status":"in_progress","description":"packing"}`},
+		{"POST", "/api/events/" + enrolled.JobID + "/progress", `{"packed":1,"of":2}`},
+		{"PATCH", "/api/events/" + enrolled.JobID, `{"status":"finished"}`},
+		{"PATCH", "/api/events/" + enrolled.JobID, `{"status":"in_progress"}`},
+		{"POST", "/api/enroll", enroll},
+	} {
+		resp := call(step.method, step.path, step.body)
+		resp.Body.Close()
+		fmt.Println(step.method, strings.Replace(step.path[len("/api/"):], enrolled.JobID, "JOB", 1), "→", resp.Status)
+	}
+	// Output:
+	// enroll: 201 Created order-1-approved orders.ShipmentRequested pending order-1
+	// PATCH events/JOB → 200 OK
+	// POST events/JOB/progress → 202 Accepted
+	// PATCH events/JOB → 200 OK
+	// PATCH events/JOB → 409 Conflict
+	// POST enroll → 204 No Content
 }

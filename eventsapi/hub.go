@@ -44,6 +44,10 @@ type entry struct {
 	// previous entry and this one, up to position lost, before the pump
 	// read them. A subscriber behind lost is told of the gap.
 	lost int64
+	// live: a live-only event (Event.Live), not stored. Its pos is that of
+	// the last event published before it, which keeps the ring in position
+	// order; cursors reading the ring deliver it without moving.
+	live bool
 }
 
 // hub fans the store's new events out to the subscribers of one Server.
@@ -241,6 +245,9 @@ func (h *hub) publish(entries []entry) {
 	defer h.mu.Unlock()
 	size := int64(len(h.ring))
 	for _, e := range entries {
+		if e.live {
+			e.pos = h.head
+		}
 		for h.end > h.start && (h.end-h.start == size || h.bytes+len(e.data) > ringBytesMax) {
 			old := &h.ring[h.start%size]
 			h.floor = old.pos
@@ -419,6 +426,13 @@ func (c *cursor) next(ctx context.Context, sel selection, out []entry) ([]entry,
 		n := 0
 		for _, e := range c.scratch {
 			c.seq++
+			if e.live {
+				if sel.match(e.ev) {
+					out = append(out, e)
+					n += len(e.data)
+				}
+				continue
+			}
 			if e.pos <= c.pos {
 				continue
 			}

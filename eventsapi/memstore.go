@@ -57,11 +57,24 @@ type MemoryStore struct {
 	window  []dedupeEntry    // ring of what ids and dedupe hold
 	windowI int
 
+	// jobs holds the position of each job event held, by target topic and
+	// source event id: what makes enrolment exactly once.
+	jobs map[jobKey]int64
+	live liveSubscribers
+
 	notify chan struct{} // closed and replaced on every append
 	ready  chan struct{} // always closed
 }
 
-type dedupeEntry struct{ id, dedupe string }
+// dedupeEntry is what the window remembers of a stored event: its id and
+// dedupe key, at pos. A job that moved is remembered again at its new
+// position; the old entry then forgets nothing.
+type dedupeEntry struct {
+	id, dedupe string
+	pos        int64
+}
+
+type jobKey struct{ topic, dependsOn string }
 
 // NewMemoryStore returns an empty MemoryStore.
 func NewMemoryStore(cfg *MemoryStoreConfig) (*MemoryStore, error) {
@@ -91,6 +104,7 @@ func NewMemoryStore(cfg *MemoryStoreConfig) (*MemoryStore, error) {
 		ids:      make(map[string]int64, min(c.DedupeWindow, 1<<16)),
 		dedupe:   make(map[string]int64),
 		window:   make([]dedupeEntry, c.DedupeWindow),
+		jobs:     make(map[jobKey]int64),
 		notify:   make(chan struct{}),
 		ready:    ready,
 	}, nil
@@ -129,7 +143,6 @@ func (s *MemoryStore) Append(ctx context.Context, events []Event) ([]Appended, e
 				continue
 			}
 		}
-		ev.Position = s.next
 		ev.ReceivedAt = now
 		if ev.Time.IsZero() {
 			ev.Time = now
@@ -137,24 +150,7 @@ func (s *MemoryStore) Append(ctx context.Context, events []Event) ([]Appended, e
 		if ev.Status != "" {
 			ev.UpdatedAt = now
 		}
-		s.ring[(ev.Position-1)%int64(len(s.ring))] = ev
-		s.next++
-		if s.next-s.oldest > int64(len(s.ring)) {
-			s.oldest = s.next - int64(len(s.ring))
-		}
-		old := s.window[s.windowI]
-		if old.id != "" {
-			delete(s.ids, old.id)
-		}
-		if old.dedupe != "" {
-			delete(s.dedupe, old.dedupe)
-		}
-		s.window[s.windowI] = dedupeEntry{id: ev.ID, dedupe: dk}
-		s.windowI = (s.windowI + 1) % len(s.window)
-		s.ids[ev.ID] = ev.Position
-		if dk != "" {
-			s.dedupe[dk] = ev.Position
-		}
+		s.put(&ev, dk)
 		out[i] = Appended{Position: ev.Position}
 		stored = true
 		if s.appended != nil {
@@ -171,7 +167,61 @@ func (s *MemoryStore) Append(ctx context.Context, events []Event) ([]Appended, e
 	return out, nil
 }
 
+// put stores ev at the next position, in the ring and in the window, making
+// room for it. dk is its dedupe id, "" for none. s.mu is held.
+func (s *MemoryStore) put(ev *Event, dk string) {
+	ev.Position = s.next
+	slot := s.at(ev.Position)
+	if slot.ID != "" && slot.Position >= s.oldest {
+		s.forget(slot)
+	}
+	*slot = *ev
+	s.next++
+	if s.next-s.oldest > int64(len(s.ring)) {
+		s.oldest = s.next - int64(len(s.ring))
+	}
+	old := s.window[s.windowI]
+	if old.id != "" && s.ids[old.id] == old.pos {
+		delete(s.ids, old.id)
+	}
+	if old.dedupe != "" && s.dedupe[old.dedupe] == old.pos {
+		delete(s.dedupe, old.dedupe)
+	}
+	s.window[s.windowI] = dedupeEntry{id: ev.ID, dedupe: dk, pos: ev.Position}
+	s.windowI = (s.windowI + 1) % len(s.window)
+	s.ids[ev.ID] = ev.Position
+	if dk != "" {
+		s.dedupe[dk] = ev.Position
+	}
+	if ev.DependsOn != "" {
+		s.jobs[jobKey{ev.Topic, ev.DependsOn}] = ev.Position
+	}
+}
+
+// forget drops what refers to ev, which leaves the ring. s.mu is held.
+func (s *MemoryStore) forget(ev *Event) {
+	if k := (jobKey{ev.Topic, ev.DependsOn}); ev.DependsOn != "" && s.jobs[k] == ev.Position {
+		delete(s.jobs, k)
+	}
+}
+
+// move stores job ev, changed, at the next position, leaving a hole at its
+// old one. s.mu is held.
+func (s *MemoryStore) move(ev *Event) {
+	old := ev.Position
+	*s.at(old) = Event{Position: old}
+	var dk string
+	if ev.DedupeKey != "" {
+		dk = dedupeID(ev.Tenant, ev.DedupeKey)
+	}
+	s.put(ev, dk)
+}
+
 func (s *MemoryStore) at(pos int64) *Event { return &s.ring[(pos-1)%int64(len(s.ring))] }
+
+// held reports whether ev, read from the ring, is an event: not the hole a
+// job that moved left.
+func held(ev *Event) bool { return ev.ID != "" }
 
 // Read implements Store.
 func (s *MemoryStore) Read(ctx context.Context, req *ReadRequest) ([]Event, error) {
@@ -194,14 +244,14 @@ func (s *MemoryStore) Read(ctx context.Context, req *ReadRequest) ([]Event, erro
 	var out []Event
 	if req.Descending {
 		for pos := hi - 1; pos >= lo && len(out) < limit; pos-- {
-			if ev := s.at(pos); req.Match.Match(ev) {
+			if ev := s.at(pos); held(ev) && req.Match.Match(ev) {
 				out = append(out, *ev)
 			}
 		}
 		return out, nil
 	}
 	for pos := lo; pos < hi && len(out) < limit; pos++ {
-		if ev := s.at(pos); req.Match.Match(ev) {
+		if ev := s.at(pos); held(ev) && req.Match.Match(ev) {
 			out = append(out, *ev)
 		}
 	}
@@ -241,7 +291,7 @@ func (s *MemoryStore) Latest(ctx context.Context, m *Matcher) ([]Event, int64, e
 	}
 	latest := make(map[string]int64)
 	for pos := s.oldest; pos < s.next; pos++ {
-		if ev := s.at(pos); ev.Key != "" && m.Match(ev) {
+		if ev := s.at(pos); held(ev) && ev.Key != "" && m.Match(ev) {
 			latest[ev.Key] = pos
 		}
 	}
@@ -309,6 +359,7 @@ func (s *MemoryStore) Prune(ctx context.Context, olderThan time.Time, keep int64
 		}
 	}
 	for pos := start; pos < s.oldest; pos++ {
+		s.forget(s.at(pos))
 		*s.at(pos) = Event{Position: pos} // let the data go
 	}
 	return s.oldest - start, nil

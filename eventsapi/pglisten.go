@@ -2,6 +2,7 @@ package eventsapi
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -112,8 +113,10 @@ func (s *PostgresStore) listen(ctx context.Context, cfg *pgx.ConnConfig, up func
 		defer cancel()
 		conn.Close(cctx) //nolint:errcheck // the connection is done with either way
 	}()
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{s.q.channel}.Sanitize()); err != nil {
-		return fmt.Errorf("listen: %w", err)
+	for _, ch := range []string{s.q.channel, s.q.liveChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+			return fmt.Errorf("listen: %w", err)
+		}
 	}
 	up()
 	s.poll(ctx) // what was appended while nobody listened
@@ -121,6 +124,10 @@ func (s *PostgresStore) listen(ctx context.Context, cfg *pgx.ConnConfig, up func
 		n, err := conn.WaitForNotification(ctx)
 		if err != nil {
 			return fmt.Errorf("wait for notification: %w", err)
+		}
+		if n.Channel == s.q.liveChannel {
+			s.deliverLive(n.Payload)
+			continue
 		}
 		if head, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {
 			s.wake.advance(head)
@@ -151,4 +158,15 @@ func (s *PostgresStore) poll(ctx context.Context) {
 	if head, err := s.head(ctx); err == nil {
 		s.wake.advance(head)
 	}
+}
+
+// deliverLive hands the live event of a notification's payload to the
+// functions SubscribeLive registered.
+func (s *PostgresStore) deliverLive(payload string) {
+	var ev Event
+	if err := json.Unmarshal([]byte(payload), &ev); err != nil {
+		s.cfg.Logger.Warn("events API store: a live event notification is not an event", "error", err)
+		return
+	}
+	s.live.deliver([]Event{ev})
 }

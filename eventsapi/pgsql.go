@@ -24,6 +24,8 @@ type pgQueries struct {
 	sequence string // quoted sequence name, for ::regclass
 	lockKey  int64  // the append lock
 	channel  string // the NOTIFY channel
+	// liveChannel carries live-only events between instances.
+	liveChannel string
 
 	lock, dupes, seqState, setval, insert, notify string
 	get, head, oldest                             string
@@ -38,6 +40,7 @@ func newPgQueries(schema string) *pgQueries {
 		lockKey:  pgHash("txoutbox_events_api_append:" + schema),
 		channel:  pgChannel(schema),
 	}
+	q.liveChannel = q.channel + "_live"
 	q.lock = "SELECT pg_advisory_xact_lock($1)"
 	// Stored events an appended batch may duplicate, by id or by tenant and
 	// dedupe key.
@@ -110,28 +113,45 @@ func pgChannel(schema string) string {
 
 // pgScanEvent reads one row of pgColumns.
 func pgScanEvent(row pgx.Row, ev *Event) error {
-	var data, meta []byte
-	var status string
-	var updated *time.Time
-	if err := row.Scan(&ev.Position, &ev.ID, &ev.Topic, &ev.Category, &ev.Entity, &ev.Action, &ev.Key, &ev.Tenant,
-		&ev.ActorID, &ev.ActorType, &ev.JobID, &ev.CausationID, &ev.DedupeKey,
-		&ev.Source, &ev.Traceparent, &ev.Format, &ev.Time, &ev.ReceivedAt, &data,
-		&ev.Target.Collection, &ev.Target.Project, &ev.Target.Layout, &ev.Sender, &meta,
-		&ev.DependsOn, &status, &ev.Description, &ev.Retries, &updated); err != nil {
+	sc := pgEventScan{ev: ev}
+	if err := row.Scan(sc.targets()...); err != nil {
 		return err
 	}
-	ev.Time, ev.ReceivedAt = ev.Time.UTC(), ev.ReceivedAt.UTC()
-	ev.Status = JobStatus(status)
-	if updated != nil {
-		ev.UpdatedAt = updated.UTC()
-	}
-	if data != nil {
-		ev.Data = json.RawMessage(data)
-	}
-	if meta != nil {
-		ev.RequestMetadata = json.RawMessage(meta)
-	}
+	sc.finish()
 	return nil
+}
+
+// pgEventScan reads the columns of pgColumns into an Event, for rows that
+// hold other columns too: scan into targets, then finish.
+type pgEventScan struct {
+	ev         *Event
+	data, meta []byte
+	status     string
+	updated    *time.Time
+}
+
+func (sc *pgEventScan) targets() []any {
+	ev := sc.ev
+	return []any{&ev.Position, &ev.ID, &ev.Topic, &ev.Category, &ev.Entity, &ev.Action, &ev.Key, &ev.Tenant,
+		&ev.ActorID, &ev.ActorType, &ev.JobID, &ev.CausationID, &ev.DedupeKey,
+		&ev.Source, &ev.Traceparent, &ev.Format, &ev.Time, &ev.ReceivedAt, &sc.data,
+		&ev.Target.Collection, &ev.Target.Project, &ev.Target.Layout, &ev.Sender, &sc.meta,
+		&ev.DependsOn, &sc.status, &ev.Description, &ev.Retries, &sc.updated}
+}
+
+func (sc *pgEventScan) finish() {
+	ev := sc.ev
+	ev.Time, ev.ReceivedAt = ev.Time.UTC(), ev.ReceivedAt.UTC()
+	ev.Status = JobStatus(sc.status)
+	if sc.updated != nil {
+		ev.UpdatedAt = sc.updated.UTC()
+	}
+	if sc.data != nil {
+		ev.Data = json.RawMessage(sc.data)
+	}
+	if sc.meta != nil {
+		ev.RequestMetadata = json.RawMessage(sc.meta)
+	}
 }
 
 // pgWhere builds a WHERE clause and its arguments.

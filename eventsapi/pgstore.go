@@ -111,9 +111,12 @@ type PostgresStoreConfig struct {
 // keeps the newest event, even older than the age limit: its position is
 // the head, which must not go back (see Store.Head).
 type PostgresStore struct {
-	pool *pgxpool.Pool
-	cfg  PostgresStoreConfig
-	q    *pgQueries
+	pool  *pgxpool.Pool
+	cfg   PostgresStoreConfig
+	q     *pgQueries
+	jq    *pgJobQueries
+	live  liveSubscribers // SubscribeLive's functions
+	hints pgEnrollHints   // where enrolments start their scans
 
 	reqs   chan *pgAppendReq // to the writer
 	quit   chan struct{}     // closed by Close
@@ -163,6 +166,7 @@ func NewPostgresStore(ctx context.Context, pool *pgxpool.Pool, cfg *PostgresStor
 		reqs: make(chan *pgAppendReq),
 		quit: make(chan struct{}),
 	}
+	s.jq = newPgJobQueries(s.q)
 	head, err := s.head(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("eventsapi: read head: %w", err)

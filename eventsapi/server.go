@@ -1,10 +1,10 @@
 package eventsapi
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -32,6 +32,12 @@ const (
 	WriteTimeoutDefault = 10 * time.Second
 	// PruneIntervalDefault is how often retention runs.
 	PruneIntervalDefault = time.Minute
+	// JobStaleAfterDefault is how long a job may go without an update in
+	// pending or in_progress before the server restarts it.
+	JobStaleAfterDefault = 5 * time.Minute
+	// JobMaxRetriesDefault is how many times a job is restarted before it
+	// fails.
+	JobMaxRetriesDefault = 3
 )
 
 // Config configures a Server. A nil *Config is allowed: an in-memory store,
@@ -91,6 +97,17 @@ type Config struct {
 	MaxAge        time.Duration
 	MaxEvents     int64
 	PruneInterval time.Duration
+	// JobStaleAfter is how long a job (see JobStore) may stay in pending or
+	// in_progress without an update: then the server restarts it, to be
+	// enrolled again. The server checks every quarter of it. Defaults to
+	// JobStaleAfterDefault.
+	JobStaleAfter time.Duration
+	// JobMaxRetries is how many restarts a job gets; the one after fails it.
+	// Defaults to JobMaxRetriesDefault.
+	JobMaxRetries int
+	// NowFunc returns the time the server judges jobs stale by. Defaults to
+	// time.Now.
+	NowFunc func() time.Time
 }
 
 func (c *Config) validate() error {
@@ -113,6 +130,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: eventsapi.Config.MaxEvents: %d is negative", ErrInvalidConfig, c.MaxEvents)
 	case c.PruneInterval < 0:
 		return fmt.Errorf("%w: eventsapi.Config.PruneInterval: %s is negative", ErrInvalidConfig, c.PruneInterval)
+	case c.JobStaleAfter < 0:
+		return fmt.Errorf("%w: eventsapi.Config.JobStaleAfter: %s is negative", ErrInvalidConfig, c.JobStaleAfter)
+	case c.JobMaxRetries < 0:
+		return fmt.Errorf("%w: eventsapi.Config.JobMaxRetries: %d is negative", ErrInvalidConfig, c.JobMaxRetries)
 	}
 	return nil
 }
@@ -127,11 +148,15 @@ type Server struct {
 	hub        *hub        // live subscriptions (subscribe.go)
 	rejections *rejections // the last ones, for the live page (rejections.go)
 
-	ctx    context.Context // cancelled by Close: ends streams and loops
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	ctx      context.Context // cancelled by Close: ends streams and loops
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopLive func() // ends the store's live events to the hub
 
 	closeOnce sync.Once
+
+	drainMu sync.Mutex
+	drain   drainState // see Drain
 }
 
 // New returns a Server ready to serve. Close it to end the open streams,
@@ -173,19 +198,31 @@ func New(cfg *Config) (*Server, error) {
 	if s.cfg.PruneInterval == 0 {
 		s.cfg.PruneInterval = PruneIntervalDefault
 	}
+	s.cfg.JobStaleAfter = cmp.Or(s.cfg.JobStaleAfter, JobStaleAfterDefault)
+	s.cfg.JobMaxRetries = cmp.Or(s.cfg.JobMaxRetries, JobMaxRetriesDefault)
+	if s.cfg.NowFunc == nil {
+		s.cfg.NowFunc = time.Now
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	s.routeAccess()
 	s.routeIngest()
 	s.routeQuery()
 	s.routeSubscribe()
+	s.routeJobs()
 	s.routePage()
-	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ok\n") })
+	s.routeRPC()
+	s.mux.HandleFunc("GET /healthz", s.healthz)
 
 	if s.cfg.MaxAge > 0 || s.cfg.MaxEvents > 0 {
 		s.wg.Add(1)
 		go s.pruneLoop()
 	}
+	if js, ok := s.cfg.Store.(JobStore); ok {
+		s.wg.Add(1)
+		go s.jobsLoop(js)
+	}
+	s.stopLive = s.subscribeLive()
 	return s, nil
 }
 
@@ -200,6 +237,7 @@ func (s *Server) Store() Store { return s.cfg.Store }
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.stopLive()
 		s.cancel()
 		s.wg.Wait()
 		if s.ownsStore {

@@ -194,7 +194,9 @@ func (sw *sseWriter) event(e entry) {
 		_ = sw.flush() // an error shows again at the next flush
 	}
 	sw.grab()
-	sw.id(e.pos)
+	if !e.live { // a live-only event is no position to resume from
+		sw.id(e.pos)
+	}
 	sw.buf = append(sw.buf, "data: "...)
 	sw.buf = append(sw.buf, e.data...)
 	sw.buf = append(sw.buf, "\n\n"...)

@@ -1,8 +1,8 @@
 // Package relay delivers the events committed to the outbox table to a
-// [Sink]: an events API over HTTP (package relay/relayhttp), any watermill
-// publisher such as NATS JetStream, Kafka or AMQP (package
-// relay/relaywatermill), or a sink of your own, which is a type with one
-// method:
+// [Sink]: an events API over HTTP (package relay/relayhttp), Kafka (package
+// relay/relaykafka), MQTT (package relay/relaymqtt), any watermill publisher
+// such as NATS JetStream or AMQP (package relay/relaywatermill), or a sink
+// of your own, which is a type with one method:
 //
 //	type Sink interface {
 //		Send(ctx context.Context, events []*outbox.Event) error
@@ -75,18 +75,21 @@
 // Duplicates, and only in these windows: a relay that stops without
 // recording (crash, SIGKILL, lost connection, a ShutdownTimeout that ran
 // out) leaves its batch pending, and it is delivered again by whichever
-// relay holds the partition next, after LeaseTTL for a dead relay; a
-// database crash can lose the last outcomes recorded (they commit without
-// waiting for the WAL flush), making those rows pending again; a sink that
-// fails a call it in fact carried out (a timeout) gets the events again. A
-// relay that cannot renew its leases (the database unreachable, the process
-// frozen) stops sending a batch once a lease of it has less than LeaseTTL/3
-// left, and starts none; a request already in flight then finishes, so with
-// a sink timeout above LeaseTTL/3 its answer can come after the lease ended
-// and another relay took over: duplicates of those events may then arrive
-// after their key's later events. Otherwise a duplicate comes as a repeat of
-// the key's events from the first one whose delivery went unrecorded, in
-// order: a consumer may see 1 2 3 2 3 4, never 1 3 2.
+// relay holds the partition next, after LeaseTTL for a dead relay (each
+// such stop leaves one batch at most, but the next relay sends those oldest
+// rows first: if it too stops before recording them, they come a third
+// time); a database crash can lose the last outcomes recorded (they commit
+// without waiting for the WAL flush), making those rows pending again; a
+// sink that fails a call it in fact carried out (a timeout) gets the events
+// again. A relay that cannot renew its leases (the database unreachable,
+// the process frozen) stops sending a batch once a lease of it has less
+// than LeaseTTL/3 left, and starts none; a request already in flight then
+// finishes, so with a sink timeout above LeaseTTL/3 its answer can come
+// after the lease ended and another relay took over: duplicates of those
+// events may then arrive after their key's later events. Otherwise a
+// duplicate comes as a repeat of the key's events from the first one whose
+// delivery went unrecorded, in order: a consumer may see 1 2 3 2 3 4, never
+// 1 3 2.
 //
 // Steady state, meaning every relay renews its leases in time, whether
 // relays are joining, leaving (Run's context cancelled) or neither: no event

@@ -10,8 +10,9 @@ import (
 )
 
 // Sink is where the relay delivers events: an events API (package
-// relay/relayhttp), a watermill publisher such as NATS JetStream or AMQP
-// (package relay/relaywatermill), or a sink of your own.
+// relay/relayhttp), Kafka (relay/relaykafka), MQTT (relay/relaymqtt), a
+// watermill publisher such as NATS JetStream or AMQP (package
+// relay/relaywatermill), or a sink of your own.
 //
 // Send is called once per batch, with the batch's events oldest first,
 // whatever their topics. It returns nil when every event was delivered, a

@@ -34,7 +34,8 @@ spread (min–max) and the ratio to the baseline:
            topic catalog: ingest into its Postgres store over HTTP, CloudEvents
            batches and bc-events bulk posts as the relay sends them, at 1, 4
            and 16 clients, beside appending to the store directly and posting
-           to a memory store; fan-out to --subscribers SSE streams and to a
+           to a memory store; enrolment (POST /api/enroll) by 8 workers over
+           the events ingested, in claims/s; fan-out to --subscribers SSE streams and to a
            tenth of them over SSE and WebSocket, in deliveries/s, posting as
            fast as the slowest allows; ingest→subscriber latency at 1,000
            events/s to a tenth of --subscribers; a subscriber resuming

@@ -42,8 +42,9 @@ func natsJetStream(t *testing.T) nats.JetStreamContext {
 }
 
 // runRelayUntilDrained runs txoutbox relay on the database at url with
-// args until the outbox has no pending event, then stops it.
-func runRelayUntilDrained(t *testing.T, url string, pool *pgxpool.Pool, args ...string) {
+// args until the outbox has no pending event, then stops it, and returns
+// what it logged.
+func runRelayUntilDrained(t *testing.T, url string, pool *pgxpool.Pool, args ...string) string {
 	t.Helper()
 	var stdout, stderr lockedBuffer
 	ctx, cancel := context.WithCancel(t.Context())
@@ -74,6 +75,7 @@ func runRelayUntilDrained(t *testing.T, url string, pool *pgxpool.Pool, args ...
 	if err := <-done; err != nil {
 		t.Fatalf("relay = %v\n%s", err, stderr.String())
 	}
+	return stderr.String()
 }
 
 // TestNATSConnectError checks that a NATS server that does not answer is

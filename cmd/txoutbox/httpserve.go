@@ -9,12 +9,16 @@ import (
 	"time"
 )
 
-// serveHTTP serves h on ln until ctx ends. Then closeStreams ends the open
+// serveHTTP serves h on ln, over HTTP/1.1 and unencrypted HTTP/2 (which
+// gRPC clients speak), until ctx ends. Then closeStreams ends the open
 // streams, which Shutdown would otherwise wait for, and the requests in
 // flight get up to timeout to finish. sink and serve run their servers
 // with it.
 func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, closeStreams func() error, timeout time.Duration) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		Protocols: new(http.Protocols)}
+	srv.Protocols.SetHTTP1(true)
+	srv.Protocols.SetUnencryptedHTTP2(true)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	select {

@@ -36,3 +36,32 @@ func TestMigrateNamesApplied(t *testing.T) {
 		t.Errorf("migrate with a 64-byte schema name: %v, want an error naming --schema", err)
 	}
 }
+
+// TestMigrateInbox checks migrate --inbox applies the inbox table beside
+// the outbox's in one schema, each with its own record, and prints its SQL.
+func TestMigrateInbox(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDB(t)
+	for _, args := range [][]string{
+		{"migrate", "--database-url", url, "--schema", "billing"},
+		{"migrate", "--inbox", "--database-url", url, "--schema", "billing"},
+	} {
+		if err := dispatch(t.Context(), args, io.Discard, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out bytes.Buffer
+	if err := dispatch(t.Context(), []string{"migrate", "--inbox", "--database-url", url, "--schema", "billing"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if want := "the inbox table was already up to date in schema \"billing\""; !strings.HasPrefix(out.String(), want) {
+		t.Errorf("second migrate --inbox says:\n%s\nwant it to start with %s", out.String(), want)
+	}
+	out.Reset()
+	if err := dispatch(t.Context(), []string{"migrate", "--inbox", "--print"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "-- 001_create_inbox.up.sql\n") || !strings.Contains(out.String(), "CREATE TABLE txoutbox_inbox") {
+		t.Errorf("migrate --inbox --print:\n%s", out.String())
+	}
+}

@@ -43,6 +43,22 @@ Sinks (--sink):
                       RabbitMQ (AMQP 0-9-1): persistent messages to the
                       topic exchange --amqp-exchange, routing key from
                       --topic-template; each batch is an AMQP transaction
+  kafka://host1:9092,host2:9092/topic-template
+                      Kafka: one record per event, acks=all, idempotent
+                      producer; key = the ordering key, value = the event
+                      in --format (cloudevents or briteevents), headers =
+                      id, topic, job_id, tenant, traceparent. The path is
+                      the topic template (default {topic}); kafkas:// for
+                      TLS, user:pass@ for SASL PLAIN (?sasl=scram-sha-256
+                      or scram-sha-512)
+  mqtt://host:1883/topic-template
+                      MQTT 3.1.1: one QoS 1 message per event, payload the
+                      CloudEvent in JSON, on the topic the path builds
+                      (default {tenant}/{category}/{entity}/{action};
+                      events without a tenant under _); a key's next event
+                      waits for the PUBACK of the previous one. mqtts://
+                      for TLS; user:pass@ or --sink-username and
+                      --sink-password for credentials
   stdout              one JSON line per event, for development
   noop                discard (measurements)
 
@@ -52,8 +68,11 @@ block, and not under skip. A sink that is down spends no attempts.
 With --topics, a topic whose definition has a Poison key (block or skip)
 gets that policy instead; the others keep --poison-policy.
 
-Broker messages carry the event's envelope as headers (topic, key, job_id,
-traceparent, ...) and its data as the body; the message id is the event id.
+NATS and AMQP messages carry the event's envelope as headers (topic, key,
+job_id, traceparent, ...) and its data as the body; the message id is the
+event id. The templates of kafka:// and mqtt:// sinks, in the URL's path,
+take {topic}, {category}, {entity}, {action} and {tenant}; quote them in
+the shell.
 
 Admin endpoints on --admin-addr: /livez (the relay loop is turning),
 /readyz (the database answers; false once shutdown starts) and /metrics
@@ -71,39 +90,48 @@ const relayExamples = `  txoutbox relay --database-url postgres://app@db/app --s
   txoutbox relay --database-url postgres://localhost/app --sink stdout --topics topic_definitions.yaml
   txoutbox relay --database-url postgres://localhost/app --sink nats://127.0.0.1:4222
   txoutbox relay --database-url postgres://localhost/app --sink amqp://guest:guest@127.0.0.1:5672/ \
-      --topic-template 'events.{category}.{entity}.{action}'`
+      --topic-template 'events.{category}.{entity}.{action}'
+  txoutbox relay --database-url postgres://localhost/app --sink 'kafka://kafka-1:9092,kafka-2:9092/events.{category}'
+  TXOUTBOX_SINK_PASSWORD=... txoutbox relay --database-url postgres://localhost/app \
+      --sink 'mqtt://127.0.0.1:1883/{tenant}/{category}/{entity}/{action}' --sink-username relay`
 
 // relayFlags are the flags of txoutbox relay.
 type relayFlags struct {
-	databaseURL string
-	sink        string
-	format      string
-	bearer      string
-	bearerFile  string
-	apiKey      string
-	apiKeyFile  string
-	apiKeyHdr   string
-	sinkTimeout time.Duration
-	insecure    bool
-	adminAddr   string
-	logLevel    string
-	logFormat   string
-	cfg         relay.Config
-	poison      string
-	topics      string
-	broker      brokerFlags
+	databaseURL  string
+	sink         string
+	format       string
+	bearer       string
+	bearerFile   string
+	apiKey       string
+	apiKeyFile   string
+	apiKeyHdr    string
+	sinkTimeout  time.Duration
+	insecure     bool
+	adminAddr    string
+	logLevel     string
+	logFormat    string
+	cfg          relay.Config
+	poison       string
+	topics       string
+	broker       brokerFlags
+	sinkUser     string
+	sinkPass     string
+	sinkPassFile string
 }
 
 func (f *relayFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.databaseURL, "database-url", "", "PostgreSQL `URL` of the database holding the outbox (required)")
 	fs.StringVar(&f.cfg.Schema, "schema", "", "`schema` of the outbox tables (default: the search_path)")
-	fs.StringVar(&f.sink, "sink", "", "where events go: an http(s):// events API `URL`, a nats:// or amqp:// broker, stdout or noop (required)")
-	fs.StringVar(&f.format, "format", string(relayhttp.FormatCloudEvents), "wire `format` of an HTTP sink: cloudevents or briteevents")
+	fs.StringVar(&f.sink, "sink", "", "where events go: an http(s):// events API `URL`, a nats://, amqp://, kafka:// or mqtt:// broker, stdout or noop (required)")
+	fs.StringVar(&f.format, "format", string(relayhttp.FormatCloudEvents), "wire `format` of an HTTP or Kafka sink: cloudevents or briteevents")
 	fs.StringVar(&f.bearer, "bearer-token", "", "`token` sent to an HTTP sink as Authorization: Bearer")
 	fs.StringVar(&f.apiKeyHdr, "api-key-header", "", "`header` carrying --api-key to an HTTP sink, e.g. X-Api-Key")
 	fs.StringVar(&f.apiKey, "api-key", "", "API `key` sent to an HTTP sink in --api-key-header")
 	fs.StringVar(&f.bearerFile, "bearer-token-file", "", "`file` holding the --bearer-token (e.g. a mounted secret); keeps it out of ps and shell history")
 	fs.StringVar(&f.apiKeyFile, "api-key-file", "", "`file` holding the --api-key")
+	fs.StringVar(&f.sinkUser, "sink-username", "", "`user` a kafka:// (SASL) or mqtt:// sink logs in as, when the URL names none")
+	fs.StringVar(&f.sinkPass, "sink-password", "", "`password` of --sink-username; prefer the environment or --sink-password-file")
+	fs.StringVar(&f.sinkPassFile, "sink-password-file", "", "`file` holding the --sink-password")
 	fs.DurationVar(&f.sinkTimeout, "sink-timeout", relayhttp.TimeoutDefault, "bound on one HTTP sink request")
 	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify an HTTPS sink's certificate (development only)")
 	fs.IntVar(&f.cfg.BatchSize, "batch-size", relay.BatchSizeDefault, "most events read, delivered and recorded per round")
@@ -154,7 +182,11 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for _, s := range []struct {
 		name, path string
 		dst        *string
-	}{{"--bearer-token-file", f.bearerFile, &f.bearer}, {"--api-key-file", f.apiKeyFile, &f.apiKey}} {
+	}{
+		{"--bearer-token-file", f.bearerFile, &f.bearer},
+		{"--api-key-file", f.apiKeyFile, &f.apiKey},
+		{"--sink-password-file", f.sinkPassFile, &f.sinkPass},
+	} {
 		if s.path == "" {
 			continue
 		}
@@ -169,7 +201,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		debug.SetGCPercent(400)
 	}
 
-	sink, closeSink, err := f.newSink(stdout, logger)
+	sink, closeSink, err := f.newSink(ctx, stdout, logger)
 	if err != nil {
 		return fmt.Errorf("relay: %w", err)
 	}
@@ -210,7 +242,7 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 }
 
 // newSink returns the sink --sink names and what closes it.
-func (f *relayFlags) newSink(stdout io.Writer, logger *slog.Logger) (relay.Sink, func(), error) {
+func (f *relayFlags) newSink(ctx context.Context, stdout io.Writer, logger *slog.Logger) (relay.Sink, func(), error) {
 	switch {
 	case f.sink == "noop":
 		return relay.SinkFunc(func(context.Context, []*outbox.Event) error { return nil }), func() {}, nil
@@ -253,8 +285,14 @@ func (f *relayFlags) newSink(stdout io.Writer, logger *slog.Logger) (relay.Sink,
 			return nil, nil, fmt.Errorf("--sink: %w", err)
 		}
 		return s, func() { _ = pub.Close() }, nil
+	case strings.HasPrefix(f.sink, "kafka://"), strings.HasPrefix(f.sink, "kafkas://"):
+		f.cfg.MessagingSystem = "kafka"
+		return f.newKafkaSink(ctx)
+	case strings.HasPrefix(f.sink, "mqtt://"), strings.HasPrefix(f.sink, "mqtts://"):
+		f.cfg.MessagingSystem = "mqtt"
+		return f.newMQTTSink(ctx)
 	}
-	return nil, nil, fmt.Errorf("--sink: %q is not an http(s) URL, a nats:// or amqp:// URL, stdout or noop", f.sink)
+	return nil, nil, fmt.Errorf("--sink: %q is not an http(s) URL, a nats://, amqp://, kafka:// or mqtt:// URL, stdout or noop", redact(f.sink))
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

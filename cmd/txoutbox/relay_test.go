@@ -62,7 +62,7 @@ func TestErrors(t *testing.T) {
 		{[]string{"relay", "--sink", "noop"}, nil, "--database-url (TXOUTBOX_DATABASE_URL) is required"},
 		{[]string{"relay"}, map[string]string{"TXOUTBOX_DATABASE_URL": "postgres://x/y"}, "--sink (TXOUTBOX_SINK) is required"},
 		{[]string{"relay"}, map[string]string{"TXOUTBOX_LEASE": "soon"}, `invalid value "soon" for TXOUTBOX_LEASE`},
-		{[]string{"relay", "--database-url", "postgres://x/y", "--sink", "kafka://b"}, nil, `--sink: "kafka://b" is not`},
+		{[]string{"relay", "--database-url", "postgres://x/y", "--sink", "redis://b"}, nil, `--sink: "redis://b" is not`},
 		{[]string{"relay", "--database-url", "postgres://x/y", "--sink", "noop", "--poison-policy", "drop"}, nil, `--poison-policy: "drop"`},
 		{[]string{"relay", "--database-url", "postgres://x/y", "--sink", "noop", "--log-level", "loud"}, nil, "--log-level"},
 		{[]string{"relay", "--database-url", "postgres://x/y", "--sink", "noop"}, map[string]string{"TXOUTBOX_TOPICS": "no-such-topics.yaml"}, "--topics: "},

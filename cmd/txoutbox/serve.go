@@ -48,8 +48,13 @@ Events are kept in memory (the newest 100,000) unless --database-url names
 a Postgres database: then they are kept there, in tables of their own
 (txoutbox_events_api_*, created or upgraded at start; the database may be
 the outbox's or another), and several serve processes may share them. --max-age and --max-events delete older events.
-SIGINT or SIGTERM stops it: open streams are ended, and the requests in
-flight finish.`
+The same address serves the EventService (proto/txoutbox/events/v1) over
+gRPC (unencrypted HTTP/2), gRPC-Web and Connect.
+
+SIGINT or SIGTERM stops it: first it drains for --drain (10s): /healthz
+answers 503, new EventService streams are refused, and open ones are told
+to reconnect elsewhere at a random time within the window (reconnect_before);
+then open streams are ended, and the requests in flight finish.`
 
 const serveExamples = `  txoutbox serve                                   # development: 127.0.0.1:8642, no keys
   txoutbox serve --topics topic_definitions.yaml --max-age 168h
@@ -64,6 +69,7 @@ type serveFlags struct {
 	keys        string
 	maxAge      time.Duration
 	maxEvents   int64
+	drain       time.Duration
 }
 
 func (f *serveFlags) register(fs *flag.FlagSet) {
@@ -74,6 +80,7 @@ func (f *serveFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.keys, "keys", "", "API keys `file` (YAML); empty is development mode, loopback only")
 	fs.DurationVar(&f.maxAge, "max-age", 0, "delete events stored longer ago than this `duration` (e.g. 168h); 0 keeps them")
 	fs.Int64Var(&f.maxEvents, "max-events", 0, "keep only the newest `N` events; 0 keeps them all")
+	fs.DurationVar(&f.drain, "drain", 10*time.Second, "on SIGINT or SIGTERM, the `window` EventService streams get to reconnect elsewhere before the server stops; 0 stops at once")
 }
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -136,7 +143,14 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logger.Info("events API listening", "url", "http://"+ln.Addr().String(), "store", storeName,
 		"access", access, "topics", topicsSummary(reg, f.topics))
 
-	if err := serveHTTP(ctx, ln, api, api.Close, 10*time.Second); err != nil {
+	stop := func() error {
+		if f.drain > 0 {
+			logger.Info("events API draining", "window", f.drain)
+			_ = api.Drain(context.Background(), f.drain)
+		}
+		return api.Close()
+	}
+	if err := serveHTTP(ctx, ln, api, stop, 10*time.Second); err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
 	logger.Info("events API stopped")

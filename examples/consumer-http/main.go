@@ -1,25 +1,29 @@
 // Command consumer-http receives the relay's CloudEvents stream over HTTP
 // and processes each event once: delivery is at least once, so a retried
-// batch can bring an event again, and the consumer drops it by its id.
+// batch can bring an event again, and the consumer skips it by its id,
+// which package inbox records in the transaction that processes the event.
 //
-//	go run ./examples/consumer-http            # listens on 127.0.0.1:8090
+//	DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres go run ./examples/consumer-http   # listens on 127.0.0.1:8090
 //	txoutbox relay --sink http://127.0.0.1:8090/ --format cloudevents ...
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"log"
+	"log/slog"
 	"net/http"
-	"os"
-	"os/signal"
-	"sync"
-	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txoutbox/txoutbox/examples/internal/exampleenv"
+	"github.com/txoutbox/txoutbox/inbox"
 )
+
+// consumerName is the name the inbox records this consumer's events under.
+const consumerName = "consumer-http"
 
 // event is the part of a CloudEvent this consumer reads.
 type event struct {
@@ -30,23 +34,19 @@ type event struct {
 	Data        json.RawMessage `json:"data"`
 }
 
-// consumer remembers the ids of the last window events it processed. A
-// real service records the id in its own database, in the transaction that
-// applies the event, so the check survives restarts.
+// consumer processes each event once: process runs in a transaction that
+// also records the event's id in the inbox, and a copy of an event whose
+// transaction committed is skipped.
 type consumer struct {
-	mu      sync.Mutex
-	seen    map[string]bool
-	order   []string
-	window  int
-	process func(event)
-}
-
-func newConsumer(window int, process func(event)) *consumer {
-	return &consumer{seen: make(map[string]bool, window), window: window, process: process}
+	pool    *pgxpool.Pool
+	inbox   *inbox.Inbox
+	process func(ctx context.Context, tx pgx.Tx, e event) error
 }
 
 // ServeHTTP takes a batch (application/cloudevents-batch+json) or a single
-// event and answers 200 once every event is processed or known.
+// event and answers 200 once every event is processed or known. When one
+// fails it answers 500, and the relay sends the batch again: the events
+// processed before are skipped then.
 func (c *consumer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 16<<20))
 	if err != nil {
@@ -67,48 +67,48 @@ func (c *consumer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "an event has no id", http.StatusBadRequest)
 			return
 		}
-		c.handle(e)
+	}
+	for _, e := range batch {
+		if err := c.handle(r.Context(), e); err != nil {
+			slog.ErrorContext(r.Context(), "event not processed", slog.String("id", e.ID), slog.Any("error", err))
+			http.Error(w, "event "+e.ID+" not processed; send it again", http.StatusInternalServerError)
+			return
+		}
 	}
 	w.WriteHeader(http.StatusOK)
 }
 
-func (c *consumer) handle(e event) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.seen[e.ID] {
-		return
-	}
-	c.process(e)
-	c.seen[e.ID] = true
-	c.order = append(c.order, e.ID)
-	if len(c.order) > c.window {
-		delete(c.seen, c.order[0])
-		c.order = c.order[1:]
-	}
+// handle processes e unless the inbox says it was processed before.
+func (c *consumer) handle(ctx context.Context, e event) error {
+	return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		first, err := c.inbox.Once(ctx, tx, consumerName, e.ID)
+		if err != nil || !first {
+			return err
+		}
+		return c.process(ctx, tx, e)
+	})
 }
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	if err := run(ctx, cmp.Or(os.Getenv("ADDR"), "127.0.0.1:8090")); err != nil {
-		log.Fatal(err)
-	}
+	exampleenv.Main("consumer-http", run)
 }
 
-func run(ctx context.Context, addr string) error {
-	c := newConsumer(100_000, func(e event) {
-		fmt.Printf("%s %s key=%s %s\n", e.ID, e.Type, e.Subject, e.Data)
-	})
-	srv := &http.Server{Addr: addr, Handler: c, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(shutdown)
-	}()
-	log.Printf("consuming CloudEvents on http://%s/", addr)
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+// run serves the consumer on ADDR (default 127.0.0.1:8090) until ctx is
+// done, printing each event once: its id, topic, key and data. A real
+// consumer writes its effects in tx instead.
+func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	pool, ib, err := exampleenv.OpenInbox(ctx, getenv)
+	if err != nil {
 		return err
 	}
-	return nil
+	defer pool.Close()
+	c := &consumer{pool: pool, inbox: ib, process: func(_ context.Context, _ pgx.Tx, e event) error {
+		_, err := fmt.Fprintf(stdout, "%s %s key=%s %s\n", e.ID, e.Type, e.Subject, e.Data)
+		return err
+	}}
+	ln, err := exampleenv.Listen(getenv, "127.0.0.1:8090", stdout)
+	if err != nil {
+		return err
+	}
+	return exampleenv.Serve(ctx, ln, c)
 }

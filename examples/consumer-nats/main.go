@@ -1,13 +1,15 @@
 // Command consumer-nats reads the events the relay publishes to NATS
 // JetStream (txoutbox relay --sink nats://...) with a durable consumer and
-// processes each event once, dropping the copies at-least-once delivery
-// can bring by their event id.
+// processes each event once, skipping the copies at-least-once delivery
+// can bring by their event id, which package inbox records in the
+// transaction that processes the event.
 //
-//	go run ./examples/consumer-nats
+//	DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres go run ./examples/consumer-nats
 //
 // It reads the whole stream, so it works whatever subjects the relay's
 // --topic-template makes. The environment changes where it reads:
 //
+//	DATABASE_URL    the consumer's database, holding the inbox table
 //	NATS_URL        the server (default nats://127.0.0.1:4222)
 //	STREAM          the relay's --nats-stream (default TXOUTBOX)
 //	FILTER_SUBJECT  only the subjects matching this one, within the
@@ -22,12 +24,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 
 	"github.com/txoutbox/txoutbox/examples/internal/exampleenv"
+	"github.com/txoutbox/txoutbox/inbox"
 )
 
 // eventIDHeader carries the event id on every message the relay publishes
@@ -38,33 +44,20 @@ const eventIDHeader = "_watermill_message_uuid"
 // restarts.
 const durable = "consumer-nats"
 
-// deduper remembers the last window event ids processed. A real service
-// records the id in its database, in the transaction that applies the
-// event, so the check survives restarts.
-type deduper struct {
-	seen   map[string]bool
-	order  []string
-	window int
-}
-
-// first reports whether id is new, and remembers it.
-func (d *deduper) first(id string) bool {
-	if d.seen[id] {
-		return false
-	}
-	d.seen[id] = true
-	d.order = append(d.order, id)
-	if len(d.order) > d.window {
-		delete(d.seen, d.order[0])
-		d.order = d.order[1:]
-	}
-	return true
+// consumer processes each event once: process runs in a transaction that
+// also records the event's id in the inbox under the durable consumer's
+// name, and a copy of an event whose transaction committed is skipped.
+type consumer struct {
+	pool    *pgxpool.Pool
+	inbox   *inbox.Inbox
+	process func(ctx context.Context, tx pgx.Tx, m *nats.Msg) error
 }
 
 // consume pulls the messages of stream matching filter ("" for all) from
-// the durable consumer until ctx ends, calling process once per event id
-// and acknowledging every message.
-func consume(ctx context.Context, js nats.JetStreamContext, stream, filter, durable string, process func(*nats.Msg)) error {
+// the durable consumer until ctx ends, processing each event once and
+// acknowledging every message; a message whose processing fails is
+// negatively acknowledged, and JetStream delivers it again.
+func (c *consumer) consume(ctx context.Context, js nats.JetStreamContext, stream, filter, durable string) error {
 	info, err := js.StreamInfo(stream)
 	if errors.Is(err, nats.ErrStreamNotFound) {
 		return fmt.Errorf("no stream %s: txoutbox relay --sink nats://... creates it, so start the relay first, or set STREAM to its --nats-stream", stream)
@@ -79,15 +72,22 @@ func consume(ctx context.Context, js nats.JetStreamContext, stream, filter, dura
 			cmp.Or(filter, "all"), stream, strings.Join(info.Config.Subjects, " "), err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	d := &deduper{seen: map[string]bool{}, window: 100_000}
 	for ctx.Err() == nil {
 		msgs, err := sub.Fetch(100, nats.MaxWait(time.Second))
 		if err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("fetch: %w", err)
 		}
 		for _, m := range msgs {
-			if id := m.Header.Get(eventIDHeader); id != "" && d.first(id) {
-				process(m)
+			if ctx.Err() != nil { // stopping: the messages not handled come again
+				break
+			}
+			// A message begun is finished, even when ctx ends meanwhile.
+			if err := c.handle(context.WithoutCancel(ctx), durable, m); err != nil {
+				slog.ErrorContext(ctx, "event not processed", slog.String("id", m.Header.Get(eventIDHeader)), slog.Any("error", err))
+				if err := m.Nak(); err != nil {
+					return fmt.Errorf("nak: %w", err)
+				}
+				continue
 			}
 			if err := m.Ack(); err != nil {
 				return fmt.Errorf("ack: %w", err)
@@ -97,6 +97,23 @@ func consume(ctx context.Context, js nats.JetStreamContext, stream, filter, dura
 	return nil
 }
 
+// handle processes m unless the inbox says its event was processed before.
+// A message without an event id cannot be told from its copies; it is
+// skipped.
+func (c *consumer) handle(ctx context.Context, name string, m *nats.Msg) error {
+	id := m.Header.Get(eventIDHeader)
+	if id == "" {
+		return nil
+	}
+	return pgx.BeginFunc(ctx, c.pool, func(tx pgx.Tx) error {
+		first, err := c.inbox.Once(ctx, tx, name, id)
+		if err != nil || !first {
+			return err
+		}
+		return c.process(ctx, tx, m)
+	})
+}
+
 func main() {
 	exampleenv.Main("consumer-nats", run)
 }
@@ -104,6 +121,11 @@ func main() {
 // run consumes until ctx ends, printing each event once: its id, subject,
 // key and data.
 func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
+	pool, ib, err := exampleenv.OpenInbox(ctx, getenv)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
 	nc, err := nats.Connect(cmp.Or(getenv("NATS_URL"), nats.DefaultURL), nats.Name("consumer-nats"))
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -114,7 +136,9 @@ func run(ctx context.Context, _ []string, getenv func(string) string, stdout io.
 		return fmt.Errorf("JetStream: %w", err)
 	}
 	stream := cmp.Or(getenv("STREAM"), "TXOUTBOX")
-	return consume(ctx, js, stream, getenv("FILTER_SUBJECT"), durable, func(m *nats.Msg) {
-		fmt.Fprintf(stdout, "%s %s key=%s %s\n", m.Header.Get(eventIDHeader), m.Subject, m.Header.Get("key"), m.Data)
-	})
+	c := &consumer{pool: pool, inbox: ib, process: func(_ context.Context, _ pgx.Tx, m *nats.Msg) error {
+		_, err := fmt.Fprintf(stdout, "%s %s key=%s %s\n", m.Header.Get(eventIDHeader), m.Subject, m.Header.Get("key"), m.Data)
+		return err // a real consumer writes its effects in the transaction instead
+	}}
+	return c.consume(ctx, js, stream, getenv("FILTER_SUBJECT"), durable)
 }

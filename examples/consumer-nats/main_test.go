@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,9 +16,11 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"go.uber.org/goleak"
 
+	"github.com/txoutbox/txoutbox/examples/internal/exampleenv"
 	"github.com/txoutbox/txoutbox/examples/internal/exampletest"
 	"github.com/txoutbox/txoutbox/internal/eventstest"
 	"github.com/txoutbox/txoutbox/internal/pgtest"
@@ -97,7 +100,7 @@ func TestREADME(t *testing.T) {
 				"--sink", "nats://" + natsAddr, "--nats-stream", stream, "--admin-addr", ""}, tc.args...)...)
 			relay.waitStream(t, js, stream)
 
-			lines := runConsumer(t, map[string]string{"NATS_URL": "nats://" + natsAddr, "STREAM": stream}, n)
+			lines := runConsumer(t, map[string]string{"DATABASE_URL": url, "NATS_URL": "nats://" + natsAddr, "STREAM": stream}, n)
 			for _, line := range lines {
 				f := strings.Fields(line)
 				if len(f) < 4 || !ids[f[0]] || f[1] != tc.subject || !strings.HasPrefix(f[2], "key=inv-") {
@@ -250,9 +253,17 @@ func runConsumer(t *testing.T, env map[string]string, n int) []string {
 }
 
 // TestConsumeDedupes publishes events to a JetStream stream, some twice as
-// a retried relay batch would, and checks each is processed once.
+// a retried relay batch would, and checks each is processed once; one
+// whose processing fails the first time is nacked, delivered again and
+// processed then.
 func TestConsumeDedupes(t *testing.T) {
 	js := connect(t)
+	url := pgtest.NewDB(t)
+	pool, ib, err := exampleenv.OpenInbox(t.Context(), func(k string) string { return map[string]string{"DATABASE_URL": url}[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
 	tag := "c" + uuid.NewString()[:8]
 	stream := testStreamPrefix + tag
 	// Three tokens: the relay's default subjects (*.*) stay free for TestREADME.
@@ -262,9 +273,13 @@ func TestConsumeDedupes(t *testing.T) {
 	defer func() { _ = js.DeleteStream(stream) }()
 
 	const n = 20
+	var failing string
 	for i := range n {
 		m := nats.NewMsg(tag + ".billing.InvoiceCreated")
 		m.Header.Set(eventIDHeader, uuid.NewString())
+		if i == 3 {
+			failing = m.Header.Get(eventIDHeader)
+		}
 		m.Data = []byte(`{}`)
 		copies := 1 + i%2 // every other event arrives twice
 		for range copies {
@@ -275,18 +290,24 @@ func TestConsumeDedupes(t *testing.T) {
 	}
 	var processed atomic.Int32
 	seen := map[string]int{} // written by consume's goroutine only
+	failed := false
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
-	go func() {
-		done <- consume(ctx, js, stream, tag+".billing.*", "test", func(m *nats.Msg) {
-			if seen[m.Header.Get(eventIDHeader)]++; seen[m.Header.Get(eventIDHeader)] > 1 {
-				t.Errorf("event %s processed twice", m.Header.Get(eventIDHeader))
-			}
-			if processed.Add(1) == n {
-				cancel()
-			}
-		})
-	}()
+	c := &consumer{pool: pool, inbox: ib, process: func(_ context.Context, _ pgx.Tx, m *nats.Msg) error {
+		id := m.Header.Get(eventIDHeader)
+		if id == failing && !failed {
+			failed = true
+			return errors.New("the projection is down")
+		}
+		if seen[id]++; seen[id] > 1 {
+			t.Errorf("event %s processed twice", id)
+		}
+		if processed.Add(1) == n {
+			cancel()
+		}
+		return nil
+	}}
+	go func() { done <- c.consume(ctx, js, stream, tag+".billing.*", "test") }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -300,8 +321,12 @@ func TestConsumeDedupes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := processed.Load(); got != n || info.State.Msgs != n+n/2 {
-		t.Errorf("processed %d of %d messages in the stream; want %d of %d", got, info.State.Msgs, n, n+n/2)
+	if got := processed.Load(); got != n || info.State.Msgs != n+n/2 || !failed {
+		t.Errorf("processed %d of %d messages in the stream (the failing one failed: %v); want %d of %d", got, info.State.Msgs, failed, n, n+n/2)
+	}
+	var recorded int
+	if err := pool.QueryRow(t.Context(), `SELECT count(*) FROM txoutbox_inbox WHERE consumer = 'test'`).Scan(&recorded); err != nil || recorded != n {
+		t.Errorf("the inbox holds %d ids (%v), want %d", recorded, err, n)
 	}
 }
 
@@ -313,9 +338,9 @@ func TestConsumeErrors(t *testing.T) {
 	stream := testStreamPrefix + strings.ToUpper(tag)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	process := func(*nats.Msg) { t.Error("consumed a message") }
+	c := &consumer{process: func(context.Context, pgx.Tx, *nats.Msg) error { t.Error("consumed a message"); return nil }}
 
-	err := consume(ctx, js, stream, "", "test", process)
+	err := c.consume(ctx, js, stream, "", "test")
 	if want := "no stream " + stream + ": txoutbox relay --sink nats://... creates it"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("consume from a missing stream = %v; want an error containing %q", err, want)
 	}
@@ -324,7 +349,7 @@ func TestConsumeErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = js.DeleteStream(stream) }()
-	err = consume(ctx, js, stream, tag+".billing.>", "test", process)
+	err = c.consume(ctx, js, stream, tag+".billing.>", "test")
 	if want := "subscribe to " + tag + ".billing.> of stream " + stream + ", whose subjects are " + tag + ".*.*: "; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("consume with a filter outside the stream = %v; want an error containing %q", err, want)
 	}

@@ -35,6 +35,23 @@ type Migration struct {
 // Migrations returns the migrations in the order Migrate applies them.
 func Migrations() ([]Migration, error) { return ReadMigrations(migrationFiles, "migrations") }
 
+// MigrationSet is the migrations of one set of tables and where their
+// progress is recorded. The outbox's tables are one set; package inbox's
+// table, which lives in the consumer's database, is another, with its own
+// record so that the two never share version numbers.
+type MigrationSet struct {
+	// Read returns the migrations in order.
+	Read func() ([]Migration, error)
+	// Table records the applied versions, next to the set's tables.
+	Table string
+	// Lock is the key of the advisory lock that serializes migrators,
+	// followed by the schema.
+	Lock string
+}
+
+// Outbox is the outbox's tables' MigrationSet.
+var Outbox = MigrationSet{Read: Migrations, Table: TableMigrations, Lock: "txoutbox_migrate:"}
+
 // ReadMigrations reads the migrations of directory dir of fsys, files named
 // NNN_name.up.sql, in version order. The events API's store reads its own
 // with it too.
@@ -61,12 +78,26 @@ func ReadMigrations(fsys fs.FS, dir string) ([]Migration, error) {
 	return ms, nil
 }
 
+// MigrateDB is Outbox.MigrateDB.
+func MigrateDB(ctx context.Context, db Beginner, schema string) ([]Migration, error) {
+	return Outbox.MigrateDB(ctx, db, schema)
+}
+
+// Migrate is Outbox.Migrate.
+func Migrate(ctx context.Context, tx pgx.Tx, schema string) ([]Migration, error) {
+	return Outbox.Migrate(ctx, tx, schema)
+}
+
+// Beginner starts a transaction; *pgxpool.Pool, *pgx.Conn and pgx.Tx
+// satisfy it.
+type Beginner interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
 // MigrateDB applies the migrations schema ("" for the search_path's) does
 // not have yet in one transaction of db, as Migrate does, and returns those
 // it applied: none when the schema was up to date.
-func MigrateDB(ctx context.Context, db interface {
-	Begin(ctx context.Context) (pgx.Tx, error)
-}, schema string) ([]Migration, error) {
+func (set MigrationSet) MigrateDB(ctx context.Context, db Beginner, schema string) ([]Migration, error) {
 	if err := CheckSchema(schema); err != nil {
 		return nil, fmt.Errorf("schema: %w", err)
 	}
@@ -75,7 +106,7 @@ func MigrateDB(ctx context.Context, db interface {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after Commit
-	applied, err := Migrate(ctx, tx, schema)
+	applied, err := set.Migrate(ctx, tx, schema)
 	if err != nil {
 		return nil, err
 	}
@@ -90,12 +121,12 @@ func MigrateDB(ctx context.Context, db interface {
 // and returns those it applied, in order. Concurrent callers serialize on a
 // transaction-scoped advisory lock, so the ones that come second find
 // nothing left to do once the first commits.
-func Migrate(ctx context.Context, tx pgx.Tx, schema string) ([]Migration, error) {
-	ms, err := Migrations()
+func (set MigrationSet) Migrate(ctx context.Context, tx pgx.Tx, schema string) ([]Migration, error) {
+	ms, err := set.Read()
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "txoutbox_migrate:"+schema); err != nil {
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", set.Lock+schema); err != nil {
 		return nil, fmt.Errorf("lock: %w", err)
 	}
 	if schema != "" {
@@ -107,14 +138,14 @@ func Migrate(ctx context.Context, tx pgx.Tx, schema string) ([]Migration, error)
 			return nil, fmt.Errorf("set search_path: %w", err)
 		}
 	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+TableMigrations+` (
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+set.Table+` (
 		version    integer     PRIMARY KEY,
 		name       text        NOT NULL,
 		applied_at timestamptz NOT NULL DEFAULT now()
 	)`); err != nil {
-		return nil, fmt.Errorf("create %s: %w", TableMigrations, err)
+		return nil, fmt.Errorf("create %s: %w", set.Table, err)
 	}
-	rows, err := tx.Query(ctx, "SELECT version FROM "+TableMigrations)
+	rows, err := tx.Query(ctx, "SELECT version FROM "+set.Table)
 	if err != nil {
 		return nil, fmt.Errorf("read applied versions: %w", err)
 	}
@@ -134,7 +165,7 @@ func Migrate(ctx context.Context, tx pgx.Tx, schema string) ([]Migration, error)
 		if _, err := tx.Exec(ctx, m.SQL); err != nil {
 			return nil, fmt.Errorf("apply %s: %w", m.Name, err)
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO "+TableMigrations+" (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
+		if _, err := tx.Exec(ctx, "INSERT INTO "+set.Table+" (version, name) VALUES ($1, $2)", m.Version, m.Name); err != nil {
 			return nil, fmt.Errorf("record %s: %w", m.Name, err)
 		}
 		applied = append(applied, m)

@@ -80,5 +80,6 @@
 //
 // The middleware is written natively rather than through
 // echo.WrapMiddleware so that it sees the error a handler returns.
-// net/http applications use package outboxhttp, which does not import Echo.
+// Echo v5 applications use package outboxecho5, and net/http applications
+// package outboxhttp, which does not import Echo.
 package outboxecho

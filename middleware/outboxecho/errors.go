@@ -1,8 +1,6 @@
 package outboxecho
 
 import (
-	"net/http"
-
 	"github.com/labstack/echo/v4"
 
 	"github.com/txoutbox/txoutbox/middleware/internal/reqsession"
@@ -26,22 +24,18 @@ import (
 // request's fields only where the handler copies them over.
 func ErrorHandler(next echo.HTTPErrorHandler) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
-		body, ok := reqsession.InvalidDataBody(err)
-		if !ok || c.Response().Committed {
-			if next != nil {
-				next(err, c)
-			} else {
-				c.Echo().DefaultHTTPErrorHandler(err, c)
+		if !c.Response().Committed {
+			if ok, werr := reqsession.AnswerInvalidData(c, err); ok {
+				if werr != nil {
+					c.Logger().Error(werr)
+				}
+				return
 			}
-			return
 		}
-		if c.Request().Method == http.MethodHead {
-			err = c.NoContent(http.StatusUnprocessableEntity)
+		if next != nil {
+			next(err, c)
 		} else {
-			err = c.JSONBlob(http.StatusUnprocessableEntity, body)
-		}
-		if err != nil {
-			c.Logger().Error(err)
+			c.Echo().DefaultHTTPErrorHandler(err, c)
 		}
 	}
 }

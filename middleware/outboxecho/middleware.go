@@ -2,7 +2,6 @@ package outboxecho
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -160,36 +159,23 @@ func (m *middleware) handle(next echo.HandlerFunc) echo.HandlerFunc {
 		res := c.Response()
 		res.Header()[m.core.JobIDKey] = []string{r.Session.JobID()}
 		c.SetRequest(req.WithContext(outbox.NewContext(req.Context(), r.Session)))
-		// Before runs as the status goes out, while it can still change.
-		res.Before(func() {
-			if err := r.Written(res.Status); err != nil {
-				res.Writer = reqsession.Fail(res.Writer, echo.MIMEApplicationJSON, jsonMessage(err))
-				res.Status = http.StatusInternalServerError
-			}
-		})
-
-		returned := false
-		defer func() {
-			if !returned { // the handler panicked: let the panic go on, minus the events
-				r.Drop("handler panicked")
-			}
-		}()
-		err = next(c)
-		returned = true
-
-		if err != nil {
-			r.Drop("handler returned an error")
-			return err
-		}
-		if !res.Committed {
-			if err := r.Written(res.Status); err != nil {
-				r.Drop("strict mode")
-				return echo.NewHTTPError(http.StatusInternalServerError, err.Error()).WithInternal(err)
-			}
-		}
-		r.Finish(res.Status)
-		return nil
+		return reqsession.ServeEcho(r, response{res}, next, c, strictError)
 	}
+}
+
+// response adapts Echo v4's response to reqsession.
+type response struct{ *echo.Response }
+
+func (r response) State() (int, bool) { return r.Status, r.Committed }
+
+func (r response) Fail(body []byte) {
+	r.Writer = reqsession.Fail(r.Writer, echo.MIMEApplicationJSON, body)
+	r.Status = reqsession.FailStatus
+}
+
+// strictError is the 500 of strict mode when the handler answered nothing.
+func strictError(err error) error {
+	return echo.NewHTTPError(http.StatusInternalServerError, err.Error()).WithInternal(err)
 }
 
 // badRequest turns err into the error Echo's error handler answers with:
@@ -200,11 +186,6 @@ func badRequest(err error) error {
 		return he
 	}
 	return echo.NewHTTPError(http.StatusBadRequest, err.Error()).WithInternal(err)
-}
-
-func jsonMessage(err error) []byte {
-	b, _ := json.Marshal(map[string]string{"message": err.Error()})
-	return append(b, '\n')
 }
 
 // Session returns the request's session, which the middleware stored in

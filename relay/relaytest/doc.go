@@ -1,7 +1,8 @@
 // Package relaytest is the conformance suite of relay sinks: the tests
 // every [relay.Sink] must pass, whichever destination it delivers to. The
 // sinks of this module run it (relayhttp against an events API, relaywatermill
-// against NATS JetStream and RabbitMQ, a no-op sink), and a sink of your own
+// against NATS JetStream and RabbitMQ, relaykafka against an in-process Kafka
+// broker, relaymqtt against Mosquitto, a no-op sink), and a sink of your own
 // runs it the same way, as watermill's pub/sub implementations run
 // watermill's tests:
 //

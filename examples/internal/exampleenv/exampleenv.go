@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/txoutbox/inbox"
 	"github.com/txoutbox/txoutbox/internal/invoices"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/topics"
@@ -58,6 +59,29 @@ func Open(ctx context.Context, getenv func(string) string, source string) (*Env,
 		return nil, err
 	}
 	return &Env{Pool: pool, Client: client}, nil
+}
+
+// OpenInbox connects a consumer to DATABASE_URL (or TXOUTBOX_DATABASE_URL),
+// its own database, creates the inbox table when missing, and returns the
+// pool and the inbox that records the events it processed.
+func OpenInbox(ctx context.Context, getenv func(string) string) (*pgxpool.Pool, *inbox.Inbox, error) {
+	url := cmp.Or(getenv("DATABASE_URL"), getenv("TXOUTBOX_DATABASE_URL"))
+	if url == "" {
+		return nil, nil, errors.New("set DATABASE_URL to the consumer's database, e.g. postgres://postgres@127.0.0.1:5432/postgres")
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect: %w", err)
+	}
+	ib, err := inbox.New(nil)
+	if err == nil {
+		err = inbox.Migrate(ctx, pool, nil) // real services apply inbox.Migrations() with their own
+	}
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return pool, ib, nil
 }
 
 // Close closes the pool.

@@ -10,7 +10,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -83,46 +82,24 @@ func (h *handlers) get(c echo.Context) error {
 	return c.JSON(http.StatusOK, inv)
 }
 
-// change runs one state change: the business write, its event published,
-// flushed into the same transaction, and the commit that makes both
-// visible at once.
-func (h *handlers) change(c echo.Context, status int, write func(context.Context, pgx.Tx) (invoices.Invoice, invoices.Event, error)) error {
-	ctx := c.Request().Context()
+// change runs one state change with the request's session (invoices.Apply)
+// and answers with the invoice.
+func (h *handlers) change(c echo.Context, status int, change invoices.Change) error {
 	sess, err := outboxecho.Session(c)
 	if err != nil {
 		return err
 	}
-	tx, err := h.pool.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(ctx) // after Commit, a no-op
-	inv, ev, err := write(ctx, tx)
+	inv, err := invoices.Apply(c.Request().Context(), h.pool, sess, change)
 	if err != nil {
 		return httpError(err)
-	}
-	if err := sess.Publish(ctx, ev.Action, invoices.Entity, ev.Data); err != nil {
-		return err // the data does not match the topic's schema: a bug, so a 500
-	}
-	if err := sess.Flush(ctx, tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return err
 	}
 	return c.JSON(status, inv)
 }
 
 // httpError answers the business errors with their status.
 func httpError(err error) error {
-	var input *invoices.InputError
-	switch {
-	case errors.As(err, &input):
-		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
-	case errors.Is(err, invoices.ErrNotFound):
-		return echo.NewHTTPError(http.StatusNotFound, err.Error())
-	case errors.Is(err, invoices.ErrState):
-		return echo.NewHTTPError(http.StatusConflict, err.Error())
+	if status := invoices.Status(err); status != 0 {
+		return echo.NewHTTPError(status, err.Error())
 	}
 	return err
 }

@@ -1,4 +1,4 @@
-// Package mwtest is the behaviour suite both outbox middleware packages run:
+// Package mwtest is the behaviour suite the outbox middleware packages run:
 // each builds its service from a Builder, and the same tests check it
 // against a real PostgreSQL.
 package mwtest

@@ -1,6 +1,7 @@
-// Package reqsession is what the Echo and net/http outbox middleware share:
-// opening a session from a request's identity headers, and the end-of-request
-// check for events that were published but never flushed.
+// Package reqsession is what the Echo (v4 and v5) and net/http outbox
+// middleware share: opening a session from a request's identity headers,
+// the end-of-request check for events that were published but never
+// flushed, and for Echo the whole request flow (ServeEcho).
 package reqsession
 
 import (

@@ -166,6 +166,7 @@ func runEvents(ctx context.Context, e *env, rec *recorder) error {
 	rec.define("ev/ingest/bc/c4", fmt.Sprintf("ingest: HTTP, bc-events bulk posts of %d → Postgres store, 4 clients", ingestBatch), "", "events/s", goal{}, "ev/ingest/store/c4")
 	rec.define("ev/ingest/store/c4", fmt.Sprintf("  Append to the Postgres store directly, %d at a time, 4 goroutines", ingestBatch), "direct Append", "events/s", goal{})
 	rec.define("ev/ingest/mem/c4", "  HTTP, CloudEvents batches → memory store, 4 clients", "memory store", "events/s", goal{})
+	rec.define("ev/enroll/c8", fmt.Sprintf("enroll: HTTP POST /api/enroll → Postgres store, %d workers, over the events ingested", enrollWorkers), "", "claims/s", goal{})
 	fanouts := []struct {
 		kind string
 		subs int
@@ -175,13 +176,14 @@ func runEvents(ctx context.Context, e *env, rec *recorder) error {
 		{viaSSE, small, goal{}, nil},
 		{viaSSE, big, atLeast(200_000, "≥ 200,000/s"), nil},
 		{viaWS, small, goal{}, []string{fmt.Sprintf("ev/fanout/sse/%d", small)}},
+		{viaGRPC, big, goal{}, []string{fmt.Sprintf("ev/fanout/sse/%d", big)}},
 	}
 	for _, f := range fanouts {
 		k := fmt.Sprintf("ev/fanout/%s/%d", f.kind, f.subs)
 		rec.define(k, fmt.Sprintf("fan-out: %s, %s, deliveries", kindName(f.kind), plural(f.subs, "subscriber")), kindName(f.kind), "deliveries/s", f.goal, f.base...)
 		rec.define(k+"/ingest", "  events ingested meanwhile", "", "events/s", goal{})
 	}
-	for _, kind := range []string{viaSSE, viaWS} {
+	for _, kind := range []string{viaSSE, viaWS, viaGRPC} {
 		k := "ev/lat/" + kind
 		at := fmt.Sprintf("%s, %s events/s × %s", kindName(kind), formatValue(latencyRate), plural(small, "subscriber"))
 		rec.define(k+"/p50", "latency: ingest→subscriber p50, "+at, "", "ms", goal{})
@@ -196,7 +198,8 @@ func runEvents(ctx context.Context, e *env, rec *recorder) error {
 	rec.note("events: one events API server per store, in this process, on 127.0.0.1 with API keys and the topic catalog (schema validation on ingest); "+
 		"posts are the relay's HTTP sink (relayhttp) sending events of %d bytes of data; ingest points run %s after a %s warm-up", len(b.maker.data[0]), e.cfg.Duration, warmup(e.cfg))
 	rec.note("events: subscribers are lean readers in this process, one goroutine and one TCP connection each, sharing the CPUs with the server and PostgreSQL: " +
-		"SSE by an HTTP/1.1 request written by hand, counting data lines; WebSocket by github.com/coder/websocket, counting the events of each message")
+		"SSE by an HTTP/1.1 request written by hand, counting data lines; WebSocket by github.com/coder/websocket, counting the events of each message; " +
+		"gRPC by connect-go's gRPC client over unencrypted HTTP/2, decoding each event message")
 	rec.note("events: fan-out posts CloudEvents batches of %d on %d connections as fast as the slowest subscriber allows (at most %d events ahead of it, half the server's slow-consumer limit); "+
 		"deliveries are events received, all subscribers together", fanoutBatch, fanoutPosters, fanoutLag)
 	rec.note("events: latency posts one event at a time at %d/s; it runs from just before the post to the subscriber reading the event, on one monotonic clock (stamped in the event's data); "+
@@ -211,6 +214,11 @@ func runEvents(ctx context.Context, e *env, rec *recorder) error {
 		if err := b.pg.settle(ctx); err != nil {
 			return err
 		}
+		claims, err := b.enroll(ctx)
+		if err != nil {
+			return fmt.Errorf("ev/enroll/c8: %w", err)
+		}
+		rec.add("ev/enroll/c8", claims)
 		for _, f := range fanouts {
 			k := fmt.Sprintf("ev/fanout/%s/%d", f.kind, f.subs)
 			d, in, err := b.fanout(ctx, f.kind, f.subs)
@@ -220,7 +228,7 @@ func runEvents(ctx context.Context, e *env, rec *recorder) error {
 			rec.add(k, d)
 			rec.add(k+"/ingest", in)
 		}
-		for _, kind := range []string{viaSSE, viaWS} {
+		for _, kind := range []string{viaSSE, viaWS, viaGRPC} {
 			lat, posts, err := b.latency(ctx, kind, small)
 			if err != nil {
 				return fmt.Errorf("latency over %s: %w", kind, err)
@@ -241,8 +249,11 @@ func runEvents(ctx context.Context, e *env, rec *recorder) error {
 }
 
 func kindName(kind string) string {
-	if kind == viaWS {
+	switch kind {
+	case viaWS:
 		return "WebSocket"
+	case viaGRPC:
+		return "gRPC"
 	}
 	return "SSE"
 }

@@ -27,18 +27,19 @@ type apiServer struct {
 }
 
 // apiKeys are the credentials of the benchmark's servers: the relay's, to
-// ingest, and a consumer's, to subscribe.
+// ingest, a consumer's, to subscribe, and a worker's, to enroll.
 type apiKeys struct {
-	keys             *eventsapi.Keys
-	ingest, consumer string // the secrets
+	keys                   *eventsapi.Keys
+	ingest, consumer, jobs string // the secrets
 }
 
 func newAPIKeys() (*apiKeys, error) {
-	k := &apiKeys{ingest: rand.Text(), consumer: rand.Text()}
+	k := &apiKeys{ingest: rand.Text(), consumer: rand.Text(), jobs: rand.Text()}
 	var err error
 	k.keys, err = eventsapi.NewKeys(
 		eventsapi.Key{Name: "relay", Rights: []eventsapi.Right{eventsapi.RightIngest}, SecretSHA256: eventsapi.HashSecret(k.ingest)},
 		eventsapi.Key{Name: "consumer", Rights: []eventsapi.Right{eventsapi.RightSubscribe}, SecretSHA256: eventsapi.HashSecret(k.consumer)},
+		eventsapi.Key{Name: "worker", Rights: []eventsapi.Right{eventsapi.RightJobs}, SecretSHA256: eventsapi.HashSecret(k.jobs)},
 	)
 	if err != nil {
 		return nil, fmt.Errorf("events API keys: %w", err)

@@ -172,10 +172,14 @@ func serveLoopback(h http.Handler) (*loopback, error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	l := &loopback{
-		srv:  &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
+		// HTTP/1.1 and unencrypted HTTP/2, as txoutbox serve listens (gRPC
+		// subscribers speak the latter).
+		srv:  &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, Protocols: new(http.Protocols)},
 		addr: ln.Addr().String(),
 		done: make(chan struct{}),
 	}
+	l.srv.Protocols.SetHTTP1(true)
+	l.srv.Protocols.SetUnencryptedHTTP2(true)
 	go func() {
 		defer close(l.done)
 		_ = l.srv.Serve(ln)

@@ -85,7 +85,7 @@ type subscribers struct {
 	closing atomic.Bool
 }
 
-// subscribe opens n streams of every event to a, over SSE or WebSocket,
+// subscribe opens n streams of every event to a, over SSE, WebSocket or gRPC,
 // starting after position after (after the newest event when negative), and
 // returns once every stream has its position: what is ingested from then on
 // reaches every one. target, when > 0, is the events each waits for (see
@@ -103,9 +103,12 @@ func subscribe(ctx context.Context, a *apiServer, keys *apiKeys, kind string, n 
 			for i := range idx {
 				s := &subscriber{stamped: stamped, clock: clock, target: target, reached: make(chan struct{}), done: make(chan struct{})}
 				var err error
-				if kind == viaWS {
+				switch kind {
+				case viaWS:
 					set.closers[i], err = s.dialWS(ctx, a.addr, keys.consumer, after, &set.closing)
-				} else {
+				case viaGRPC:
+					set.closers[i], err = s.dialGRPC(ctx, a.addr, keys.consumer, after, &set.closing)
+				default:
 					set.closers[i], err = s.dialSSE(ctx, a.addr, keys.consumer, after, &set.closing)
 				}
 				if err != nil {

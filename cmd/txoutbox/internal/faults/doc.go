@@ -14,7 +14,8 @@
 //   - per key, first arrivals are 1, 2, 3, ... in order;
 //   - a repeated delivery carries the event id of the first one, and only
 //     the faults that allow it (a relay killed mid-batch, an answer lost on
-//     the wire) produce any;
+//     the wire) produce any, each charged to the sender whose delivery
+//     before it went unrecorded;
 //   - while the sink fails, the relay's request count stays under a bound
 //     derived from its backoff settings.
 //

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -317,51 +318,80 @@ func (s summary) String() string {
 }
 
 // checkOptions says which duplicates a fault may cause.
+//
+// A delivery of an event that had arrived before is charged to the sender
+// of the delivery just before it: that one's outcome went unrecorded, which
+// is why the event was sent again. A relay killed with a batch in flight
+// leaves that batch unrecorded; its successor, reading oldest first,
+// usually sends those events in its first batch, and if it is killed
+// before recording that one too, a third relay sends them again. The
+// events then arrive three times, each delivery again charged to the kill
+// that caused it.
 type checkOptions struct {
 	// sameSenderDuplicates allows one sender (one relay process or
 	// instance) to deliver an event twice: a lost answer makes it retry.
 	// Otherwise only another sender may deliver an event again.
 	sameSenderDuplicates bool
-	// maxRedeliveredPerSender, when positive, bounds how many events first
-	// delivered by one sender are delivered again by others: the batch it
-	// had in flight when it died.
+	// maxRedeliveredPerSender, when positive, bounds how many events each
+	// sender delivered that another sender delivered again after it.
 	maxRedeliveredPerSender int
+	// lastBatch, when positive, says that every sender may have been
+	// killed with a batch of up to lastBatch events in flight, and nothing
+	// else: the events a sender delivered that another delivered again
+	// after it must be among the last lastBatch events it delivered.
+	lastBatch int
 	// noDuplicates requires every event to be delivered exactly once.
 	noDuplicates bool
 }
 
 // check compares what the sink received with what was committed (pub) and
-// what the writers were told (led), and returns the counts.
+// what the writers were told (led), fails t with the problems found, and
+// returns the counts.
 func check(t *testing.T, name string, pub map[string]int64, led *ledger, s *sink, opts checkOptions) summary {
 	t.Helper()
-	arr := s.snapshot()
+	sum, problems := verify(name, pub, led, s.snapshot(), opts)
+	if len(problems) > 0 {
+		t.Errorf("%s: %d problems:\n  %s", sum, len(problems), strings.Join(problems, "\n  "))
+	}
+	return sum
+}
+
+// verify is check on the sink's arrivals, arr: it returns the counts and
+// the first problems found.
+func verify(name string, pub map[string]int64, led *ledger, arr []arrival, opts checkOptions) (summary, []string) {
 	sum := summary{fault: name, published: total(pub), acked: led.ackedCount()}
 
 	firstFrom := map[string]string{} // event id → sender of its first delivery
 	idOf := map[eventRef]string{}    // key/seq → event id
 	firsts := map[string][]int64{}   // key → seqs in order of first arrival
-	redelivered := map[string]int{}  // sender → its events delivered again by others
+	latest := map[string]int{}       // event id → its latest delivery, an index in arr
+	sent := map[string]int{}         // sender → its deliveries so far
+	nth := make([]int, len(arr))     // arr[i] is its sender's nth[i]-th delivery, from 0
+	unrecorded := map[string][]int{} // sender → its deliveries delivered again by another (indices in arr)
 	var problems []string
 	problem := func(format string, args ...any) {
 		if len(problems) < 20 {
 			problems = append(problems, fmt.Sprintf(format, args...))
 		}
 	}
-	for _, a := range arr {
+	for i, a := range arr {
 		ref := eventRef{a.key, a.seq}
 		if id, ok := idOf[ref]; ok && id != a.id {
 			problem("%s/%d arrived with two event ids: %s and %s", a.key, a.seq, id, a.id)
 		}
 		idOf[ref] = a.id
-		from, dup := firstFrom[a.id]
+		nth[i] = sent[a.from]
+		sent[a.from]++
+		prev, dup := latest[a.id]
+		latest[a.id] = i
 		if !dup {
 			firstFrom[a.id] = a.from
 			firsts[a.key] = append(firsts[a.key], a.seq)
 			continue
 		}
 		sum.duplicates++
-		if a.from != from {
-			redelivered[from]++
+		if from := arr[prev].from; a.from != from {
+			unrecorded[from] = append(unrecorded[from], prev)
 		} else if !opts.sameSenderDuplicates {
 			problem("event %s (%s/%d) delivered twice by the same sender %q", a.id, a.key, a.seq, a.from)
 		}
@@ -410,18 +440,28 @@ func check(t *testing.T, name string, pub map[string]int64, led *ledger, s *sink
 	if opts.noDuplicates && sum.duplicates > 0 {
 		problem("%d duplicates, want none", sum.duplicates)
 	}
-	if opts.maxRedeliveredPerSender > 0 {
-		sum.extra = append(sum.extra, fmt.Sprintf("senders_redelivered=%d", len(redelivered)))
-		for from, n := range redelivered {
-			if n > opts.maxRedeliveredPerSender {
-				problem("%d events first delivered by %s were delivered again, more than the %d of one batch", n, from, opts.maxRedeliveredPerSender)
+	if opts.maxRedeliveredPerSender > 0 || opts.lastBatch > 0 {
+		sum.extra = append(sum.extra, fmt.Sprintf("senders_redelivered=%d", len(unrecorded)))
+	}
+	for _, from := range slices.Sorted(maps.Keys(unrecorded)) {
+		idx := unrecorded[from]
+		if limit := opts.maxRedeliveredPerSender; limit > 0 && len(idx) > limit {
+			problem("%d events delivered by %s were delivered again by another sender, more than %d", len(idx), from, limit)
+		}
+		if opts.lastBatch > 0 {
+			early := 0
+			for _, i := range idx {
+				if sent[from]-nth[i] > opts.lastBatch {
+					early++
+				}
+			}
+			if early > 0 {
+				problem("%s left %d events to be delivered again, %d of them before its last %d deliveries: more than the batch it had in flight when it died",
+					from, len(idx), early, opts.lastBatch)
 			}
 		}
 	}
-	if len(problems) > 0 {
-		t.Errorf("%s: %d problems:\n  %s", sum, len(problems), strings.Join(problems, "\n  "))
-	}
-	return sum
+	return sum, problems
 }
 
 func clip(s []int64) []int64 {
