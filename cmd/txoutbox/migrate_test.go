@@ -24,7 +24,7 @@ func TestMigrateNamesApplied(t *testing.T) {
 			t.Fatal(err)
 		}
 		if want := "applied 001_create_events.up.sql\napplied 002_create_relay.up.sql\napplied 003_create_console.up.sql\n" +
-			"applied 004_console_indexes.up.sql\noutbox tables are up to date in "; !strings.HasPrefix(out.String(), want) {
+			"applied 004_console_indexes.up.sql\napplied 005_event_target.up.sql\noutbox tables are up to date in "; !strings.HasPrefix(out.String(), want) {
 			t.Errorf("first migrate --schema %q says:\n%s\nwant it to start with:\n%s", schema, out.String(), want)
 		}
 		out.Reset()
