@@ -123,7 +123,10 @@ func TestRelayStoppedMidBatch(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	})
-	_, stop := relaytest.Start(t, pool, dying, &relay.Config{BatchSize: batch, ShutdownTimeout: 50 * time.Millisecond})
+	// A short lease: when the stopped relay cannot release its partitions in
+	// its shutdown timeout (a loaded machine), the next takes them over
+	// once the leases run out, well within the wait below.
+	_, stop := relaytest.Start(t, pool, dying, &relay.Config{BatchSize: batch, ShutdownTimeout: 50 * time.Millisecond, LeaseTTL: 3 * time.Second})
 	var inFlight int
 	select {
 	case inFlight = <-held:
@@ -132,7 +135,7 @@ func TestRelayStoppedMidBatch(t *testing.T) {
 	}
 	stop()
 
-	relaytest.Start(t, pool, sink, &relay.Config{BatchSize: batch, PollInterval: 10 * time.Millisecond})
+	relaytest.Start(t, pool, sink, &relay.Config{BatchSize: batch, PollInterval: 10 * time.Millisecond, LeaseTTL: 3 * time.Second})
 	waitDrained(t, pool, 30*time.Second)
 	got := c.waitDistinct(t, n, 10*time.Second)
 	for _, r := range got {

@@ -3,7 +3,9 @@ package bench
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -20,15 +22,35 @@ const viaGRPC = "grpc"
 // unencrypted HTTP/2, by connect-go's gRPC client), resumes after position
 // after, subscribes to every event and starts reading.
 func (s *subscriber) dialGRPC(ctx context.Context, addr, secret string, after int64, closing *atomic.Bool) (func(), error) {
-	tr := &http.Transport{Protocols: new(http.Protocols)}
-	tr.Protocols.SetUnencryptedHTTP2(true)
-	client := eventsv1connect.NewEventServiceClient(&http.Client{Transport: tr}, "http://"+addr, connect.WithGRPC())
 	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	// The connection is closed by hand on close: cancelling the call's
+	// context does not always end a Receive blocked reading it.
+	var mu sync.Mutex
+	var conns []net.Conn
+	var d net.Dialer
+	tr := &http.Transport{Protocols: new(http.Protocols), DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+		return c, err
+	}}
+	tr.Protocols.SetUnencryptedHTTP2(true)
+	closeConns := func() {
+		stop()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}
+	client := eventsv1connect.NewEventServiceClient(&http.Client{Transport: tr}, "http://"+addr, connect.WithGRPC())
 	st := client.StreamEvents(rctx)
 	st.RequestHeader().Set("Authorization", "Bearer "+secret)
 	fail := func(err error) (func(), error) {
-		stop()
-		tr.CloseIdleConnections()
+		closeConns()
 		return nil, err
 	}
 	if after >= 0 {
@@ -89,8 +111,5 @@ func (s *subscriber) dialGRPC(ctx context.Context, addr, secret string, after in
 	case <-time.After(10 * time.Second):
 		return fail(fmt.Errorf("subscribe: no answer within 10s"))
 	}
-	return func() {
-		stop()
-		tr.CloseIdleConnections()
-	}, nil
+	return closeConns, nil
 }
