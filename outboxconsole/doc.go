@@ -26,7 +26,7 @@
 // database over server-sent events, recounting once per RefreshInterval
 // however many pages watch. The events list filters by state, topic, key,
 // tenant, job id, publish time and error text, and pages by cursor (seq),
-// never by offset, on the indexes of migrations 004 and 005 (a list of a
+// never by offset, on the indexes of migrations 004 and 006 (a list of a
 // pending state walks the index of pending events, which holds what the
 // state is decided on). An event's page shows its envelope, attempts and
 // last error, and the key's other undelivered events: why it is blocked.

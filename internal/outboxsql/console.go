@@ -178,7 +178,7 @@ var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 // selects, ConsoleListColumns, oldest first; newest first when f.Before is
 // set, for the page before a cursor. The page's seqs are chosen on the
 // events table alone, before any other column is read: a list of a
-// pending state walks the index of pending events (migration 005), which
+// pending state walks the index of pending events (migration 006), which
 // holds every column the state is decided on, and reads the table only
 // for the rows of its page.
 func (q *Queries) ConsoleList(f *ConsoleFilter, limit int) (string, []any) {

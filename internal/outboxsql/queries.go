@@ -75,7 +75,7 @@ func stateCase(blocked, leased string) string {
 }
 
 // pendingState is the state of pending event e. It reads no column but
-// part, key and next_attempt_at, which migration 005's index of pending
+// part, key and next_attempt_at, which migration 006's index of pending
 // events holds.
 func pendingState(blocked, leased string) string {
 	return `CASE
