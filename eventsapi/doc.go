@@ -74,6 +74,26 @@
 // causation, with "*" wildcards. A key bound to a tenant only ever sees that
 // tenant's events; the server narrows every filter it is given.
 //
+// # Targets
+//
+// An event may carry a Target, the place it is about: a collection, a
+// project of it, or a layout of that project (the outbox sets it with
+// outbox.WithTarget). A selector with a target matches the events at its
+// place and at the places above and below it — a subscriber following
+// project p1 of collection c1 gets the events of c1 itself, of p1 and of
+// p1's layouts, not those of a sibling project:
+//
+//	f := eventsapi.Filter{Include: []eventsapi.Selector{{
+//		Target: eventsapi.Target{Collection: "c1", Project: "p1"},
+//	}}}
+//
+// The query API and the stream take it as ?collection=c1&project=p1, a
+// WebSocket selector as "target": {...}. Targets name their levels from the
+// top. A server that knows the hierarchy can be given a TargetResolver
+// (Config.TargetResolver): publishers may then name a layout alone, the
+// server fills in its project and collection, and refuses events whose
+// levels contradict it. PROTOCOL.md has the full rule, as a table.
+//
 // A subscriber that cannot keep up is told so (a slow_consumer notice) and
 // disconnected; it resumes from the store. The server encodes each event
 // once for every subscriber and keeps a bounded window of recent events in

@@ -48,6 +48,9 @@ type entry struct {
 	// the last event published before it, which keeps the ring in position
 	// order; cursors reading the ring deliver it without moving.
 	live bool
+	// msg is the event as the EventService sends it, made by the first
+	// gRPC stream that sends the entry and shared by the others.
+	msg *rpcMessage
 }
 
 // hub fans the store's new events out to the subscribers of one Server.
@@ -191,7 +194,7 @@ func (h *hub) run(ctx context.Context) {
 		}
 		entries := make([]entry, len(evs))
 		for i := range evs {
-			entries[i] = entry{pos: evs[i].Position, ev: &evs[i], data: h.encode(&evs[i])}
+			entries[i] = entry{pos: evs[i].Position, ev: &evs[i], data: h.encode(&evs[i]), msg: new(rpcMessage)}
 		}
 		if lost := min(oldest-1, evs[0].Position-1); lost > head {
 			entries[0].lost = lost

@@ -2,12 +2,14 @@ package eventsapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
 
 	"github.com/txoutbox/txoutbox/internal/ingest"
 	"github.com/txoutbox/txoutbox/internal/wire"
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 // routeIngest serves the ingest routes (internal/ingest) to callers with
@@ -16,6 +18,7 @@ func (s *Server) routeIngest() {
 	h, err := ingest.New(ingest.Config{
 		Registry:     s.cfg.Registry,
 		MaxBodyBytes: s.cfg.MaxBodyBytes,
+		CheckFunc:    s.checkTarget,
 		StoreFunc:    s.storePost,
 		RejectFunc:   s.recordRejections,
 	})
@@ -73,6 +76,23 @@ func (s *Server) storePost(ctx context.Context, p *ingest.Post) ([]ingest.Outcom
 	return outs, nil
 }
 
+// checkTarget completes and checks an ingested event's target
+// (resolveTarget). A target it refuses fails the event; a resolver that
+// cannot tell fails the post with 503, for the sender to retry.
+func (s *Server) checkTarget(ctx context.Context, w *wire.Event) error {
+	t, err := s.resolveTarget(ctx, Target(w.Target))
+	switch {
+	case errors.Is(err, ErrInvalidTarget):
+		return err
+	case err != nil:
+		s.cfg.Logger.Error("events API: resolve target", "event", w.ID, "error", err)
+		return &ingest.Error{Status: http.StatusServiceUnavailable, Code: ingest.CodeUnavailable,
+			Message: "the events' targets could not be resolved; retry", RetryAfter: 1}
+	}
+	w.Target = outbox.Target(t)
+	return nil
+}
+
 // eventFromWire is the Event to store for an event as the wire carried it.
 func eventFromWire(w *wire.Event, format wire.Format) Event {
 	return Event{
@@ -90,6 +110,7 @@ func eventFromWire(w *wire.Event, format wire.Format) Event {
 		DedupeKey:   w.DedupeKey,
 		Source:      w.Source,
 		Traceparent: w.Traceparent,
+		Target:      Target(w.Target),
 		Format:      string(format),
 		Time:        w.Time,
 		Data:        w.Data,

@@ -81,7 +81,7 @@ func (h *hub) publishLive(evs []Event) {
 	entries := make([]entry, len(evs))
 	for i := range evs {
 		ev := &evs[i]
-		entries[i] = entry{ev: ev, data: h.encode(ev), live: true}
+		entries[i] = entry{ev: ev, data: h.encode(ev), live: true, msg: new(rpcMessage)}
 	}
 	h.publish(entries)
 }

@@ -177,8 +177,12 @@ func (s *Server) eventOfPublish(ctx context.Context, p *Principal, req *eventsv1
 		ev.RequestMetadata = b
 	}
 	t, err := s.resolveTarget(ctx, targetOf(req.GetTarget()))
-	if err != nil {
+	switch {
+	case errors.Is(err, ErrInvalidTarget):
 		return nil, &rpcError{code: connect.CodeInvalidArgument, name: codeValidation, message: "publish: target: " + err.Error()}
+	case err != nil:
+		s.cfg.Logger.Error("events API: resolve a published event's target", "key", p.Name, "error", err)
+		return nil, &rpcError{code: connect.CodeUnavailable, name: codeUnavailable, message: "publish: the target could not be resolved; retry"}
 	}
 	ev.Target = t
 	return &ev, nil

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -319,7 +320,7 @@ func (c *rpcStream) deliver(ctx context.Context) (<-chan struct{}, error) {
 		}
 	}
 	for i := range batch {
-		if err := c.send(&eventsv1.EventsStreamResponse{Response: &eventsv1.EventsStreamResponse_Event{Event: protoEvent(batch[i].ev)}}); err != nil {
+		if err := c.send(batch[i].msg.get(batch[i].ev)); err != nil {
 			return nil, err
 		}
 	}
@@ -438,4 +439,23 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ok\n"))
+}
+
+// rpcMessage is an event's EventService message, made once and shared by
+// every stream that sends it (messages are not modified once made). A nil
+// *rpcMessage (an entry read from the store for one subscriber) makes it
+// each time.
+type rpcMessage struct {
+	once sync.Once
+	msg  *eventsv1.EventsStreamResponse
+}
+
+func (m *rpcMessage) get(ev *Event) *eventsv1.EventsStreamResponse {
+	if m == nil {
+		return &eventsv1.EventsStreamResponse{Response: &eventsv1.EventsStreamResponse_Event{Event: protoEvent(ev)}}
+	}
+	m.once.Do(func() {
+		m.msg = &eventsv1.EventsStreamResponse{Response: &eventsv1.EventsStreamResponse_Event{Event: protoEvent(ev)}}
+	})
+	return m.msg
 }

@@ -50,6 +50,13 @@ type Config struct {
 	// exist and its data match the topic's schema. The envelope rules of
 	// the wire formats apply with or without it.
 	Registry *topics.Registry
+	// TargetResolver, when set, completes and checks the target of each
+	// ingested event: a publisher may name a layout alone, or a project
+	// alone, and the levels above it are filled in from the resolver; the
+	// levels it does name must agree with the resolver, else the event is
+	// refused (422 ValidationError). Without one, a target must name its
+	// levels from the top (Target.Validate). See PROTOCOL.md, "Targets".
+	TargetResolver TargetResolver
 	// Keys are the credentials callers present. With none, the server is in
 	// development mode: it answers only requests from loopback addresses,
 	// with every right and every tenant.

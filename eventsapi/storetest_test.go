@@ -87,6 +87,7 @@ var storeTests = []struct {
 	{"PositionsIncrease", testStorePositionsIncrease},
 	{"ReadPages", testStoreReadPages},
 	{"ReadMatchesFilter", testStoreReadMatchesFilter},
+	{"TargetMatching", testStoreTargetMatching},
 	{"Get", testStoreGet},
 	{"Latest", testStoreLatest},
 	{"HeadOldest", testStoreHeadOldest},
@@ -170,7 +171,7 @@ func testStoreAppendStoresEveryField(t *testing.T, k storeKind) {
 		Entity: "Invoice", Action: "Created", Key: "inv-1", Tenant: "acme", ActorID: "user-123", ActorType: "user",
 		JobID: "job-1", CausationID: "0190a1b2-0000-7000-8000-000000000000", DedupeKey: "create-inv-1",
 		Source: "billing-api", Traceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-		Format: "briteevents", Time: time.Date(2026, 12, 1, 9, 30, 0, 123456000, time.FixedZone("CET", 3600)),
+		Format: "briteevents", Target: Target{Collection: "acme", Project: "q4-close", Layout: "ledger"}, Time: time.Date(2026, 12, 1, 9, 30, 0, 123456000, time.FixedZone("CET", 3600)),
 		// Spacing and key order are kept: the data is served as published.
 		Data: json.RawMessage(`{"id": "inv-1",  "amount":{"value":10,"currency":"EUR"}, "a":"\u00e9\u0000"}`),
 	}

@@ -1,8 +1,13 @@
 package eventsapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"strings"
+
+	"github.com/txoutbox/txoutbox/internal/envelope"
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 // ErrInvalidTarget is wrapped by the errors about a target that skips a
@@ -10,7 +15,7 @@ import (
 var ErrInvalidTarget = errors.New("eventsapi: invalid target")
 
 // MaxTargetBytes bounds each id of a Target.
-const MaxTargetBytes = 256
+const MaxTargetBytes = envelope.MaxTargetBytes
 
 // Target scopes an event, or a subscription, to a place in a three-level
 // hierarchy: a collection holds projects, a project holds layouts. A target
@@ -34,29 +39,14 @@ type Target struct {
 func (t Target) IsZero() bool { return t == Target{} }
 
 // String writes t as its levels from the top, separated by "/".
-func (t Target) String() string {
-	switch {
-	case t.Layout != "":
-		return t.Collection + "/" + t.Project + "/" + t.Layout
-	case t.Project != "":
-		return t.Collection + "/" + t.Project
-	}
-	return t.Collection
-}
+func (t Target) String() string { return outbox.Target(t).String() }
 
-// Validate checks that t names its levels from the top, none longer than
-// MaxTargetBytes. Errors wrap ErrInvalidTarget.
+// Validate checks that t names its levels from the top, each valid UTF-8
+// without NUL bytes and no longer than MaxTargetBytes. Errors wrap
+// ErrInvalidTarget.
 func (t Target) Validate() error {
-	for _, l := range [...]struct{ name, v string }{{"collection", t.Collection}, {"project", t.Project}, {"layout", t.Layout}} {
-		if len(l.v) > MaxTargetBytes {
-			return fmt.Errorf("%w: %s of %d bytes, at most %d", ErrInvalidTarget, l.name, len(l.v), MaxTargetBytes)
-		}
-	}
-	switch {
-	case t.Layout != "" && (t.Project == "" || t.Collection == ""):
-		return fmt.Errorf("%w: layout %q needs its project and collection", ErrInvalidTarget, t.Layout)
-	case t.Project != "" && t.Collection == "":
-		return fmt.Errorf("%w: project %q needs its collection", ErrInvalidTarget, t.Project)
+	if err := envelope.CheckTarget(t.Collection, t.Project, t.Layout); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidTarget, err)
 	}
 	return nil
 }
@@ -76,3 +66,76 @@ func (t Target) Matches(ev Target) bool {
 
 // agree reports whether two levels agree: equal, or one of them not named.
 func agree(a, b string) bool { return a == "" || b == "" || a == b }
+
+// TargetResolver knows the hierarchy of collections, projects and layouts.
+// Given a target as a publisher named it, with at least its deepest level
+// (say a layout alone), ResolveTarget returns the full chain of that
+// deepest level: for a layout its project and collection, for a project its
+// collection, for a collection itself. A place it does not know is an
+// error wrapping ErrInvalidTarget; any other error says it could not tell
+// (its database is down, say).
+type TargetResolver interface {
+	ResolveTarget(ctx context.Context, t Target) (Target, error)
+}
+
+// TargetResolverFunc adapts a function to a TargetResolver.
+type TargetResolverFunc func(ctx context.Context, t Target) (Target, error)
+
+// ResolveTarget calls f.
+func (f TargetResolverFunc) ResolveTarget(ctx context.Context, t Target) (Target, error) {
+	return f(ctx, t)
+}
+
+// resolveTarget completes and checks the target of an event to store.
+// Without Config.TargetResolver, t must name its levels from the top
+// (Validate). With one, the levels above t's deepest are filled in from what
+// the resolver says, and those t names must agree with it. An error about
+// the target wraps ErrInvalidTarget; one that does not is the resolver's
+// failure to tell.
+func (s *Server) resolveTarget(ctx context.Context, t Target) (Target, error) {
+	if t.IsZero() {
+		return t, nil
+	}
+	r := s.cfg.TargetResolver
+	if r == nil {
+		return t, t.Validate()
+	}
+	if err := envelope.CheckTargetLevels(t.Collection, t.Project, t.Layout); err != nil {
+		return Target{}, fmt.Errorf("%w: %w", ErrInvalidTarget, err)
+	}
+	full, err := r.ResolveTarget(ctx, t)
+	if err != nil {
+		return Target{}, fmt.Errorf("resolve target %s: %w", t.describe(), err)
+	}
+	// Only the levels down to t's deepest: the resolver adds none below.
+	if t.Layout == "" {
+		full.Layout = ""
+		if t.Project == "" {
+			full.Project = ""
+		}
+	}
+	if err := full.Validate(); err != nil {
+		return Target{}, fmt.Errorf("resolve target %s: the resolver answered %s: %w", t.describe(), full.describe(), err)
+	}
+	for i, given := range [...]string{t.Collection, t.Project, t.Layout} {
+		if is := [...]string{full.Collection, full.Project, full.Layout}[i]; given != "" && given != is {
+			return Target{}, fmt.Errorf("%w: target %s: %s %q, but its %s is %q", ErrInvalidTarget, t.describe(), targetNames[i], given, targetNames[i], is)
+		}
+	}
+	return full, nil
+}
+
+// describe writes t's levels by name, e.g. project="p" layout="l", for
+// errors about targets that may skip a level.
+func (t Target) describe() string {
+	var parts []string
+	for i, v := range [...]string{t.Collection, t.Project, t.Layout} {
+		if v != "" {
+			parts = append(parts, fmt.Sprintf("%s=%q", targetNames[i], v))
+		}
+	}
+	if parts == nil {
+		return "(none)"
+	}
+	return strings.Join(parts, " ")
+}

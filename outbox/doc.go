@@ -29,6 +29,18 @@
 // with ErrInvalidActor, a traceparent that is not W3C trace context with
 // ErrInvalidTraceparent.
 //
+// An event may be scoped to a place with WithTarget: a collection, a
+// project of a collection, or a layout of a project. The target travels
+// with the event to the events API (package eventsapi), whose subscribers
+// receive the events of the places they follow, and of the places above
+// and below them:
+//
+//	err = sess.Publish(ctx, "Paid", "Invoice", paid,
+//		outbox.WithTarget(outbox.Target{Collection: "acme", Project: "q4-close"}))
+//
+// A target names its levels from the top; one that skips a level fails
+// Publish with a *TargetError (ErrInvalidTarget).
+//
 // In a web service the middleware (packages outboxecho and outboxhttp)
 // opens each request's session and stores it in the request's context;
 // the handler, or code it calls, takes it back with FromContext:

@@ -3,6 +3,8 @@ package outbox
 import (
 	"errors"
 	"fmt"
+
+	"github.com/txoutbox/txoutbox/internal/envelope"
 )
 
 var (
@@ -25,6 +27,9 @@ var (
 	// ErrInvalidTraceparent is returned by Publish when the session was given
 	// a traceparent that is not a valid W3C trace context.
 	ErrInvalidTraceparent = errors.New("outbox: invalid traceparent")
+
+	// ErrInvalidTarget is matched by a *TargetError.
+	ErrInvalidTarget = errors.New("outbox: invalid target")
 
 	// ErrInvalidField is matched by a *FieldError.
 	ErrInvalidField = errors.New("outbox: invalid field")
@@ -65,3 +70,24 @@ func (e *FieldError) Error() string {
 
 // Is makes errors.Is(err, ErrInvalidField) true for a *FieldError.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalidField }
+
+// MaxTargetBytes bounds each level of a Target, as the events API does.
+const MaxTargetBytes = envelope.MaxTargetBytes
+
+// TargetError is returned by Publish when the target given with WithTarget
+// skips a level (a project without its collection, a layout without its
+// project), or has a level longer than MaxTargetBytes, not UTF-8 or with a
+// NUL byte. The events API would refuse the event; refusing it at Publish
+// reports it while the request can still say so. Nothing is buffered.
+type TargetError struct {
+	Topic  string // full topic name
+	Target Target
+	Reason string
+}
+
+func (e *TargetError) Error() string {
+	return fmt.Sprintf("outbox: publish %s: target: %s", e.Topic, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrInvalidTarget) true for a *TargetError.
+func (e *TargetError) Is(target error) bool { return target == ErrInvalidTarget }

@@ -31,5 +31,34 @@ type Event struct {
 	Tenant      string
 	CausationID string
 	DedupeKey   string
-	Time        time.Time
+	// Target scopes the event to a collection, a project or a layout
+	// (WithTarget); zero when the event has none.
+	Target Target
+	Time   time.Time
+}
+
+// Target is the place an event is about, in a three-level hierarchy: a
+// collection holds projects, a project holds layouts. It names its levels
+// from the top: a layout with its project and collection, a project with
+// its collection, or a collection alone. The events API delivers an event
+// at a place to the subscribers of that place, of the places above it and
+// of the places below it (see package eventsapi).
+type Target struct {
+	Collection string
+	Project    string
+	Layout     string
+}
+
+// IsZero reports whether t names no place.
+func (t Target) IsZero() bool { return t == Target{} }
+
+// String writes t's levels from the top, separated by "/".
+func (t Target) String() string {
+	switch {
+	case t.Layout != "":
+		return t.Collection + "/" + t.Project + "/" + t.Layout
+	case t.Project != "":
+		return t.Collection + "/" + t.Project
+	}
+	return t.Collection
 }

@@ -88,3 +88,36 @@ func ExampleSession_Publish_invalid() {
 	// billing.InvoicePaid /amount_cents
 	// buffered: 0
 }
+
+// A target scopes an event to a place: here a layout of a project of a
+// collection. The events API delivers it to the subscribers of the layout,
+// of its project and of its collection. A target that skips a level is
+// refused at Publish.
+func ExampleWithTarget() {
+	reg, err := topics.Load("../topic_definitions.yaml")
+	if err != nil {
+		log.Fatal(err)
+	}
+	client, err := outbox.New(nil, reg, &outbox.Config{Source: "billing-api"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	sess := client.UserSession("user-42", "")
+	paid := map[string]any{"id": "inv-1001", "amount_cents": 1250, "paid_at": "2026-11-23T10:00:00Z"}
+
+	err = sess.Publish(context.Background(), "Paid", "Invoice", paid,
+		outbox.WithTarget(outbox.Target{Collection: "acme", Project: "q4-close", Layout: "ledger"}))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("target:", sess.Unflushed()[0].Target)
+
+	err = sess.Publish(context.Background(), "Paid", "Invoice", paid,
+		outbox.WithTarget(outbox.Target{Layout: "ledger"}))
+	fmt.Println(errors.Is(err, outbox.ErrInvalidTarget), err)
+	fmt.Println("buffered:", sess.Len())
+	// Output:
+	// target: acme/q4-close/ledger
+	// true outbox: publish billing.InvoicePaid: target: layout "ledger" needs its project and collection
+	// buffered: 1
+}

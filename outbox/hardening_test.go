@@ -136,3 +136,43 @@ func TestPublishRefusesTextPostgresCannotStore(t *testing.T) {
 		}
 	}
 }
+
+// A target must name its levels from the top, each storable and bounded:
+// Publish refuses any other with a *TargetError and buffers nothing.
+func TestPublishRefusesInvalidTargets(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	b := setup(t, nil)
+	long := strings.Repeat("x", outbox.MaxTargetBytes+1)
+	for name, target := range map[string]outbox.Target{
+		"project without collection": {Project: "p1"},
+		"layout without project":     {Collection: "c1", Layout: "l1"},
+		"layout alone":               {Layout: "l1"},
+		"collection too long":        {Collection: long},
+		"layout too long":            {Collection: "c1", Project: "p1", Layout: long},
+		"NUL byte":                   {Collection: "c\x00"},
+		"not UTF-8":                  {Collection: "c1", Project: "p\xff"},
+	} {
+		sess := b.client.UserSession("user-42", "")
+		err := sess.Publish(ctx, "Created", "Invoice", invoice("a"), outbox.WithTarget(target))
+		var terr *outbox.TargetError
+		if !errors.As(err, &terr) || !errors.Is(err, outbox.ErrInvalidTarget) {
+			t.Errorf("%s: err = %v, want *outbox.TargetError", name, err)
+			continue
+		}
+		if terr.Target != target || terr.Topic != "billing.InvoiceCreated" {
+			t.Errorf("%s: error names %q %+v", name, terr.Topic, terr.Target)
+		}
+		if sess.Len() != 0 {
+			t.Errorf("%s: the refused event was buffered", name)
+		}
+	}
+	for _, target := range []outbox.Target{{}, {Collection: "c1"}, {Collection: "c1", Project: "p1"}, {Collection: "c1", Project: "p1", Layout: "l1"}} {
+		sess := b.client.UserSession("user-42", "")
+		if err := sess.Publish(ctx, "Created", "Invoice", invoice("a"), outbox.WithTarget(target)); err != nil {
+			t.Errorf("target %+v: %v", target, err)
+		} else if got := sess.Unflushed()[0].Target; got != target {
+			t.Errorf("buffered target %+v, want %+v", got, target)
+		}
+	}
+}

@@ -75,8 +75,9 @@ func (r execResult) LastInsertId() (int64, error) { return 0, errQueryUnsupporte
 func (r execResult) RowsAffected() (int64, error) { return int64(r), nil }
 
 // maxValuesRows is the most events written with a VALUES statement; it
-// bounds the number of statement texts (two per row count for the shared
-// topic, two for ON CONFLICT) pgx keeps prepared per connection.
+// bounds the number of statement texts (per row count, two each for the
+// shared topic, ON CONFLICT and the target columns) pgx keeps prepared per
+// connection.
 const maxValuesRows = 32
 
 // schemaAdapter is the watermill-sql SchemaAdapter for the outbox table. Only
@@ -113,13 +114,14 @@ func (a *schemaAdapter) InsertQuery(_ string, msgs message.Messages) (wsql.Query
 		e := ec.event
 		events[i] = e
 		shape.Dedupe = shape.Dedupe || e.DedupeKey != ""
+		shape.Target = shape.Target || !e.Target.IsZero()
 		shape.SharedTopic = shape.SharedTopic && sameTopic(e, events[0])
 		if !sameSession(e, events[0]) || len(msgs) > maxValuesRows {
 			shape.Rows = 0
 		}
 	}
 	if shape.Rows == 0 {
-		shape.SharedTopic = false
+		shape.SharedTopic, shape.Target = false, false
 		args, err := unnestArgs(events)
 		if err != nil {
 			return wsql.Query{}, err
@@ -142,6 +144,9 @@ func (a *schemaAdapter) InsertQuery(_ string, msgs message.Messages) (wsql.Query
 			return wsql.Query{}, err
 		}
 		args = append(args, e.Data, e.Key, causation, nullable(e.DedupeKey), e.Time)
+		if shape.Target {
+			args = append(args, nullable(e.Target.Collection), nullable(e.Target.Project), nullable(e.Target.Layout))
+		}
 	}
 	return wsql.Query{Query: a.q.Insert(shape), Args: args}, nil
 }
@@ -159,7 +164,7 @@ func causationID(e *Event) (pgtype.UUID, error) {
 	return pgtype.UUID{Bytes: id, Valid: true}, nil
 }
 
-// unnestArgs returns the sixteen column arrays of the unnest statement. The
+// unnestArgs returns the nineteen column arrays of the unnest statement. The
 // ids travel as text, which every pgx query execution mode can encode.
 func unnestArgs(events []*Event) ([]any, error) {
 	n := len(events)
@@ -170,6 +175,7 @@ func unnestArgs(events []*Event) ([]any, error) {
 		topic, category, entity, action        = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		actorID, actorType, jobID, source, key = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 		traceparent, tenant, causation, dedupe = make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		collection, project, layout            = make([]string, n), make([]string, n), make([]string, n)
 	)
 	for i, e := range events {
 		if _, err := causationID(e); err != nil {
@@ -179,10 +185,11 @@ func unnestArgs(events []*Event) ([]any, error) {
 		topic[i], category[i], entity[i], action[i] = e.Topic, e.Category, e.Entity, e.Action
 		actorID[i], actorType[i], jobID[i], source[i], key[i] = e.ActorID, e.ActorType, e.JobID, e.Source, e.Key
 		traceparent[i], tenant[i], causation[i], dedupe[i] = e.Traceparent, e.Tenant, e.CausationID, e.DedupeKey
+		collection[i], project[i], layout[i] = e.Target.Collection, e.Target.Project, e.Target.Layout
 	}
 	return []any{
 		ids, topic, category, entity, action, data, actorID, actorType, jobID, source,
-		key, traceparent, tenant, causation, dedupe, published,
+		key, traceparent, tenant, causation, dedupe, published, collection, project, layout,
 	}, nil
 }
 

@@ -35,6 +35,9 @@ func TestFlushStoresEveryColumn(t *testing.T) {
 			if i%4 == 2 {
 				ps[i].opts = []outbox.PublishOption{outbox.WithDedupeKey(fmt.Sprint("d-", i)), outbox.WithCausation(cause)}
 			}
+			if i%5 == 3 {
+				ps[i].opts = append(ps[i].opts, outbox.WithTarget(outbox.Target{Collection: "c1", Project: fmt.Sprint("p-", i)}))
+			}
 		}
 		return ps
 	}
@@ -45,7 +48,8 @@ func TestFlushStoresEveryColumn(t *testing.T) {
 	}{
 		{"one plain", nil, many(1, false)},
 		{"one with every option", []outbox.SessionOption{outbox.WithTraceparent(tp), outbox.WithTenant("acme")},
-			[]publish{{opts: []outbox.PublishOption{outbox.WithDedupeKey("d"), outbox.WithCausation(cause), outbox.WithKey("k")}}}},
+			[]publish{{opts: []outbox.PublishOption{outbox.WithDedupeKey("d"), outbox.WithCausation(cause), outbox.WithKey("k"),
+				outbox.WithTarget(outbox.Target{Collection: "c1", Project: "p1", Layout: "l1"})}}}},
 		{"one topic", nil, []publish{{}, {}, {}}},
 		{"two topics", []outbox.SessionOption{outbox.WithTenant("acme")}, many(5, true)},
 		{"more than a VALUES list", []outbox.SessionOption{outbox.WithTraceparent(tp)}, many(70, true)},
@@ -107,13 +111,14 @@ func checkRow(ctx context.Context, t *testing.T, tx pgx.Tx, w outbox.Event) {
 		got                                    outbox.Event
 		data                                   string
 		traceparent, tenant, causation, dedupe *string
+		collection, project, layout            *string
 		published                              time.Time
 	)
 	err := tx.QueryRow(ctx, `SELECT topic, category, entity, action, data::text, actor_id, actor_type, job_id, source, key,
-		traceparent, tenant, causation_id::text, dedupe_key, published_at
+		traceparent, tenant, causation_id::text, dedupe_key, published_at, target_collection, target_project, target_layout
 		FROM txoutbox_events WHERE id = $1`, w.ID).Scan(
 		&got.Topic, &got.Category, &got.Entity, &got.Action, &data, &got.ActorID, &got.ActorType, &got.JobID, &got.Source, &got.Key,
-		&traceparent, &tenant, &causation, &dedupe, &published)
+		&traceparent, &tenant, &causation, &dedupe, &published, &collection, &project, &layout)
 	if err != nil {
 		t.Fatalf("event %s: %v", w.ID, err)
 	}
@@ -129,6 +134,9 @@ func checkRow(ctx context.Context, t *testing.T, tx pgx.Tx, w outbox.Event) {
 	deref("tenant", tenant, w.Tenant)
 	deref("causation_id", causation, w.CausationID)
 	deref("dedupe_key", dedupe, w.DedupeKey)
+	deref("target_collection", collection, w.Target.Collection)
+	deref("target_project", project, w.Target.Project)
+	deref("target_layout", layout, w.Target.Layout)
 	if data != string(w.Data) {
 		t.Errorf("event %s: data = %s, want %s", w.ID, data, w.Data)
 	}

@@ -92,6 +92,7 @@ type PublishOption func(*publishOptions)
 
 type publishOptions struct {
 	key, dedupe, causation string
+	target                 Target
 }
 
 // WithKey overrides the ordering key, which defaults to the value at the
@@ -112,15 +113,25 @@ func WithCausation(eventID string) PublishOption {
 	return func(o *publishOptions) { o.causation = eventID }
 }
 
+// WithTarget scopes the event to a place: a collection, a project of a
+// collection, or a layout of a project (see Target). The events API
+// delivers it to the subscribers of that place and of the places above and
+// below it. A target that skips a level, or has a level longer than
+// MaxTargetBytes or that Postgres cannot store, makes Publish fail with a
+// *TargetError.
+func WithTarget(t Target) PublishOption {
+	return func(o *publishOptions) { o.target = t }
+}
+
 // Publish validates an event of the session's default category and buffers
 // it until Flush. action and entity may be spelled as in the topic file or in
 // any common variant ("Created", "created"; "MyEntity", "my_entity",
 // "myEntity"). data is any value encoding/json can marshal, or a
 // json.RawMessage. An unknown topic (*topics.UnknownTopicError), data that
 // fails the topic's schema (*topics.ValidationError), data that cannot be
-// encoded (*EncodeError) or is too large (ErrEventTooLarge), and an envelope
-// field Postgres cannot store (*FieldError), is refused and nothing is
-// buffered.
+// encoded (*EncodeError) or is too large (ErrEventTooLarge), an envelope
+// field Postgres cannot store (*FieldError), and an invalid target
+// (*TargetError), is refused and nothing is buffered.
 func (s *Session) Publish(ctx context.Context, action, entity string, data any, opts ...PublishOption) error {
 	return s.PublishCategory(ctx, "", action, entity, data, opts...)
 }
@@ -186,6 +197,9 @@ func (s *Session) newEvent(category, action, entity string, data any, opts []Pub
 			return nil, &FieldError{Topic: t.Name, Field: f.name, Reason: reason}
 		}
 	}
+	if err := envelope.CheckTarget(o.target.Collection, o.target.Project, o.target.Layout); err != nil {
+		return nil, &TargetError{Topic: t.Name, Target: o.target, Reason: err.Error()}
+	}
 	if o.causation != "" {
 		if _, err := uuid.Parse(o.causation); err != nil {
 			return nil, fmt.Errorf("outbox: publish %s: causation id %q is not a UUID: %w", t.Name, o.causation, err)
@@ -211,6 +225,7 @@ func (s *Session) newEvent(category, action, entity string, data any, opts []Pub
 		Tenant:      s.tenant,
 		CausationID: o.causation,
 		DedupeKey:   o.dedupe,
+		Target:      o.target,
 		Time:        time.Now(),
 	}, nil
 }

@@ -7,7 +7,7 @@ import (
 )
 
 // readColumnCount is the number of columns of the read query.
-const readColumnCount = 20
+const readColumnCount = 23
 
 // decodeRow fills rw from the binary-format values of one row of the read
 // query (readColumns). It replaces pgx's Scan on the relay's hottest path:
@@ -48,6 +48,9 @@ func decodeRow(rw *row, v [][]byte, in *interner) error {
 	ev.CausationID = string(v[17])
 	ev.DedupeKey = string(v[18])
 	ev.Time = pgTime(int64(binary.BigEndian.Uint64(v[19])))
+	ev.Target.Collection = in.str(v[20])
+	ev.Target.Project = in.str(v[21])
+	ev.Target.Layout = in.str(v[22])
 	ev.Key = rw.key
 	return nil
 }

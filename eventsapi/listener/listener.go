@@ -175,6 +175,11 @@ func filterQuery(f eventsapi.Filter) url.Values {
 				q.Add(prefix+name, p)
 			}
 		}
+		for name, level := range map[string]string{"collection": s.Target.Collection, "project": s.Target.Project, "layout": s.Target.Layout} {
+			if level != "" {
+				q.Set(prefix+name, level)
+			}
+		}
 	}
 	if len(f.Include) == 1 {
 		add("", f.Include[0])

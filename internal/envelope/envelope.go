@@ -46,3 +46,48 @@ func ValidTraceparent(s string) bool {
 	}
 	return strings.Trim(s[3:35], "0") != "" && strings.Trim(s[36:52], "0") != ""
 }
+
+// MaxTargetBytes bounds each level of an event's target.
+const MaxTargetBytes = 256
+
+// Names of a target's levels, from the top.
+const (
+	TargetCollection = "collection"
+	TargetProject    = "project"
+	TargetLayout     = "layout"
+)
+
+// CheckTargetLevels returns why a level of a target cannot be stored, or
+// nil: each is valid UTF-8 without NUL bytes, of at most MaxTargetBytes.
+// It does not check that the levels are named from the top (CheckTarget
+// does), for a receiver that fills in upper levels itself.
+func CheckTargetLevels(collection, project, layout string) error {
+	for _, l := range [...]struct{ name, v string }{{TargetCollection, collection}, {TargetProject, project}, {TargetLayout, layout}} {
+		switch {
+		case len(l.v) > MaxTargetBytes:
+			return fmt.Errorf("%s of %d bytes, at most %d", l.name, len(l.v), MaxTargetBytes)
+		case !utf8.ValidString(l.v):
+			return fmt.Errorf("%s %q is not valid UTF-8", l.name, l.v)
+		case strings.IndexByte(l.v, 0) >= 0:
+			return fmt.Errorf("%s %q contains a NUL byte", l.name, l.v)
+		}
+	}
+	return nil
+}
+
+// CheckTarget returns why collection, project and layout are not a target,
+// or nil: the levels are named from the top (a layout with its project and
+// collection, a project with its collection) and each passes
+// CheckTargetLevels. All three empty is no target, and valid.
+func CheckTarget(collection, project, layout string) error {
+	if err := CheckTargetLevels(collection, project, layout); err != nil {
+		return err
+	}
+	switch {
+	case layout != "" && (project == "" || collection == ""):
+		return fmt.Errorf("layout %q needs its project and collection", layout)
+	case project != "" && collection == "":
+		return fmt.Errorf("project %q needs its collection", project)
+	}
+	return nil
+}

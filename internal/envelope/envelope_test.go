@@ -1,6 +1,7 @@
 package envelope_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/txoutbox/txoutbox/internal/envelope"
@@ -39,5 +40,35 @@ func TestCheckActorID(t *testing.T) {
 	}
 	if got, want := envelope.CheckActorID("abc").Error(), `"abc" has 3 characters, want at least 5`; got != want {
 		t.Errorf("Error() = %q, want %q", got, want)
+	}
+}
+
+func TestCheckTarget(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", envelope.MaxTargetBytes+1)
+	for _, tc := range []struct {
+		c, p, l string
+		ok      bool // CheckTarget
+		levels  bool // CheckTargetLevels
+	}{
+		{"", "", "", true, true},
+		{"c", "", "", true, true},
+		{"c", "p", "", true, true},
+		{"c", "p", "l", true, true},
+		{"", "p", "", false, true},
+		{"", "", "l", false, true},
+		{"c", "", "l", false, true},
+		{"", "p", "l", false, true},
+		{long, "", "", false, false},
+		{"c", long, "", false, false},
+		{"c", "p", "l\x00", false, false},
+		{"c", "\xff", "", false, false},
+	} {
+		if err := envelope.CheckTarget(tc.c, tc.p, tc.l); (err == nil) != tc.ok {
+			t.Errorf("CheckTarget(%q, %q, %q) = %v, want ok %v", tc.c, tc.p, tc.l, err, tc.ok)
+		}
+		if err := envelope.CheckTargetLevels(tc.c, tc.p, tc.l); (err == nil) != tc.levels {
+			t.Errorf("CheckTargetLevels(%q, %q, %q) = %v, want ok %v", tc.c, tc.p, tc.l, err, tc.levels)
+		}
 	}
 }

@@ -26,8 +26,9 @@ const (
 	MaxBatchEvents = 10_000
 )
 
-// Check validates an event and completes it: the envelope limits, the actor
-// type, and with a registry the topic (named exactly), the actor id and the
+// Check validates an event and completes it: the envelope limits (the
+// target's levels included; which levels a target must name is
+// Config.CheckFunc's to say), the actor type, and with a registry the topic (named exactly), the actor id and the
 // data's schema. It sets the topic's parts when the format carries only its
 // name (from the registry, or else from the name when it follows the naming
 // rule), and the key when the format did not carry one.
@@ -46,6 +47,9 @@ func Check(reg *topics.Registry, ev *wire.Event) error {
 		if len(f.v) > f.max {
 			return fmt.Errorf("%s of %d bytes, at most %d", f.name, len(f.v), f.max)
 		}
+	}
+	if err := envelope.CheckTargetLevels(ev.Target.Collection, ev.Target.Project, ev.Target.Layout); err != nil {
+		return fmt.Errorf("target: %w", err)
 	}
 	if ev.ActorType != "" && ev.ActorType != outbox.ActorUser && ev.ActorType != outbox.ActorService && ev.ActorType != outbox.ActorThirdParty {
 		return fmt.Errorf("actor type %q: want %s, %s or %s", ev.ActorType, outbox.ActorUser, outbox.ActorService, outbox.ActorThirdParty)
@@ -83,7 +87,7 @@ func Check(reg *topics.Registry, ev *wire.Event) error {
 
 // briteEnvelope sets on the events of a bc-events post what its headers
 // carry: ids (one per event, in order; new UUIDv7s when the post carries
-// none), the job id, tenant and traceparent, and the dedupe keys.
+// none), the job id, tenant, traceparent and target, and the dedupe keys.
 func briteEnvelope(h http.Header, evs []wire.Event, bulk bool) error {
 	var ids []string
 	if bulk {
@@ -101,6 +105,10 @@ func briteEnvelope(h http.Header, evs []wire.Event, bulk bool) error {
 	if len(dedupe) > 0 && len(ids) == 0 {
 		return fmt.Errorf("%s names events by id, and the post carries no ids (%s)", wire.HeaderDedupeKeys, idHeader(bulk))
 	}
+	target, err := wire.TargetFromHeader(h)
+	if err != nil {
+		return err
+	}
 	jobID, tenant, traceparent := h.Get(wire.HeaderJobID), h.Get(wire.HeaderTenant), h.Get(wire.HeaderTraceparent)
 	for i := range evs {
 		ev := &evs[i]
@@ -109,7 +117,7 @@ func briteEnvelope(h http.Header, evs []wire.Event, bulk bool) error {
 		} else {
 			ev.ID = uuid.Must(uuid.NewV7()).String()
 		}
-		ev.JobID, ev.Tenant, ev.Traceparent = jobID, tenant, traceparent
+		ev.JobID, ev.Tenant, ev.Traceparent, ev.Target = jobID, tenant, traceparent, target
 		if k, ok := dedupe[ev.ID]; ok {
 			ev.DedupeKey = k
 			delete(dedupe, ev.ID)

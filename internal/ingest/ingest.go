@@ -73,6 +73,11 @@ type Config struct {
 	// MaxBodyBytes bounds a request body; larger ones are answered 413.
 	// Required.
 	MaxBodyBytes int64
+	// CheckFunc, when set, validates and completes each event after Check
+	// (the events API resolves targets with it). An *Error it returns is
+	// the answer to the post; any other error fails the event as Check's
+	// do: 422 ValidationError naming it.
+	CheckFunc func(ctx context.Context, ev *wire.Event) error
 	// StoreFunc stores the events of a post that passed validation, all in
 	// one call, and answers an Outcome for each, in order. An *Error it
 	// returns is the answer to the post; any other error is answered 503.
@@ -218,6 +223,23 @@ func (h *Handler) storeAll(ctx context.Context, p *Post) ([]Outcome, *Error) {
 	return outs, nil
 }
 
+// check validates ev with Check, then Config.CheckFunc: invalid says why
+// the event fails validation, fail is the answer to the whole post.
+func (h *Handler) check(ctx context.Context, ev *wire.Event) (invalid error, fail *Error) {
+	if err := Check(h.cfg.Registry, ev); err != nil {
+		return err, nil
+	}
+	if h.cfg.CheckFunc == nil {
+		return nil, nil
+	}
+	err := h.cfg.CheckFunc(ctx, ev)
+	var e *Error
+	if errors.As(err, &e) {
+		return nil, e
+	}
+	return err, nil
+}
+
 // notStored is the answer to a post of one event, or a batch, that the
 // store did not take although the event was valid.
 func notStored(o Outcome) *Error {
@@ -248,7 +270,11 @@ func (h *Handler) serveBrite(w http.ResponseWriter, r *http.Request) {
 	ev := &evs[0]
 	err = b.Validate()
 	if err == nil {
-		err = Check(h.cfg.Registry, ev)
+		var e *Error
+		if err, e = h.check(r.Context(), ev); e != nil {
+			h.refuse(w, r, format, e)
+			return
+		}
 	}
 	if err != nil {
 		h.reject(r, format, []Rejection{{Status: http.StatusUnprocessableEntity, ID: ev.ID, Topic: ev.Topic, Code: CodeValidation, Error: err.Error()}})
@@ -325,7 +351,12 @@ func (h *Handler) serveBriteBulk(w http.ResponseWriter, r *http.Request) {
 	var valid []wire.Event
 	var at []int // index in the post of each valid event
 	for i := range evs {
-		if err := Check(h.cfg.Registry, &evs[i]); err != nil {
+		err, e := h.check(r.Context(), &evs[i])
+		if e != nil {
+			h.refuse(w, r, format, e)
+			return
+		}
+		if err != nil {
 			ans.Records[i] = CodeValidation
 			ans.Errors = append(ans.Errors, RecordError{Index: i, ID: evs[i].ID, ErrorType: CodeValidation, ErrorMessage: err.Error()})
 			rs = append(rs, Rejection{Status: http.StatusCreated, Index: intp(i), ID: evs[i].ID, Topic: evs[i].Topic, Code: CodeValidation, Error: err.Error()})
@@ -396,7 +427,12 @@ func (h *Handler) serveCloudEvents(w http.ResponseWriter, r *http.Request) {
 	var ans CloudEventsAnswer
 	var rs []Rejection
 	for i := range evs {
-		if err := Check(h.cfg.Registry, &evs[i]); err != nil {
+		err, e := h.check(r.Context(), &evs[i])
+		if e != nil {
+			h.refuse(w, r, format, e)
+			return
+		}
+		if err != nil {
 			ans.Failed = append(ans.Failed, FailedItem{Index: i, ID: evs[i].ID, Error: err.Error()})
 			rj := Rejection{Status: http.StatusUnprocessableEntity, ID: evs[i].ID, Topic: evs[i].Topic, Code: CodeValidation, Error: err.Error()}
 			if batch {

@@ -161,3 +161,79 @@ func TestNew(t *testing.T) {
 		}
 	}
 }
+
+// TestTargets: a bc-events post's target header reaches every event, and a
+// CloudEvent's target extensions its event; Check refuses levels too long
+// to store; CheckFunc completes events, fails one (422 naming it), or
+// answers for the whole post.
+func TestTargets(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var stored []wire.Event
+	h, err := ingest.New(ingest.Config{
+		MaxBodyBytes: 1 << 20,
+		CheckFunc: func(_ context.Context, ev *wire.Event) error {
+			switch ev.Target.Layout {
+			case "unknown":
+				return errors.New("no such layout")
+			case "down":
+				return &ingest.Error{Status: http.StatusServiceUnavailable, Code: ingest.CodeUnavailable, Message: "resolver down"}
+			case "l1":
+				ev.Target.Collection, ev.Target.Project = "c1", "p1"
+			}
+			return nil
+		},
+		StoreFunc: func(_ context.Context, p *ingest.Post) ([]ingest.Outcome, error) {
+			mu.Lock()
+			stored = append(stored, p.Events...)
+			mu.Unlock()
+			return make([]ingest.Outcome, len(p.Events)), nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	h.Register(mux, nil)
+	ce := func(id, ext string) string {
+		return `{"specversion":"1.0","id":"` + id + `","source":"s","type":"billing.InvoiceCreated","data":{"id":"inv-1"}` + ext + `}`
+	}
+	long := strings.Repeat("x", 257)
+	for _, tc := range []struct {
+		what, path, contentType, body, target string
+		want                                  int
+		mention                               string
+		stored                                string // the target stored, as collection/project/layout
+	}{
+		{"single with a target", "/events", "application/json", brite, "collection=c1; project=p%3B1", http.StatusCreated, "eventId", "c1/p;1/"},
+		{"bulk with a target", "/events/bulk/", "application/json", "[" + brite + "]", "collection=c2", http.StatusCreated, `"failedRecords":0`, "c2//"},
+		{"a layout completed", "/events", "application/json", brite, "layout=l1", http.StatusCreated, "eventId", "c1/p1/l1"},
+		{"a malformed header", "/events", "application/json", brite, "collection", http.StatusBadRequest, wire.HeaderTarget, ""},
+		{"a level too long", "/events", "application/json", brite, "collection=" + long, http.StatusUnprocessableEntity, "collection of 257 bytes", ""},
+		{"a level too long in bulk", "/events/bulk/", "application/json", "[" + brite + "]", "collection=" + long, http.StatusCreated, `"records":["ValidationError"]`, ""},
+		{"refused by CheckFunc", "/events", "application/json", brite, "layout=unknown", http.StatusUnprocessableEntity, "no such layout", ""},
+		{"CheckFunc answers", "/events/bulk/", "application/json", "[" + brite + "]", "layout=down", http.StatusServiceUnavailable, "resolver down", ""},
+		{"a CloudEvent", "/", wire.ContentTypeCloudEvent, ce("ce-1", `,"targetcollection":"c3","targetproject":"p3"`), "", http.StatusCreated, "accepted", "c3/p3/"},
+		{"a CloudEvent refused", "/", wire.ContentTypeCloudEventBatch, "[" + ce("ce-2", "") + "," + ce("ce-3", `,"targetlayout":"unknown"`) + "]", "", http.StatusUnprocessableEntity, `"id":"ce-3"`, ""},
+	} {
+		mu.Lock()
+		stored = nil
+		mu.Unlock()
+		var header []string
+		if tc.target != "" {
+			header = []string{wire.HeaderTarget, tc.target}
+		}
+		w := post(mux, tc.path, tc.contentType, tc.body, header...)
+		if w.Code != tc.want || !strings.Contains(w.Body.String(), tc.mention) {
+			t.Errorf("%s: %d %s, want %d mentioning %s", tc.what, w.Code, w.Body, tc.want, tc.mention)
+		}
+		mu.Lock()
+		switch {
+		case tc.stored == "" && len(stored) > 0:
+			t.Errorf("%s: stored %+v", tc.what, stored)
+		case tc.stored != "" && (len(stored) != 1 || stored[0].Target.Collection+"/"+stored[0].Target.Project+"/"+stored[0].Target.Layout != tc.stored):
+			t.Errorf("%s: stored %+v, want target %s", tc.what, stored, tc.stored)
+		}
+		mu.Unlock()
+	}
+}

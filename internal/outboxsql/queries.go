@@ -52,7 +52,7 @@ const ReadColumns = `seq, id, part, key, attempts,
 	CASE WHEN next_attempt_at > now() THEN (extract(epoch FROM next_attempt_at - now()) * 1e6)::bigint ELSE 0 END,
 	topic, category, entity, action, data, actor_id, actor_type, job_id, source,
 	coalesce(traceparent, ''), coalesce(tenant, ''), coalesce(causation_id::text, ''), coalesce(dedupe_key, ''),
-	published_at`
+	published_at, coalesce(target_collection, ''), coalesce(target_project, ''), coalesce(target_layout, '')`
 
 // Pending events are split by what they wait for into these states, which
 // the admin queries' state column holds (and a delivered or dead event its
@@ -167,7 +167,8 @@ func New(schema string) *Queries {
 		ReadEvents: r.Replace(`SELECT id::text, topic, category, entity, action, data::text,
 	actor_id, actor_type, job_id, source, key, coalesce(traceparent, ''),
 	coalesce(tenant, ''), coalesce(causation_id::text, ''), coalesce(dedupe_key, ''),
-	published_at, count(*) OVER ()
+	published_at, coalesce(target_collection, ''), coalesce(target_project, ''),
+	coalesce(target_layout, ''), count(*) OVER ()
 FROM {events}
 WHERE $1::text[] IS NULL OR topic = ANY($1::text[])
 ORDER BY seq

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/txoutbox/txoutbox/internal/envelope"
@@ -54,6 +55,12 @@ const (
 	// HeaderEventIDs in a bulk post. Events without a dedupe key are left
 	// out, and so is the header when none has one.
 	HeaderDedupeKeys = "X-Txoutbox-Dedupe-Keys"
+	// HeaderTarget carries the target of the events of a post (see
+	// outbox.Target), which they share as they share a tenant:
+	// "collection=<c>; project=<p>; layout=<l>", the levels named from the
+	// top, each value query-escaped, a level not named left out. Posts of
+	// events without a target carry none. See [TargetHeader].
+	HeaderTarget = "X-Txoutbox-Target"
 
 	eventIDsPerHeaderLine = 50
 	// headerLineBytes bounds one line of a list header well inside the
@@ -237,8 +244,8 @@ func EncodeBriteBulk(events []Event) ([]byte, error) {
 }
 
 // BriteHeaders sets the headers of a post of events, which must share one job
-// id, tenant and traceparent (see BriteRequestKey): the job id, the
-// traceparent and tenant when set, the idempotency key and id list
+// id, tenant, traceparent and target (see BriteRequestKey): the job id, the
+// traceparent, tenant and target when set, the idempotency key and id list
 // described on HeaderIdempotencyKey and HeaderEventIDs, and the dedupe keys
 // (HeaderDedupeKeys). bulk says the events go to the bulk route even when
 // there is only one.
@@ -252,6 +259,9 @@ func BriteHeaders(h http.Header, events []Event, bulk bool) {
 	}
 	if tenant := events[0].Tenant; tenant != "" {
 		h.Set(HeaderTenant, tenant)
+	}
+	if t := events[0].Target; !t.IsZero() {
+		h.Set(HeaderTarget, TargetHeader(t))
 	}
 	var dedupe []string
 	for i := range events {
@@ -291,9 +301,76 @@ func setList(h http.Header, name string, values []string) {
 }
 
 // BriteRequestKey is what the events of one bc-events request share: the
-// job id, the tenant and the traceparent, which travel in headers.
+// job id, the tenant, the traceparent and the target, which travel in
+// headers.
 func BriteRequestKey(ev *Event) string {
-	return ev.JobID + "\x00" + ev.Tenant + "\x00" + ev.Traceparent
+	t := &ev.Target
+	return ev.JobID + "\x00" + ev.Tenant + "\x00" + ev.Traceparent + "\x00" + t.Collection + "\x00" + t.Project + "\x00" + t.Layout
+}
+
+// targetLevels are the names of a target's levels in HeaderTarget, from
+// the top.
+var targetLevels = [...]string{envelope.TargetCollection, envelope.TargetProject, envelope.TargetLayout}
+
+// TargetHeader is the value of HeaderTarget for t, e.g.
+// "collection=c1; project=p%3B2" (its levels from the top, query-escaped,
+// those not named left out); "" for the zero Target.
+func TargetHeader(t outbox.Target) string {
+	var b strings.Builder
+	for i, v := range [...]string{t.Collection, t.Project, t.Layout} {
+		if v == "" {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(targetLevels[i])
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(v))
+	}
+	return b.String()
+}
+
+// TargetFromHeader reads HeaderTarget: the zero Target when the header is
+// absent. A header given twice, an entry that is not <level>=<query-escaped
+// value>, an unknown or repeated level, or an empty value is an error
+// wrapping ErrInvalidEvent. It does not check that the levels are named
+// from the top: that is the receiver's rule (a receiver may fill in upper
+// levels).
+func TargetFromHeader(h http.Header) (outbox.Target, error) {
+	var t outbox.Target
+	lines := h.Values(HeaderTarget)
+	switch {
+	case len(lines) == 0:
+		return t, nil
+	case len(lines) > 1:
+		return t, fmt.Errorf("%w: %s given %d times, once is expected", ErrInvalidEvent, HeaderTarget, len(lines))
+	}
+	levels := [...]*string{&t.Collection, &t.Project, &t.Layout}
+	for entry := range strings.SplitSeq(lines[0], ";") {
+		if entry = strings.TrimSpace(entry); entry == "" {
+			continue
+		}
+		name, raw, ok := strings.Cut(entry, "=")
+		i := slices.Index(targetLevels[:], strings.TrimSpace(name))
+		if !ok || i < 0 {
+			return outbox.Target{}, fmt.Errorf("%w: %s: entry %q is not collection=, project= or layout=<query-escaped id>", ErrInvalidEvent, HeaderTarget, entry)
+		}
+		v, err := url.QueryUnescape(strings.TrimSpace(raw))
+		switch {
+		case err != nil:
+			return outbox.Target{}, fmt.Errorf("%w: %s: %s is not query-escaped: %w", ErrInvalidEvent, HeaderTarget, targetLevels[i], err)
+		case v == "":
+			return outbox.Target{}, fmt.Errorf("%w: %s: empty %s", ErrInvalidEvent, HeaderTarget, targetLevels[i])
+		case *levels[i] != "":
+			return outbox.Target{}, fmt.Errorf("%w: %s: %s given twice", ErrInvalidEvent, HeaderTarget, targetLevels[i])
+		}
+		*levels[i] = v
+	}
+	if t.IsZero() {
+		return t, fmt.Errorf("%w: %s names no level", ErrInvalidEvent, HeaderTarget)
+	}
+	return t, nil
 }
 
 // BulkIdempotencyKey is the Idempotency-Key of a bulk post of the given event

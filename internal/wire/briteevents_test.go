@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/txoutbox/txoutbox/internal/wire"
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 func TestBriteGolden(t *testing.T) {
@@ -288,6 +289,72 @@ func TestDecodeBriteBulkNamesRecord(t *testing.T) {
 	for _, body := range []string{`[` + ok, `[` + ok + `]{}`, `[` + ok + ` ` + ok + `]`} {
 		if _, err := wire.DecodeBriteBulk([]byte(body)); !errors.Is(err, wire.ErrSyntax) {
 			t.Errorf("DecodeBriteBulk(%.30s…) = %v, want %v", body, err, wire.ErrSyntax)
+		}
+	}
+}
+
+// A target travels in one header, whatever characters its levels hold; the
+// body stays what the bc-events API validates; and events of different
+// targets never share a request.
+func TestBriteTargetHeader(t *testing.T) {
+	t.Parallel()
+	plain := testEvent(t, "id-1", "inv-1", "job-1")
+	wantBody, err := wire.EncodeBrite(&plain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, target := range []outbox.Target{
+		{Collection: "c1"},
+		{Collection: "c1", Project: "p1"},
+		{Collection: "acme; project=evil", Project: "a=b, c%20 d+e", Layout: "ünï/cø"},
+		{Layout: "l1"}, // the receiver decides whether upper levels may be left out
+	} {
+		ev := plain
+		ev.Target = target
+		for _, bulk := range []bool{false, true} {
+			h := http.Header{}
+			wire.BriteHeaders(h, []wire.Event{ev}, bulk)
+			if v := h.Get(wire.HeaderTarget); strings.ContainsAny(v, ",\r\n") {
+				t.Errorf("header %q holds a comma or line break", v)
+			}
+			got, err := wire.TargetFromHeader(h)
+			if err != nil || got != target {
+				t.Errorf("bulk %v: target %+v: read back %+v, %v (header %q)", bulk, target, got, err, h.Get(wire.HeaderTarget))
+			}
+		}
+		body, err := wire.EncodeBrite(&ev)
+		if err != nil || string(body) != string(wantBody) {
+			t.Errorf("target %+v changed the body: %s", target, body)
+		}
+		if wire.BriteRequestKey(&ev) == wire.BriteRequestKey(&plain) {
+			t.Errorf("target %+v: same request key as an event without a target", target)
+		}
+	}
+	if got := wire.TargetHeader(outbox.Target{Collection: "c 1", Project: "p;2"}); got != "collection=c+1; project=p%3B2" {
+		t.Errorf("TargetHeader = %q", got)
+	}
+
+	h := http.Header{}
+	wire.BriteHeaders(h, []wire.Event{plain}, false)
+	if _, ok := h[wire.HeaderTarget]; ok {
+		t.Errorf("target header sent for an event without one: %q", h.Values(wire.HeaderTarget))
+	}
+	if got, err := wire.TargetFromHeader(h); err != nil || !got.IsZero() {
+		t.Errorf("no header: %+v, %v", got, err)
+	}
+	a, b := plain, plain
+	a.Target.Collection, b.Target.Collection = "c1", "c2"
+	if wire.BriteRequestKey(&a) == wire.BriteRequestKey(&b) {
+		t.Error("events of two collections share a request key")
+	}
+
+	for _, bad := range [][]string{
+		{""}, {";"}, {"collection"}, {"collection="}, {"tenant=t1"}, {"collection=%zz"},
+		{"collection=c1; collection=c2"}, {"collection=c1", "project=p1"},
+	} {
+		h := http.Header{wire.HeaderTarget: bad}
+		if got, err := wire.TargetFromHeader(h); !errors.Is(err, wire.ErrInvalidEvent) {
+			t.Errorf("%q: %+v, %v, want ErrInvalidEvent", bad, got, err)
 		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"mime"
 	"time"
+
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 // Media types of the CloudEvents JSON event format.
@@ -42,13 +44,19 @@ type cloudEvent struct {
 	Tenant          string          `json:"tenant"`
 	CausationID     string          `json:"causationid"`
 	DedupeKey       string          `json:"dedupekey"`
+	// The target's levels (see CloudEvents extension naming: lower-case
+	// letters and digits, at most 20 characters).
+	TargetCollection string `json:"targetcollection"`
+	TargetProject    string `json:"targetproject"`
+	TargetLayout     string `json:"targetlayout"`
 }
 
 // AppendCloudEvent appends e as one CloudEvent in the JSON event format:
 // specversion, id, source, type (the topic), subject and partitionkey (the
 // ordering key), time, datacontenttype application/json, the actorid,
-// actortype and jobid extensions, traceparent, tenant, causationid and
-// dedupekey when set, and data inline. Data is checked to be JSON unless
+// actortype and jobid extensions, traceparent, tenant, causationid,
+// dedupekey and the target's targetcollection, targetproject and
+// targetlayout when set, and data inline. Data is checked to be JSON unless
 // e.DataValid says it is known to be.
 func AppendCloudEvent(buf []byte, e *Event) ([]byte, error) {
 	if e.ID == "" || e.Topic == "" {
@@ -78,6 +86,9 @@ func AppendCloudEvent(buf []byte, e *Event) ([]byte, error) {
 	buf = appendField(buf, "tenant", e.Tenant)
 	buf = appendField(buf, "causationid", e.CausationID)
 	buf = appendField(buf, "dedupekey", e.DedupeKey)
+	buf = appendField(buf, "targetcollection", e.Target.Collection)
+	buf = appendField(buf, "targetproject", e.Target.Project)
+	buf = appendField(buf, "targetlayout", e.Target.Layout)
 	buf = append(buf, `,"data":`...)
 	buf = appendOneLine(buf, e.Data)
 	return append(buf, '}'), nil
@@ -225,6 +236,7 @@ func (ce *cloudEvent) event() (Event, error) {
 		Tenant:      ce.Tenant,
 		CausationID: ce.CausationID,
 		DedupeKey:   ce.DedupeKey,
+		Target:      outbox.Target{Collection: ce.TargetCollection, Project: ce.TargetProject, Layout: ce.TargetLayout},
 	}
 	if ce.Time != "" {
 		t, err := time.Parse(time.RFC3339Nano, ce.Time)

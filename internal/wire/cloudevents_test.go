@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/txoutbox/txoutbox/internal/wire"
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 func TestCloudEventsGolden(t *testing.T) {
@@ -15,6 +16,7 @@ func TestCloudEventsGolden(t *testing.T) {
 	a := testEvent(t, "0190f5e0-0000-7000-8000-000000000001", "inv-1", "job-1")
 	b := testEvent(t, "0190f5e0-0000-7000-8000-000000000002", "inv-2", "job-2")
 	b.Traceparent, b.Tenant, b.CausationID = "", "acme", a.ID
+	b.Target = outbox.Target{Collection: "acme", Project: "q4-close", Layout: "ledger"}
 	body, err := wire.AppendCloudEventBatch(nil, []wire.Event{a, b})
 	if err != nil {
 		t.Fatal(err)
@@ -26,6 +28,7 @@ func TestCloudEventsRoundTrip(t *testing.T) {
 	t.Parallel()
 	a := testEvent(t, "id-1", "inv-1", "job-1")
 	a.Tenant, a.CausationID = "acme", "id-0"
+	a.Target = outbox.Target{Collection: "c/1", Project: "p \"2\"", Layout: "ünï"}
 	a.Data = []byte("{\n  \"id\": \"inv-1\", \"note\": \"line\\nbreak \\u00e9\"\n}")
 	body, err := wire.AppendCloudEventBatch(nil, []wire.Event{a})
 	if err != nil {
@@ -44,7 +47,7 @@ func TestCloudEventsRoundTrip(t *testing.T) {
 	_ = json.Unmarshal(g.Data, &gotData)
 	if g.ID != a.ID || g.Topic != a.Topic || g.Key != a.Key || g.JobID != a.JobID || g.ActorID != a.ActorID ||
 		g.ActorType != a.ActorType || g.Source != a.Source || g.Traceparent != a.Traceparent || g.Tenant != a.Tenant ||
-		g.CausationID != a.CausationID || g.DedupeKey != a.DedupeKey || g.DedupeKey == "" || !g.Time.Equal(a.Time) || gotData.(map[string]any)["note"] != wantData.(map[string]any)["note"] {
+		g.CausationID != a.CausationID || g.DedupeKey != a.DedupeKey || g.Target != a.Target || g.DedupeKey == "" || !g.Time.Equal(a.Time) || gotData.(map[string]any)["note"] != wantData.(map[string]any)["note"] {
 		t.Errorf("round trip:\ngot  %+v\nwant %+v", g, a)
 	}
 
@@ -177,5 +180,41 @@ func BenchmarkAppendCloudEventBatch(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*len(events))/b.Elapsed().Seconds(), "events/s")
 		})
+	}
+}
+
+// The target's levels travel as extension attributes, each only when named,
+// under names CloudEvents allows: lower-case letters and digits, at most 20.
+func TestCloudEventTargetExtensions(t *testing.T) {
+	t.Parallel()
+	for _, target := range []outbox.Target{{}, {Collection: "c1"}, {Collection: "c1", Project: "p1"}, {Collection: "c1", Project: "p1", Layout: "l1"}} {
+		ev := wire.Event{ID: "id-1", Topic: "billing.InvoiceCreated", Data: []byte(`{"id":"1"}`), Target: target}
+		body, err := wire.AppendCloudEvent(nil, &ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var attrs map[string]json.RawMessage
+		if err := json.Unmarshal(body, &attrs); err != nil {
+			t.Fatal(err)
+		}
+		named := 0
+		for name, level := range map[string]string{"targetcollection": target.Collection, "targetproject": target.Project, "targetlayout": target.Layout} {
+			if len(name) > 20 || strings.ToLower(name) != name {
+				t.Errorf("extension name %q breaks the CloudEvents naming rule", name)
+			}
+			if _, ok := attrs[name]; ok != (level != "") {
+				t.Errorf("target %+v: attribute %s present %v", target, name, ok)
+			}
+			if level != "" {
+				named++
+			}
+		}
+		got, err := wire.DecodeCloudEvent(body)
+		if err != nil || got.Target != target {
+			t.Errorf("target %+v: decoded %+v, %v", target, got.Target, err)
+		}
+		if len(attrs) != 6+named {
+			t.Errorf("target %+v: %d attributes: %s", target, len(attrs), body)
+		}
 	}
 }

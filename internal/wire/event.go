@@ -62,7 +62,10 @@ type Event struct {
 	// id: an events API that already holds an event of the same tenant with
 	// the same key takes this one as a duplicate.
 	DedupeKey string
-	Time      time.Time
+	// Target is the place the event is about (outbox.WithTarget); the
+	// receiver checks it.
+	Target outbox.Target
+	Time   time.Time
 }
 
 // topicNameRE splits a topic name into its parts: the action is the last
@@ -113,6 +116,7 @@ func FromOutbox(e *outbox.Event) (Event, error) {
 		Tenant:      e.Tenant,
 		CausationID: e.CausationID,
 		DedupeKey:   e.DedupeKey,
+		Target:      e.Target,
 		Time:        e.Time,
 	}
 	if ev.Topic == "" && ev.Category != "" && ev.Entity != "" && ev.Action != "" {

@@ -112,6 +112,7 @@ func TestSplitTopic(t *testing.T) {
 func TestFromOutbox(t *testing.T) {
 	t.Parallel()
 	e := testOutboxEvent("0190f5e0-0000-7000-8000-000000000001", "inv-1", "job-1")
+	e.Target = outbox.Target{Collection: "acme", Project: "q4-close"}
 	want := wire.Event{
 		ID: "0190f5e0-0000-7000-8000-000000000001", Topic: "billing.InvoiceCreated",
 		Category: "billing", Entity: "Invoice", Action: "Created",
@@ -121,6 +122,7 @@ func TestFromOutbox(t *testing.T) {
 		Time:        time.Date(2026, 11, 23, 10, 0, 0, 123456789, time.UTC),
 		Data:        json.RawMessage(`{"id":"inv-1","amount_cents":1250,"currency":"EUR"}`),
 		DataValid:   true,
+		Target:      outbox.Target{Collection: "acme", Project: "q4-close"},
 	}
 	got, err := wire.FromOutbox(e)
 	if err != nil || !reflect.DeepEqual(got, want) {

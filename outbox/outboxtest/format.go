@@ -29,6 +29,7 @@ func (w *compiled) String() string {
 		{"source", w.Source},
 		{"causation_id", w.CausationID},
 		{"dedupe_key", w.DedupeKey},
+		{"target", w.Target.String()},
 	} {
 		if f.value != "" {
 			fmt.Fprintf(&b, " %s=%q", f.name, f.value)
@@ -51,6 +52,7 @@ func line(e *outbox.Event) string {
 		{"tenant", e.Tenant},
 		{"causation_id", e.CausationID},
 		{"dedupe_key", e.DedupeKey},
+		{"target", e.Target.String()},
 	} {
 		if f.value != "" {
 			fmt.Fprintf(&b, " %s=%q", f.name, f.value)

@@ -97,6 +97,9 @@ func (w *compiled) diff(e *outbox.Event) []string {
 			reasons = append(reasons, fmt.Sprintf("%s is %q, want %q", f.name, f.got, f.want))
 		}
 	}
+	if !w.Target.IsZero() && e.Target != w.Target {
+		reasons = append(reasons, fmt.Sprintf("target is %q, want %q", e.Target, w.Target))
+	}
 	if w.dataText != "" {
 		got, err := decode(e.Data)
 		if err != nil {

@@ -56,6 +56,10 @@ type Want struct {
 	CausationID string
 	DedupeKey   string
 
+	// Target, when not zero, is the event's whole target
+	// (outbox.WithTarget): every level, named or not, must be equal.
+	Target outbox.Target
+
 	// Data is a JSON subset the event's data must contain: each object
 	// member it names, with a matching value, recursively. Arrays must have
 	// the same length and match element by element; numbers compare by

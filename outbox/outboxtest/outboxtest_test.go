@@ -181,7 +181,8 @@ func TestWantFields(t *testing.T) {
 	tx := begin(t, b.pool)
 	publishAll(t, b.client.ThirdPartySession("stripe-webhooks", "job-9", outbox.WithTenant("acme")), tx, publish{
 		action: "Paid", data: paid("inv-1"),
-		opts: []outbox.PublishOption{outbox.WithCausation(cause), outbox.WithDedupeKey("pay-1")},
+		opts: []outbox.PublishOption{outbox.WithCausation(cause), outbox.WithDedupeKey("pay-1"),
+			outbox.WithTarget(outbox.Target{Collection: "acme", Project: "q4"})},
 	})
 
 	errOops := errors.New("oops")
@@ -195,7 +196,8 @@ func TestWantFields(t *testing.T) {
 		{"all fields", outboxtest.Want{
 			Topic: "billing.InvoicePaid", Key: "inv-1", ActorType: outbox.ActorThirdParty, ActorID: "stripe-webhooks",
 			JobID: "job-9", Tenant: "acme", Source: "billing-api", CausationID: cause, DedupeKey: "pay-1",
-			Data: map[string]any{"amount_cents": 1250.0}, DataFunc: func(json.RawMessage) error { return nil },
+			Target: outbox.Target{Collection: "acme", Project: "q4"},
+			Data:   map[string]any{"amount_cents": 1250.0}, DataFunc: func(json.RawMessage) error { return nil },
 		}, ""},
 		{"key", outboxtest.Want{Key: "inv-2"}, `key is "inv-1", want "inv-2"`},
 		{"actor type", outboxtest.Want{ActorType: outbox.ActorUser}, `actor_type is "third-party", want "user"`},
@@ -205,6 +207,7 @@ func TestWantFields(t *testing.T) {
 		{"source", outboxtest.Want{Source: "payments"}, `source is "billing-api", want "payments"`},
 		{"causation", outboxtest.Want{CausationID: "0190a0a0-0000-7000-8000-000000000002"}, `causation_id is "` + cause},
 		{"dedupe key", outboxtest.Want{DedupeKey: "pay-2"}, `dedupe_key is "pay-1", want "pay-2"`},
+		{"target", outboxtest.Want{Target: outbox.Target{Collection: "acme"}}, `target is "acme/q4", want "acme"`},
 		{"data", outboxtest.Want{Data: json.RawMessage(`{"amount_cents": 999}`)}, "data/amount_cents is 1250, want 999"},
 		{"data func", outboxtest.Want{DataFunc: func(json.RawMessage) error { return errOops }}, "DataFunc: oops"},
 	}

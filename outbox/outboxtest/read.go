@@ -98,7 +98,8 @@ func (r *reader) load(ctx context.Context, topics []string, limit any) (events [
 		)
 		err := rows.Scan(&id, &e.Topic, &e.Category, &e.Entity, &e.Action, &data,
 			&e.ActorID, &e.ActorType, &e.JobID, &e.Source, &e.Key, &e.Traceparent,
-			&e.Tenant, &e.CausationID, &e.DedupeKey, &publishedAt, &count)
+			&e.Tenant, &e.CausationID, &e.DedupeKey, &publishedAt,
+			&e.Target.Collection, &e.Target.Project, &e.Target.Layout, &count)
 		if err != nil {
 			return nil, 0, err
 		}
