@@ -26,10 +26,11 @@
 // database over server-sent events, recounting once per RefreshInterval
 // however many pages watch. The events list filters by state, topic, key,
 // tenant, job id, publish time and error text, and pages by cursor (seq),
-// never by offset, on the indexes of migration 004. An event's page shows
-// its envelope, attempts and last error, and the key's other undelivered
-// events: why it is blocked. Event data is hidden unless ShowPayloads is
-// set.
+// never by offset, on the indexes of migrations 004 and 006 (a list of a
+// pending state walks the index of pending events, which holds what the
+// state is decided on). An event's page shows its envelope, attempts and
+// last error, and the key's other undelivered events: why it is blocked.
+// Event data is hidden unless ShowPayloads is set.
 //
 // # Actions
 //

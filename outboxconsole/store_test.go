@@ -49,13 +49,29 @@ func ids(evs []Event) []uuid.UUID {
 }
 
 // TestListByState lists the events in each state the overview counts, the
-// same ones `txoutbox inspect --state` lists.
+// same ones `txoutbox inspect --state` lists. The list picks a pending
+// state's events by the rule on its index and shows each event's state by
+// the rule on its row; the overview counts by the rule on the whole table:
+// all three agree.
 func TestListByState(t *testing.T) {
 	t.Parallel()
 	pool := migrated(t)
 	want := eventstest.SeedStates(t, pool)
 	s := newStore(pool)
+	o, err := s.overview(t.Context(), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int64{outboxsql.StatusPending: o.Total.Pending, outboxsql.StateInFlight: o.Total.InFlight,
+		outboxsql.StateRetrying: o.Total.Retrying, outboxsql.StateBlocked: o.Total.Blocked,
+		outboxsql.StateUnclaimed: o.Total.Unclaimed, outboxsql.StatusDead: o.Total.Dead, outboxsql.StatusDelivered: o.Total.Delivered}
 	for _, state := range States() {
+		if len(want[state]) == 0 {
+			t.Errorf("state %s: the seed has no event in it", state)
+		}
+		if counts[state] != int64(len(want[state])) {
+			t.Errorf("state %s: the overview counts %d, want %d", state, counts[state], len(want[state]))
+		}
 		evs, more, err := s.list(t.Context(), &Filter{State: state}, 50)
 		if err != nil {
 			t.Fatalf("%s: %v", state, err)

@@ -124,7 +124,7 @@ type ConsoleFilter struct {
 	MaxSeq int64 `json:"max_seq,omitempty"`
 }
 
-// where returns the filter's condition on classified events e, numbering
+// where returns the filter's condition on events e, numbering
 // its parameters from len(args)+1, and args with its values appended. The
 // text comes from fixed fragments only; values are always parameters.
 func (f *ConsoleFilter) where(args []any) (string, []any) {
@@ -141,7 +141,7 @@ func (f *ConsoleFilter) where(args []any) (string, []any) {
 	case StatusPending, StatusDelivered, StatusDead:
 		add("e.status = $?::text", f.State)
 	default:
-		add("e.status = 'pending' AND e.state = $?::text", f.State)
+		add("e.status = 'pending' AND {pending_state} = $?::text", f.State)
 	}
 	for _, c := range []struct{ col, v string }{{"topic", f.Topic}, {"key", f.Key}, {"tenant", f.Tenant}, {"job_id", f.JobID}} {
 		if c.v != "" {
@@ -176,7 +176,11 @@ var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
 
 // ConsoleList returns the statement listing at most limit events f
 // selects, ConsoleListColumns, oldest first; newest first when f.Before is
-// set, for the page before a cursor.
+// set, for the page before a cursor. The page's seqs are chosen on the
+// events table alone, before any other column is read: a list of a
+// pending state walks the index of pending events (migration 006), which
+// holds every column the state is decided on, and reads the table only
+// for the rows of its page.
 func (q *Queries) ConsoleList(f *ConsoleFilter, limit int) (string, []any) {
 	where, args := f.where(nil)
 	order := "e.seq"
@@ -187,8 +191,11 @@ func (q *Queries) ConsoleList(f *ConsoleFilter, limit int) (string, []any) {
 	return q.console.Replace(`{classified_rows}
 		SELECT ` + ConsoleListColumns + `
 		FROM classified e
-		WHERE ` + where + `
-		ORDER BY ` + order + fmt.Sprintf(` LIMIT $%d`, len(args))), args
+		WHERE e.seq IN (
+			SELECT e.seq FROM {events} e
+			WHERE ` + where + `
+			ORDER BY ` + order + fmt.Sprintf(` LIMIT $%d)`, len(args)) + `
+		ORDER BY ` + order), args
 }
 
 // ConsoleCount returns the statement counting the events f selects that
