@@ -35,10 +35,11 @@ spread (min–max) and the ratio to the baseline:
            batches and bc-events bulk posts as the relay sends them, at 1, 4
            and 16 clients, beside appending to the store directly and posting
            to a memory store; enrolment (POST /api/enroll) by 8 workers over
-           the events ingested, in claims/s; fan-out to --subscribers SSE streams and to a
-           tenth of them over SSE and WebSocket, in deliveries/s, posting as
-           fast as the slowest allows; ingest→subscriber latency at 1,000
-           events/s to a tenth of --subscribers; a subscriber resuming
+           the events ingested, in claims/s; fan-out to --subscribers SSE and
+           gRPC (EventService) streams and to a tenth of them over SSE and
+           WebSocket, in deliveries/s, posting as fast as the slowest allows;
+           ingest→subscriber latency at 1,000 events/s to a tenth of
+           --subscribers over SSE, WebSocket and gRPC; a subscriber resuming
            --catch-up events behind, beside reading them from the store
            directly. Subscribers are lean readers in this process.
 
