@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"connectrpc.com/connect"
@@ -25,6 +26,9 @@ import (
 // publish's payload included); a larger one fails with ResourceExhausted.
 const rpcMaxMessage = 1 << 20
 
+// rpcCompressMinBytes is the smallest message the EventService compresses.
+const rpcCompressMinBytes = 16 << 10
+
 // FormatAPI is Event.Format for events published through the EventService.
 const FormatAPI = "api"
 
@@ -33,6 +37,9 @@ const FormatAPI = "api"
 func (s *Server) routeRPC() {
 	path, h := eventsv1connect.NewEventServiceHandler(&rpcService{s: s},
 		connect.WithReadMaxBytes(rpcMaxMessage),
+		// Events are small: compressing each message (gzip, whenever the
+		// client accepts it) cost more CPU than it saved bytes on the wire.
+		connect.WithCompressMinBytes(rpcCompressMinBytes),
 		connect.WithRecover(func(ctx context.Context, spec connect.Spec, _ http.Header, v any) error {
 			s.cfg.Logger.Error("events API: EventService call panicked", "procedure", spec.Procedure, "panic", v)
 			return connect.NewError(connect.CodeInternal, errors.New("internal error"))
@@ -40,8 +47,46 @@ func (s *Server) routeRPC() {
 	s.mux.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, aerr := s.identify(r, false)
 		ctx := context.WithValue(r.Context(), rpcAuthKey{}, rpcAuth{p: p, err: aerr})
-		h.ServeHTTP(w, r.WithContext(ctx))
+		rw := &rpcWriter{ResponseWriter: w}
+		ctx = context.WithValue(ctx, rpcWriterKey{}, rw)
+		h.ServeHTTP(rw, r.WithContext(ctx))
 	}))
+}
+
+type rpcWriterKey struct{}
+
+// rpcWriter is the response writer of an EventService call. connect-go
+// flushes after every message of a stream; a stream sending a batch of
+// events holds the flushes and flushes once after the batch, so the batch
+// leaves in a few HTTP/2 frames rather than one per event.
+type rpcWriter struct {
+	http.ResponseWriter
+	hold atomic.Bool
+}
+
+// Flush flushes unless a batch is being sent.
+func (w *rpcWriter) Flush() {
+	if w.hold.Load() {
+		return
+	}
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (w *rpcWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// batch runs send with the flushes held, then flushes once.
+func (w *rpcWriter) batch(send func() error) error {
+	if w == nil {
+		return send()
+	}
+	w.hold.Store(true)
+	err := send()
+	w.hold.Store(false)
+	w.Flush()
+	return err
 }
 
 type rpcAuthKey struct{}

@@ -49,6 +49,7 @@ type rpcStream struct {
 	s     *Server
 	p     *Principal
 	st    *connect.BidiStream[eventsv1.EventsStreamRequest, eventsv1.EventsStreamResponse]
+	w     *rpcWriter // nil when served other than by routeRPC
 	subs  []*rpcSub
 	sel   selection
 	cur   *cursor
@@ -79,6 +80,7 @@ func (r *rpcService) StreamEvents(ctx context.Context, st *connect.BidiStream[ev
 	}
 	defer s.hub.release()
 	c := &rpcStream{s: s, p: p, st: st}
+	c.w, _ = ctx.Value(rpcWriterKey{}).(*rpcWriter)
 	c.sel = c.selection()
 	if v := st.RequestHeader().Get(HeaderLastEventPosition); v != "" {
 		pos, err := parsePosition(HeaderLastEventPosition, v)
@@ -319,10 +321,15 @@ func (c *rpcStream) deliver(ctx context.Context) (<-chan struct{}, error) {
 			return nil, err
 		}
 	}
-	for i := range batch {
-		if err := c.send(batch[i].msg.get(batch[i].ev)); err != nil {
-			return nil, err
+	if err := c.w.batch(func() error {
+		for i := range batch {
+			if err := c.send(batch[i].msg.get(batch[i].ev)); err != nil {
+				return err
+			}
 		}
+		return nil
+	}); err != nil {
+		return nil, err
 	}
 	if err != nil {
 		switch {
