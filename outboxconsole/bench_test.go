@@ -27,7 +27,7 @@ func BenchmarkList1M(b *testing.B) {
 	// drop those of migrations 004 and 006 while seeding, then build them
 	// again from them.
 	var up []byte
-	for _, name := range []string{"004_console_indexes.up.sql", "006_pending_state_index.up.sql"} {
+	for _, name := range []string{"004_console_indexes.up.sql", "006_pending_state_index.up.sql", "007_pending_topic_index.up.sql"} {
 		sql, err := fs.ReadFile(outboxsql.MigrationFS(), name)
 		if err != nil {
 			b.Fatal(err)
