@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -293,22 +292,11 @@ func (c *rpcStream) setSubs(subs []*rpcSub) {
 
 // selection is every event any subscription matches, once.
 func (c *rpcStream) selection() selection {
-	subs := c.subs
-	var store *Matcher
-	switch {
-	case len(subs) == 1:
-		store = subs[0].m
-	case c.p.Tenant != "":
-		store = MustCompile(Filter{Tenant: c.p.Tenant})
+	ms := make([]*Matcher, len(c.subs))
+	for i, s := range c.subs {
+		ms[i] = s.m
 	}
-	return selection{store: store, match: func(ev *Event) bool {
-		for _, s := range subs {
-			if s.m.Match(ev) {
-				return true
-			}
-		}
-		return false
-	}}
+	return unionSelection(c.p, ms)
 }
 
 // deliver sends the next batch of the stream's events, and returns the
@@ -379,9 +367,6 @@ type drainState struct {
 // after Drain returns. Drain returns when window has passed or ctx ends.
 func (s *Server) Drain(ctx context.Context, window time.Duration) error {
 	s.drainMu.Lock()
-	if s.drain.ch == nil {
-		s.drain.ch = make(chan struct{})
-	}
 	select {
 	case <-s.drain.ch:
 	default:
@@ -401,14 +386,7 @@ func (s *Server) Drain(ctx context.Context, window time.Duration) error {
 }
 
 // drainSignal returns the channel closed when Drain starts.
-func (s *Server) drainSignal() <-chan struct{} {
-	s.drainMu.Lock()
-	defer s.drainMu.Unlock()
-	if s.drain.ch == nil {
-		s.drain.ch = make(chan struct{})
-	}
-	return s.drain.ch
-}
+func (s *Server) drainSignal() <-chan struct{} { return s.drain.ch }
 
 func (s *Server) draining() bool {
 	select {
@@ -441,7 +419,7 @@ func ReconnectDelay(deadline time.Time) time.Duration {
 // healthz answers 200 while the server takes requests, 503 while it drains.
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	if s.draining() {
-		w.Header().Set("Retry-After", strconv.Itoa(1))
+		w.Header().Set("Retry-After", "1")
 		http.Error(w, "draining", http.StatusServiceUnavailable)
 		return
 	}

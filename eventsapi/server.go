@@ -169,7 +169,7 @@ func New(cfg *Config) (*Server, error) {
 	if err := c.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: c, mux: http.NewServeMux(), rejections: newRejections()}
+	s := &Server{cfg: c, mux: http.NewServeMux(), rejections: newRejections(), drain: drainState{ch: make(chan struct{})}}
 	if s.cfg.Store == nil {
 		st, err := NewMemoryStore(nil)
 		if err != nil {

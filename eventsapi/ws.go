@@ -382,17 +382,26 @@ func (c *wsConn) start(ctx context.Context, req *wsRequest) bool {
 // selection returns the session's stream: every event any subscription
 // matches, once.
 func (c *wsConn) selection() selection {
-	subs := c.subs
+	ms := make([]*Matcher, len(c.subs))
+	for i, s := range c.subs {
+		ms[i] = s.m
+	}
+	return unionSelection(c.p, ms)
+}
+
+// unionSelection is every event any of ms matches, once, for p: the store
+// selects by the one matcher when there is one, else by p's tenant.
+func unionSelection(p *Principal, ms []*Matcher) selection {
 	var store *Matcher
 	switch {
-	case len(subs) == 1:
-		store = subs[0].m
-	case c.p.Tenant != "":
-		store = MustCompile(Filter{Tenant: c.p.Tenant})
+	case len(ms) == 1:
+		store = ms[0]
+	case p.Tenant != "":
+		store = MustCompile(Filter{Tenant: p.Tenant})
 	}
 	return selection{store: store, match: func(ev *Event) bool {
-		for _, s := range subs {
-			if s.m.Match(ev) {
+		for _, m := range ms {
+			if m.Match(ev) {
 				return true
 			}
 		}
