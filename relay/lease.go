@@ -98,6 +98,17 @@ func (l *leaseSet) held() []int16 {
 	return parts
 }
 
+// mask returns the partitions held as a bit set: bit p for partition p.
+func (l *leaseSet) mask() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var m uint64
+	for p := range l.deadline {
+		m |= 1 << uint(p)
+	}
+	return m
+}
+
 // begin returns the version of the set and, in order, the partitions a batch
 // may read now, and marks them busy until end: those with at least margin of
 // lease left (enough to deliver a batch and record it before another relay

@@ -43,6 +43,8 @@ type Relay struct {
 	// loop sends on leaseKick for a lease round at once.
 	leases    leaseSet
 	leaseKick chan struct{}
+
+	wal walState // ModeWAL's stream
 }
 
 // New returns a relay that delivers the outbox in pool's database to sink.
@@ -114,6 +116,16 @@ func (r *Relay) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	defer r.running.Store(false)
+	var pub string
+	if r.cfg.Mode == ModeWAL {
+		var err error
+		if pub, err = r.walPublication(ctx); err != nil {
+			if isUndefinedTable(err) {
+				return fmt.Errorf("relay: outbox tables missing, run the migrations: %w", err)
+			}
+			return err
+		}
+	}
 	first, err := r.tickLeases(ctx)
 	if err != nil {
 		if isUndefinedTable(err) {
@@ -145,6 +157,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { r.leaseLoop(bgCtx, first) })
 	wg.Go(func() { r.cleanupLoop(ctx) })
+	if r.cfg.Mode == ModeWAL {
+		wg.Go(func() { r.walLoop(ctx, pub) })
+	}
 
 	r.loop(ctx, workCtx)
 

@@ -17,6 +17,7 @@ type queries struct {
 	heartbeat, renew, liveRelays, pruneRelays string
 	acquire, release, releaseAll, deregister  string
 	replay                                    string
+	walPublication                            string
 }
 
 func newQueries(schema string) queries {
@@ -38,5 +39,7 @@ func newQueries(schema string) queries {
 		releaseAll:  q.ReleaseAll,
 		deregister:  q.Deregister,
 		replay:      q.Replay,
+
+		walPublication: q.WALPublication,
 	}
 }

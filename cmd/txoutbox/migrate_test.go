@@ -24,7 +24,7 @@ func TestMigrateNamesApplied(t *testing.T) {
 			t.Fatal(err)
 		}
 		if want := "applied 001_create_events.up.sql\napplied 002_create_relay.up.sql\napplied 003_create_console.up.sql\n" +
-			"applied 004_console_indexes.up.sql\napplied 005_event_target.up.sql\napplied 006_pending_state_index.up.sql\napplied 007_pending_topic_index.up.sql\noutbox tables are up to date in "; !strings.HasPrefix(out.String(), want) {
+			"applied 004_console_indexes.up.sql\napplied 005_event_target.up.sql\napplied 006_pending_state_index.up.sql\napplied 007_pending_topic_index.up.sql\napplied 008_wal_publication.up.sql\noutbox tables are up to date in "; !strings.HasPrefix(out.String(), want) {
 			t.Errorf("first migrate --schema %q says:\n%s\nwant it to start with:\n%s", schema, out.String(), want)
 		}
 		out.Reset()
@@ -75,13 +75,14 @@ func TestMigrateInbox(t *testing.T) {
 func TestMigrateOut(t *testing.T) {
 	t.Parallel()
 	for format, want := range map[string][]string{
-		"sql":   {"001_create_events.sql", "002_create_relay.sql", "003_create_console.sql", "004_console_indexes.sql", "005_event_target.sql", "006_pending_state_index.sql", "007_pending_topic_index.sql"},
-		"goose": {"00001_create_events.sql", "00002_create_relay.sql", "00003_create_console.sql", "00004_console_indexes.sql", "00005_event_target.sql", "00006_pending_state_index.sql", "00007_pending_topic_index.sql"},
+		"sql":   {"001_create_events.sql", "002_create_relay.sql", "003_create_console.sql", "004_console_indexes.sql", "005_event_target.sql", "006_pending_state_index.sql", "007_pending_topic_index.sql", "008_wal_publication.sql"},
+		"goose": {"00001_create_events.sql", "00002_create_relay.sql", "00003_create_console.sql", "00004_console_indexes.sql", "00005_event_target.sql", "00006_pending_state_index.sql", "00007_pending_topic_index.sql", "00008_wal_publication.sql"},
 		"golang-migrate": {"001_create_events.down.sql", "001_create_events.up.sql", "002_create_relay.down.sql", "002_create_relay.up.sql",
 			"003_create_console.down.sql", "003_create_console.up.sql", "004_console_indexes.down.sql", "004_console_indexes.up.sql",
 			"005_event_target.down.sql", "005_event_target.up.sql",
 			"006_pending_state_index.down.sql", "006_pending_state_index.up.sql",
-			"007_pending_topic_index.down.sql", "007_pending_topic_index.up.sql"},
+			"007_pending_topic_index.down.sql", "007_pending_topic_index.up.sql",
+			"008_wal_publication.down.sql", "008_wal_publication.up.sql"},
 	} {
 		dir := filepath.Join(t.TempDir(), "migrations")
 		args := []string{"migrate", "--out", dir, "--format", format}

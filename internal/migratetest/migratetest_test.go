@@ -178,7 +178,7 @@ func testTool(t *testing.T, s set, newTool func(*testing.T, *pgxpool.Pool) tool)
 }
 
 // snapshot lists what the search_path's schema holds, one line per
-// relation, column, constraint, index and sequence, sorted; the tools' and
+// relation, column, constraint, index, sequence and publication, sorted; the tools' and
 // the library's version tables are left out.
 func snapshot(t *testing.T, pool *pgxpool.Pool) []string {
 	t.Helper()
@@ -207,6 +207,9 @@ SELECT line FROM (
 	SELECT 'owned ' || seq.relname || ' by ' || tab.relname
 	FROM pg_depend d JOIN rel seq ON seq.oid = d.objid JOIN rel tab ON tab.oid = d.refobjid
 	WHERE seq.relkind = 'S' AND d.deptype IN ('a', 'i')
+	UNION ALL
+	SELECT 'publication ' || p.pubname || ' of ' || rel.relname || ' insert=' || p.pubinsert::text
+	FROM pg_publication p JOIN pg_publication_rel pr ON pr.prpubid = p.oid JOIN rel ON rel.oid = pr.prrelid
 	UNION ALL
 	SELECT 'rows ' || relname || ' ' || (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) AS n FROM %I', relname), false, true, '')))[1]::text
 	FROM rel WHERE relkind = 'r'

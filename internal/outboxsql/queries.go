@@ -33,6 +33,7 @@ type RelayQueries struct {
 	Heartbeat, Renew, LiveRelays, PruneRelays string
 	Acquire, Release, ReleaseAll, Deregister  string
 	Replay                                    string
+	WALPublication                            string
 }
 
 // AdminQueries are the statements behind `txoutbox status`, `inspect` and
@@ -221,6 +222,14 @@ func newRelayQueries(r *strings.Replacer) RelayQueries {
 		// $1 partitions.
 		DeadKeys: r.Replace(`SELECT DISTINCT part, key, topic FROM {events}
 			WHERE status = 'dead' AND part = ANY($1::smallint[])`),
+
+		// The publication a WAL-mode relay streams: one that publishes the
+		// inserts into the events table, whose quoted name is $1; the one
+		// migration 008 created (txoutbox_{schema}) first.
+		WALPublication: `SELECT p.pubname FROM pg_publication_rel pr
+			JOIN pg_publication p ON p.oid = pr.prpubid
+			WHERE pr.prrelid = to_regclass($1) AND p.pubinsert
+			ORDER BY p.pubname LIKE 'txoutbox\_%' DESC, p.pubname LIMIT 1`,
 
 		// $1 retention, $2 the most rows to delete.
 		Cleanup: r.Replace(`DELETE FROM {events} WHERE seq IN (

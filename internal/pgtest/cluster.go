@@ -67,7 +67,9 @@ type Options struct {
 
 	// Settings are extra server settings passed as "-c name=value"; they
 	// override the defaults, including max_connections (defaults to
-	// MaxConnectionsDefault) and the durability settings.
+	// MaxConnectionsDefault), the durability settings and wal_level (logical,
+	// with max_replication_slots and max_wal_senders of 20, for the relay's
+	// WAL mode).
 	Settings map[string]string
 
 	// BinDirs are the directories searched, in order, for initdb and postgres.
@@ -174,7 +176,14 @@ func (c *Cluster) create(ctx context.Context, opts *Options) error {
 	}
 	c.logf("pgtest: data directory for %s by %s took %v", c.binDir, how, time.Since(began).Round(time.Millisecond))
 
-	settings := map[string]string{"max_connections": strconv.Itoa(MaxConnectionsDefault)}
+	// wal_level=logical so that the relay's WAL mode, which streams from a
+	// logical replication slot, is tested on every cluster.
+	settings := map[string]string{
+		"max_connections":       strconv.Itoa(MaxConnectionsDefault),
+		"wal_level":             "logical",
+		"max_replication_slots": "20",
+		"max_wal_senders":       "20",
+	}
 	if !opts.Durable {
 		settings["fsync"] = "off"
 		settings["synchronous_commit"] = "off"

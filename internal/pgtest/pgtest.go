@@ -243,12 +243,37 @@ func createDB(ctx context.Context, db execer, name string) error {
 	return nil
 }
 
+// FORCE does not end replication: the WAL senders of the database's
+// replication slots are ended, and its slots dropped, first. A temporary
+// slot is gone once its WAL sender has exited, which the drop may have to
+// wait a moment for.
 func dropDB(ctx context.Context, db execer, name string) error {
-	_, err := db.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	var err error
+	for range 50 {
+		if _, err = db.Exec(ctx, `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots
+			WHERE database = $1 AND active_pid IS NOT NULL`, name); err != nil {
+			break
+		}
+		if _, err = db.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+			WHERE database = $1 AND NOT temporary AND NOT active`, name); err != nil && !isObjectInUse(err) {
+			break
+		}
+		_, err = db.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+		if !isObjectInUse(err) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
 		return fmt.Errorf("pgtest: drop database %s: %w", name, err)
 	}
 	return nil
+}
+
+// isObjectInUse reports a replication slot still in use (SQLSTATE 55006).
+func isObjectInUse(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "55006"
 }
 
 // dbName makes a database name unique across processes sharing one server

@@ -1,0 +1,334 @@
+package relay
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
+)
+
+// Mode says how a relay learns that events were committed.
+type Mode string
+
+const (
+	// ModePoll polls the outbox table: at once while rows keep coming,
+	// then after a wait that doubles from 1ms up to Config.PollInterval
+	// while polls come back empty. Wake cuts the wait short. It needs
+	// nothing of the server.
+	ModePoll Mode = "poll"
+
+	// ModeWAL streams the write-ahead log through a temporary logical
+	// replication slot (pgoutput, the publication txoutbox_{schema} that
+	// migration 008 creates) and polls as soon as a transaction that
+	// inserted events into a partition this relay holds has committed:
+	// no commit→poll gap, whichever process published. The events are
+	// still read from the table, so status, dead letters, replay and the
+	// console work as in ModePoll, and a slot lost or a stream broken
+	// loses nothing: the relay polls every Config.PollInterval (1s by
+	// default in this mode) until the stream is back.
+	//
+	// It needs wal_level=logical, a free replication slot and WAL sender
+	// per relay (max_replication_slots, max_wal_senders), and a role with
+	// the REPLICATION attribute. The slot is temporary: the server drops
+	// it when the relay's connection ends, so a relay that is down holds
+	// back no WAL. Run refuses to start when the server cannot stream.
+	ModeWAL Mode = "wal"
+)
+
+// PollIntervalWALDefault is Config.PollInterval's default in ModeWAL, where
+// polling only backs up the stream.
+const PollIntervalWALDefault = time.Second
+
+// ErrWALUnavailable is wrapped by Run's error when Config.Mode is ModeWAL
+// and the server cannot stream the outbox's inserts: wal_level is not
+// logical, or the publication is missing. The error says what to change.
+var ErrWALUnavailable = errors.New("relay: WAL mode unavailable")
+
+// Bounds of the wait before the WAL stream is opened again after it broke.
+const (
+	walRetryBase = 100 * time.Millisecond
+	walRetryMax  = 5 * time.Second
+	// walStatusEvery is how often the relay confirms what it received
+	// when the server does not ask sooner.
+	walStatusEvery = 5 * time.Second
+)
+
+// walState is what the WAL stream reports of itself, for WALStatus.
+type walState struct {
+	streaming atomic.Bool
+	slot      atomic.Pointer[string]
+	received  atomic.Uint64 // LSN of the last commit received
+	wakes     atomic.Int64  // commits that woke the loop
+	restarts  atomic.Int64  // streams that ended in an error
+}
+
+// WALStatus describes a ModeWAL relay's stream.
+type WALStatus struct {
+	// Streaming reports whether the stream is open now. While it is not,
+	// the relay polls every Config.PollInterval.
+	Streaming bool
+	// Slot is the name of the stream's temporary replication slot, as in
+	// pg_replication_slots; empty before the first stream opened.
+	Slot string
+	// ReceivedLSN is the commit LSN of the last transaction received.
+	ReceivedLSN string
+	// Wakes counts the commits that woke the relay; Restarts the streams
+	// that broke and were opened again.
+	Wakes, Restarts int64
+}
+
+// WALStatus returns the state of the relay's WAL stream; the zero value
+// in ModePoll.
+func (r *Relay) WALStatus() WALStatus {
+	s := WALStatus{
+		Streaming: r.wal.streaming.Load(),
+		Wakes:     r.wal.wakes.Load(),
+		Restarts:  r.wal.restarts.Load(),
+	}
+	if p := r.wal.slot.Load(); p != nil {
+		s.Slot = *p
+	}
+	if lsn := r.wal.received.Load(); lsn != 0 {
+		s.ReceivedLSN = pglogrepl.LSN(lsn).String()
+	}
+	return s
+}
+
+// walPublication checks that the server can stream the outbox's inserts
+// and returns the publication to stream.
+func (r *Relay) walPublication(ctx context.Context) (string, error) {
+	var level string
+	if err := r.pool.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
+		return "", fmt.Errorf("relay: WAL mode: %w", err)
+	}
+	if level != "logical" {
+		return "", fmt.Errorf("%w: the server's wal_level is %s: set wal_level = logical (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL, or use ModePoll", ErrWALUnavailable, level)
+	}
+	var pub string
+	err := r.pool.QueryRow(ctx, r.q.walPublication, outboxsql.Table(r.cfg.Schema, outboxsql.TableEvents)).Scan(&pub)
+	if err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return "", fmt.Errorf("%w: no publication holds the outbox table: run txoutbox migrate (migration 008 creates it)", ErrWALUnavailable)
+		}
+		return "", fmt.Errorf("relay: WAL mode: find the publication: %w", err)
+	}
+	return pub, nil
+}
+
+// walLoop keeps a WAL stream open until ctx is cancelled, opening it again
+// after it breaks. While it is down the loop polls.
+func (r *Relay) walLoop(ctx context.Context, pub string) {
+	failures := 0
+	for {
+		began := time.Now()
+		err := r.streamWAL(ctx, pub)
+		r.wal.streaming.Store(false)
+		if ctx.Err() != nil {
+			return
+		}
+		r.wal.restarts.Add(1)
+		if time.Since(began) > walRetryMax {
+			failures = 0
+		}
+		failures++
+		wait := equalJitter(walRetryBase, walRetryMax, failures)
+		r.log.Warn("WAL stream ended; polling until it is open again", "err", err, "retry_in", wait.Round(time.Millisecond))
+		// What committed while the stream was down is found by polls: one
+		// now, then every PollInterval.
+		r.Wake()
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// streamWAL opens a replication connection with a temporary slot and wakes
+// the loop for each commit that inserted events into a held partition,
+// until ctx is cancelled or the stream fails.
+func (r *Relay) streamWAL(ctx context.Context, pub string) error {
+	cfg := r.pool.Config().ConnConfig.Config.Copy()
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["replication"] = "database"
+	cfg.RuntimeParams["application_name"] = "txoutbox relay"
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("connect for replication: %w", err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		defer cancel()
+		_ = conn.Close(cctx)
+	}()
+
+	slot := walSlotName()
+	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
+		Temporary: true, SnapshotAction: "NOEXPORT_SNAPSHOT", Mode: pglogrepl.LogicalReplication,
+	})
+	if err != nil {
+		return fmt.Errorf("create replication slot: %w", err)
+	}
+	start, err := pglogrepl.ParseLSN(res.ConsistentPoint)
+	if err != nil {
+		return fmt.Errorf("create replication slot: %w", err)
+	}
+	err = pglogrepl.StartReplication(ctx, conn, slot, start, pglogrepl.StartReplicationOptions{
+		PluginArgs: []string{"proto_version '1'", "publication_names '" + quotePublication(pub) + "'"},
+	})
+	if err != nil {
+		return fmt.Errorf("start replication: %w", err)
+	}
+	r.wal.slot.Store(&slot)
+	r.wal.streaming.Store(true)
+	r.log.Debug("WAL stream open", "slot", slot, "publication", pub, "lsn", start)
+	// Rows committed before the slot existed are found by this poll.
+	r.Wake()
+
+	d := walDecoder{keyCol: -1}
+	confirmed := start
+	nextStatus := time.Now().Add(walStatusEvery)
+	for {
+		if !time.Now().Before(nextStatus) {
+			if err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed}); err != nil {
+				return fmt.Errorf("send standby status: %w", err)
+			}
+			nextStatus = time.Now().Add(walStatusEvery)
+		}
+		rctx, cancel := context.WithDeadline(ctx, nextStatus)
+		msg, err := conn.ReceiveMessage(rctx)
+		cancel()
+		if err != nil {
+			if pgconn.Timeout(err) && ctx.Err() == nil {
+				continue
+			}
+			return fmt.Errorf("receive: %w", err)
+		}
+		switch msg := msg.(type) {
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("receive: %w", pgconn.ErrorResponseToPgError(msg))
+		case *pgproto3.CopyData:
+			if len(msg.Data) == 0 {
+				continue
+			}
+			switch msg.Data[0] {
+			case pglogrepl.PrimaryKeepaliveMessageByteID:
+				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse keepalive: %w", err)
+				}
+				// Nothing the relay has not seen is pending before the
+				// server's end: confirming it lets the server recycle WAL
+				// written by everything else.
+				if d.open == 0 && ka.ServerWALEnd > confirmed {
+					confirmed = ka.ServerWALEnd
+				}
+				if ka.ReplyRequested {
+					nextStatus = time.Time{}
+				}
+			case pglogrepl.XLogDataByteID:
+				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
+				if err != nil {
+					return fmt.Errorf("parse WAL data: %w", err)
+				}
+				lsn, parts, err := d.decode(xld.WALData)
+				if err != nil {
+					return err
+				}
+				if lsn != 0 {
+					// The table holds what the transaction committed:
+					// nothing needs the slot to keep it.
+					confirmed = lsn
+					r.wal.received.Store(uint64(lsn))
+				}
+				if parts != 0 && parts&r.leases.mask() != 0 {
+					r.wal.wakes.Add(1)
+					r.Wake()
+				}
+			}
+		}
+	}
+}
+
+// walDecoder follows the pgoutput messages of the stream.
+type walDecoder struct {
+	rel    uint32 // the outbox table's relation id; 0 before its Relation message
+	keyCol int    // index of its key column
+	parts  uint64 // partitions the open transaction inserted into
+	open   int    // 1 between Begin and Commit
+}
+
+// decode reads one pgoutput message. At a Commit it returns the commit's
+// end LSN and the partitions the transaction inserted events into.
+func (d *walDecoder) decode(data []byte) (pglogrepl.LSN, uint64, error) {
+	m, err := pglogrepl.Parse(data)
+	if err != nil {
+		return 0, 0, fmt.Errorf("decode WAL message: %w", err)
+	}
+	switch m := m.(type) {
+	case *pglogrepl.BeginMessage:
+		d.open, d.parts = 1, 0
+	case *pglogrepl.RelationMessage:
+		if m.RelationName == outboxsql.TableEvents {
+			d.rel, d.keyCol = m.RelationID, -1
+			for i, c := range m.Columns {
+				if c.Name == "key" {
+					d.keyCol = i
+				}
+			}
+		}
+	case *pglogrepl.InsertMessage:
+		if m.RelationID != d.rel {
+			return 0, 0, nil
+		}
+		if d.keyCol < 0 || d.keyCol >= len(m.Tuple.Columns) {
+			d.parts = ^uint64(0) // no key to hash: every partition may have rows
+			return 0, 0, nil
+		}
+		d.parts |= 1 << uint(partitionOf(m.Tuple.Columns[d.keyCol].Data))
+	case *pglogrepl.CommitMessage:
+		parts := d.parts
+		d.open, d.parts = 0, 0
+		return m.TransactionEndLSN, parts, nil
+	}
+	return 0, 0, nil
+}
+
+// partitionOf is the outbox table's part column for key: the low six bits
+// of the first four bytes of its MD5, as migration 001 computes it.
+func partitionOf(key []byte) int16 {
+	sum := md5.Sum(key)
+	return int16(sum[3] & (partitions - 1))
+}
+
+// walSlotName returns a name for a temporary slot, unique per stream:
+// a relay's slot is gone with its connection, but the server may not have
+// noticed yet that a relay which restarts under the same ID lost it.
+func walSlotName() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return "txoutbox_relay_" + hex.EncodeToString(b[:])
+}
+
+// quotePublication quotes a publication name for pgoutput's
+// publication_names, a string literal holding a list of identifiers.
+func quotePublication(name string) string {
+	q := `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+	return strings.ReplaceAll(q, `'`, `''`)
+}
