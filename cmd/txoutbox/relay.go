@@ -63,6 +63,17 @@ Sinks (--sink):
   stdout              one JSON line per event, for development
   noop                discard (measurements)
 
+Modes (--mode):
+  poll   the relay polls the outbox table, at once while rows keep coming and
+         every --poll-interval at most when idle. Needs nothing of the server.
+  wal    the relay also streams the write-ahead log through a temporary
+         logical replication slot and reads a partition as soon as a
+         transaction that wrote to it commits, whichever process wrote it.
+         Needs wal_level=logical, a free replication slot and WAL sender,
+         and a role with REPLICATION; the publication comes with
+         txoutbox migrate. Polls every --poll-interval while the stream is
+         down, so nothing waits for it.
+
 A dead event (one a sink refused permanently, or failed retryably
 --max-attempts times) blocks its key's later events under --poison-policy
 block, and not under skip. A sink that is down spends no attempts.
@@ -90,6 +101,7 @@ const relayExamples = `  txoutbox relay --database-url postgres://app@db/app --s
       --format briteevents --bearer-token-file /run/secrets/events-token
   TXOUTBOX_DATABASE_URL=postgres://localhost/app txoutbox relay --sink stdout
   txoutbox relay --database-url postgres://localhost/app --sink noop --poison-policy skip
+  txoutbox relay --database-url postgres://localhost/app --sink stdout --mode wal
   txoutbox relay --database-url postgres://localhost/app --sink stdout --topics topic_definitions.yaml
   txoutbox relay --database-url postgres://localhost/app --sink nats://127.0.0.1:4222
   txoutbox relay --database-url postgres://localhost/app --sink amqp://guest:guest@127.0.0.1:5672/ \
@@ -115,6 +127,7 @@ type relayFlags struct {
 	logFormat    string
 	cfg          relay.Config
 	poison       string
+	mode         string
 	topics       string
 	broker       brokerFlags
 	sinkUser     string
@@ -140,7 +153,8 @@ func (f *relayFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.sinkTimeout, "sink-timeout", relayhttp.TimeoutDefault, "bound on one HTTP sink request")
 	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify an HTTPS sink's certificate (development only)")
 	fs.IntVar(&f.cfg.BatchSize, "batch-size", relay.BatchSizeDefault, "most events read, delivered and recorded per round")
-	fs.DurationVar(&f.cfg.PollInterval, "poll-interval", relay.PollIntervalDefault, "longest wait between polls when the outbox is idle")
+	fs.StringVar(&f.mode, "mode", string(relay.ModePoll), "how the relay learns of committed events: poll, or wal (streams the write-ahead log; needs wal_level=logical)")
+	fs.DurationVar(&f.cfg.PollInterval, "poll-interval", 0, "longest wait between polls when the outbox is idle (default 100ms; 1s with --mode wal, where polls only back the stream up)")
 	fs.DurationVar(&f.cfg.LeaseTTL, "lease", relay.LeaseTTLDefault, "partition lease: a relay that dies hands its partitions over after this")
 	fs.IntVar(&f.cfg.MaxAttempts, "max-attempts", relay.MaxAttemptsDefault, "failed attempts after which an event failing retryably is dead-lettered; one failing permanently (HTTP 4xx) is at once")
 	fs.StringVar(&f.poison, "poison-policy", string(relay.PoisonPolicyDefault), "what a dead event does to its key: block (later events wait) or skip")
@@ -174,6 +188,10 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errors.New("relay: --database-url (TXOUTBOX_DATABASE_URL) is required")
 	case f.sink == "":
 		return errors.New("relay: --sink (TXOUTBOX_SINK) is required")
+	}
+	f.cfg.Mode = relay.Mode(f.mode)
+	if f.cfg.Mode != relay.ModePoll && f.cfg.Mode != relay.ModeWAL {
+		return fmt.Errorf("relay: --mode: %q is not poll or wal", f.mode)
 	}
 	f.cfg.PoisonPolicy = relay.PoisonPolicy(f.poison)
 	if f.cfg.PoisonPolicy != relay.PoisonBlock && f.cfg.PoisonPolicy != relay.PoisonSkip {
