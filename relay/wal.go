@@ -7,14 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/txoutbox/txoutbox/internal/outboxsql"
 )
@@ -60,9 +57,6 @@ var ErrWALUnavailable = errors.New("relay: WAL mode unavailable")
 const (
 	walRetryBase = 100 * time.Millisecond
 	walRetryMax  = 5 * time.Second
-	// walStatusEvery is how often the relay confirms what it received
-	// when the server does not ask sooner.
-	walStatusEvery = 5 * time.Second
 )
 
 // walState is what the WAL stream reports of itself, for WALStatus.
@@ -162,24 +156,14 @@ func (r *Relay) walLoop(ctx context.Context, pub string) {
 // the loop for each commit that inserted events into a held partition,
 // until ctx is cancelled or the stream fails.
 func (r *Relay) streamWAL(ctx context.Context, pub string) error {
-	cfg := r.pool.Config().ConnConfig.Config.Copy()
-	if cfg.RuntimeParams == nil {
-		cfg.RuntimeParams = map[string]string{}
-	}
-	cfg.RuntimeParams["replication"] = "database"
-	cfg.RuntimeParams["application_name"] = "txoutbox relay"
-	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	c, err := dialReplication(ctx, r.pool)
 	if err != nil {
-		return fmt.Errorf("connect for replication: %w", err)
+		return err
 	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
+	defer c.close(ctx)
 
 	slot := walSlotName()
-	res, err := pglogrepl.CreateReplicationSlot(ctx, conn, slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
+	res, err := pglogrepl.CreateReplicationSlot(ctx, c.conn, slot, "pgoutput", pglogrepl.CreateReplicationSlotOptions{
 		Temporary: true, SnapshotAction: "NOEXPORT_SNAPSHOT", Mode: pglogrepl.LogicalReplication,
 	})
 	if err != nil {
@@ -189,11 +173,8 @@ func (r *Relay) streamWAL(ctx context.Context, pub string) error {
 	if err != nil {
 		return fmt.Errorf("create replication slot: %w", err)
 	}
-	err = pglogrepl.StartReplication(ctx, conn, slot, start, pglogrepl.StartReplicationOptions{
-		PluginArgs: []string{"proto_version '1'", "publication_names '" + quotePublication(pub) + "'"},
-	})
-	if err != nil {
-		return fmt.Errorf("start replication: %w", err)
+	if err := c.start(ctx, slot, start, pub); err != nil {
+		return err
 	}
 	r.wal.slot.Store(&slot)
 	r.wal.streaming.Store(true)
@@ -202,66 +183,22 @@ func (r *Relay) streamWAL(ctx context.Context, pub string) error {
 	r.Wake()
 
 	d := walDecoder{keyCol: -1}
-	confirmed := start
-	nextStatus := time.Now().Add(walStatusEvery)
 	for {
-		if !time.Now().Before(nextStatus) {
-			if err := pglogrepl.SendStandbyStatusUpdate(ctx, conn, pglogrepl.StandbyStatusUpdate{WALWritePosition: confirmed}); err != nil {
-				return fmt.Errorf("send standby status: %w", err)
-			}
-			nextStatus = time.Now().Add(walStatusEvery)
-		}
-		rctx, cancel := context.WithDeadline(ctx, nextStatus)
-		msg, err := conn.ReceiveMessage(rctx)
-		cancel()
+		m, _, err := c.receive(ctx, time.Time{})
 		if err != nil {
-			if pgconn.Timeout(err) && ctx.Err() == nil {
-				continue
-			}
-			return fmt.Errorf("receive: %w", err)
+			return err
 		}
-		switch msg := msg.(type) {
-		case *pgproto3.ErrorResponse:
-			return fmt.Errorf("receive: %w", pgconn.ErrorResponseToPgError(msg))
-		case *pgproto3.CopyData:
-			if len(msg.Data) == 0 {
-				continue
-			}
-			switch msg.Data[0] {
-			case pglogrepl.PrimaryKeepaliveMessageByteID:
-				ka, err := pglogrepl.ParsePrimaryKeepaliveMessage(msg.Data[1:])
-				if err != nil {
-					return fmt.Errorf("parse keepalive: %w", err)
-				}
-				// Nothing the relay has not seen is pending before the
-				// server's end: confirming it lets the server recycle WAL
-				// written by everything else.
-				if d.open == 0 && ka.ServerWALEnd > confirmed {
-					confirmed = ka.ServerWALEnd
-				}
-				if ka.ReplyRequested {
-					nextStatus = time.Time{}
-				}
-			case pglogrepl.XLogDataByteID:
-				xld, err := pglogrepl.ParseXLogData(msg.Data[1:])
-				if err != nil {
-					return fmt.Errorf("parse WAL data: %w", err)
-				}
-				lsn, parts, err := d.decode(xld.WALData)
-				if err != nil {
-					return err
-				}
-				if lsn != 0 {
-					// The table holds what the transaction committed:
-					// nothing needs the slot to keep it.
-					confirmed = lsn
-					r.wal.received.Store(uint64(lsn))
-				}
-				if parts != 0 && parts&r.leases.mask() != 0 {
-					r.wal.wakes.Add(1)
-					r.Wake()
-				}
-			}
+		lsn, parts := d.decode(m)
+		c.settled = d.open == 0
+		if lsn != 0 {
+			// The table holds what the transaction committed: nothing
+			// needs the slot to keep it.
+			c.confirm(lsn)
+			r.wal.received.Store(uint64(lsn))
+		}
+		if parts != 0 && parts&r.leases.mask() != 0 {
+			r.wal.wakes.Add(1)
+			r.Wake()
 		}
 	}
 }
@@ -274,13 +211,9 @@ type walDecoder struct {
 	open   int    // 1 between Begin and Commit
 }
 
-// decode reads one pgoutput message. At a Commit it returns the commit's
-// end LSN and the partitions the transaction inserted events into.
-func (d *walDecoder) decode(data []byte) (pglogrepl.LSN, uint64, error) {
-	m, err := pglogrepl.Parse(data)
-	if err != nil {
-		return 0, 0, fmt.Errorf("decode WAL message: %w", err)
-	}
+// decode follows one pgoutput message. At a Commit it returns the
+// commit's end LSN and the partitions the transaction inserted events into.
+func (d *walDecoder) decode(m pglogrepl.Message) (pglogrepl.LSN, uint64) {
 	switch m := m.(type) {
 	case *pglogrepl.BeginMessage:
 		d.open, d.parts = 1, 0
@@ -295,19 +228,19 @@ func (d *walDecoder) decode(data []byte) (pglogrepl.LSN, uint64, error) {
 		}
 	case *pglogrepl.InsertMessage:
 		if m.RelationID != d.rel {
-			return 0, 0, nil
+			return 0, 0
 		}
 		if d.keyCol < 0 || d.keyCol >= len(m.Tuple.Columns) {
 			d.parts = ^uint64(0) // no key to hash: every partition may have rows
-			return 0, 0, nil
+			return 0, 0
 		}
 		d.parts |= 1 << uint(partitionOf(m.Tuple.Columns[d.keyCol].Data))
 	case *pglogrepl.CommitMessage:
 		parts := d.parts
 		d.open, d.parts = 0, 0
-		return m.TransactionEndLSN, parts, nil
+		return m.TransactionEndLSN, parts
 	}
-	return 0, 0, nil
+	return 0, 0
 }
 
 // partitionOf is the outbox table's part column for key: the low six bits
@@ -324,11 +257,4 @@ func walSlotName() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return "txoutbox_relay_" + hex.EncodeToString(b[:])
-}
-
-// quotePublication quotes a publication name for pgoutput's
-// publication_names, a string literal holding a list of identifiers.
-func quotePublication(name string) string {
-	q := `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
-	return strings.ReplaceAll(q, `'`, `''`)
 }
