@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel"
@@ -29,6 +30,12 @@ type Config struct {
 	// Schema holds the outbox table. Defaults to the connection's
 	// search_path. Use the same value as in MigrateConfig.Schema.
 	Schema string
+
+	// Storage says where Flush writes events: rows in the outbox table
+	// (StorageTable), or logical decoding messages in the write-ahead log
+	// for a relay in relay.ModeMessages (StorageMessages). Defaults to
+	// StorageTable.
+	Storage Storage
 
 	// MaxEventBytes limits one event's encoded data; a larger event is
 	// refused with ErrEventTooLarge. Defaults to MaxEventBytesDefault.
@@ -58,6 +65,7 @@ func (c *Config) withDefaults() *Config {
 		out = *c
 	}
 	out.Source = cmp.Or(out.Source, filepath.Base(os.Args[0]))
+	out.Storage = cmp.Or(out.Storage, StorageTable)
 	out.MaxEventBytes = cmp.Or(out.MaxEventBytes, MaxEventBytesDefault)
 	out.Logger = cmp.Or(out.Logger, slog.Default())
 	if out.TracerProvider == nil {
@@ -73,6 +81,9 @@ func (c *Config) validate() error {
 	if err := checkSchema(c.Schema); err != nil {
 		return fmt.Errorf("Config.Schema: %w", err)
 	}
+	if c.Storage != StorageTable && c.Storage != StorageMessages {
+		return fmt.Errorf("Config.Storage: %w: %q is not %q or %q", ErrInvalidConfig, c.Storage, StorageTable, StorageMessages)
+	}
 	if c.MaxEventBytes < 0 {
 		return fmt.Errorf("Config.MaxEventBytes: %w: %d is negative", ErrInvalidConfig, c.MaxEventBytes)
 	}
@@ -87,6 +98,10 @@ type Client struct {
 	cfg      *Config
 	adapter  *schemaAdapter
 	tracer   trace.Tracer
+
+	// msgWhere is StorageMessages' prefix and slot; nil until the first
+	// emit asked the database.
+	msgWhere atomic.Pointer[msgWhere]
 
 	hooksMu sync.Mutex
 	hookID  int

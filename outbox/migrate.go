@@ -39,6 +39,14 @@ type MigrateConfig struct {
 	// Schema to create the tables in; created when missing. Defaults to the
 	// connection's search_path. Use the same value in Config.Schema.
 	Schema string
+
+	// Messages also creates the durable replication slot that
+	// StorageMessages emits for and relay.ModeMessages reads, unless it
+	// exists. Creating it needs wal_level=logical and a role with the
+	// REPLICATION attribute, and waits for the transactions running then
+	// to end. From then on PostgreSQL keeps the WAL the slot has not
+	// confirmed: see the README's Delivery modes for max_slot_wal_keep_size.
+	Messages bool
 }
 
 // Beginner starts a transaction; *pgxpool.Pool, *pgx.Conn and pgx.Tx
@@ -60,6 +68,11 @@ func Migrate(ctx context.Context, db Beginner, cfg *MigrateConfig) error {
 	}
 	if _, err := outboxsql.MigrateDB(ctx, db, cfg.Schema); err != nil {
 		return fmt.Errorf("migrate: %w", err)
+	}
+	if cfg.Messages {
+		if _, _, err := CreateMessageSlot(ctx, db, cfg.Schema); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
 	}
 	return nil
 }

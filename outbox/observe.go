@@ -38,7 +38,12 @@ func (c *Client) write(ctx context.Context, db outboxsql.DB, events []*Event) er
 			attribute.String("db.collection.name", outboxsql.TableEvents),
 		))
 	start := time.Now()
-	err := c.insert(ctx, db, events)
+	var err error
+	if c.cfg.Storage == StorageMessages {
+		err = c.emit(ctx, db, events)
+	} else {
+		err = c.insert(ctx, db, events)
+	}
 	elapsed := time.Since(start)
 	if err != nil {
 		span.RecordError(err)

@@ -175,7 +175,7 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 	}
 	stats.Read, stats.Elapsed = len(rows), time.Since(now)
 	if r.cfg.Hooks.BatchFunc != nil {
-		stats.Events = r.eventStats(out)
+		stats.Events = r.eventStats(&r.statsBuf, out, true)
 		r.cfg.Hooks.BatchFunc(stats)
 	}
 	return res
@@ -544,6 +544,11 @@ func (r *Relay) deadLettered(ctx context.Context, st *loopState, f failure) {
 	} else {
 		delete(st.blocked, f.row.key)
 	}
+	r.reportDead(ctx, f, blocking)
+}
+
+// reportDead logs and reports (Hooks.DeadFunc) an event dead-lettered.
+func (r *Relay) reportDead(ctx context.Context, f failure, blocking bool) {
 	r.log.LogAttrs(ctx, slog.LevelError, "event dead-lettered", append(f.logAttrs(), slog.Bool("key_blocked", blocking))...)
 	if r.cfg.Hooks.DeadFunc != nil {
 		r.cfg.Hooks.DeadFunc(DeadEvent{
@@ -553,18 +558,18 @@ func (r *Relay) deadLettered(ctx context.Context, st *loopState, f failure) {
 	}
 }
 
-// eventStats lists the batch's events for Hooks.BatchFunc, in a slice the
-// next batch reuses. A failed row is dead once record has dead-lettered it:
-// failed permanently, or reached MaxAttempts.
-func (r *Relay) eventStats(out outcome) []EventStats {
-	evs := r.statsBuf[:0]
+// eventStats lists the batch's events for Hooks.BatchFunc, in *buf, which
+// the next batch reuses. With recorded, a failed row is dead once record
+// has dead-lettered it: failed permanently, or reached MaxAttempts.
+func (r *Relay) eventStats(buf *[]EventStats, out outcome, recorded bool) []EventStats {
+	evs := (*buf)[:0]
 	for _, rw := range out.delivered {
 		evs = append(evs, EventStats{Topic: rw.ev.Topic, PublishedAt: rw.ev.Time, Delivered: true})
 	}
 	for _, f := range out.failed {
-		dead := IsPermanent(f.err) || int(f.row.attempts) >= r.cfg.MaxAttempts
+		dead := recorded && (IsPermanent(f.err) || int(f.row.attempts) >= r.cfg.MaxAttempts)
 		evs = append(evs, EventStats{Topic: f.row.ev.Topic, PublishedAt: f.row.ev.Time, Dead: dead})
 	}
-	r.statsBuf = evs
+	*buf = evs
 	return evs
 }

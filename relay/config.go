@@ -77,15 +77,17 @@ type Config struct {
 	BatchSize int
 
 	// Mode says how the relay learns that events were committed: by
-	// polling (ModePoll) or from the write-ahead log (ModeWAL). Defaults
-	// to ModePoll, which needs no server settings.
+	// polling the table (ModePoll), from the write-ahead log with the
+	// events still in the table (ModeWAL), or from the write-ahead log
+	// alone, for outbox.StorageMessages (ModeMessages). Defaults to
+	// ModePoll, which needs no server settings.
 	Mode Mode
 
 	// PollInterval is the longest wait between two polls when the outbox
 	// is idle. While rows keep coming the relay polls again at once; after
 	// an empty poll it waits 1ms, doubling up to PollInterval. Wake cuts the
 	// wait short. Defaults to PollIntervalDefault, or to
-	// PollIntervalWALDefault in ModeWAL.
+	// PollIntervalWALDefault in ModeWAL and ModeMessages.
 	PollInterval time.Duration
 
 	// LeaseTTL is how long a partition lease lasts without renewal. The
@@ -217,7 +219,7 @@ func (c *Config) withDefaults() *Config {
 	out.ID = cmp.Or(out.ID, defaultID())
 	out.BatchSize = cmp.Or(out.BatchSize, BatchSizeDefault)
 	out.Mode = cmp.Or(out.Mode, ModePoll)
-	if out.Mode == ModeWAL {
+	if out.Mode != ModePoll {
 		out.PollInterval = cmp.Or(out.PollInterval, PollIntervalWALDefault)
 	}
 	out.PollInterval = cmp.Or(out.PollInterval, PollIntervalDefault)
@@ -251,8 +253,8 @@ func (c *Config) validate() error {
 	switch {
 	case c.BatchSize < 0:
 		err = fmt.Errorf("BatchSize must not be negative, got %d", c.BatchSize)
-	case c.Mode != ModePoll && c.Mode != ModeWAL:
-		err = fmt.Errorf("Mode must be %q or %q, got %q", ModePoll, ModeWAL, c.Mode)
+	case c.Mode != ModePoll && c.Mode != ModeWAL && c.Mode != ModeMessages:
+		err = fmt.Errorf("Mode must be %q, %q or %q, got %q", ModePoll, ModeWAL, ModeMessages, c.Mode)
 	case c.PollInterval < 0:
 		err = fmt.Errorf("PollInterval must not be negative, got %s", c.PollInterval)
 	case c.LeaseTTL < 300*time.Millisecond:

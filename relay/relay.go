@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/txoutbox/txoutbox/internal/walmsg"
 )
 
 // ErrRunning is returned by Run when the relay is already running.
@@ -32,6 +34,8 @@ type Relay struct {
 	tracer trace.Tracer
 	// statsBuf backs BatchStats.Events; used by the loop only.
 	statsBuf []EventStats
+	// msgStatsBuf is statsBuf of ModeMessages' stream.
+	msgStatsBuf []EventStats
 
 	wake     chan struct{}
 	running  atomic.Bool
@@ -116,10 +120,10 @@ func (r *Relay) Run(ctx context.Context) error {
 		return ErrRunning
 	}
 	defer r.running.Store(false)
-	var pub string
-	if r.cfg.Mode == ModeWAL {
+	var pub, slot, schema string
+	if r.cfg.Mode != ModePoll {
 		var err error
-		if pub, err = r.walPublication(ctx); err != nil {
+		if pub, slot, schema, err = r.walPrepare(ctx); err != nil {
 			if isUndefinedTable(err) {
 				return fmt.Errorf("relay: outbox tables missing, run the migrations: %w", err)
 			}
@@ -157,8 +161,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { r.leaseLoop(bgCtx, first) })
 	wg.Go(func() { r.cleanupLoop(ctx) })
-	if r.cfg.Mode == ModeWAL {
+	switch r.cfg.Mode {
+	case ModeWAL:
 		wg.Go(func() { r.walLoop(ctx, pub) })
+	case ModeMessages:
+		wg.Go(func() { r.messagesLoop(ctx, workCtx, pub, slot, walmsg.Prefix(schema)) })
 	}
 
 	r.loop(ctx, workCtx)

@@ -18,6 +18,7 @@ type queries struct {
 	acquire, release, releaseAll, deregister  string
 	replay                                    string
 	walPublication                            string
+	spill, spilledKeys, tableKeys             string
 }
 
 func newQueries(schema string) queries {
@@ -41,5 +42,8 @@ func newQueries(schema string) queries {
 		replay:      q.Replay,
 
 		walPublication: q.WALPublication,
+		spill:          q.Spill,
+		spilledKeys:    q.SpilledKeys,
+		tableKeys:      q.TableKeys,
 	}
 }

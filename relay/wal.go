@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"crypto/rand"
@@ -14,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/txoutbox/txoutbox/internal/outboxsql"
+	"github.com/txoutbox/txoutbox/internal/walmsg"
 )
 
 // Mode says how a relay learns that events were committed.
@@ -62,6 +64,7 @@ const (
 // walState is what the WAL stream reports of itself, for WALStatus.
 type walState struct {
 	streaming atomic.Bool
+	lost      atomic.Bool // ModeMessages: the slot is missing or lost
 	slot      atomic.Pointer[string]
 	received  atomic.Uint64 // LSN of the last commit received
 	wakes     atomic.Int64  // commits that woke the loop
@@ -70,8 +73,9 @@ type walState struct {
 
 // WALStatus describes a ModeWAL relay's stream.
 type WALStatus struct {
-	// Streaming reports whether the stream is open now. While it is not,
-	// the relay polls every Config.PollInterval.
+	// Streaming reports whether the stream is open now: in ModeMessages,
+	// whether this relay holds the slot. While it is not, the relay polls
+	// every Config.PollInterval.
 	Streaming bool
 	// Slot is the name of the stream's temporary replication slot, as in
 	// pg_replication_slots; empty before the first stream opened.
@@ -81,6 +85,10 @@ type WALStatus struct {
 	// Wakes counts the commits that woke the relay; Restarts the streams
 	// that broke and were opened again.
 	Wakes, Restarts int64
+	// Lost reports, in ModeMessages, that the relay found the outbox's
+	// slot missing or invalidated (see ModeMessages); false again once it
+	// holds the slot.
+	Lost bool
 }
 
 // WALStatus returns the state of the relay's WAL stream; the zero value
@@ -88,6 +96,7 @@ type WALStatus struct {
 func (r *Relay) WALStatus() WALStatus {
 	s := WALStatus{
 		Streaming: r.wal.streaming.Load(),
+		Lost:      r.wal.lost.Load(),
 		Wakes:     r.wal.wakes.Load(),
 		Restarts:  r.wal.restarts.Load(),
 	}
@@ -100,25 +109,32 @@ func (r *Relay) WALStatus() WALStatus {
 	return s
 }
 
-// walPublication checks that the server can stream the outbox's inserts
-// and returns the publication to stream.
-func (r *Relay) walPublication(ctx context.Context) (string, error) {
-	var level string
-	if err := r.pool.QueryRow(ctx, "SHOW wal_level").Scan(&level); err != nil {
-		return "", fmt.Errorf("relay: WAL mode: %w", err)
+// walPrepare checks that the server can stream what the mode reads and
+// returns the publication to stream, ModeMessages' slot and the outbox's
+// schema, resolved.
+func (r *Relay) walPrepare(ctx context.Context) (pub, slot, schema string, err error) {
+	var level, database string
+	if err := r.pool.QueryRow(ctx, "SELECT current_setting('wal_level'), current_database(), current_schema()").Scan(&level, &database, &schema); err != nil {
+		return "", "", "", fmt.Errorf("relay: %s mode: %w", r.cfg.Mode, err)
 	}
+	schema = cmp.Or(r.cfg.Schema, schema)
+	slot = walmsg.Slot(database, schema)
 	if level != "logical" {
-		return "", fmt.Errorf("%w: the server's wal_level is %s: set wal_level = logical (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL, or use ModePoll", ErrWALUnavailable, level)
+		return "", "", "", fmt.Errorf("%w: the server's wal_level is %s: set wal_level = logical (ALTER SYSTEM SET wal_level = logical) and restart PostgreSQL, or use ModePoll", ErrWALUnavailable, level)
 	}
-	var pub string
-	err := r.pool.QueryRow(ctx, r.q.walPublication, outboxsql.Table(r.cfg.Schema, outboxsql.TableEvents)).Scan(&pub)
+	err = r.pool.QueryRow(ctx, r.q.walPublication, outboxsql.Table(r.cfg.Schema, outboxsql.TableEvents)).Scan(&pub)
 	if err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
-			return "", fmt.Errorf("%w: no publication holds the outbox table: run txoutbox migrate (migration 008 creates it)", ErrWALUnavailable)
+			return "", "", "", fmt.Errorf("%w: no publication holds the outbox table: run txoutbox migrate (migration 008 creates it)", ErrWALUnavailable)
 		}
-		return "", fmt.Errorf("relay: WAL mode: find the publication: %w", err)
+		return "", "", "", fmt.Errorf("relay: %s mode: find the publication: %w", r.cfg.Mode, err)
 	}
-	return pub, nil
+	if r.cfg.Mode == ModeMessages {
+		if err := r.checkSlot(ctx, slot); err != nil {
+			return "", "", "", fmt.Errorf("%w: %w: run txoutbox migrate --messages", ErrWALUnavailable, err)
+		}
+	}
+	return pub, slot, schema, nil
 }
 
 // walLoop keeps a WAL stream open until ctx is cancelled, opening it again
@@ -142,12 +158,8 @@ func (r *Relay) walLoop(ctx context.Context, pub string) {
 		// What committed while the stream was down is found by polls: one
 		// now, then every PollInterval.
 		r.Wake()
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !sleepCtx(ctx, wait) {
 			return
-		case <-t.C:
 		}
 	}
 }

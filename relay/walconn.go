@@ -164,3 +164,16 @@ func quotePublication(name string) string {
 	q := `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
 	return strings.ReplaceAll(q, `'`, `''`)
 }
+
+// sleepCtx waits for d, or until ctx is done; it reports whether it waited
+// the whole time.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

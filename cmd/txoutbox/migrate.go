@@ -13,9 +13,11 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/internal/inboxsql"
 	"github.com/txoutbox/txoutbox/internal/outboxsql"
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 const migrateUsage = `
@@ -47,18 +49,27 @@ their tables on the search_path: run the tool with the search_path set to
 the schema you give the relay (--schema applies to the plain script only).
 
 With --inbox, do all of this for the inbox table of package inbox instead,
-which a consumer keeps in its own database to process each event once.`
+which a consumer keeps in its own database to process each event once.
+
+With --messages, also create the durable replication slot of message
+storage (outbox.StorageMessages, relay --mode messages) unless it exists:
+producers refuse to emit without it. It needs wal_level=logical and a role
+with the REPLICATION attribute, and waits for the transactions running then
+to end. From then on PostgreSQL keeps the WAL the slot's relay has not
+confirmed; bound it with max_slot_wal_keep_size (see the README's Delivery
+modes).`
 
 const migrateExamples = `  txoutbox migrate --database-url postgres://app@db/app
   TXOUTBOX_DATABASE_URL=postgres://app@db/app txoutbox migrate --schema outbox
   txoutbox migrate --print > schema/txoutbox.sql
   txoutbox migrate --print --format goose > migrations/20260101000000_txoutbox.sql
   txoutbox migrate --out db/migrations/txoutbox --format golang-migrate
-  txoutbox migrate --inbox --database-url postgres://app@db/consumer`
+  txoutbox migrate --inbox --database-url postgres://app@db/consumer
+  txoutbox migrate --messages --database-url postgres://app@db/app`
 
 func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	var db dbFlags
-	var printSQL, inbox bool
+	var printSQL, inbox, messages bool
 	var format, out string
 	fs := newFlagSet("migrate", migrateUsage, migrateExamples)
 	db.register(fs)
@@ -66,6 +77,7 @@ func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs.StringVar(&out, "out", "", "write the migrations as files into `directory` instead of applying them")
 	fs.StringVar(&format, "format", string(outboxsql.LayoutSQL), "layout of --print and --out: sql, goose or golang-migrate")
 	fs.BoolVar(&inbox, "inbox", false, "migrate the consumer's inbox table (package inbox) instead of the outbox tables")
+	fs.BoolVar(&messages, "messages", false, "also create the replication slot of message storage (outbox.StorageMessages, relay --mode messages); needs wal_level=logical and the REPLICATION attribute")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -88,6 +100,10 @@ func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	switch {
 	case printSQL && out != "":
 		return errors.New("migrate: --print and --out: choose one (stdout or a directory)")
+	case messages && inbox:
+		return errors.New("migrate: --messages creates the outbox's replication slot, not the inbox's: drop one of them")
+	case messages && (printSQL || out != ""):
+		return errors.New("migrate: --messages creates a replication slot, which no migration file can (it cannot be created in a transaction that wrote): apply the files with your tool, then run txoutbox migrate --messages")
 	case (printSQL || out != "") && !slices.Contains(outboxsql.Layouts, layout):
 		return fmt.Errorf("migrate: --format %q: want sql, goose or golang-migrate", format)
 	case (out != "" || (printSQL && layout != outboxsql.LayoutSQL)) && db.schema != "":
@@ -118,12 +134,30 @@ func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	span := fmt.Sprintf("migrations %s to %s", migrationNumber(ms[0]), migrationNumber(ms[len(ms)-1]))
 	if len(applied) == 0 {
 		fmt.Fprintf(stdout, "%s %s already up to date in %s (%s): nothing applied\n", what, were, where, span)
-		return nil
+		return createSlot(ctx, stdout, pool, db, messages)
 	}
 	for _, m := range applied {
 		fmt.Fprintf(stdout, "applied %s\n", m.Name)
 	}
 	fmt.Fprintf(stdout, "%s %s up to date in %s (%s)\n", what, are, where, span)
+	return createSlot(ctx, stdout, pool, db, messages)
+}
+
+// createSlot creates, with --messages, the replication slot of message
+// storage.
+func createSlot(ctx context.Context, stdout io.Writer, pool *pgxpool.Pool, db dbFlags, messages bool) error {
+	if !messages {
+		return nil
+	}
+	slot, created, err := outbox.CreateMessageSlot(ctx, pool, db.schema)
+	if err != nil {
+		return db.dbError("migrate: --messages", err)
+	}
+	if created {
+		fmt.Fprintf(stdout, "created replication slot %s for message storage: PostgreSQL keeps the WAL it has not confirmed (bound it with max_slot_wal_keep_size)\n", slot)
+	} else {
+		fmt.Fprintf(stdout, "replication slot %s for message storage already exists\n", slot)
+	}
 	return nil
 }
 

@@ -136,3 +136,27 @@ func TestMigrateOut(t *testing.T) {
 		t.Errorf("migrate --print --format goose: want the ups, then the downs in reverse:\n%s", s)
 	}
 }
+
+// TestMigrateMessages checks that migrate --messages creates the slot of
+// message storage once, and refuses the flags it cannot go with.
+func TestMigrateMessages(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDB(t)
+	args := []string{"migrate", "--messages", "--database-url", url, "--schema", "billing"}
+	for i, want := range []string{"created replication slot txoutbox_messages_", "replication slot txoutbox_messages_"} {
+		var out bytes.Buffer
+		if err := dispatch(t.Context(), args, &out, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+		last := out.String()[strings.LastIndex(strings.TrimSuffix(out.String(), "\n"), "\n")+1:]
+		if !strings.HasPrefix(last, want) || (i == 1) != strings.Contains(last, "already exists") {
+			t.Errorf("migrate --messages, run %d, ends with %q", i+1, last)
+		}
+	}
+	for _, extra := range [][]string{{"--inbox"}, {"--print"}, {"--out", t.TempDir()}} {
+		err := dispatch(t.Context(), append([]string{"migrate", "--messages", "--database-url", url}, extra...), io.Discard, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "--messages") {
+			t.Errorf("migrate --messages %s = %v, want an error naming --messages", extra[0], err)
+		}
+	}
+}

@@ -73,6 +73,17 @@ Modes (--mode):
          and a role with REPLICATION; the publication comes with
          txoutbox migrate. Polls every --poll-interval while the stream is
          down, so nothing waits for it.
+  messages
+         for producers with outbox.StorageMessages, which write no rows:
+         each flush is a logical decoding message kept in the WAL by the
+         durable slot txoutbox migrate --messages creates. One relay holds
+         the slot and sends its events in commit order, straight to the
+         sink; the others stand by and take over within a second of its
+         end. Events the sink fails go into the table, with the later
+         events of their keys, and are retried, dead-lettered, inspected
+         and replayed from there. While no relay confirms, PostgreSQL keeps
+         the WAL: bound it with max_slot_wal_keep_size and watch
+         txoutbox status.
 
 A dead event (one a sink refused permanently, or failed retryably
 --max-attempts times) blocks its key's later events under --poison-policy
@@ -102,6 +113,7 @@ const relayExamples = `  txoutbox relay --database-url postgres://app@db/app --s
   TXOUTBOX_DATABASE_URL=postgres://localhost/app txoutbox relay --sink stdout
   txoutbox relay --database-url postgres://localhost/app --sink noop --poison-policy skip
   txoutbox relay --database-url postgres://localhost/app --sink stdout --mode wal
+  txoutbox relay --database-url postgres://localhost/app --sink stdout --mode messages
   txoutbox relay --database-url postgres://localhost/app --sink stdout --topics topic_definitions.yaml
   txoutbox relay --database-url postgres://localhost/app --sink nats://127.0.0.1:4222
   txoutbox relay --database-url postgres://localhost/app --sink amqp://guest:guest@127.0.0.1:5672/ \
@@ -153,8 +165,8 @@ func (f *relayFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&f.sinkTimeout, "sink-timeout", relayhttp.TimeoutDefault, "bound on one HTTP sink request")
 	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "do not verify an HTTPS sink's certificate (development only)")
 	fs.IntVar(&f.cfg.BatchSize, "batch-size", relay.BatchSizeDefault, "most events read, delivered and recorded per round")
-	fs.StringVar(&f.mode, "mode", string(relay.ModePoll), "how the relay learns of committed events: poll, or wal (streams the write-ahead log; needs wal_level=logical)")
-	fs.DurationVar(&f.cfg.PollInterval, "poll-interval", 0, "longest wait between polls when the outbox is idle (default 100ms; 1s with --mode wal, where polls only back the stream up)")
+	fs.StringVar(&f.mode, "mode", string(relay.ModePoll), "how the relay learns of committed events: poll, wal (the table, woken by the write-ahead log) or messages (outbox.StorageMessages, from the write-ahead log alone); wal and messages need wal_level=logical")
+	fs.DurationVar(&f.cfg.PollInterval, "poll-interval", 0, "longest wait between polls when the outbox is idle (default 100ms; 1s with --mode wal or messages, where polls only back the stream up)")
 	fs.DurationVar(&f.cfg.LeaseTTL, "lease", relay.LeaseTTLDefault, "partition lease: a relay that dies hands its partitions over after this")
 	fs.IntVar(&f.cfg.MaxAttempts, "max-attempts", relay.MaxAttemptsDefault, "failed attempts after which an event failing retryably is dead-lettered; one failing permanently (HTTP 4xx) is at once")
 	fs.StringVar(&f.poison, "poison-policy", string(relay.PoisonPolicyDefault), "what a dead event does to its key: block (later events wait) or skip")
@@ -190,8 +202,8 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return errors.New("relay: --sink (TXOUTBOX_SINK) is required")
 	}
 	f.cfg.Mode = relay.Mode(f.mode)
-	if f.cfg.Mode != relay.ModePoll && f.cfg.Mode != relay.ModeWAL {
-		return fmt.Errorf("relay: --mode: %q is not poll or wal", f.mode)
+	if f.cfg.Mode != relay.ModePoll && f.cfg.Mode != relay.ModeWAL && f.cfg.Mode != relay.ModeMessages {
+		return fmt.Errorf("relay: --mode: %q is not poll, wal or messages", f.mode)
 	}
 	f.cfg.PoisonPolicy = relay.PoisonPolicy(f.poison)
 	if f.cfg.PoisonPolicy != relay.PoisonBlock && f.cfg.PoisonPolicy != relay.PoisonSkip {

@@ -34,6 +34,7 @@ type RelayQueries struct {
 	Acquire, Release, ReleaseAll, Deregister  string
 	Replay                                    string
 	WALPublication                            string
+	Spill, SpilledKeys, TableKeys             string
 }
 
 // AdminQueries are the statements behind `txoutbox status`, `inspect` and
@@ -230,6 +231,33 @@ func newRelayQueries(r *strings.Replacer) RelayQueries {
 			JOIN pg_publication p ON p.oid = pr.prpubid
 			WHERE pr.prrelid = to_regclass($1) AND p.pubinsert
 			ORDER BY p.pubname LIKE 'txoutbox\_%' DESC, p.pubname LIMIT 1`,
+
+		// ModeMessages writes the events it could not deliver from the
+		// stream into the table: $1 is a JSON array of walmsg.Spilled. An
+		// event already there (the stream delivers it again after the relay
+		// restarted) is left as it is.
+		Spill: r.Replace(`INSERT INTO {events} (id, topic, category, entity, action, data, actor_id, actor_type,
+				job_id, source, key, traceparent, tenant, causation_id, dedupe_key, published_at,
+				target_collection, target_project, target_layout, status, attempts, next_attempt_at, last_error)
+			SELECT id, topic, category, entity, action, data, actor_id, actor_type, job_id, source, key,
+				NULLIF(traceparent, ''), NULLIF(tenant, ''), NULLIF(causation_id, '')::uuid, NULLIF(dedupe_key, ''),
+				"time", NULLIF(target_collection, ''), NULLIF(target_project, ''), NULLIF(target_layout, ''),
+				CASE WHEN dead THEN 'dead' ELSE 'pending' END, attempts,
+				now() + wait_us * interval '1 microsecond', NULLIF(error, '')
+			FROM json_to_recordset($1::json) AS e(id uuid, topic text, category text, entity text, action text,
+				data json, actor_id text, actor_type text, job_id text, source text, key text, traceparent text,
+				tenant text, causation_id text, dedupe_key text, "time" timestamptz, target_collection text,
+				target_project text, target_layout text, dead bool, attempts int, wait_us bigint, error text)
+			ON CONFLICT DO NOTHING`),
+
+		// The keys of $1 that have pending or dead rows, with the rows'
+		// status and topic: a ModeMessages relay sends a key's events from
+		// the stream only while it has none.
+		SpilledKeys: r.Replace(`SELECT DISTINCT key, status, topic FROM {events}
+			WHERE key = ANY($1::text[]) AND status IN ('pending', 'dead')`),
+
+		// Every key with pending or dead rows.
+		TableKeys: r.Replace(`SELECT DISTINCT key FROM {events} WHERE status IN ('pending', 'dead')`),
 
 		// $1 retention, $2 the most rows to delete.
 		Cleanup: r.Replace(`DELETE FROM {events} WHERE seq IN (

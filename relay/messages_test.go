@@ -1,0 +1,266 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/topics"
+)
+
+const messagesTopics = `DefaultCategory: billing
+Topics:
+  - Action: Created
+    Entity: Invoice
+    Schema:
+      type: object
+      properties:
+        key: {type: string}
+        n: {type: integer}
+`
+
+// messagesDB returns a pool on a fresh database with the outbox tables and
+// the slot of message storage, and a client that emits into it.
+func messagesDB(t *testing.T) (*pgxpool.Pool, *outbox.Client) {
+	t.Helper()
+	pool := newTestDB(t)
+	if err := outbox.Migrate(t.Context(), pool, &outbox.MigrateConfig{Messages: true}); err != nil {
+		t.Fatal(err)
+	}
+	return pool, messagesClient(t, pool)
+}
+
+func messagesClient(t *testing.T, pool *pgxpool.Pool) *outbox.Client {
+	t.Helper()
+	reg, err := topics.Parse("topics.yaml", []byte(messagesTopics))
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := outbox.New(pool, reg, &outbox.Config{Source: "billing-api", Storage: outbox.StorageMessages})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return client
+}
+
+// emitter publishes events numbered from 1 in one sequence for all keys,
+// so checkOrder sees each key's events in increasing order.
+type emitter struct {
+	pool   *pgxpool.Pool
+	client *outbox.Client
+	mu     sync.Mutex
+	n      int
+}
+
+// emit commits one transaction with an event for each key, in order.
+func (e *emitter) emit(t *testing.T, keys ...string) error {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	sess := e.client.ServiceSession("")
+	for _, k := range keys {
+		e.n++
+		if err := sess.Publish(t.Context(), "Created", "Invoice", map[string]any{"key": k, "n": e.n}, outbox.WithKey(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return outbox.InTx(t.Context(), e.pool, sess, func(context.Context, pgx.Tx) error { return nil })
+}
+
+func (e *emitter) mustEmit(t *testing.T, keys ...string) {
+	t.Helper()
+	if err := e.emit(t, keys...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startMessagesRelay(t *testing.T, pool *pgxpool.Pool, sink Sink, cfg *Config) (*Relay, func()) {
+	t.Helper()
+	if cfg == nil {
+		cfg = &Config{}
+	}
+	cfg.Mode = ModeMessages
+	r, stop := startRelay(t, pool, sink, cfg)
+	waitFor(t, 10*time.Second, "the relay to hold the slot", func() bool { return r.WALStatus().Streaming })
+	return r, stop
+}
+
+// TestMessagesModeDelivers: events emitted as messages reach the sink in
+// order per key, and no row is written for them.
+func TestMessagesModeDelivers(t *testing.T) {
+	t.Parallel()
+	pool, client := messagesDB(t)
+	e := &emitter{pool: pool, client: client}
+	e.mustEmit(t, "a", "b") // before the relay starts: kept by the slot
+	sink := &recordingSink{}
+	startMessagesRelay(t, pool, sink, &Config{PollInterval: time.Hour})
+	for i := range 30 {
+		e.mustEmit(t, fmt.Sprintf("k%d", i%4), fmt.Sprintf("k%d", (i+1)%4), "a")
+	}
+	waitFor(t, 10*time.Second, "92 events delivered", func() bool { return sink.distinct() == 92 })
+	checkOrder(t, sink.delivered())
+	if n := count(t, pool, "true"); n != 0 {
+		t.Errorf("%d rows in the outbox table, want none", n)
+	}
+	if len(sink.delivered()) != 92 {
+		t.Errorf("%d deliveries of 92 events, want no duplicate without a restart", len(sink.delivered()))
+	}
+}
+
+// TestMessagesNoSlot: without the slot, Flush refuses to emit and the
+// relay refuses to start, each saying how to create it.
+func TestMessagesNoSlot(t *testing.T) {
+	t.Parallel()
+	pool := newTestDB(t)
+	e := &emitter{pool: pool, client: messagesClient(t, pool)}
+	if err := e.emit(t, "a"); !errors.Is(err, outbox.ErrNoSlot) {
+		t.Fatalf("emit without a slot = %v, want outbox.ErrNoSlot", err)
+	}
+	r, err := New(pool, &recordingSink{}, &Config{Mode: ModeMessages, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Run(t.Context()); !errors.Is(err, ErrWALUnavailable) || !errors.Is(err, ErrSlotLost) {
+		t.Fatalf("Run = %v, want ErrWALUnavailable and ErrSlotLost", err)
+	}
+}
+
+// TestMessagesFailures: an event the sink fails goes into the table, with
+// the later events of its key, which the table's loop then delivers in
+// order; the key's events flow from the stream again once the table has
+// none left. An event that fails for good is dead-lettered from the table
+// and blocks its key until replayed.
+func TestMessagesFailures(t *testing.T) {
+	t.Parallel()
+	pool, client := messagesDB(t)
+	e := &emitter{pool: pool, client: client}
+	var mu sync.Mutex
+	failOnce := map[int]error{}
+	failing := map[int]error{}
+	sink := &recordingSink{FailFunc: func(_ context.Context, _ int, events []*outbox.Event) error {
+		mu.Lock()
+		defer mu.Unlock()
+		be := &BatchError{Failed: map[string]error{}}
+		blocked := map[string]bool{}
+		for _, ev := range events {
+			var d struct{ N int }
+			if err := json.Unmarshal(ev.Data, &d); err != nil {
+				return err
+			}
+			if blocked[ev.Key] {
+				be.Failed[ev.ID.String()] = ErrNotSent
+				continue
+			}
+			err, ok := failOnce[d.N]
+			delete(failOnce, d.N)
+			if !ok {
+				err, ok = failing[d.N]
+			}
+			if ok {
+				be.Failed[ev.ID.String()] = err
+				blocked[ev.Key] = true
+			}
+		}
+		if len(be.Failed) == 0 {
+			return nil
+		}
+		return be
+	}}
+	r, _ := startMessagesRelay(t, pool, sink, &Config{PollInterval: 50 * time.Millisecond, RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond})
+
+	mu.Lock()
+	failOnce[1] = errors.New("try again")             // a: retried from the table
+	failing[4] = Permanent(errors.New("bad request")) // b: dead, blocks b
+	mu.Unlock()
+	e.mustEmit(t, "a", "a", "c", "b", "b", "c") // n = 1..6
+	waitFor(t, 10*time.Second, "b's first event dead-lettered", func() bool { return count(t, pool, "status = 'dead'") == 1 })
+	e.mustEmit(t, "a", "b", "c") // n = 7..9: a and c from the stream; b to the table
+	waitFor(t, 10*time.Second, "a and c delivered", func() bool { return sink.distinct() == 6 })
+	waitFor(t, 10*time.Second, "b's later events in the table, behind the dead one", func() bool {
+		return count(t, pool, "status = 'pending' AND key = 'b'") == 2
+	})
+	if n := count(t, pool, "key <> 'b'"); n != 0 {
+		t.Fatalf("%d rows of other keys, want none once delivered", n)
+	}
+	mu.Lock()
+	delete(failing, 4)
+	mu.Unlock()
+	if _, err := pool.Exec(t.Context(), `UPDATE txoutbox_events SET status = 'pending', attempts = 0, next_attempt_at = '-infinity' WHERE status = 'dead'`); err != nil {
+		t.Fatal(err)
+	}
+	r.Wake()
+	waitFor(t, 10*time.Second, "b delivered after the replay", func() bool { return sink.distinct() == 9 })
+	e.mustEmit(t, "b") // from the stream again
+	waitFor(t, 10*time.Second, "10 delivered", func() bool { return sink.distinct() == 10 })
+	checkOrder(t, sink.delivered())
+	if n := count(t, pool, "true"); n != 0 {
+		t.Errorf("%d rows left, want none", n)
+	}
+}
+
+// TestMessagesRestartAndTakeOver: a relay stopped, then a second one in its
+// place while a third stands by: everything arrives, in order per key.
+func TestMessagesRestartAndTakeOver(t *testing.T) {
+	t.Parallel()
+	pool, client := messagesDB(t)
+	e := &emitter{pool: pool, client: client}
+	sink := &recordingSink{}
+	_, stop1 := startMessagesRelay(t, pool, sink, nil)
+	keys := cycleKeys(5, 5)
+	for range 20 {
+		e.mustEmit(t, keys...)
+	}
+	stop1()
+	for range 20 {
+		e.mustEmit(t, keys...) // no relay: kept by the slot
+	}
+	r2, stop2 := startMessagesRelay(t, pool, sink, nil)
+	r3, _ := startRelay(t, pool, sink, &Config{Mode: ModeMessages})
+	for range 20 {
+		e.mustEmit(t, keys...)
+	}
+	waitFor(t, 10*time.Second, "300 events", func() bool { return sink.distinct() == 300 })
+	if r3.WALStatus().Streaming {
+		t.Fatal("two relays hold the slot")
+	}
+	stop2()
+	_ = r2
+	waitFor(t, 10*time.Second, "the stand-by to take over", func() bool { return r3.WALStatus().Streaming })
+	for range 20 {
+		e.mustEmit(t, keys...)
+	}
+	waitFor(t, 10*time.Second, "400 events", func() bool { return sink.distinct() == 400 })
+	checkOrder(t, sink.delivered())
+}
+
+// TestMessagesSlotDropped: a slot dropped under a running relay is reported
+// as lost, and Flush refuses to emit into the gap.
+func TestMessagesSlotDropped(t *testing.T) {
+	t.Parallel()
+	pool, client := messagesDB(t)
+	e := &emitter{pool: pool, client: client}
+	r, _ := startMessagesRelay(t, pool, &recordingSink{}, nil)
+	slot := r.WALStatus().Slot
+	for {
+		_, err := pool.Exec(t.Context(), `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err = pool.Exec(t.Context(), `SELECT pg_drop_replication_slot($1)`, slot); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond) // the relay took it again first
+	}
+	waitFor(t, 10*time.Second, "the loss reported", func() bool { return r.WALStatus().Lost })
+	if err := e.emit(t, "a"); !errors.Is(err, outbox.ErrNoSlot) {
+		t.Fatalf("emit = %v, want outbox.ErrNoSlot", err)
+	}
+}
