@@ -55,4 +55,22 @@
 // Publisher with an outbox-specific SchemaAdapter, one column per envelope
 // field. The relay (package relay) reads them back as Event values and
 // hands them to a sink.
+//
+// # Message storage
+//
+// A client configured with Storage: StorageMessages writes no row: Flush
+// emits the buffered events as one transactional logical decoding message
+// (pg_logical_emit_message) in the caller's transaction, which the
+// write-ahead log carries to a relay in relay.ModeMessages in commit order
+// once, and only if, the transaction commits. It costs the producer less than
+// a table row (no heap tuple, no index entries, nothing for the relay to
+// delete or vacuum to clean), and the relay records only the events it could
+// not deliver, as rows, so dead letters, inspect and replay keep working.
+//
+// The messages are kept for the relay by a durable replication slot, which
+// Migrate creates with MigrateConfig.Messages (or CreateMessageSlot); Flush
+// fails with ErrNoSlot while the slot is missing or lost, so that no event is
+// emitted that nobody would read. The mode needs wal_level=logical and a role
+// with the REPLICATION attribute; see the README's "Delivery modes" for what
+// a slot retains while its relay is down, and the setting that bounds it.
 package outbox
