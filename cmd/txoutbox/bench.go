@@ -56,7 +56,7 @@ short):
 Without --database-url it starts a throwaway PostgreSQL with fsync and
 synchronous_commit on, and removes it afterwards; with one, each scenario
 works in a schema of its own, dropped afterwards. The defaults finish in
-about five minutes on 2 cores. Other load on the machine shows in the
+about six minutes on 2 cores. Other load on the machine shows in the
 numbers: check it is idle first.`
 
 const benchExamples = `  txoutbox bench
