@@ -16,7 +16,9 @@ import (
 const benchUsage = `
 Measure the publish path, the relay and the events API, each beside a
 baseline measured in the same run, and print a table of medians with their
-spread (min–max) and the ratio to the baseline:
+spread (min–max) and the ratio to the baseline (--runs N takes each N times;
+--duration sets each rate and latency point's window, so a CI run can be
+short):
 
   publish  request-like transactions (business INSERT, Flush of 0, 1, 10
            events, COMMIT) at 1, 4, 16 clients, beside a hand-written INSERT
@@ -28,6 +30,14 @@ spread (min–max) and the ratio to the baseline:
   latency  commit→sink latency while producing 1,000 and 5,000 events/s, and
            the highest rate sustained with a flat backlog
   e2e      16 producers and a relay on this machine: events delivered per second
+  modes    the delivery modes side by side (table + polling, table + WAL,
+           message only; each relay in the producing process, woken when
+           COMMIT returns): the producers' tx/s at 16 clients beside a
+           business INSERT alone, commit→sink p50/p99 at 1,000 and 5,000
+           events/s and at the highest rate sustained, and e2e events/s to a
+           local HTTP sink, with each mode's ratio to table + polling and its
+           goals; needs wal_level=logical and a role with REPLICATION, and
+           drops the publication and replication slot it creates
   backlog  the relay draining --events while --backlog rows are pending, beside
            the same drain from a table holding only those rows
   events   the events API (txoutbox serve) on 127.0.0.1, with keys and the
@@ -46,11 +56,12 @@ spread (min–max) and the ratio to the baseline:
 Without --database-url it starts a throwaway PostgreSQL with fsync and
 synchronous_commit on, and removes it afterwards; with one, each scenario
 works in a schema of its own, dropped afterwards. The defaults finish in
-about five minutes on 2 cores. Other load on the machine shows in the
+about six minutes on 2 cores. Other load on the machine shows in the
 numbers: check it is idle first.`
 
 const benchExamples = `  txoutbox bench
   txoutbox bench --scenario publish --runs 5 --duration 3s
+  txoutbox bench --scenario modes --duration 200ms
   txoutbox bench --scenario events --subscribers 1000 --catch-up 100000
   txoutbox bench --database-url postgres://postgres@127.0.0.1:5432/bench --json bench.json`
 

@@ -32,12 +32,13 @@ const (
 	ScenarioRelay   = "relay"
 	ScenarioLatency = "latency"
 	ScenarioE2E     = "e2e"
+	ScenarioModes   = "modes"
 	ScenarioBacklog = "backlog"
 	ScenarioEvents  = "events"
 )
 
 // Scenarios lists every scenario, in the order Run runs them.
-var Scenarios = []string{ScenarioPublish, ScenarioRelay, ScenarioLatency, ScenarioE2E, ScenarioBacklog, ScenarioEvents}
+var Scenarios = []string{ScenarioPublish, ScenarioRelay, ScenarioLatency, ScenarioE2E, ScenarioModes, ScenarioBacklog, ScenarioEvents}
 
 // Config configures a benchmark run. A nil *Config runs everything with the
 // defaults.
@@ -70,7 +71,7 @@ type Config struct {
 	Backlog int
 
 	// Duration is the measuring window of each rate measurement (publish,
-	// latency, e2e); each is preceded by a warm-up of a quarter of it.
+	// latency, e2e, modes); each is preceded by a warm-up of a quarter of it.
 	// Defaults to DurationDefault.
 	Duration time.Duration
 
@@ -186,6 +187,7 @@ var scenarios = map[string]func(context.Context, *env, *recorder) error{
 	ScenarioRelay:   runRelay,
 	ScenarioLatency: runLatency,
 	ScenarioE2E:     runE2E,
+	ScenarioModes:   runModes,
 	ScenarioBacklog: runBacklog,
 	ScenarioEvents:  runEvents,
 }

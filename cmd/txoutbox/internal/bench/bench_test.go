@@ -6,9 +6,11 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/txoutbox/txoutbox/internal/pgtest"
@@ -16,13 +18,15 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(pgtest.Wrap(m)) }
 
-// TestBenchSmoke runs every scenario but events (TestBenchEvents) at a tiny
-// scale, to keep the code working; it asserts what was measured, never how
-// fast.
+// TestBenchSmoke runs every scenario but events and modes (TestBenchEvents,
+// TestBenchModes) at a tiny scale, to keep the code working; it asserts what
+// was measured, never how fast.
 func TestBenchSmoke(t *testing.T) {
 	rep, err := Run(t.Context(), &Config{
-		DatabaseURL:     pgtest.NewDB(t),
-		Scenarios:       slices.DeleteFunc(slices.Clone(Scenarios), func(s string) bool { return s == ScenarioEvents }),
+		DatabaseURL: pgtest.NewDB(t),
+		Scenarios: slices.DeleteFunc(slices.Clone(Scenarios), func(s string) bool {
+			return s == ScenarioEvents || s == ScenarioModes
+		}),
 		Runs:            2,
 		Events:          300,
 		WatermillEvents: 200,
@@ -33,15 +37,7 @@ func TestBenchSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := map[string]Result{}
-	for _, r := range rep.Results {
-		keys[r.Key] = r
-		// The p99 at the sustained rate exists only for runs that
-		// sustained one.
-		if len(r.Values) != 2 && (r.Key != "lat/sustained/p99" || len(r.Values) == 0) {
-			t.Errorf("%s: %d values, want one per run", r.Key, len(r.Values))
-		}
-	}
+	keys := byKey(t, rep, 2)
 	for _, k := range []string{"none/c1", "flush/e10/c16", "hand/e1/c4", "wake/notify", "wake/inprocess/p99",
 		"noop/r1", "http/r4", "watermill", "lat/1000/p99", "lat/sustained", "e2e/delivered", "backlog/large"} {
 		if _, ok := keys[k]; !ok {
@@ -125,6 +121,94 @@ func TestBenchEvents(t *testing.T) {
 		t.Errorf("table lacks the fan-out rows:\n%s", table.String())
 	}
 	t.Log("\n" + table.String())
+}
+
+// TestBenchModes runs the modes scenario at a tiny scale against a server
+// with wal_level=logical: every mode has each measurement, once per run, the
+// WAL and message modes a ratio to table + polling, the goals a verdict,
+// and the server keeps no slot or publication afterwards; how fast is not
+// asserted.
+func TestBenchModes(t *testing.T) {
+	url := pgtest.NewDB(t)
+	rep, err := Run(t.Context(), &Config{
+		DatabaseURL: url,
+		Scenarios:   []string{ScenarioModes},
+		Runs:        2,
+		Duration:    100 * time.Millisecond,
+		Logger:      testLogger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := byKey(t, rep, 2)
+	want := []string{"modes/tx/none"}
+	for _, m := range []string{"poll", "wal", "messages"} {
+		for _, k := range []string{"tx", "lat/1000/p50", "lat/1000/p99", "lat/5000/p50", "lat/5000/p99", "lat/5000/produced", "sustained", "e2e"} {
+			want = append(want, modesKey(k, m))
+		}
+	}
+	for _, k := range want {
+		if _, ok := keys[k]; !ok {
+			t.Errorf("no result %s", k)
+		}
+	}
+	for _, m := range []string{"wal", "messages"} {
+		for _, k := range []string{"tx", "lat/1000/p99", "e2e"} {
+			r := keys[modesKey(k, m)]
+			if len(r.Ratios) == 0 || r.Ratios[0].To != "table + polling" || r.Met == nil {
+				t.Errorf("%s: want a ratio to table + polling and a goal verdict, got %+v", modesKey(k, m), r)
+			}
+		}
+	}
+	if r := keys["modes/tx/poll"]; len(r.Ratios) != 1 || r.Ratios[0].To != "no outbox" {
+		t.Errorf("modes/tx/poll: want one ratio, to no outbox, got %+v", r.Ratios)
+	}
+
+	var table bytes.Buffer
+	if err := rep.Write(&table); err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range []string{
+		"| modes | tx/s, 16 clients: no outbox (business INSERT only) |",
+		"| modes | tx/s, 16 clients: message only |",
+		"| modes | commit→sink p99 at 1,000 events/s: table + WAL |",
+		"| modes | e2e, 16 producers + relay → local HTTP sink, delivered: table + polling |",
+	} {
+		if !strings.Contains(table.String(), row) {
+			t.Errorf("table lacks the row %q:\n%s", row, table.String())
+		}
+	}
+	t.Log("\n" + table.String())
+
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(t.Context())
+	var pubs, slots int
+	if err := conn.QueryRow(t.Context(), `SELECT (SELECT count(*) FROM pg_publication),
+		(SELECT count(*) FROM pg_replication_slots WHERE database = current_database())`).Scan(&pubs, &slots); err != nil {
+		t.Fatal(err)
+	}
+	if pubs != 0 || slots != 0 {
+		t.Errorf("%d publications and %d replication slots left behind, want none", pubs, slots)
+	}
+}
+
+// byKey indexes rep's results by key and checks that each has a value per
+// run, but the p99s at a sustained rate: they exist only for the runs that
+// sustained one.
+func byKey(t *testing.T, rep *Report, runs int) map[string]Result {
+	t.Helper()
+	keys := map[string]Result{}
+	for _, r := range rep.Results {
+		keys[r.Key] = r
+		sustainedP99 := r.Key == "lat/sustained/p99" || strings.HasPrefix(r.Key, modesKey("sustained/p99", ""))
+		if len(r.Values) != runs && (!sustainedP99 || len(r.Values) == 0) {
+			t.Errorf("%s: %d values, want one per run", r.Key, len(r.Values))
+		}
+	}
+	return keys
 }
 
 func TestConfigErrors(t *testing.T) {

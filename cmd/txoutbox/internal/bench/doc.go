@@ -24,6 +24,12 @@
 //     highest rate sustained with a flat backlog.
 //   - e2e: 16 producers and a relay on one machine, events delivered per
 //     second.
+//   - modes: the delivery modes (table + polling, table + WAL, message
+//     only), each with a relay woken when a producer's COMMIT returns: the
+//     producers' throughput beside a business INSERT alone, commit→sink
+//     latency at fixed rates and at the highest rate sustained, and events
+//     delivered per second, each beside table + polling's. It needs
+//     wal_level=logical and drops the publication and slot it creates.
 //   - backlog: the relay's throughput with a million rows pending, beside
 //     the same drain from a small table.
 //   - events: the events API (package eventsapi) on 127.0.0.1: ingest over

@@ -104,7 +104,7 @@ func drain(ctx context.Context, e *env, s *schema, kind sinkKind, relays, n int)
 		sink = h
 	}
 	start := time.Now()
-	rs, err := startRelays(ctx, e, s, pool, sink, relays)
+	rs, err := startRelays(ctx, e, s, pool, sink, relays, relay.ModePoll)
 	if err != nil {
 		return 0, err
 	}

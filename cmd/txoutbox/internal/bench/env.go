@@ -3,13 +3,16 @@ package bench
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/internal/outboxsql"
@@ -100,6 +103,8 @@ func (e *env) describePostgres(ctx context.Context) Postgres {
 type schema struct {
 	env  *env
 	name string
+	// slot is the replication slot of message storage, once created.
+	slot string
 }
 
 // businessTable is the table a request-like transaction writes besides the
@@ -141,14 +146,54 @@ func (s *schema) pool(ctx context.Context, maxConns int) (*pgxpool.Pool, error) 
 	return p, nil
 }
 
+// createMessageSlot creates the durable replication slot that message
+// storage emits for; drop drops it.
+func (s *schema) createMessageSlot(ctx context.Context) error {
+	slot, _, err := outbox.CreateMessageSlot(ctx, s.env.admin, s.name)
+	if slot != "" {
+		s.slot = slot
+	}
+	return err
+}
+
 func (s *schema) table(name string) string { return pgx.Identifier{s.name, name}.Sanitize() }
 
-// drop removes the schema; a scenario calls it on its way out, whatever
-// happened.
+// drop removes the schema and what it made outside it: the publication of
+// migration 008, which DROP SCHEMA leaves behind, and the replication slot
+// of message storage, which would hold back WAL for good. A scenario calls
+// it on its way out, whatever happened, after stopping its relays.
 func (s *schema) drop() {
 	ctx := context.Background()
+	if s.slot != "" {
+		if err := s.dropSlot(ctx); err != nil {
+			s.env.log.Warn("drop replication slot", "slot", s.slot, "err", err)
+		}
+	}
+	var pub string
+	err := s.env.admin.QueryRow(ctx, outboxsql.New(s.name).Relay.WALPublication, s.table(outboxsql.TableEvents)).Scan(&pub)
+	if err == nil {
+		_, err = s.env.admin.Exec(ctx, `DROP PUBLICATION `+pgx.Identifier{pub}.Sanitize())
+	}
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		s.env.log.Warn("drop publication", "schema", s.name, "err", err)
+	}
 	if _, err := s.env.admin.Exec(ctx, `DROP SCHEMA `+pgx.Identifier{s.name}.Sanitize()+` CASCADE`); err != nil {
 		s.env.log.Warn("drop schema", "schema", s.name, "err", err)
+	}
+}
+
+// dropSlot drops the schema's replication slot. The WAL sender of a relay
+// that has just stopped may hold it a moment longer (object_in_use).
+func (s *schema) dropSlot(ctx context.Context) error {
+	const wait = 5 * time.Second
+	deadline := time.Now().Add(wait)
+	for {
+		_, err := s.env.admin.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, s.slot)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "55006" || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"math"
@@ -9,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/relay"
 )
 
 // latencyRates are the fixed producing rates of the latency scenario, with
@@ -30,8 +32,8 @@ const (
 // commit latency never caps the rate asked for.
 const pacedWorkers = 32
 
-// pipeline is producers and an embedded relay on one outbox: the relay is
-// woken in-process by every Flush, as an application embedding it does.
+// pipeline is producers and an embedded relay on one outbox, woken
+// in-process as an application embedding it does.
 type pipeline struct {
 	s      *schema
 	pool   *pgxpool.Pool
@@ -39,27 +41,47 @@ type pipeline struct {
 	lat    *latencies
 	sink   *counter
 	relays *relays
-	stops  []func()
+	// wakeOnCommit: the producers wake the relay when COMMIT returns,
+	// else Flush wakes it.
+	wakeOnCommit bool
+	stops        []func()
 }
 
-// startPipeline starts a relay delivering to a no-op sink (http false) or
-// to a local HTTP sink.
-func startPipeline(ctx context.Context, e *env, purpose string, workers int, http bool) (pl *pipeline, err error) {
-	pl = &pipeline{lat: newLatencies()}
+// pipelineConfig says what a pipeline runs.
+type pipelineConfig struct {
+	purpose string
+	workers int  // producing connections
+	http    bool // a local HTTP sink, else a no-op sink
+	mode    relay.Mode
+	storage outbox.Storage
+	// wakeOnCommit wakes the relay when a producer's COMMIT returns,
+	// instead of from Flush, before it.
+	wakeOnCommit bool
+}
+
+// startPipeline starts a relay in pc.mode delivering to a no-op sink or to
+// a local HTTP sink, in a schema of its own.
+func startPipeline(ctx context.Context, e *env, pc pipelineConfig) (pl *pipeline, err error) {
+	pl = &pipeline{lat: newLatencies(), wakeOnCommit: pc.wakeOnCommit}
 	defer func() {
 		if err != nil {
 			pl.close()
 		}
 	}()
-	if pl.s, err = e.newSchema(ctx, purpose); err != nil {
+	if pl.s, err = e.newSchema(ctx, pc.purpose); err != nil {
 		return nil, err
 	}
 	pl.stops = append(pl.stops, pl.s.drop)
-	if pl.pool, err = pl.s.pool(ctx, workers+4); err != nil {
+	if pc.storage == outbox.StorageMessages {
+		if err := pl.s.createMessageSlot(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if pl.pool, err = pl.s.pool(ctx, pc.workers+4); err != nil {
 		return nil, err
 	}
 	pl.stops = append(pl.stops, pl.pool.Close)
-	if pl.client, err = outbox.New(pl.pool, e.reg, &outbox.Config{Source: "billing-api", Schema: pl.s.name}); err != nil {
+	if pl.client, err = outbox.New(pl.pool, e.reg, &outbox.Config{Source: "billing-api", Schema: pl.s.name, Storage: pc.storage}); err != nil {
 		return nil, err
 	}
 	rpool, err := pl.s.pool(ctx, 4)
@@ -68,36 +90,53 @@ func startPipeline(ctx context.Context, e *env, purpose string, workers int, htt
 	}
 	pl.stops = append(pl.stops, rpool.Close)
 	pl.sink = newCounter(0, pl.lat)
-	if http {
+	var sink relay.Sink = noopSink{pl.sink}
+	if pc.http {
 		h, err := startHTTPSink(pl.sink)
 		if err != nil {
 			return nil, err
 		}
 		pl.stops = append(pl.stops, h.close)
-		pl.relays, err = startRelays(ctx, e, pl.s, rpool, h, 1)
-		if err != nil {
-			return nil, err
-		}
-	} else {
-		pl.relays, err = startRelays(ctx, e, pl.s, rpool, noopSink{pl.sink}, 1)
-		if err != nil {
-			return nil, err
-		}
+		sink = h
+	}
+	if pl.relays, err = startRelays(ctx, e, pl.s, rpool, sink, 1, cmp.Or(pc.mode, relay.ModePoll)); err != nil {
+		return nil, err
 	}
 	pl.stops = append(pl.stops, func() {
 		if err := pl.relays.stop(); err != nil {
 			e.log.Warn("relay", "err", err)
 		}
 	})
-	pl.stops = append(pl.stops, pl.client.OnFlush(pl.relays.wake))
+	if pc.mode != "" && pc.mode != relay.ModePoll {
+		if err := pl.relays.streaming(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if !pc.wakeOnCommit {
+		pl.stops = append(pl.stops, pl.client.OnFlush(pl.relays.wake))
+	}
 	return pl, nil
 }
 
-// close stops what startPipeline started, in reverse order.
+// producer returns a producer of events events per transaction whose
+// commits the pipeline's latencies record, and which wakes the relay after
+// COMMIT when the pipeline asks for it.
+func (pl *pipeline) producer(events int) *producer {
+	p := newProducer(pl.pool, pl.client, viaFlush, events, wakeNone)
+	p.committed = pl.lat.commit
+	if pl.wakeOnCommit {
+		p.afterCommit = pl.relays.wake
+	}
+	return p
+}
+
+// close stops what startPipeline started, in reverse order; a second call
+// does nothing.
 func (pl *pipeline) close() {
 	for i := len(pl.stops) - 1; i >= 0; i-- {
 		pl.stops[i]()
 	}
+	pl.stops = nil
 }
 
 // paceResult is one fixed-rate measurement.
@@ -113,9 +152,7 @@ type paceResult struct {
 // window, waits until everything arrived, and returns what the window saw.
 func (pl *pipeline) pace(ctx context.Context, e *env, rate float64, window time.Duration) (paceResult, error) {
 	pl.lat.reset()
-	p := newProducer(pl.pool, pl.client, viaFlush, 1, wakeNone)
-	p.committed = pl.lat.commit
-	l := startLoad(ctx, pacedWorkers, rate, p.tx)
+	l := startLoad(ctx, pacedWorkers, rate, pl.producer(1).tx)
 	if !sleep(ctx, warmup(e.cfg)) {
 		_ = l.stop()
 		return paceResult{}, ctx.Err()
@@ -157,7 +194,7 @@ func (r paceResult) sustained() bool {
 // runLatency produces at fixed rates and measures commit→sink latency, then
 // searches for the highest rate sustained with a flat backlog.
 func runLatency(ctx context.Context, e *env, rec *recorder) error {
-	pl, err := startPipeline(ctx, e, "latency", pacedWorkers, false)
+	pl, err := startPipeline(ctx, e, pipelineConfig{purpose: "latency", workers: pacedWorkers})
 	if err != nil {
 		return err
 	}
@@ -206,15 +243,21 @@ func runLatency(ctx context.Context, e *env, rec *recorder) error {
 		if err != nil {
 			return err
 		}
-		rec.add("lat/sustained", best.offered)
-		if best.offered == 0 {
-			rec.note("latency run %d: no rate sustained; at %.0f/s %s", run+1, limit.offered, limitedBy(limit))
-			continue
-		}
-		rec.add("lat/sustained/p99", best.p99)
-		rec.note("latency run %d: %.0f/s sustained (p99 %.1f ms); at %.0f/s %s", run+1, best.offered, best.p99, limit.offered, limitedBy(limit))
+		recordSustained(rec, fmt.Sprintf("latency run %d", run+1), "lat/sustained", "lat/sustained/p99", best, limit)
 	}
 	return nil
+}
+
+// recordSustained records what a ramp found under rateKey and p99Key, and
+// notes what limited it.
+func recordSustained(rec *recorder, label, rateKey, p99Key string, best, limit paceResult) {
+	rec.add(rateKey, best.offered)
+	if best.offered == 0 {
+		rec.note("%s: no rate sustained; at %.0f/s %s", label, limit.offered, limitedBy(limit))
+		return
+	}
+	rec.add(p99Key, best.p99)
+	rec.note("%s: %.0f/s sustained (p99 %.1f ms); at %.0f/s %s", label, best.offered, best.p99, limit.offered, limitedBy(limit))
 }
 
 // ramp raises the rate until the pipeline falls behind and returns the last
@@ -268,7 +311,7 @@ func producedWith(r paceResult) string {
 // the events delivered per second.
 func runE2E(ctx context.Context, e *env, rec *recorder) error {
 	const producers = 16
-	pl, err := startPipeline(ctx, e, "e2e", producers, true)
+	pl, err := startPipeline(ctx, e, pipelineConfig{purpose: "e2e", workers: producers, http: true})
 	if err != nil {
 		return err
 	}
@@ -282,30 +325,46 @@ func runE2E(ctx context.Context, e *env, rec *recorder) error {
 
 	for run := range e.cfg.Runs {
 		e.log.Info("e2e", "run", run+1)
-		pl.lat.reset()
-		p := newProducer(pl.pool, pl.client, viaFlush, 1, wakeNone)
-		p.committed = pl.lat.commit
-		l := startLoad(ctx, producers, 0, p.tx)
-		if !sleep(ctx, warmup(e.cfg)) {
-			_ = l.stop()
-			return ctx.Err()
-		}
-		t0, d0, p0, b0 := time.Now(), pl.sink.n.Load(), l.done.Load(), pl.lat.pending()
-		ok := sleep(ctx, e.cfg.Duration)
-		t1, d1, p1, b1 := time.Now(), pl.sink.n.Load(), l.done.Load(), pl.lat.pending()
-		if err := l.stop(); err != nil {
+		res, err := pl.flatOut(ctx, e, producers)
+		if err != nil {
 			return err
 		}
-		if !ok {
-			return ctx.Err()
-		}
-		secs := t1.Sub(t0).Seconds()
-		rec.add("e2e/delivered", float64(d1-d0)/secs)
-		rec.add("e2e/produced", float64(p1-p0)/secs)
-		rec.add("e2e/growth", float64(b1-b0)/secs)
-		if err := drained(ctx, pl.lat); err != nil {
-			return err
-		}
+		rec.add("e2e/delivered", res.delivered)
+		rec.add("e2e/produced", res.produced)
+		rec.add("e2e/growth", res.growth)
 	}
 	return nil
+}
+
+// flatOutResult is one closed-loop measurement of a pipeline, in events
+// per second over the window.
+type flatOutResult struct {
+	delivered, produced, growth float64
+}
+
+// flatOut runs producers of one event per transaction back to back for a
+// warm-up and a window, then waits until everything committed arrived.
+func (pl *pipeline) flatOut(ctx context.Context, e *env, producers int) (flatOutResult, error) {
+	pl.lat.reset()
+	l := startLoad(ctx, producers, 0, pl.producer(1).tx)
+	if !sleep(ctx, warmup(e.cfg)) {
+		_ = l.stop()
+		return flatOutResult{}, ctx.Err()
+	}
+	t0, d0, p0, b0 := time.Now(), pl.sink.n.Load(), l.done.Load(), pl.lat.pending()
+	ok := sleep(ctx, e.cfg.Duration)
+	t1, d1, p1, b1 := time.Now(), pl.sink.n.Load(), l.done.Load(), pl.lat.pending()
+	if err := l.stop(); err != nil {
+		return flatOutResult{}, err
+	}
+	if !ok {
+		return flatOutResult{}, ctx.Err()
+	}
+	secs := t1.Sub(t0).Seconds()
+	res := flatOutResult{
+		delivered: float64(d1-d0) / secs,
+		produced:  float64(p1-p0) / secs,
+		growth:    float64(b1-b0) / secs,
+	}
+	return res, drained(ctx, pl.lat)
 }

@@ -82,6 +82,9 @@ type producer struct {
 	// committed, when set, is called with each event id and the time its
 	// transaction's COMMIT returned.
 	committed func(id string, at time.Time)
+	// afterCommit, when set, is called once COMMIT has returned: an
+	// application embedding the relay wakes it there.
+	afterCommit func()
 	// topic validates the data of viaHandValidated.
 	topic *topics.Topic
 
@@ -139,8 +142,11 @@ func (p *producer) tx(ctx context.Context) error {
 	if err := tx.Commit(ctx); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	now := time.Now()
+	if p.afterCommit != nil {
+		p.afterCommit()
+	}
 	if p.committed != nil {
-		now := time.Now()
 		for _, id := range ids {
 			p.committed(id, now)
 		}

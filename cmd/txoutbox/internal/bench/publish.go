@@ -11,6 +11,7 @@ import (
 	"github.com/txoutbox/txoutbox/internal/cputime"
 	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/outbox"
+	"github.com/txoutbox/txoutbox/relay"
 )
 
 // publishClients are the concurrent clients of the publish scenario.
@@ -161,7 +162,7 @@ func measureWake(ctx context.Context, e *env, s *schema, pool *pgxpool.Pool, cli
 		return 0, 0, err
 	}
 	defer rpool.Close()
-	rs, err := startRelays(ctx, e, s, rpool, noopSink{newCounter(0, lat)}, 1)
+	rs, err := startRelays(ctx, e, s, rpool, noopSink{newCounter(0, lat)}, 1, relay.ModePoll)
 	if err != nil {
 		return 0, 0, err
 	}

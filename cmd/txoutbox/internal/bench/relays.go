@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -20,17 +21,18 @@ type relays struct {
 	err    error
 }
 
-// startRelays starts n relays on s's outbox, delivering to sink. Their
+// startRelays starts n relays on s's outbox in mode, delivering to sink. Their
 // heartbeats are registered first, so that each takes its fair share of the
 // partitions on its first lease round instead of the first one taking all
 // and handing them back a lease period later.
-func startRelays(ctx context.Context, e *env, s *schema, pool *pgxpool.Pool, sink relay.Sink, n int) (*relays, error) {
+func startRelays(ctx context.Context, e *env, s *schema, pool *pgxpool.Pool, sink relay.Sink, n int, mode relay.Mode) (*relays, error) {
 	set := &relays{}
 	heartbeat := outboxsql.New(s.name).Relay.Heartbeat
 	for i := range n {
 		r, err := relay.New(pool, sink, &relay.Config{
 			ID:     fmt.Sprintf("bench-%s-%d", s.name, i),
 			Schema: s.name,
+			Mode:   mode,
 			Logger: e.log,
 		})
 		if err != nil {
@@ -54,11 +56,30 @@ func startRelays(ctx context.Context, e *env, s *schema, pool *pgxpool.Pool, sin
 	return set, nil
 }
 
-// wake wakes every relay, as an embedded relay's OnFlush hook does.
+// wake wakes every relay, as an application embedding them does when it
+// has published.
 func (rs *relays) wake() {
 	for _, r := range rs.list {
 		r.Wake()
 	}
+}
+
+// streaming waits until every relay's WAL stream is open, for modes that
+// stream, so that a measurement does not take in the stream's start.
+func (rs *relays) streaming(ctx context.Context) error {
+	const wait = 30 * time.Second
+	deadline := time.Now().Add(wait)
+	for _, r := range rs.list {
+		for !r.WALStatus().Streaming {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("relay %s: WAL stream not open after %s", r.ID(), wait)
+			}
+			if !sleep(ctx, 10*time.Millisecond) {
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
 }
 
 // stop stops the relays and waits for them.
