@@ -20,7 +20,10 @@ import (
 // emitted them as a logical decoding message, and the relay streams them
 // from the outbox's durable replication slot (txoutbox migrate --messages
 // creates it), in commit order, straight to the sink. No row is written
-// for an event that is delivered.
+// for an event that is delivered. The events committed back to back go
+// to the sink as one batch, sent once the stream has been quiet for 200µs
+// and at most a millisecond after the batch's first event arrived. Nothing
+// needs to wake a relay in this mode (Wake only polls the table).
 //
 // One relay at a time holds the slot; the others stand by, try again every
 // second, and take over within about a second of its end (its connection
@@ -52,6 +55,9 @@ const (
 	// msgIdle is how long the stream may be quiet before the events
 	// received are sent: a batch collects what arrives back to back.
 	msgIdle = 200 * time.Microsecond
+	// msgMaxWait bounds how long the first event of a batch waits for
+	// more: a stream that is never quiet for msgIdle still sends.
+	msgMaxWait = time.Millisecond
 )
 
 // ErrSlotLost is logged (and reported by WALStatus) when ModeMessages
@@ -136,11 +142,12 @@ func (r *Relay) consume(ctx, workCtx context.Context, slot, prefix, pub string) 
 		txn     []streamEvent // of the open transaction
 		end     pglogrepl.LSN // end of the last transaction in pending
 		open    bool
+		first   time.Time // when pending's first event was received
 	)
 	for {
 		var until time.Time
 		if len(pending) > 0 {
-			until = time.Now().Add(msgIdle)
+			until = batchDeadline(time.Now(), first)
 		}
 		m, _, err := c.receive(ctx, until)
 		if errors.Is(err, errNoMessage) || (err == nil && len(pending) >= r.cfg.BatchSize && !open) {
@@ -186,6 +193,9 @@ func (r *Relay) consume(ctx, workCtx context.Context, slot, prefix, pub string) 
 			if len(txn) == 0 && len(pending) == 0 {
 				c.confirm(m.TransactionEndLSN)
 			} else {
+				if len(pending) == 0 {
+					first = time.Now()
+				}
 				pending = append(pending, txn...)
 				end = m.TransactionEndLSN
 				txn = txn[:0]
@@ -193,6 +203,17 @@ func (r *Relay) consume(ctx, workCtx context.Context, slot, prefix, pub string) 
 		}
 		c.settled = !open && len(pending) == 0
 	}
+}
+
+// batchDeadline is when a batch whose first event arrived at first is sent
+// if nothing more arrives: after msgIdle of quiet, and no later than
+// msgMaxWait after its first event.
+func batchDeadline(now, first time.Time) time.Time {
+	idle, last := now.Add(msgIdle), first.Add(msgMaxWait)
+	if last.Before(idle) {
+		return last
+	}
+	return idle
 }
 
 // checkSlot reports ErrSlotLost when the slot is missing or invalidated.

@@ -264,3 +264,20 @@ func TestMessagesSlotDropped(t *testing.T) {
 		t.Fatalf("emit = %v, want outbox.ErrNoSlot", err)
 	}
 }
+
+// TestBatchDeadline: a batch goes out after msgIdle of quiet, and no later
+// than msgMaxWait after its first event however busy the stream.
+func TestBatchDeadline(t *testing.T) {
+	first := time.Unix(1000, 0)
+	if got, want := batchDeadline(first, first), first.Add(msgIdle); !got.Equal(want) {
+		t.Errorf("first event: deadline %v, want %v (quiet for msgIdle)", got.Sub(first), want.Sub(first))
+	}
+	busy := first.Add(msgMaxWait - msgIdle/2) // events kept arriving
+	if got, want := batchDeadline(busy, first), first.Add(msgMaxWait); !got.Equal(want) {
+		t.Errorf("busy stream: deadline %v, want %v (msgMaxWait after the first event)", got.Sub(first), want.Sub(first))
+	}
+	late := first.Add(5 * msgMaxWait)
+	if got := batchDeadline(late, first); got.After(late) {
+		t.Errorf("past msgMaxWait: deadline %v after now", got.Sub(late))
+	}
+}

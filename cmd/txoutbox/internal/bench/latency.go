@@ -41,10 +41,8 @@ type pipeline struct {
 	lat    *latencies
 	sink   *counter
 	relays *relays
-	// wakeOnCommit: the producers wake the relay when COMMIT returns,
-	// else Flush wakes it.
-	wakeOnCommit bool
-	stops        []func()
+	wake   pipelineWake
+	stops  []func()
 }
 
 // pipelineConfig says what a pipeline runs.
@@ -54,15 +52,22 @@ type pipelineConfig struct {
 	http    bool // a local HTTP sink, else a no-op sink
 	mode    relay.Mode
 	storage outbox.Storage
-	// wakeOnCommit wakes the relay when a producer's COMMIT returns,
-	// instead of from Flush, before it.
-	wakeOnCommit bool
+	wake    pipelineWake
 }
+
+// pipelineWake is what wakes a pipeline's relay.
+type pipelineWake int
+
+const (
+	wakeAtFlush  pipelineWake = iota // the client's Flush hook, before COMMIT
+	wakeAtCommit                     // the producer, when COMMIT returns
+	wakeByStream                     // nothing: message storage's stream delivers at commit
+)
 
 // startPipeline starts a relay in pc.mode delivering to a no-op sink or to
 // a local HTTP sink, in a schema of its own.
 func startPipeline(ctx context.Context, e *env, pc pipelineConfig) (pl *pipeline, err error) {
-	pl = &pipeline{lat: newLatencies(), wakeOnCommit: pc.wakeOnCommit}
+	pl = &pipeline{lat: newLatencies(), wake: pc.wake}
 	defer func() {
 		if err != nil {
 			pl.close()
@@ -112,7 +117,7 @@ func startPipeline(ctx context.Context, e *env, pc pipelineConfig) (pl *pipeline
 			return nil, err
 		}
 	}
-	if !pc.wakeOnCommit {
+	if pc.wake == wakeAtFlush {
 		pl.stops = append(pl.stops, pl.client.OnFlush(pl.relays.wake))
 	}
 	return pl, nil
@@ -124,7 +129,7 @@ func startPipeline(ctx context.Context, e *env, pc pipelineConfig) (pl *pipeline
 func (pl *pipeline) producer(events int) *producer {
 	p := newProducer(pl.pool, pl.client, viaFlush, events, wakeNone)
 	p.committed = pl.lat.commit
-	if pl.wakeOnCommit {
+	if pl.wake == wakeAtCommit {
 		p.afterCommit = pl.relays.wake
 	}
 	return p

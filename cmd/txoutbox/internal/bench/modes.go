@@ -136,7 +136,12 @@ func defineModes(rec *recorder) {
 // throughput and latency with a no-op sink, then the events delivered to a
 // local HTTP sink, each pipeline in a schema of its own.
 func measureMode(ctx context.Context, e *env, rec *recorder, run int, key string, mode relay.Mode, storage outbox.Storage) error {
-	pc := pipelineConfig{purpose: "modes_" + key, workers: pacedWorkers, mode: mode, storage: storage, wakeOnCommit: true}
+	pc := pipelineConfig{purpose: "modes_" + key, workers: pacedWorkers, mode: mode, storage: storage, wake: wakeAtCommit}
+	if storage == outbox.StorageMessages {
+		// The stream delivers each commit; a wake would only poll the
+		// table, which holds nothing but undelivered events.
+		pc.wake = wakeByStream
+	}
 	pl, err := startPipeline(ctx, e, pc)
 	if err != nil {
 		return err
