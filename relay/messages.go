@@ -86,8 +86,7 @@ func (r *Relay) messagesLoop(ctx, workCtx context.Context, pub, slot, prefix str
 			failures = 0
 		case errors.Is(err, ErrSlotLost):
 			r.wal.lost.Store(true)
-			r.log.Error("replication slot of message storage missing or lost: events committed since the slot's last confirmed position can no longer be read from the WAL, and Flush refuses to emit until the slot is back; create it with txoutbox migrate --messages, then compare the producers' records with the consumers' for the gap",
-				"slot", slot, "err", err)
+			r.log.Error("replication slot of message storage missing or lost: "+walmsg.LostRecovery, "slot", slot, "err", err)
 			wait = walRetryMax
 		default:
 			r.wal.restarts.Add(1)

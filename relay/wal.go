@@ -268,5 +268,5 @@ func partitionOf(key []byte) int16 {
 func walSlotName() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return "txoutbox_relay_" + hex.EncodeToString(b[:])
+	return outboxsql.RelaySlotPrefix + hex.EncodeToString(b[:])
 }
