@@ -184,7 +184,11 @@ func (r *Relay) consume(ctx, workCtx context.Context, slot, prefix, pub string) 
 			open = false
 			if len(txn) == 0 && len(pending) == 0 {
 				c.confirm(m.TransactionEndLSN)
+				r.wal.received.Store(uint64(m.TransactionEndLSN))
 			} else {
+				if len(txn) > 0 {
+					r.wal.wakes.Add(1)
+				}
 				pending = append(pending, txn...)
 				end = m.TransactionEndLSN
 				txn = txn[:0]
