@@ -186,7 +186,7 @@ func writeStatus(w io.Writer, st *outboxadmin.Status) {
 func writeReplication(w io.Writer, r *outboxsql.Replication) {
 	keep := "unbounded"
 	if !r.Unbounded() {
-		keep = byteSize(r.MaxSlotWALKeepSize)
+		keep = outboxsql.ByteSize(r.MaxSlotWALKeepSize)
 	}
 	fmt.Fprintf(w, "\nreplication: wal_level %s, max_replication_slots %d, max_wal_senders %d, max_slot_wal_keep_size %s\n",
 		r.WALLevel, r.MaxReplicationSlots, r.MaxWALSenders, keep)
@@ -196,23 +196,20 @@ func writeReplication(w io.Writer, r *outboxsql.Replication) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "  SLOT\tKIND\tACTIVE\tRETAINED WAL\tWAL STATUS")
-	durable := false
 	for _, s := range r.Slots {
 		kind := "relay (temporary)"
 		if s.Messages {
 			kind = "messages"
 		}
-		durable = durable || !s.Temporary
 		status := cmp.Or(s.WALStatus, "-")
 		if s.Lost {
 			status = "LOST"
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Name, kind, yesNo(s.Active), byteSize(s.RetainedBytes), status)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Name, kind, yesNo(s.Active), outboxsql.ByteSize(s.RetainedBytes), status)
 	}
 	tw.Flush()
-	if durable && r.Unbounded() {
-		fmt.Fprintln(w, "\nwarning: max_slot_wal_keep_size is unbounded (-1): while no relay confirms the slot, PostgreSQL keeps all WAL until the disk is full;"+
-			" bound it with ALTER SYSTEM SET max_slot_wal_keep_size = '10GB' (what your disk can hold), then SELECT pg_reload_conf()")
+	if warning := r.Warning(); warning != "" {
+		fmt.Fprintln(w, "\nwarning: "+warning)
 	}
 }
 
@@ -221,23 +218,6 @@ func yesNo(b bool) string {
 		return "yes"
 	}
 	return "no"
-}
-
-// byteSize renders a size for people, in units of 1024 as PostgreSQL's
-// settings are: 0 B, 812 B, 1.5 kB, 56 kB, 10 GB.
-func byteSize(n int64) string {
-	const units = "kMGTPE"
-	if n < 1024 {
-		return fmt.Sprintf("%d B", n)
-	}
-	f, i := float64(n)/1024, 0
-	for ; f >= 1024 && i < len(units)-1; i++ {
-		f /= 1024
-	}
-	if f < 10 && f != float64(int64(f)) {
-		return fmt.Sprintf("%.1f %cB", f, units[i])
-	}
-	return fmt.Sprintf("%.0f %cB", f, units[i])
 }
 
 // age renders a duration for people: 850ms, 12s, 4m10s, 3h5m, 2d4h.

@@ -11,18 +11,6 @@ import (
 	"github.com/txoutbox/txoutbox/internal/walmsg"
 )
 
-func TestByteSize(t *testing.T) {
-	t.Parallel()
-	for n, want := range map[int64]string{
-		0: "0 B", 812: "812 B", 1024: "1 kB", 1536: "1.5 kB", 56 << 10: "56 kB",
-		10 << 30: "10 GB", 3<<40 + 1<<39: "3.5 TB",
-	} {
-		if got := byteSize(n); got != want {
-			t.Errorf("byteSize(%d) = %q, want %q", n, got, want)
-		}
-	}
-}
-
 // TestStatusReplication: the slots with their retained WAL, the warning of
 // an unbounded max_slot_wal_keep_size while a durable slot exists, and a
 // lost slot as an error saying how to recover.

@@ -63,6 +63,22 @@ type Replication struct {
 // Unbounded reports whether a slot may hold back WAL without limit.
 func (r *Replication) Unbounded() bool { return r.MaxSlotWALKeepSize < 0 }
 
+// Warning is the warning of a durable slot (one that holds back WAL while
+// no relay streams it, unlike a relay's temporary slot) under an unbounded
+// max_slot_wal_keep_size, saying what to set; "" otherwise.
+func (r *Replication) Warning() string {
+	if !r.Unbounded() {
+		return ""
+	}
+	for _, s := range r.Slots {
+		if !s.Temporary {
+			return "max_slot_wal_keep_size is unbounded (-1): while no relay confirms the slot, PostgreSQL keeps all WAL until the disk is full; " +
+				"bound it with ALTER SYSTEM SET max_slot_wal_keep_size = '10GB' (what your disk can hold), then SELECT pg_reload_conf()"
+		}
+	}
+	return ""
+}
+
 // ReplicationSlot is one of txoutbox's replication slots.
 type ReplicationSlot struct {
 	Name string `json:"name"`
@@ -124,9 +140,26 @@ func ReadReplication(ctx context.Context, db DB) (*Replication, error) {
 // Recovery says what to do about slot, lost: for the slot of message
 // storage walmsg.LostRecovery, for a relay's temporary slot that nothing
 // is lost.
-func (s *ReplicationSlot) Recovery() string {
+func (s ReplicationSlot) Recovery() string {
 	if s.Messages {
 		return walmsg.LostRecovery
 	}
 	return "the relay opens a new stream with a new slot and polls the table meanwhile: no event is lost"
+}
+
+// ByteSize spells a size for people, in units of 1024 as PostgreSQL's
+// settings and pg_size_pretty do: 0 B, 812 B, 1.5 kB, 56 kB, 10 GB.
+func ByteSize(n int64) string {
+	const units = "kMGTPE"
+	if n < 1024 {
+		return fmt.Sprintf("%d B", n)
+	}
+	f, i := float64(n)/1024, 0
+	for ; f >= 1024 && i < len(units)-1; i++ {
+		f /= 1024
+	}
+	if f < 10 && f != float64(int64(f)) {
+		return fmt.Sprintf("%.1f %cB", f, units[i])
+	}
+	return fmt.Sprintf("%.0f %cB", f, units[i])
 }

@@ -73,3 +73,15 @@ func TestReadReplication(t *testing.T) {
 		t.Errorf("recovery of the messages slot: %q", s.Recovery())
 	}
 }
+
+func TestByteSize(t *testing.T) {
+	t.Parallel()
+	for n, want := range map[int64]string{
+		0: "0 B", 812: "812 B", 1024: "1 kB", 1536: "1.5 kB", 56 << 10: "56 kB",
+		10 << 30: "10 GB", 3<<40 + 1<<39: "3.5 TB",
+	} {
+		if got := ByteSize(n); got != want {
+			t.Errorf("ByteSize(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
