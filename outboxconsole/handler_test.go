@@ -3,6 +3,7 @@ package outboxconsole
 import (
 	"bufio"
 	"bytes"
+	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +18,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/txoutbox/txoutbox/internal/eventstest"
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
+	"github.com/txoutbox/txoutbox/internal/walmsg"
+	"github.com/txoutbox/txoutbox/outbox"
 )
 
 // bundle is a console over a seeded outbox, served on loopback.
@@ -463,5 +467,46 @@ func TestConfig(t *testing.T) {
 	mux.ServeHTTP(w, req)
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `href="/console/assets/console.css"`) {
 		t.Errorf("mounted at /console/: %d\n%s", w.Code, w.Body.String())
+	}
+}
+
+// TestOverviewReplication: the overview shows txoutbox's replication slots
+// once there are any, with the WAL each holds back, and a lost slot with
+// how to recover.
+func TestOverviewReplication(t *testing.T) {
+	t.Parallel()
+	b, _ := setup(t, nil)
+	slot, _, err := outbox.CreateMessageSlot(t.Context(), b.pool, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, body := b.get(t, "/")
+	row := regexp.MustCompile(`<tr data-slot="` + slot + `">\s*<td>` + slot + `</td><td>messages</td>\s*<td class="num">\d+(\.\d)? [kMG]?B</td><td>no</td>`)
+	if status != http.StatusOK || !strings.Contains(body, "Replication slots") || !row.MatchString(body) {
+		t.Errorf("overview with the messages slot %s: %d\n%s", slot, status, body)
+	}
+
+	render := func(r *Replication) string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := b.h.pages.t.ExecuteTemplate(&out, "overview-live", overviewView(&Overview{At: time.Now(), Replication: r})); err != nil {
+			t.Fatal(err)
+		}
+		return out.String()
+	}
+	if out := render(&Replication{}); strings.Contains(out, "Replication slots") {
+		t.Errorf("no slots, and a replication block:\n%s", out)
+	}
+	out := render(&Replication{MaxSlotWALKeepSize: 10 << 30, Slots: []outboxsql.ReplicationSlot{
+		{Name: "txoutbox_messages_app_public", Messages: true, RetainedBytes: 3 << 20, WALStatus: "lost", Lost: true},
+	}})
+	for _, want := range []string{"max_slot_wal_keep_size 10 GB", `class="lost"`, "3 MB", `<span class="badge dead">lost</span>`,
+		template.HTMLEscapeString(walmsg.LostRecovery)} {
+		if !strings.Contains(out, want) {
+			t.Errorf("a lost slot: no %q in\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, `class="warning"`) {
+		t.Errorf("a bounded max_slot_wal_keep_size warned:\n%s", out)
 	}
 }

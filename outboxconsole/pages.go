@@ -35,8 +35,9 @@ type pages struct {
 
 func newPages(base string) *pages {
 	funcs := template.FuncMap{
-		"base": func() string { return base },
-		"age":  age,
+		"base":  func() string { return base },
+		"age":   age,
+		"bytes": outboxsql.ByteSize,
 		"ts": func(t time.Time) string {
 			if t.IsZero() {
 				return ""

@@ -76,7 +76,14 @@ type Overview struct {
 	Leased  int
 	Samples []Sample
 	At      time.Time
+	// Replication is the server's replication settings and txoutbox's
+	// slots in the database, with the WAL each holds back.
+	Replication *Replication
 }
+
+// Replication is the state of the replication slots of the WAL modes
+// (relay.ModeWAL, relay.ModeMessages); see txoutbox status.
+type Replication = outboxsql.Replication
 
 // Event is one row of a list.
 type Event struct {
@@ -132,7 +139,8 @@ func (s *store) err(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// overview reads the counts by topic, the relays and the samples since.
+// overview reads the counts by topic, the relays, the samples since and the
+// replication slots.
 func (s *store) overview(ctx context.Context, since time.Duration) (*Overview, error) {
 	o := &Overview{At: time.Now()}
 	rows, err := s.db.Query(ctx, s.q.Admin.Counts)
@@ -174,6 +182,9 @@ func (s *store) overview(ctx context.Context, since time.Duration) (*Overview, e
 		return nil, s.err("count leased partitions", err)
 	}
 	if o.Samples, err = s.samples(ctx, since); err != nil {
+		return nil, err
+	}
+	if o.Replication, err = outboxsql.ReadReplication(ctx, s.db); err != nil {
 		return nil, err
 	}
 	return o, nil

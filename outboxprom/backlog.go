@@ -1,7 +1,6 @@
 package outboxprom
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -36,20 +35,17 @@ func (m *Metrics) RegisterBacklog(pool *pgxpool.Pool, cfg *BacklogConfig) error 
 	if cfg != nil {
 		c = *cfg
 	}
-	c.Timeout = cmp.Or(c.Timeout, BacklogTimeoutDefault)
-	if c.Timeout < 0 {
-		return fmt.Errorf("outboxprom: BacklogConfig.Timeout must not be negative, got %s", c.Timeout)
-	}
-	desc := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName(m.cfg.Namespace, "outbox", name), help, nil, m.cfg.ConstLabels)
+	timeout, err := scrapeTimeout("BacklogConfig.Timeout", c.Timeout, BacklogTimeoutDefault)
+	if err != nil {
+		return err
 	}
 	bc := &backlogCollector{
 		pool:    pool,
-		timeout: c.Timeout,
+		timeout: timeout,
 		query:   outboxsql.New(c.Schema).Backlog,
-		backlog: desc("backlog_events", "Events committed to the outbox and not yet delivered."),
-		oldest:  desc("oldest_pending_age_seconds", "Age of the oldest pending event, 0 when none is pending."),
-		dead:    desc("dead_events", "Dead-lettered events waiting for a replay."),
+		backlog: m.desc("outbox", "backlog_events", "Events committed to the outbox and not yet delivered."),
+		oldest:  m.desc("outbox", "oldest_pending_age_seconds", "Age of the oldest pending event, 0 when none is pending."),
+		dead:    m.desc("outbox", "dead_events", "Dead-lettered events waiting for a replay."),
 	}
 	if err := m.reg.Register(bc); err != nil {
 		return fmt.Errorf("outboxprom: register backlog: %w", err)
@@ -77,10 +73,7 @@ func (b *backlogCollector) Collect(ch chan<- prometheus.Metric) {
 	var pending, dead int64
 	var age float64
 	if err := b.pool.QueryRow(ctx, b.query).Scan(&pending, &age, &dead); err != nil {
-		err = fmt.Errorf("read outbox backlog: %w", err)
-		ch <- prometheus.NewInvalidMetric(b.backlog, err)
-		ch <- prometheus.NewInvalidMetric(b.oldest, err)
-		ch <- prometheus.NewInvalidMetric(b.dead, err)
+		invalid(ch, fmt.Errorf("read outbox backlog: %w", err), b.backlog, b.oldest, b.dead)
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(b.backlog, prometheus.GaugeValue, float64(pending))

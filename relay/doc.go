@@ -52,6 +52,28 @@
 // nothing. While rows keep coming the relay polls again at once; when idle
 // it backs off to PollInterval; Wake cuts the wait short.
 //
+// # Delivery modes
+//
+// Config.Mode says how the relay learns of committed events. ModePoll, the
+// default, polls the table and needs nothing of the server. ModeWAL reads
+// the table too, but a temporary logical replication slot tells it of each
+// commit at once, whichever process published: choose it for commit→sink
+// latency in single milliseconds, at the price of wal_level=logical and a
+// slot and WAL sender per relay. ModeMessages, with producers on
+// outbox.StorageMessages, delivers straight from a durable slot: the
+// cheapest flush, but the slot keeps the WAL while no relay confirms it,
+// so bound it with max_slot_wal_keep_size; a slot that goes past it is
+// lost (see ModeMessages for how to recover).
+//
+// WALStatus reports the stream (open, its slot, the last LSN received,
+// wakes, restarts, and in ModeMessages a lost slot);
+// outboxprom.Metrics.RegisterWAL exports it as txoutbox_relay_wal_*, and
+// RegisterReplication exports each slot's retained WAL, active and lost as
+// txoutbox_replication_slot_*. txoutbox status and the operator console
+// show the same slots, warn when max_slot_wal_keep_size is unbounded while
+// the durable slot exists, and report a lost slot with how to recover
+// (status exits 1).
+//
 // # Guarantees
 //
 // At least once. An event is deleted or marked delivered only after the sink

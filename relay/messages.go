@@ -92,8 +92,7 @@ func (r *Relay) messagesLoop(ctx, workCtx context.Context, pub, slot, prefix str
 			failures = 0
 		case errors.Is(err, ErrSlotLost):
 			r.wal.lost.Store(true)
-			r.log.Error("replication slot of message storage missing or lost: events committed since the slot's last confirmed position can no longer be read from the WAL, and Flush refuses to emit until the slot is back; create it with txoutbox migrate --messages, then compare the producers' records with the consumers' for the gap",
-				"slot", slot, "err", err)
+			r.log.Error("replication slot of message storage missing or lost: "+walmsg.LostRecovery, "slot", slot, "err", err)
 			wait = walRetryMax
 		default:
 			r.wal.restarts.Add(1)
@@ -192,9 +191,13 @@ func (r *Relay) consume(ctx, workCtx context.Context, slot, prefix, pub string) 
 			open = false
 			if len(txn) == 0 && len(pending) == 0 {
 				c.confirm(m.TransactionEndLSN)
+				r.wal.received.Store(uint64(m.TransactionEndLSN))
 			} else {
 				if len(pending) == 0 {
 					first = time.Now()
+				}
+				if len(txn) > 0 {
+					r.wal.wakes.Add(1)
 				}
 				pending = append(pending, txn...)
 				end = m.TransactionEndLSN

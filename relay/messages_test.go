@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/txoutbox/internal/walmsg"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/topics"
 )
@@ -280,4 +281,35 @@ func TestBatchDeadline(t *testing.T) {
 	if got := batchDeadline(late, first); got.After(late) {
 		t.Errorf("past msgMaxWait: deadline %v after now", got.Sub(late))
 	}
+}
+
+// TestMessagesWALStatus: a ModeMessages relay reports its stream as a
+// ModeWAL relay does: the durable slot, the commits that carried events,
+// the last LSN received, and a stream that broke and was opened again.
+func TestMessagesWALStatus(t *testing.T) {
+	t.Parallel()
+	pool, client := messagesDB(t)
+	e := &emitter{pool: pool, client: client}
+	sink := &recordingSink{}
+	r, _ := startMessagesRelay(t, pool, sink, &Config{PollInterval: time.Hour})
+	var database string
+	if err := pool.QueryRow(t.Context(), `SELECT current_database()`).Scan(&database); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		e.mustEmit(t, fmt.Sprintf("k%d", i))
+	}
+	waitFor(t, 10*time.Second, "5 events delivered", func() bool { return sink.distinct() == 5 })
+	st := r.WALStatus()
+	if !st.Streaming || st.Slot != walmsg.Slot(database, "public") || st.Wakes != 5 || st.ReceivedLSN == "" || st.Lost {
+		t.Errorf("WALStatus = %+v, want streaming slot %s, 5 wakes and a received LSN", st, walmsg.Slot(database, "public"))
+	}
+
+	if _, err := pool.Exec(t.Context(), `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`, st.Slot); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the stream opened again", func() bool {
+		st := r.WALStatus()
+		return st.Streaming && st.Restarts > 0
+	})
 }

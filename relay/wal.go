@@ -71,19 +71,25 @@ type walState struct {
 	restarts  atomic.Int64  // streams that ended in an error
 }
 
-// WALStatus describes a ModeWAL relay's stream.
+// WALStatus describes the stream of a relay in ModeWAL or ModeMessages;
+// outboxprom.Metrics.RegisterWAL exports it.
 type WALStatus struct {
 	// Streaming reports whether the stream is open now: in ModeMessages,
 	// whether this relay holds the slot. While it is not, the relay polls
 	// every Config.PollInterval.
 	Streaming bool
-	// Slot is the name of the stream's temporary replication slot, as in
-	// pg_replication_slots; empty before the first stream opened.
+	// Slot is the name of the stream's replication slot, as in
+	// pg_replication_slots: in ModeWAL the temporary slot of the current
+	// stream (empty before the first opened), in ModeMessages the outbox's
+	// durable slot.
 	Slot string
-	// ReceivedLSN is the commit LSN of the last transaction received.
+	// ReceivedLSN is the end LSN of the last transaction received (in
+	// ModeMessages, once its events are delivered or in the table).
 	ReceivedLSN string
-	// Wakes counts the commits that woke the relay; Restarts the streams
-	// that broke and were opened again.
+	// Wakes counts the commits that woke the relay: in ModeWAL those that
+	// inserted events into a partition it holds, in ModeMessages those
+	// that carried events. Restarts counts the streams that broke and were
+	// opened again.
 	Wakes, Restarts int64
 	// Lost reports, in ModeMessages, that the relay found the outbox's
 	// slot missing or invalidated (see ModeMessages); false again once it
@@ -268,5 +274,5 @@ func partitionOf(key []byte) int16 {
 func walSlotName() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
-	return "txoutbox_relay_" + hex.EncodeToString(b[:])
+	return outboxsql.RelaySlotPrefix + hex.EncodeToString(b[:])
 }

@@ -57,6 +57,10 @@ event in one transaction. Latency is measured from the event's publish time
 events API received it, on the same clock: an upper bound of commit to
 delivery.
 
+The relay streams the WAL (relay --mode wal) when the server runs
+wal_level=logical and the role has REPLICATION, as the throwaway PostgreSQL
+does, and polls the table otherwise; the "mode" line says which.
+
 With --database-url the demo works in a schema of its own
 (txoutbox_demo_...), which it drops at the end; nothing else is touched.
 The throwaway PostgreSQL needs its binaries (initdb, postgres) installed.`
@@ -376,7 +380,12 @@ func (d *demo) startRelay(sinkURL string) error {
 		return err
 	}
 	d.httpSink = sink
+	mode, err := d.relayMode()
+	if err != nil {
+		return err
+	}
 	r, err := relay.New(d.pool, sink, &relay.Config{
+		Mode:   mode,
 		Schema: d.schema,
 		Logger: d.log,
 		Hooks: relay.Hooks{BatchFunc: func(b relay.BatchStats) {
@@ -395,8 +404,8 @@ func (d *demo) startRelay(sinkURL string) error {
 	d.relayDone = make(chan error, 1)
 	go func() { d.relayDone <- r.Run(ctx) }()
 	// Measure delivery, not start-up: wait for the relay's first round,
-	// when it holds its partitions.
-	for deadline := time.Now().Add(connectTimeout); r.LastPoll().IsZero(); {
+	// when it holds its partitions, and for its WAL stream.
+	for deadline := time.Now().Add(connectTimeout); r.LastPoll().IsZero() || mode == relay.ModeWAL && !r.WALStatus().Streaming; {
 		select {
 		case err := <-d.relayDone:
 			d.stopRelay = nil
@@ -408,6 +417,30 @@ func (d *demo) startRelay(sinkURL string) error {
 		}
 	}
 	return nil
+}
+
+// relayMode is relay.ModeWAL when the server and the role can stream the
+// WAL, and relay.ModePoll, saying why, when they cannot.
+func (d *demo) relayMode() (relay.Mode, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), connectTimeout)
+	defer cancel()
+	var level string
+	var replication bool
+	err := d.pool.QueryRow(ctx, `SELECT current_setting('wal_level'), rolreplication OR rolsuper FROM pg_roles WHERE rolname = current_user`).
+		Scan(&level, &replication)
+	if err != nil {
+		return "", fmt.Errorf("relay: read wal_level: %w", err)
+	}
+	switch {
+	case level != "logical":
+		d.printf("  %-9s polling: the server's wal_level is %s, and the WAL mode needs logical\n", "mode", level)
+		return relay.ModePoll, nil
+	case !replication:
+		d.printf("  %-9s polling: the role lacks the REPLICATION attribute the WAL mode needs\n", "mode")
+		return relay.ModePoll, nil
+	}
+	d.printf("  %-9s wal: a temporary replication slot tells the relay of each commit\n", "mode")
+	return relay.ModeWAL, nil
 }
 
 // stopRelayAndWait stops the relay and waits for it to give its partitions

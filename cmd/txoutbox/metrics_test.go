@@ -23,27 +23,7 @@ func TestRelayMetrics(t *testing.T) {
 		VALUES (gen_random_uuid(), 'billing.InvoicePaid', 'billing', 'Invoice', 'Paid', '{}', 'u', 'user', 'j', 'test', 'dead-key', now(), 'dead')`); err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr lockedBuffer
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() {
-		done <- dispatch(ctx, []string{"relay", "--database-url", url, "--sink", "stdout", "--admin-addr", "127.0.0.1:0", "--batch-size", "100"}, &stdout, &stderr)
-	}()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay = %v\n%s", err, stderr.String())
-		}
-	}()
-	addrRE := regexp.MustCompile(`"admin endpoints listening" addr=(\S+)`)
-	var addr string
-	waitFor(t, 10*time.Second, "the admin address", func() bool {
-		m := addrRE.FindStringSubmatch(stderr.String())
-		if m != nil {
-			addr = m[1]
-		}
-		return m != nil
-	})
+	addr, stdout := startRelayCommand(t, "--database-url", url, "--sink", "stdout", "--batch-size", "100")
 	var body string
 	// The relay counts a batch after recording its outcome, so the backlog
 	// can read 0 a moment before the last batch is counted.
@@ -76,6 +56,68 @@ func TestRelayMetrics(t *testing.T) {
 	}
 	if !strings.Contains(body, "go_goroutines") {
 		t.Errorf("/metrics lacks the Go runtime's metrics")
+	}
+}
+
+// startRelayCommand runs txoutbox relay in process with args, its admin
+// endpoints on a free port, until the test ends; it returns their address
+// and the relay's stdout.
+func startRelayCommand(t *testing.T, args ...string) (string, *lockedBuffer) {
+	t.Helper()
+	var stdout, stderr lockedBuffer
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		done <- dispatch(ctx, append([]string{"relay", "--admin-addr", "127.0.0.1:0"}, args...), &stdout, &stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay = %v\n%s", err, stderr.String())
+		}
+	})
+	addrRE := regexp.MustCompile(`"admin endpoints listening" addr=(\S+)`)
+	var addr string
+	waitFor(t, 10*time.Second, "the admin address", func() bool {
+		m := addrRE.FindStringSubmatch(stderr.String())
+		if m != nil {
+			addr = m[1]
+		}
+		return m != nil
+	})
+	return addr, &stdout
+}
+
+// TestRelayWALMetrics: a relay in wal mode exports its stream's state and
+// its temporary slot, read on each scrape.
+func TestRelayWALMetrics(t *testing.T) {
+	t.Parallel()
+	url, pool := newOutboxDB(t)
+	addr, stdout := startRelayCommand(t, "--database-url", url, "--sink", "stdout", "--mode", "wal")
+	var body string
+	waitFor(t, 10*time.Second, "the stream to open", func() bool {
+		body = scrape(t, "http://"+addr+"/metrics")
+		v, _ := metricValue(body, "txoutbox_relay_wal_streaming")
+		return v == 1
+	})
+	const n = 20
+	insertEvents(t, pool, n)
+	waitFor(t, 10*time.Second, "the events delivered", func() bool { return strings.Count(stdout.String(), "\n") == n })
+	body = scrape(t, "http://"+addr+"/metrics")
+	if wakes, ok := metricValue(body, "txoutbox_relay_wal_wakes_total"); !ok || wakes < 1 {
+		t.Errorf("txoutbox_relay_wal_wakes_total = %v (found %v), want at least 1", wakes, ok)
+	}
+	if _, ok := metricValue(body, "txoutbox_relay_wal_restarts_total"); !ok {
+		t.Error("/metrics lacks txoutbox_relay_wal_restarts_total")
+	}
+	slot := regexp.MustCompile(`(?m)^txoutbox_replication_slot_active\{slot="(txoutbox_relay_[0-9a-f]+)"\} 1$`).FindStringSubmatch(body)
+	if slot == nil {
+		t.Fatalf("/metrics lacks the relay's active slot:\n%s", body)
+	}
+	for _, series := range []string{"txoutbox_replication_slot_lost", "txoutbox_replication_slot_retained_bytes"} {
+		if _, ok := metricValue(body, series+`{slot="`+slot[1]+`"}`); !ok {
+			t.Errorf("/metrics lacks %s of %s", series, slot[1])
+		}
 	}
 }
 

@@ -100,7 +100,9 @@ the shell.
 Admin endpoints on --admin-addr: /livez (the relay loop is turning),
 /readyz (the database answers; false once shutdown starts) and /metrics
 (Prometheus: deliveries, failures and dead letters by topic and sink, batch
-sizes, delivery latency, and the outbox's backlog, read on each scrape).
+sizes, delivery latency, the outbox's backlog and the WAL its replication
+slots hold back, read on each scrape, and with --mode wal or messages
+whether the stream is open, its wakes and its restarts).
 With --console, the operator console at /console/ too (the --console-*
 flags are those of txoutbox console).
 
@@ -256,6 +258,9 @@ func runRelay(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	r, err := relay.New(pool, sink, &f.cfg)
 	if err != nil {
 		return err
+	}
+	if err := metrics.addRelay(r, f.cfg.Mode); err != nil {
+		return fmt.Errorf("relay: %w", err)
 	}
 
 	console, err := f.newRelayConsole(pool, logger)

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -25,6 +27,14 @@ Pending events are split by what they wait for:
 
 "txoutbox inspect --state STATE" lists the events of each (in-flight for
 those in flight).
+
+Replication shows the server's settings the WAL modes need (relay --mode
+wal and messages) and txoutbox's replication slots in the database: the WAL
+each holds back, whether a relay streams it, and whether it is lost. A slot
+holds back WAL while no relay confirms it; max_slot_wal_keep_size bounds
+that, and status warns when it is unbounded while the durable slot of
+message storage exists. A lost slot is an error: status prints it, with
+how to recover, on stderr and exits 1.
 
 Delivered events stay only for the relay's --retention. It reads the whole
 table: on a large one, do not run it every second.`
@@ -51,10 +61,24 @@ func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		return db.dbError("status", err)
 	}
 	if asJSON {
-		return writeStatusJSON(stdout, st)
+		if err := writeStatusJSON(stdout, st); err != nil {
+			return err
+		}
+	} else {
+		writeStatus(stdout, st)
 	}
-	writeStatus(stdout, st)
-	return nil
+	return lostSlots(st.Replication)
+}
+
+// lostSlots returns an error for each lost slot, saying how to recover.
+func lostSlots(r *outboxsql.Replication) error {
+	var errs []error
+	for _, s := range r.Slots {
+		if s.Lost {
+			errs = append(errs, fmt.Errorf("status: replication slot %s is lost: %s", s.Name, s.Recovery()))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // statusJSON is the --json form of a status; durations are in seconds.
@@ -64,6 +88,8 @@ type statusJSON struct {
 	Relays           []relayJSON `json:"relays"`
 	LeasedPartitions int         `json:"leased_partitions"`
 	Partitions       int         `json:"partitions"`
+	// Replication holds the settings and slots; sizes are in bytes.
+	Replication *outboxsql.Replication `json:"replication"`
 }
 
 type countsJSON struct {
@@ -88,6 +114,7 @@ func writeStatusJSON(w io.Writer, st *outboxadmin.Status) error {
 		Relays:           []relayJSON{},
 		LeasedPartitions: st.LeasedPartitions,
 		Partitions:       outboxsql.Partitions,
+		Replication:      st.Replication,
 	}
 	for _, t := range st.Topics {
 		out.Topics = append(out.Topics, topicJSON{t.Topic, countsJSON{t.Counts, t.OldestPendingAge.Seconds()}})
@@ -131,6 +158,7 @@ func writeStatus(w io.Writer, st *outboxadmin.Status) {
 		}
 		tw.Flush()
 	}
+	writeReplication(w, st.Replication)
 	if st.Unclaimed > 0 {
 		fmt.Fprintln(w, "\nunclaimed events wait for a relay: start one with txoutbox relay")
 	}
@@ -152,6 +180,44 @@ func writeStatus(w io.Writer, st *outboxadmin.Status) {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", t.Topic, t.Pending, t.Retrying, t.Blocked, t.Unclaimed, t.Dead, t.Delivered, oldest)
 	}
 	tw.Flush()
+}
+
+// writeReplication writes the replication settings and txoutbox's slots.
+func writeReplication(w io.Writer, r *outboxsql.Replication) {
+	keep := "unbounded"
+	if !r.Unbounded() {
+		keep = outboxsql.ByteSize(r.MaxSlotWALKeepSize)
+	}
+	fmt.Fprintf(w, "\nreplication: wal_level %s, max_replication_slots %d, max_wal_senders %d, max_slot_wal_keep_size %s\n",
+		r.WALLevel, r.MaxReplicationSlots, r.MaxWALSenders, keep)
+	if len(r.Slots) == 0 {
+		fmt.Fprintln(w, "  no txoutbox replication slots")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  SLOT\tKIND\tACTIVE\tRETAINED WAL\tWAL STATUS")
+	for _, s := range r.Slots {
+		kind := "relay (temporary)"
+		if s.Messages {
+			kind = "messages"
+		}
+		status := cmp.Or(s.WALStatus, "-")
+		if s.Lost {
+			status = "LOST"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Name, kind, yesNo(s.Active), outboxsql.ByteSize(s.RetainedBytes), status)
+	}
+	tw.Flush()
+	if warning := r.Warning(); warning != "" {
+		fmt.Fprintln(w, "\nwarning: "+warning)
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
 }
 
 // age renders a duration for people: 850ms, 12s, 4m10s, 3h5m, 2d4h.

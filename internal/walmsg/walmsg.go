@@ -71,6 +71,16 @@ func Decode(msg []byte) ([]Event, error) {
 	return events, nil
 }
 
+// SlotPrefix starts the name of every slot Slot returns.
+const SlotPrefix = "txoutbox_messages_"
+
+// LostRecovery says what a lost or missing slot of message storage means
+// and how to recover: the relay logs it, and txoutbox status and the
+// console show it beside a lost slot.
+const LostRecovery = "events committed since the slot's last confirmed position can no longer be read from the WAL, " +
+	"and Flush refuses to emit until the slot is back; create it with txoutbox migrate --messages, " +
+	"then compare the producers' records with the consumers' for the gap"
+
 // Slot is the name of the durable replication slot ModeMessages streams
 // for the outbox in schema (resolved, as for Prefix) of database: slot
 // names are the server's, not a database's. It is txoutbox_messages_, then
@@ -78,7 +88,7 @@ func Decode(msg []byte) ([]Event, error) {
 // joined by "_"; when they had others, or made the name too long, they are
 // cut short and a hash of both follows.
 func Slot(database, schema string) string {
-	const base = "txoutbox_messages_"
+	const base = SlotPrefix
 	db, dbChanged := slotChars(database)
 	sc, scChanged := slotChars(schema)
 	name := base + db + "_" + sc

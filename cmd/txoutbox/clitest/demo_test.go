@@ -44,6 +44,7 @@ func checkDemo(t *testing.T, r result, requests string, latency bool) {
 		`(?m)^  listener +received ` + requests + ` of ` + requests + ` events, 0 out of order or again$`,
 		`(?m)^  sink +the events API in memory \(as txoutbox sink\) at http://127\.0\.0\.1:\d+, live page at `,
 		`(?m)^every event arrived, exactly once\.$`,
+		`(?m)^  mode +wal: a temporary replication slot`, // the test servers run wal_level=logical
 		`(?m)^  ` + requests + `/` + requests + ` requests`,
 	}
 	if latency {

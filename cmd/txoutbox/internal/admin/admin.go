@@ -114,9 +114,13 @@ type Status struct {
 	Relays []RelayInfo `json:"relays"`
 	// LeasedPartitions is how many of the 64 partitions are held by a relay.
 	LeasedPartitions int `json:"leased_partitions"`
+	// Replication is the server's replication settings and txoutbox's
+	// slots in the database: what the WAL modes need and hold back.
+	Replication *outboxsql.Replication `json:"replication"`
 }
 
-// Status counts the outbox's events by state and topic and lists the relays.
+// Status counts the outbox's events by state and topic, lists the relays
+// and reads the state of replication.
 // It reads the whole table, so it costs a scan of it.
 func (a *Admin) Status(ctx context.Context) (*Status, error) {
 	rows, err := a.db.Query(ctx, a.q.Counts)
@@ -165,6 +169,9 @@ func (a *Admin) Status(ctx context.Context) (*Status, error) {
 	}
 	if err := a.db.QueryRow(ctx, a.q.Leased).Scan(&st.LeasedPartitions); err != nil {
 		return nil, a.err("count leased partitions", err)
+	}
+	if st.Replication, err = outboxsql.ReadReplication(ctx, a.db); err != nil {
+		return nil, err
 	}
 	return st, nil
 }
