@@ -31,8 +31,9 @@ short):
            the highest rate sustained with a flat backlog
   e2e      16 producers and a relay on this machine: events delivered per second
   modes    the delivery modes side by side (table + polling, table + WAL,
-           message only; each relay in the producing process, woken when
-           COMMIT returns): the producers' tx/s at 16 clients beside a
+           message only; each relay in the producing process, the polling
+           one woken when COMMIT returns, the WAL ones told of each commit
+           by their stream): the producers' tx/s at 16 clients beside a
            business INSERT alone, commit→sink p50/p99 at 1,000 and 5,000
            events/s and at the highest rate sustained, and e2e events/s to a
            local HTTP sink, with each mode's ratio to table + polling and its

@@ -25,7 +25,8 @@
 //   - e2e: 16 producers and a relay on one machine, events delivered per
 //     second.
 //   - modes: the delivery modes (table + polling, table + WAL, message
-//     only), each with a relay woken when a producer's COMMIT returns: the
+//     only), each with a relay woken when a producer's COMMIT returns (by
+//     its stream in the WAL modes): the
 //     producers' throughput beside a business INSERT alone, commit→sink
 //     latency at fixed rates and at the highest rate sustained, and events
 //     delivered per second, each beside table + polling's. It needs

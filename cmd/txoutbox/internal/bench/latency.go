@@ -61,7 +61,7 @@ type pipelineWake int
 const (
 	wakeAtFlush  pipelineWake = iota // the client's Flush hook, before COMMIT
 	wakeAtCommit                     // the producer, when COMMIT returns
-	wakeByStream                     // nothing: message storage's stream delivers at commit
+	wakeByStream                     // nothing: the WAL modes' stream tells the relay of each commit
 )
 
 // startPipeline starts a relay in pc.mode delivering to a no-op sink or to
