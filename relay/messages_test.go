@@ -346,3 +346,43 @@ func TestMessagesStopMidBatch(t *testing.T) {
 		t.Errorf("%d deliveries of 50 events (%d by the stopped relay): the batch it finished was sent again", n, first)
 	}
 }
+
+// TestMessagesRetryAfter: when the sink fails a batch of the stream and
+// one of the events carries a RetryAfter, the stream waits that long before
+// it sends the batch again, whichever event carries it (an HTTP sink fails
+// the events of the requests it did not send with ErrNotSent, and the 429's
+// Retry-After is on another).
+func TestMessagesRetryAfter(t *testing.T) {
+	t.Parallel()
+	pool, client := messagesDB(t)
+	e := &emitter{pool: pool, client: client}
+	const after = time.Second
+	sink := &recordingSink{FailFunc: func(_ context.Context, call int, events []*outbox.Event) error {
+		if call > 1 {
+			return nil
+		}
+		be := &BatchError{Failed: map[string]error{}}
+		for i, ev := range events {
+			be.Failed[ev.ID.String()] = ErrNotSent
+			if i == len(events)-1 {
+				be.Failed[ev.ID.String()] = RetryAfter(errors.New("429 Too Many Requests"), after)
+			}
+		}
+		return be
+	}}
+	startMessagesRelay(t, pool, sink, &Config{PollInterval: time.Hour, RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond})
+	e.mustEmit(t, "a", "b", "c")
+	waitFor(t, 10*time.Second, "3 events delivered", func() bool { return sink.distinct() == 3 })
+	var first string
+	for _, ev := range sink.delivered() {
+		first = ev.ID
+		break
+	}
+	tries := sink.attempts(first)
+	if len(tries) != 2 {
+		t.Fatalf("%d attempts of the first event, want 2", len(tries))
+	}
+	if gap := tries[1].Sub(tries[0]); gap < after {
+		t.Errorf("the batch was sent again %s after a failure asking for %s", gap.Round(time.Millisecond), after)
+	}
+}

@@ -83,7 +83,13 @@ func testPostgresRestart(t *testing.T, mode relay.Mode) {
 	}
 	sum := check(t, e.name("postgres-restart"), pub, w.led, s, checkOptions{sameSenderDuplicates: true})
 	maxConns := max(4, runtime.NumCPU()) // pgxpool's default pool size, the relay's
-	if limit := restarts * maxConns * batch; sum.duplicates > limit {
+	limit := restarts * maxConns * batch
+	if mode == relay.ModeMessages {
+		// The stream's batch in flight per restart: the sink fails
+		// nothing, so no event goes through the table and its pool.
+		limit = restarts * batch
+	}
+	if sum.duplicates > limit {
 		t.Errorf("%d duplicates, more than one batch per broken connection per restart (%d)", sum.duplicates, limit)
 	}
 	if w.led.errorCount() == 0 {
