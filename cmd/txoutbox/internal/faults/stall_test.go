@@ -1,12 +1,14 @@
 package faults
 
 import (
+	"errors"
 	"fmt"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pglogrepl"
+	"github.com/jackc/pgx/v5"
 
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/relay"
@@ -29,6 +31,17 @@ type slotState struct {
 // (whose positions are 0/0 while it is being created).
 func (e *env) slot(t testing.TB) slotState {
 	t.Helper()
+	s, ok := e.findSlot(t)
+	if !ok {
+		t.Fatal("no replication slot on the database")
+	}
+	return s
+}
+
+// findSlot is slot, reporting whether there is one: a ModeWAL relay opens
+// its stream a moment after it starts.
+func (e *env) findSlot(t testing.TB) (slotState, bool) {
+	t.Helper()
 	var s slotState
 	var confirmed, current string
 	err := e.pool.QueryRow(t.Context(), `SELECT slot_name, active, coalesce(wal_status, ''),
@@ -37,6 +50,9 @@ func (e *env) slot(t testing.TB) slotState {
 			coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn), 0)::bigint
 		FROM pg_replication_slots WHERE database = current_database()`).
 		Scan(&s.name, &s.active, &s.walStatus, &confirmed, &current, &s.retained, &s.lag)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return s, false
+	}
 	if err != nil {
 		t.Fatalf("read the replication slot: %v", err)
 	}
@@ -46,7 +62,7 @@ func (e *env) slot(t testing.TB) slotState {
 	if s.current, err = pglogrepl.ParseLSN(current); err != nil {
 		t.Fatal(err)
 	}
-	return s
+	return s, true
 }
 
 func (s slotState) String() string {
@@ -79,7 +95,7 @@ func testStalledRelay(t *testing.T, mode relay.Mode) {
 	waitUntil(t, time.Minute, func() string { return "a first event to arrive\n" + tail(p.out.String(), 20) },
 		func() bool { return s.distinct() > 0 })
 	waitUntil(t, time.Minute, func() string { return "the relay's slot to be active\n" + tail(p.out.String(), 20) },
-		func() bool { st := e.slot(t); return st.active && st.confirmed != 0 })
+		func() bool { st, ok := e.findSlot(t); return ok && st.active && st.confirmed != 0 })
 
 	if err := p.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -120,7 +136,11 @@ func testStalledRelay(t *testing.T, mode relay.Mode) {
 	pub := e.waitDelivered(t, s, 2*time.Minute, func() string { return tail(p.out.String(), 20) })
 	var caughtUp slotState
 	waitUntil(t, time.Minute, func() string { return fmt.Sprintf("the slot to confirm past %s: %v", stalled.current, caughtUp) },
-		func() bool { caughtUp = e.slot(t); return caughtUp.confirmed >= stalled.current })
+		func() bool {
+			st, ok := e.findSlot(t)
+			caughtUp = st
+			return ok && st.confirmed >= stalled.current
+		})
 	if err := p.terminate(10 * time.Second); err != nil {
 		t.Errorf("relay after SIGTERM: %v\n%s", err, tail(p.out.String(), 20))
 	}
