@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/topics"
 )
@@ -384,5 +385,62 @@ func TestMessagesRetryAfter(t *testing.T) {
 	}
 	if gap := tries[1].Sub(tries[0]); gap < after {
 		t.Errorf("the batch was sent again %s after a failure asking for %s", gap.Round(time.Millisecond), after)
+	}
+}
+
+// TestMessagesPostgresRestart restarts PostgreSQL under a ModeMessages
+// relay. PostgreSQL before 17 writes a slot's confirmed position to disk
+// only now and then, so after the restart the slot may start well before
+// what the relay confirmed; the relay goes on from its own position, and
+// sends nothing again that it had delivered and confirmed.
+func TestMessagesPostgresRestart(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c, err := pgtest.Start(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	url, err := c.CreateDB(ctx, "restart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	migrate(t, pool)
+	if err := outbox.Migrate(ctx, pool, &outbox.MigrateConfig{Messages: true}); err != nil {
+		t.Fatal(err)
+	}
+	e := &emitter{pool: pool, client: messagesClient(t, pool)}
+	sink := &recordingSink{}
+	r, _ := startMessagesRelay(t, pool, sink, &Config{Logger: slog.New(slog.DiscardHandler)})
+	keys := cycleKeys(10, 5)
+	for range 5 {
+		e.mustEmit(t, keys...)
+	}
+	waitFor(t, 10*time.Second, "the first events", func() bool { return sink.distinct() == 50 })
+	slot := r.WALStatus().Slot
+	waitFor(t, 10*time.Second, "the slot to confirm them", func() bool {
+		var lag int64
+		err := pool.QueryRow(ctx, `SELECT pg_wal_lsn_diff($1::pg_lsn, confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = $2`,
+			r.WALStatus().ReceivedLSN, slot).Scan(&lag)
+		return err == nil && lag <= 0
+	})
+
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the stream to open again", func() bool {
+		st := r.WALStatus()
+		return st.Streaming && st.Restarts > 0
+	})
+	waitFor(t, 20*time.Second, "a connection", func() bool { return e.emit(t, keys...) == nil })
+	waitFor(t, 20*time.Second, "the events committed after the restart", func() bool { return sink.distinct() == 60 })
+	checkOrder(t, sink.delivered())
+	if n := len(sink.delivered()); n != 60 {
+		t.Errorf("%d deliveries of 60 events: the restart sent delivered events again", n)
 	}
 }
