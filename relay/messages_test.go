@@ -14,7 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/txoutbox/txoutbox/internal/pgtest"
 	"github.com/txoutbox/txoutbox/outbox"
 	"github.com/txoutbox/txoutbox/topics"
 )
@@ -396,21 +395,7 @@ func TestMessagesRetryAfter(t *testing.T) {
 func TestMessagesPostgresRestart(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	c, err := pgtest.Start(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	url, err := c.CreateDB(ctx, "restart")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	migrate(t, pool)
+	c, pool := restartableDB(t)
 	if err := outbox.Migrate(ctx, pool, &outbox.MigrateConfig{Messages: true}); err != nil {
 		t.Fatal(err)
 	}
