@@ -218,21 +218,7 @@ func TestSinkOutage(t *testing.T) {
 func TestPostgresRestart(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
-	c, err := pgtest.Start(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	url, err := c.CreateDB(ctx, "restart")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
-	migrate(t, pool)
+	c, pool := restartableDB(t)
 
 	insertEvents(t, pool, cycleKeys(10, 5)...)
 	sink := &recordingSink{}
@@ -258,6 +244,28 @@ func TestPostgresRestart(t *testing.T) {
 	})
 	waitFor(t, 20*time.Second, "the events committed after the restart", func() bool { return sink.distinct() == 20 })
 	checkOrder(t, sink.delivered())
+}
+
+// restartableDB starts a cluster of the test's own, which it may stop and
+// restart, and returns it with a pool on a migrated database.
+func restartableDB(t *testing.T) (*pgtest.Cluster, *pgxpool.Pool) {
+	t.Helper()
+	c, err := pgtest.Start(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	url, err := c.CreateDB(t.Context(), "restart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := pgxpool.New(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	migrate(t, pool)
+	return c, pool
 }
 
 // TestLongTransactionInOtherDatabase holds a write transaction open in

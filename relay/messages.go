@@ -76,9 +76,15 @@ type streamEvent struct {
 func (r *Relay) messagesLoop(ctx, workCtx context.Context, pub, slot, prefix string) {
 	r.wal.slot.Store(&slot)
 	failures := 0
+	// resume is the stream's position this relay is done with. PostgreSQL
+	// before 17 keeps a slot's confirmed position on disk only now and
+	// then, so after a restart it may start the slot well before what
+	// was confirmed; the relay asks for its own position, and the server
+	// takes the later of the two.
+	var resume pglogrepl.LSN
 	for {
 		began := time.Now()
-		err := r.consume(ctx, workCtx, slot, prefix, pub)
+		err := r.consume(ctx, workCtx, slot, prefix, pub, &resume)
 		r.wal.streaming.Store(false)
 		if ctx.Err() != nil {
 			return
@@ -109,10 +115,12 @@ func (r *Relay) messagesLoop(ctx, workCtx context.Context, pub, slot, prefix str
 	}
 }
 
-// consume streams the slot from its confirmed position, delivering each
-// run of committed events as a batch once the stream goes quiet or the
-// batch is full, and confirming it once it is delivered or in the table.
-func (r *Relay) consume(ctx, workCtx context.Context, slot, prefix, pub string) error {
+// consume streams the slot from its confirmed position or *resume,
+// whichever is later, delivering each run of committed events as a batch
+// once the stream goes quiet or the batch is full, and confirming it once
+// it is delivered or in the table. It leaves in *resume the position it is
+// done with.
+func (r *Relay) consume(ctx, workCtx context.Context, slot, prefix, pub string, resume *pglogrepl.LSN) error {
 	if err := r.checkSlot(ctx, slot); err != nil {
 		return err
 	}
@@ -121,7 +129,7 @@ func (r *Relay) consume(ctx, workCtx context.Context, slot, prefix, pub string) 
 		return err
 	}
 	defer c.close(ctx)
-	if err := c.start(ctx, slot, 0, pub); err != nil {
+	if err := c.start(ctx, slot, *resume, pub); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && (pgErr.Code == "42704" || pgErr.Code == "55000") {
 			return fmt.Errorf("%w: %w", ErrSlotLost, err)
@@ -132,6 +140,7 @@ func (r *Relay) consume(ctx, workCtx context.Context, slot, prefix, pub string) 
 	if err != nil {
 		return err
 	}
+	defer func() { *resume = max(*resume, c.confirmed) }()
 	r.wal.lost.Store(false)
 	r.wal.streaming.Store(true)
 	r.log.Debug("message stream open", "slot", slot)

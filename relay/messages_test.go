@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -242,14 +244,21 @@ func TestMessagesRestartAndTakeOver(t *testing.T) {
 	checkOrder(t, sink.delivered())
 }
 
-// TestMessagesSlotDropped: a slot dropped under a running relay is reported
-// as lost, and Flush refuses to emit into the gap.
+// TestMessagesSlotDropped: a slot dropped under a running relay is
+// detected and reported (WALStatus().Lost, and an error log naming the slot
+// and how to recover), and Flush refuses to emit into the gap, so no event
+// is committed that no relay would read. Once the slot is created again the
+// relay holds it and delivers what is emitted from then on.
 func TestMessagesSlotDropped(t *testing.T) {
 	t.Parallel()
 	pool, client := messagesDB(t)
 	e := &emitter{pool: pool, client: client}
-	r, _ := startMessagesRelay(t, pool, &recordingSink{}, nil)
+	var logs syncBuffer
+	sink := &recordingSink{}
+	r, _ := startMessagesRelay(t, pool, sink, &Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	slot := r.WALStatus().Slot
+	e.mustEmit(t, "a", "b")
+	waitFor(t, 10*time.Second, "2 events delivered", func() bool { return sink.distinct() == 2 })
 	for {
 		_, err := pool.Exec(t.Context(), `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1 AND active_pid IS NOT NULL`, slot)
 		if err != nil {
@@ -261,8 +270,164 @@ func TestMessagesSlotDropped(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // the relay took it again first
 	}
 	waitFor(t, 10*time.Second, "the loss reported", func() bool { return r.WALStatus().Lost })
+	if st := r.WALStatus(); st.Streaming || st.Slot != slot {
+		t.Errorf("WALStatus = %+v, want not streaming, slot %s", st, slot)
+	}
+	waitFor(t, 10*time.Second, "the loss logged", func() bool { return strings.Contains(logs.String(), "level=ERROR") })
+	if l := logs.String(); !strings.Contains(l, "txoutbox migrate --messages") || !strings.Contains(l, slot) {
+		t.Errorf("the error log does not name the slot and the way to create it again:\n%s", l)
+	}
 	if err := e.emit(t, "a"); !errors.Is(err, outbox.ErrNoSlot) {
 		t.Fatalf("emit = %v, want outbox.ErrNoSlot", err)
+	}
+
+	if _, created, err := outbox.CreateMessageSlot(t.Context(), pool, ""); err != nil || !created {
+		t.Fatalf("CreateMessageSlot = %v, %v", created, err)
+	}
+	waitFor(t, 20*time.Second, "the relay to hold the new slot", func() bool {
+		st := r.WALStatus()
+		return st.Streaming && !st.Lost
+	})
+	e.mustEmit(t, "a", "c")
+	waitFor(t, 10*time.Second, "4 events delivered", func() bool { return sink.distinct() == 4 })
+	checkOrder(t, sink.delivered())
+	if n := len(sink.delivered()); n != 4 {
+		t.Errorf("%d deliveries of 4 events", n)
+	}
+}
+
+// TestMessagesStopMidBatch stops the relay that holds the slot while the
+// sink holds a batch of the stream. The batch is finished within
+// ShutdownTimeout and its position confirmed before the relay lets the slot
+// go: the relay that takes the slot over delivers the rest, and nothing
+// twice. (A graceful stop is not a crash: a rolling deploy of relays must
+// not send the batch in flight again.)
+func TestMessagesStopMidBatch(t *testing.T) {
+	t.Parallel()
+	pool, client := messagesDB(t)
+	e := &emitter{pool: pool, client: client}
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	sink := &recordingSink{FailFunc: func(context.Context, int, []*outbox.Event) error {
+		once.Do(func() {
+			close(entered)
+			<-release
+		})
+		return nil
+	}}
+	r, err := New(pool, sink, &Config{Mode: ModeMessages, BatchSize: 10, ShutdownTimeout: 10 * time.Second, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := runUntil(ctx, r)
+	keys := cycleKeys(5, 5)
+	for range 10 {
+		e.mustEmit(t, keys...)
+	}
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the sink got nothing")
+	}
+	cancel()
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	first := sink.distinct()
+	if first == 0 {
+		t.Fatal("the batch in flight was not delivered")
+	}
+
+	startMessagesRelay(t, pool, sink, nil)
+	waitFor(t, 10*time.Second, "50 events", func() bool { return sink.distinct() == 50 })
+	checkOrder(t, sink.delivered())
+	if n := len(sink.delivered()); n != 50 {
+		t.Errorf("%d deliveries of 50 events (%d by the stopped relay): the batch it finished was sent again", n, first)
+	}
+}
+
+// TestMessagesRetryAfter: when the sink fails a batch of the stream and
+// one of the events carries a RetryAfter, the stream waits that long before
+// it sends the batch again, whichever event carries it (an HTTP sink fails
+// the events of the requests it did not send with ErrNotSent, and the 429's
+// Retry-After is on another).
+func TestMessagesRetryAfter(t *testing.T) {
+	t.Parallel()
+	pool, client := messagesDB(t)
+	e := &emitter{pool: pool, client: client}
+	const after = time.Second
+	sink := &recordingSink{FailFunc: func(_ context.Context, call int, events []*outbox.Event) error {
+		if call > 1 {
+			return nil
+		}
+		be := &BatchError{Failed: map[string]error{}}
+		for i, ev := range events {
+			be.Failed[ev.ID.String()] = ErrNotSent
+			if i == len(events)-1 {
+				be.Failed[ev.ID.String()] = RetryAfter(errors.New("429 Too Many Requests"), after)
+			}
+		}
+		return be
+	}}
+	startMessagesRelay(t, pool, sink, &Config{PollInterval: time.Hour, RetryBase: time.Millisecond, RetryMax: 10 * time.Millisecond})
+	e.mustEmit(t, "a", "b", "c")
+	waitFor(t, 10*time.Second, "3 events delivered", func() bool { return sink.distinct() == 3 })
+	var first string
+	for _, ev := range sink.delivered() {
+		first = ev.ID
+		break
+	}
+	tries := sink.attempts(first)
+	if len(tries) != 2 {
+		t.Fatalf("%d attempts of the first event, want 2", len(tries))
+	}
+	if gap := tries[1].Sub(tries[0]); gap < after {
+		t.Errorf("the batch was sent again %s after a failure asking for %s", gap.Round(time.Millisecond), after)
+	}
+}
+
+// TestMessagesPostgresRestart restarts PostgreSQL under a ModeMessages
+// relay. PostgreSQL before 17 writes a slot's confirmed position to disk
+// only now and then, so after the restart the slot may start well before
+// what the relay confirmed; the relay goes on from its own position, and
+// sends nothing again that it had delivered and confirmed.
+func TestMessagesPostgresRestart(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	c, pool := restartableDB(t)
+	if err := outbox.Migrate(ctx, pool, &outbox.MigrateConfig{Messages: true}); err != nil {
+		t.Fatal(err)
+	}
+	e := &emitter{pool: pool, client: messagesClient(t, pool)}
+	sink := &recordingSink{}
+	r, _ := startMessagesRelay(t, pool, sink, &Config{Logger: slog.New(slog.DiscardHandler)})
+	keys := cycleKeys(10, 5)
+	for range 5 {
+		e.mustEmit(t, keys...)
+	}
+	waitFor(t, 10*time.Second, "the first events", func() bool { return sink.distinct() == 50 })
+	slot := r.WALStatus().Slot
+	waitFor(t, 10*time.Second, "the slot to confirm them", func() bool {
+		var lag int64
+		err := pool.QueryRow(ctx, `SELECT pg_wal_lsn_diff($1::pg_lsn, confirmed_flush_lsn)::bigint FROM pg_replication_slots WHERE slot_name = $2`,
+			r.WALStatus().ReceivedLSN, slot).Scan(&lag)
+		return err == nil && lag <= 0
+	})
+
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the stream to open again", func() bool {
+		st := r.WALStatus()
+		return st.Streaming && st.Restarts > 0
+	})
+	waitFor(t, 20*time.Second, "a connection", func() bool { return e.emit(t, keys...) == nil })
+	waitFor(t, 20*time.Second, "the events committed after the restart", func() bool { return sink.distinct() == 60 })
+	checkOrder(t, sink.delivered())
+	if n := len(sink.delivered()); n != 60 {
+		t.Errorf("%d deliveries of 60 events: the restart sent delivered events again", n)
 	}
 }
 

@@ -124,6 +124,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	if r.cfg.Mode != ModePoll {
 		var err error
 		if pub, slot, schema, err = r.walPrepare(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil // stopped before it started: a clean shutdown
+			}
 			if isUndefinedTable(err) {
 				return fmt.Errorf("relay: outbox tables missing, run the migrations: %w", err)
 			}

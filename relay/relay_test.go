@@ -194,3 +194,28 @@ func TestWake(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the event committed after Wake", func() bool { return sink.distinct() == 2 })
 }
+
+// TestRunCancelledBeforeStart: a relay whose context is cancelled before it
+// started (a deploy stopping it at once) returns nil in every mode, as it
+// does after a clean shutdown: the WAL modes' checks of the server must not
+// turn the cancellation into an error.
+func TestRunCancelledBeforeStart(t *testing.T) {
+	t.Parallel()
+	pool := newTestDB(t)
+	if err := outbox.Migrate(t.Context(), pool, &outbox.MigrateConfig{Messages: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []Mode{ModePoll, ModeWAL, ModeMessages} {
+		t.Run(string(mode), func(t *testing.T) {
+			r, err := New(pool, &recordingSink{}, &Config{Mode: mode, Logger: testLogger(t)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			if err := r.Run(ctx); err != nil {
+				t.Errorf("Run with a cancelled context = %v, want nil", err)
+			}
+		})
+	}
+}

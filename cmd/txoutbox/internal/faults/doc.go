@@ -29,19 +29,31 @@
 //	TestFaultFlakyAPI         the events API failing a random 15% of requests (500, or 429 with Retry-After)
 //	TestFaultFlakyAPIJoinsLeaves
 //	                          the same, while relays join and leave gracefully: no duplicates
+//	TestFaultStalledRelay     the relay holding a replication slot frozen (SIGSTOP) while
+//	                          writers publish: the slot keeps the WAL, pg_replication_slots
+//	                          shows it growing, and the relay confirms past it once thawed
+//
+// The first four run once per delivery mode, as subtests mode=poll,
+// mode=wal and mode=messages (in which the writers' client has
+// outbox.StorageMessages and the migration creates the slot);
+// TestFaultStalledRelay in the two WAL modes; the flaky tests in ModePoll.
 //
 // Run them with
 //
 //	go test -race -run Fault ./cmd/txoutbox/internal/faults/
 //
-// which takes about a minute on two cores. The -fault.long flag runs the
-// soak versions (50 kills, longer windows, more restarts):
+// which takes a few minutes on two cores (-run 'Fault/mode=wal' runs one
+// mode). The -fault.long flag runs the soak versions (50 kills, longer
+// windows, more restarts):
 //
-//	go test -race -run Fault -timeout 30m ./cmd/txoutbox/internal/faults/ -fault.long
+//	go test -race -run Fault -timeout 60m ./cmd/txoutbox/internal/faults/ -fault.long
+//
+// TXOUTBOX_FAULT_KILLS sets how many relays TestFaultRelaySIGKILL kills in
+// each mode, over both (by default 10 in ModePoll and 20 in the WAL modes).
 //
 // Every fault test logs one summary line, e.g.
 //
-//	fault=sigkill published=21000 delivered=21000 duplicates=96 lost=0 kills=10
+//	fault=sigkill mode=wal published=21000 delivered=21000 duplicates=96 lost=0 kills=20
 //
 // which RELIABILITY.md quotes. The package also holds the tests that the
 // txoutbox binary keeps secrets out of its output and its admin endpoints

@@ -81,7 +81,6 @@ func (fw *flakyWindow) extra(s *sink) string {
 func flakyRelayConfig(logs *logRecorder) relay.Config {
 	return relay.Config{
 		BatchSize:       flakyBatch,
-		PollInterval:    20 * time.Millisecond,
 		LeaseTTL:        joinLease,
 		RetryBase:       sinkRetryBase,
 		RetryMax:        sinkRetryMax,
@@ -100,7 +99,7 @@ func flakyRelayConfig(logs *logRecorder) relay.Config {
 func TestFaultFlakyAPI(t *testing.T) {
 	t.Parallel()
 	window := pick(3*time.Second, time.Minute)
-	e := newEnv(t, pgtest.NewDB(t), 24)
+	e := newEnv(t, pgtest.NewDB(t), 24, relay.ModePoll)
 	s := newSink(t)
 	logs := newLogRecorder()
 	e.runRelay(t, s.url("relay"), relayhttp.FormatBriteEvents, sinkTimeout, flakyRelayConfig(logs))
@@ -139,7 +138,7 @@ func TestFaultFlakyAPIJoinsLeaves(t *testing.T) {
 	window := pick(6*time.Second, time.Minute)
 	moves := pick(8, 40) // joins and leaves in all, about half each
 	const maxGuests = 2
-	e := newEnv(t, pgtest.NewDB(t), 64)
+	e := newEnv(t, pgtest.NewDB(t), 64, relay.ModePoll)
 	s := newSink(t)
 	logs := newLogRecorder()
 	cfg := flakyRelayConfig(logs)

@@ -29,6 +29,7 @@ type env struct {
 	pool   *pgxpool.Pool
 	client *outbox.Client
 	keys   []string
+	mode   relay.Mode // how the relays deliver; the writers emit messages in ModeMessages
 }
 
 var registry struct {
@@ -46,8 +47,10 @@ func loadRegistry(t testing.TB) *topics.Registry {
 	return registry.reg
 }
 
-// newEnv migrates the database at url and creates nkeys counters.
-func newEnv(t *testing.T, url string, nkeys int) *env {
+// newEnv migrates the database at url and creates nkeys counters, for relays
+// delivering in mode: in ModeMessages the migration creates the slot of
+// message storage, and the writers' client emits messages.
+func newEnv(t *testing.T, url string, nkeys int, mode relay.Mode) *env {
 	t.Helper()
 	ctx := t.Context()
 	cfg, err := pgxpool.ParseConfig(url)
@@ -60,10 +63,10 @@ func newEnv(t *testing.T, url string, nkeys int) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if err := outbox.Migrate(ctx, pool, nil); err != nil {
+	if err := outbox.Migrate(ctx, pool, &outbox.MigrateConfig{Messages: mode == relay.ModeMessages}); err != nil {
 		t.Fatal(err)
 	}
-	e := &env{url: url, pool: pool}
+	e := &env{url: url, pool: pool, mode: mode}
 	for i := range nkeys {
 		e.keys = append(e.keys, fmt.Sprintf("key-%03d", i))
 	}
@@ -73,7 +76,11 @@ func newEnv(t *testing.T, url string, nkeys int) *env {
 	if _, err := pool.Exec(ctx, `INSERT INTO fault_counters (key) SELECT unnest($1::text[])`, e.keys); err != nil {
 		t.Fatal(err)
 	}
-	e.client, err = outbox.New(pool, loadRegistry(t), &outbox.Config{Source: "faults-suite", Logger: discard})
+	storage := outbox.StorageTable
+	if mode == relay.ModeMessages {
+		storage = outbox.StorageMessages
+	}
+	e.client, err = outbox.New(pool, loadRegistry(t), &outbox.Config{Source: "faults-suite", Storage: storage, Logger: discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,9 +482,9 @@ func clip(s []int64) []int64 {
 // fault window takes at the suite's backoff.
 const faultMaxAttempts = 10_000
 
-// runRelay runs an in-process relay delivering env's outbox to sinkURL
-// until the returned stop is called (also at cleanup). Stop returns Run's
-// error.
+// runRelay runs an in-process relay delivering env's outbox to sinkURL, in
+// env's mode, until the returned stop is called (also at cleanup). Stop
+// returns Run's error. The mode decides cfg's Mode and PollInterval.
 func (e *env) runRelay(t *testing.T, sinkURL string, format relayhttp.Format, sinkTimeout time.Duration, cfg relay.Config) (r *relay.Relay, stop func() error) {
 	t.Helper()
 	pool, err := pgxpool.New(t.Context(), e.url)
@@ -493,6 +500,8 @@ func (e *env) runRelay(t *testing.T, sinkURL string, format relayhttp.Format, si
 	// its fault windows are not: allow the attempts a window takes, so
 	// that a fault tests delivery, not the dead-letter horizon.
 	cfg.MaxAttempts = cmp.Or(cfg.MaxAttempts, faultMaxAttempts)
+	cfg.Mode = e.mode
+	cfg.PollInterval = pollInterval(e.mode)
 	r, err = relay.New(pool, sink, &cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -37,36 +37,43 @@ const racingBatch = 50
 // delivered by it and by its successor, one batch per freeze at most, and
 // every duplicate must involve it. After thawing it must not deliver from
 // partitions it no longer holds.
+//
+// In ModeMessages one relay at a time holds the slot and the others stand
+// by: the stream passes to another relay each time its holder stops, and
+// stalls while the frozen relay holds it.
 func TestFaultRacingRelays(t *testing.T) {
 	t.Parallel()
+	forEachMode(t, testRacingRelays)
+}
+
+func testRacingRelays(t *testing.T, mode relay.Mode) {
 	const relays = 4
 	churnFor := pick(6*time.Second, time.Minute)
-	e := newEnv(t, pgtest.NewDB(t), 64)
+	e := newEnv(t, pgtest.NewDB(t), 64, mode)
 	s := newSink(t)
 	logs := newLogRecorder()
 	cfg := relay.Config{
-		BatchSize:    racingBatch,
-		PollInterval: 20 * time.Millisecond,
-		LeaseTTL:     racingLease,
-		RetryBase:    20 * time.Millisecond,
-		RetryMax:     200 * time.Millisecond,
-		Logger:       slog.New(logs),
+		BatchSize: racingBatch,
+		LeaseTTL:  racingLease,
+		RetryBase: 20 * time.Millisecond,
+		RetryMax:  200 * time.Millisecond,
+		Logger:    slog.New(logs),
 	}
 	started := 0
-	start := func() func() error {
+	start := func() (*relay.Relay, func() error) {
 		id := fmt.Sprintf("racer-%02d", started)
 		started++
 		c := cfg
 		c.ID = id
-		_, stop := e.runRelay(t, s.url(id), relayhttp.FormatCloudEvents, 2*time.Second, c)
-		return stop
+		return e.runRelay(t, s.url(id), relayhttp.FormatCloudEvents, 2*time.Second, c)
 	}
 	running := make([]func() error, relays)
+	rs := make([]*relay.Relay, relays)
 	for i := range running {
-		running[i] = start()
+		rs[i], running[i] = start()
 	}
 	const frozen = "frozen"
-	sleeper := startProc(t, nil, relayArgs(e.url, s.url(frozen), frozen, racingLease, racingBatch)...)
+	sleeper := startProc(t, nil, e.relayArgs(s.url(frozen), frozen, racingLease, racingBatch)...)
 	w := e.startWriters(t, writerConfig{n: 4, pace: 2 * time.Millisecond})
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 11))
@@ -85,10 +92,19 @@ func TestFaultRacingRelays(t *testing.T) {
 			continue
 		}
 		i := rng.IntN(relays)
+		if mode == relay.ModeMessages {
+			// Stop the relay that holds the slot, if one of these does,
+			// so that the stream changes hands.
+			for j, r := range rs {
+				if r.WALStatus().Streaming {
+					i = j
+				}
+			}
+		}
 		if err := running[i](); err != nil {
 			t.Errorf("relay stopped with %v", err)
 		}
-		running[i] = start()
+		rs[i], running[i] = start()
 	}
 	w.halt()
 	pub := e.waitDelivered(t, s, time.Minute, logs.String)
@@ -108,7 +124,7 @@ func TestFaultRacingRelays(t *testing.T) {
 	for _, p := range lostParts {
 		expired[p] = true
 	}
-	sum := check(t, "racing-relays", pub, w.led, s, checkOptions{maxRedeliveredPerSender: racingBatch * freezes})
+	sum := check(t, e.name("racing-relays"), pub, w.led, s, checkOptions{maxRedeliveredPerSender: racingBatch * freezes})
 	firstFrom := map[string]string{}
 	var outside, involvingFrozen int
 	for _, a := range s.snapshot() {
@@ -135,7 +151,11 @@ func TestFaultRacingRelays(t *testing.T) {
 	for _, a := range s.snapshot() {
 		senders[a.from] = true
 	}
-	if len(senders) < relays+2 || !senders[frozen] {
+	switch {
+	case mode == relay.ModeMessages && len(senders) < 2:
+		// One relay holds the slot and delivers all the stream does.
+		t.Errorf("only %d of %d relays delivered anything: the slot did not move", len(senders), started+1)
+	case mode != relay.ModeMessages && (len(senders) < relays+2 || !senders[frozen]):
 		t.Errorf("only %d of %d relays delivered anything (frozen one: %v): the partitions did not move", len(senders), started+1, senders[frozen])
 	}
 	sum.extra = append(sum.extra, fmt.Sprintf("relays_started=%d relays_delivering=%d lease=%s freezes=%d leases_lost_in_process=%d",

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/txoutbox/txoutbox/internal/pgtest"
+	"github.com/txoutbox/txoutbox/relay"
 )
 
 // passwordCluster starts a cluster that checks passwords (scram-sha-256)
@@ -102,7 +103,7 @@ func TestSecretDatabasePassword(t *testing.T) {
 func TestSecretSinkCredentials(t *testing.T) {
 	t.Parallel()
 	const token, key, password = "tok-9f8e7d6c", "key-1a2b3c4d", "pw-5e6f7a8b"
-	e := newEnv(t, pgtest.NewDB(t), 4)
+	e := newEnv(t, pgtest.NewDB(t), 4, relay.ModePoll)
 	var mu sync.Mutex
 	var auth, apiKey string
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -183,7 +184,7 @@ func TestSecretAdminLoopback(t *testing.T) {
 // --insecure-skip-verify is given, and then warn that verification is off.
 func TestSecretTLSVerify(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, pgtest.NewDB(t), 4)
+	e := newEnv(t, pgtest.NewDB(t), 4, relay.ModePoll)
 	var mu sync.Mutex
 	posts := 0
 	api := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

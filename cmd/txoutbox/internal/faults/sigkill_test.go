@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/txoutbox/txoutbox/internal/pgtest"
+	"github.com/txoutbox/txoutbox/relay"
 )
 
 // killBatch is the relays' batch size in TestFaultRelaySIGKILL: a relay
@@ -16,17 +17,18 @@ import (
 // killBatch events the killed relay delivered.
 const killBatch = 50
 
-// relayArgs are the txoutbox relay flags of the fault tests: a short lease
-// so that a dead relay's partitions pass on quickly, quick polls and
-// backoff, no admin listener.
-func relayArgs(dbURL, sinkURL, id string, lease time.Duration, batch int) []string {
+// relayArgs are the txoutbox relay flags of the fault tests, in env's
+// mode: a short lease so that a dead relay's partitions pass on quickly,
+// quick polls (in ModePoll) and backoff, no admin listener.
+func (e *env) relayArgs(sinkURL, id string, lease time.Duration, batch int) []string {
 	return []string{"relay",
-		"--database-url", dbURL,
+		"--database-url", e.url,
 		"--sink", sinkURL,
 		"--relay-id", id,
+		"--mode", string(e.mode),
 		"--lease", lease.String(),
 		"--batch-size", strconv.Itoa(batch),
-		"--poll-interval", "20ms",
+		"--poll-interval", pollInterval(e.mode).String(),
 		"--retry-base", "20ms",
 		"--retry-max", "200ms",
 		"--max-attempts", strconv.Itoa(faultMaxAttempts),
@@ -47,14 +49,22 @@ func relayArgs(dbURL, sinkURL, id string, lease time.Duration, batch int) []stri
 // while it sends its predecessor's batch again (its first batch: the
 // oldest rows) leaves the same events in doubt once more, so they can
 // arrive three times, one batch per kill.
+//
+// In ModeMessages the killed relay held the slot: its successor streams
+// from the slot's confirmed position, which the killed one had moved past
+// everything it delivered but the run in flight.
 func TestFaultRelaySIGKILL(t *testing.T) {
 	t.Parallel()
-	kills := pick(10, 50)
+	forEachMode(t, testRelaySIGKILL)
+}
+
+func testRelaySIGKILL(t *testing.T, mode relay.Mode) {
+	kills := killCount(t, mode)
 	seed := uint64(time.Now().UnixNano())
 	rng := rand.New(rand.NewPCG(seed, 7))
 	t.Logf("seed %d", seed)
 
-	e := newEnv(t, pgtest.NewDB(t), 32)
+	e := newEnv(t, pgtest.NewDB(t), 32, mode)
 	s := newSink(t)
 	s.jitter = 5 * time.Millisecond
 	w := e.startWriters(t, writerConfig{n: 4, pace: 2 * time.Millisecond})
@@ -63,7 +73,7 @@ func TestFaultRelaySIGKILL(t *testing.T) {
 	killed := make(map[string]*proc)
 	for i := range kills {
 		id := fmt.Sprintf("killed-%02d", i)
-		p := startProc(t, nil, relayArgs(e.url, s.url(id), id, time.Second, killBatch)...)
+		p := startProc(t, nil, e.relayArgs(s.url(id), id, time.Second, killBatch)...)
 		killed[id] = p
 		up := 300*time.Millisecond + time.Duration(rng.Int64N(int64(2200*time.Millisecond)))
 		time.Sleep(up)
@@ -74,13 +84,13 @@ func TestFaultRelaySIGKILL(t *testing.T) {
 	}
 	w.halt()
 
-	last := startProc(t, nil, relayArgs(e.url, s.url("last"), "last", time.Second, killBatch)...)
+	last := startProc(t, nil, e.relayArgs(s.url("last"), "last", time.Second, killBatch)...)
 	pub := e.waitDelivered(t, s, 2*time.Minute, func() string { return tail(last.out.String(), 20) })
 	if err := last.terminate(10 * time.Second); err != nil {
 		t.Errorf("last relay after SIGTERM: %v\n%s", err, tail(last.out.String(), 20))
 	}
 
-	sum := check(t, "sigkill", pub, w.led, s, checkOptions{lastBatch: killBatch})
+	sum := check(t, e.name("sigkill"), pub, w.led, s, checkOptions{lastBatch: killBatch})
 	if n := w.led.errorCount(); n != 0 {
 		t.Errorf("writers saw %d errors (last: %v); killing the relay must not fail them", n, w.led.lastErr)
 	}
