@@ -406,6 +406,8 @@ func TestPublishImmediately(t *testing.T) {
 	var woken atomic.Int32
 	remove := b.client.OnFlush(func() { woken.Add(1) })
 	defer remove()
+	var committed atomic.Int32
+	defer b.client.OnCommit(func() { committed.Add(1) })()
 
 	sess := b.client.ServiceSession("nightly-sweep", outbox.PublishImmediately())
 	if err := sess.Publish(ctx, "Overdue", "Invoice", map[string]any{"id": "inv-9", "days_overdue": 3}); err != nil {
@@ -420,6 +422,82 @@ func TestPublishImmediately(t *testing.T) {
 	if woken.Load() != 1 {
 		t.Fatalf("OnFlush hook ran %d times, want 1", woken.Load())
 	}
+	if committed.Load() != 1 {
+		t.Fatalf("OnCommit hook ran %d times, want 1: the write committed on its own", committed.Load())
+	}
+}
+
+// TestOnCommit checks that OnCommit hooks run once per committed
+// transaction, when its events are visible to other connections, and never
+// for a rollback, while OnFlush hooks still run at Flush.
+func TestOnCommit(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := setup(t, nil)
+	var flushes int
+	var visible []int // events another connection saw as each OnCommit hook ran
+	defer b.client.OnFlush(func() { flushes++ })()
+	removeCommit := b.client.OnCommit(func() { visible = append(visible, countEvents(t, b.pool, "true")) })
+	sess := b.client.UserSession("user-42", "")
+	flush := func(ids ...string) pgx.Tx {
+		t.Helper()
+		tx, err := b.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+		for _, id := range ids {
+			if err := sess.Publish(ctx, "Created", "Invoice", invoice(id)); err != nil {
+				t.Fatal(err)
+			}
+			if err := sess.Flush(ctx, tx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return tx
+	}
+	check := func(step string, wantFlushes int, wantVisible ...int) {
+		t.Helper()
+		if flushes != wantFlushes || fmt.Sprint(visible) != fmt.Sprint(wantVisible) {
+			t.Fatalf("%s: OnFlush ran %d times, OnCommit saw %v; want %d and %v", step, flushes, visible, wantFlushes, wantVisible)
+		}
+	}
+
+	tx := flush("inv-1")
+	check("flushed, not committed", 1)
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("committed, Committed not called yet", 1)
+	sess.Committed()
+	check("Committed", 1, 1)
+
+	tx = flush("inv-2", "inv-3")
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sess.Committed()
+	sess.Committed()
+	check("two flushes, one commit, Committed twice", 3, 1, 3)
+
+	tx = flush("inv-4")
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sess.Rollback()
+	sess.Committed()
+	check("rolled back", 4, 1, 3)
+
+	sess.Committed() // nothing flushed at all
+	check("nothing flushed", 4, 1, 3)
+
+	removeCommit()
+	tx = flush("inv-5")
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sess.Committed()
+	check("hook removed", 5, 1, 3)
 }
 
 func TestMigrateConcurrentlyAndAgain(t *testing.T) {
