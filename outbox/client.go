@@ -103,7 +103,6 @@ type Client struct {
 	// emit asked the database.
 	msgWhere atomic.Pointer[msgWhere]
 
-	flushHooks  hooks // OnFlush
 	commitHooks hooks // OnCommit
 }
 
@@ -143,16 +142,15 @@ func (c *Client) Source() string { return c.cfg.Source }
 // removes fn.
 func (c *Client) OnCommit(fn func()) (remove func()) { return c.commitHooks.add(fn) }
 
-// OnFlush registers fn to be called after every successful Flush and every
-// publish-immediately write. fn runs on the flushing goroutine, before the
-// caller commits, so it must not block. The returned function removes fn.
+// OnFlush is OnCommit under its former name. Its hooks used to run at
+// Flush, before the caller's commit, so a relay woken by one read before
+// the events were visible; they now run when OnCommit's do.
 //
-// Deprecated: Use OnCommit. A relay woken by an OnFlush hook polls before
-// the flushed events are visible, finds nothing, and delivers them only at
-// its next poll.
-func (c *Client) OnFlush(fn func()) (remove func()) { return c.flushHooks.add(fn) }
+// Deprecated: Use OnCommit, and call Session.Committed after a bare
+// Flush and Commit.
+func (c *Client) OnFlush(fn func()) (remove func()) { return c.OnCommit(fn) }
 
-// hooks is a set of functions that OnFlush or OnCommit registered.
+// hooks is the set of functions OnCommit registered.
 type hooks struct {
 	mu   sync.Mutex
 	next int

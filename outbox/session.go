@@ -149,7 +149,6 @@ func (s *Session) PublishCategory(ctx context.Context, category, action, entity 
 		if err := s.client.write(ctx, s.client.pool, []*Event{e}); err != nil {
 			return err
 		}
-		s.client.flushHooks.run()
 		s.client.commitHooks.run() // the statement committed on its own
 		return nil
 	}
@@ -284,7 +283,6 @@ func (s *Session) Flush(ctx context.Context, tx pgx.Tx) error {
 	}
 	s.flushed = true
 	s.mu.Unlock()
-	s.client.flushHooks.run()
 	return nil
 }
 
