@@ -103,10 +103,7 @@ type Client struct {
 	// emit asked the database.
 	msgWhere atomic.Pointer[msgWhere]
 
-	hooksMu sync.Mutex
-	hookID  int
-	hooks   map[int]func()
-	hookSet []func() // copy of hooks, replaced on change; read under hooksMu
+	commitHooks hooks // OnCommit
 }
 
 // New returns a client that validates events against registry and writes
@@ -126,7 +123,6 @@ func New(pool *pgxpool.Pool, registry *topics.Registry, cfg *Config) (*Client, e
 		cfg:      c,
 		adapter:  &schemaAdapter{q: outboxsql.New(c.Schema)},
 		tracer:   c.TracerProvider.Tracer(tracerName),
-		hooks:    map[int]func(){},
 	}, nil
 }
 
@@ -136,39 +132,64 @@ func (c *Client) Registry() *topics.Registry { return c.registry }
 // Source returns the service name the client stamps on every event.
 func (c *Client) Source() string { return c.cfg.Source }
 
-// OnFlush registers fn to be called after every successful Flush and every
-// publish-immediately write. An embedded relay registers its Wake here. fn
-// runs on the flushing goroutine, before the caller commits, so it must not
-// block; the relay treats it as a hint to poll soon. The returned function
+// OnCommit registers fn to be called after events of this client have
+// committed: by Session.Committed, which the caller runs after its
+// transaction committed (InTx and the outbox middleware run it for you),
+// and after every publish-immediately write. An embedded relay registers
+// its Wake here, client.OnCommit(r.Wake), so that it reads the events as
+// soon as they are visible instead of at its next poll. fn runs on the
+// committing goroutine, so it must not block. The returned function
 // removes fn.
-func (c *Client) OnFlush(fn func()) (remove func()) {
-	c.hooksMu.Lock()
-	defer c.hooksMu.Unlock()
-	c.hookID++
-	id := c.hookID
-	c.hooks[id] = fn
-	c.rebuildHooks()
+func (c *Client) OnCommit(fn func()) (remove func()) { return c.commitHooks.add(fn) }
+
+// OnFlush is OnCommit under its former name. Its hooks used to run at
+// Flush, before the caller's commit, so a relay woken by one read before
+// the events were visible; they now run when OnCommit's do.
+//
+// Deprecated: Use OnCommit, and call Session.Committed after a bare
+// Flush and Commit.
+func (c *Client) OnFlush(fn func()) (remove func()) { return c.OnCommit(fn) }
+
+// hooks is the set of functions OnCommit registered.
+type hooks struct {
+	mu   sync.Mutex
+	next int
+	fns  map[int]func()
+	list []func() // copy of fns, replaced on change; read under mu
+}
+
+func (h *hooks) add(fn func()) (remove func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.fns == nil {
+		h.fns = map[int]func(){}
+	}
+	h.next++
+	id := h.next
+	h.fns[id] = fn
+	h.rebuild()
 	return func() {
-		c.hooksMu.Lock()
-		defer c.hooksMu.Unlock()
-		delete(c.hooks, id)
-		c.rebuildHooks()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		delete(h.fns, id)
+		h.rebuild()
 	}
 }
 
-func (c *Client) rebuildHooks() {
-	set := make([]func(), 0, len(c.hooks))
-	for _, fn := range c.hooks {
-		set = append(set, fn)
+func (h *hooks) rebuild() {
+	list := make([]func(), 0, len(h.fns))
+	for _, fn := range h.fns {
+		list = append(list, fn)
 	}
-	c.hookSet = set
+	h.list = list
 }
 
-func (c *Client) flushed() {
-	c.hooksMu.Lock()
-	set := c.hookSet
-	c.hooksMu.Unlock()
-	for _, fn := range set {
+// run calls every function of the set, on the caller's goroutine.
+func (h *hooks) run() {
+	h.mu.Lock()
+	list := h.list
+	h.mu.Unlock()
+	for _, fn := range list {
 		fn()
 	}
 }

@@ -16,6 +16,12 @@
 //	err = sess.Publish(ctx, "Created", "Invoice", invoice) // validated, buffered
 //	err = sess.Flush(ctx, tx)                             // one INSERT, in tx
 //	err = tx.Commit(ctx)                                  // events commit with the invoice
+//	sess.Committed()                                      // wake an embedded relay (OnCommit)
+//
+// Committed runs the client's OnCommit hooks once the transaction has
+// committed; a relay running in the same process registers its Wake there
+// (client.OnCommit(r.Wake)) and delivers the events at once instead of at
+// its next poll. InTx and the middleware packages call it for you.
 //
 // Publish refuses an unknown topic (*topics.UnknownTopicError) or data that
 // fails the topic's JSON Schema (*topics.ValidationError) before anything is

@@ -51,6 +51,7 @@ func Example() {
 	if err := tx.Commit(ctx); err != nil {
 		log.Fatal(err)
 	}
+	sess.Committed() // runs the OnCommit hooks, e.g. an embedded relay's Wake
 
 	var topic, key, job string
 	err = pool.QueryRow(ctx, "SELECT topic, key, job_id FROM txoutbox_events").Scan(&topic, &key, &job)
@@ -120,4 +121,51 @@ func ExampleWithTarget() {
 	// target: acme/q4-close/ledger
 	// true outbox: publish billing.InvoicePaid: target: layout "ledger" needs its project and collection
 	// buffered: 1
+}
+
+// OnCommit hooks run when a session is told that the transaction its
+// events were flushed into has committed, never at Flush and never after a
+// rollback. A relay running in the same process registers its Wake there:
+// client.OnCommit(r.Wake).
+func ExampleClient_OnCommit() {
+	ctx := context.Background()
+	pool := examplePool() // a *pgxpool.Pool on a migrated database
+	defer pool.Close()
+	reg, err := topics.Load("../topic_definitions.yaml")
+	if err != nil {
+		log.Fatal(err)
+	}
+	client, err := outbox.New(pool, reg, &outbox.Config{Source: "billing-api"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.OnCommit(func() { fmt.Println("hook: events committed") })()
+
+	sess := client.ServiceSession("nightly-sweep")
+	for _, commit := range []bool{false, true} {
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := sess.Publish(ctx, "Overdue", "Invoice", map[string]any{"id": "inv-9", "days_overdue": 3}); err != nil {
+			log.Fatal(err)
+		}
+		if err := sess.Flush(ctx, tx); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("flushed; commit:", commit)
+		if !commit {
+			_ = tx.Rollback(ctx)
+			sess.Rollback() // no hook for what was rolled back
+			continue
+		}
+		if err := tx.Commit(ctx); err != nil {
+			log.Fatal(err)
+		}
+		sess.Committed()
+	}
+	// Output:
+	// flushed; commit: false
+	// flushed; commit: true
+	// hook: events committed
 }

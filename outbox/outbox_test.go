@@ -404,7 +404,7 @@ func TestPublishImmediately(t *testing.T) {
 	ctx := context.Background()
 	b := setup(t, nil)
 	var woken atomic.Int32
-	remove := b.client.OnFlush(func() { woken.Add(1) })
+	remove := b.client.OnCommit(func() { woken.Add(1) })
 	defer remove()
 
 	sess := b.client.ServiceSession("nightly-sweep", outbox.PublishImmediately())
@@ -418,8 +418,81 @@ func TestPublishImmediately(t *testing.T) {
 		t.Fatal("publish-immediately buffered the event")
 	}
 	if woken.Load() != 1 {
-		t.Fatalf("OnFlush hook ran %d times, want 1", woken.Load())
+		t.Fatalf("OnCommit hook ran %d times, want 1: the write committed on its own", woken.Load())
 	}
+}
+
+// TestOnCommit checks that OnCommit hooks, and those of its deprecated
+// name OnFlush, run once per committed transaction, when its events are
+// visible to other connections, and never at Flush or for a rollback.
+func TestOnCommit(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	b := setup(t, nil)
+	var visible, viaOnFlush []int // events another connection saw as each hook ran
+	removeCommit := b.client.OnCommit(func() { visible = append(visible, countEvents(t, b.pool, "true")) })
+	removeFlush := b.client.OnFlush(func() { viaOnFlush = append(viaOnFlush, countEvents(t, b.pool, "true")) }) // deprecated, still works
+	sess := b.client.UserSession("user-42", "")
+	flush := func(ids ...string) pgx.Tx {
+		t.Helper()
+		tx, err := b.pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+		for _, id := range ids {
+			if err := sess.Publish(ctx, "Created", "Invoice", invoice(id)); err != nil {
+				t.Fatal(err)
+			}
+			if err := sess.Flush(ctx, tx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return tx
+	}
+	check := func(step string, want ...int) {
+		t.Helper()
+		if fmt.Sprint(visible) != fmt.Sprint(want) || fmt.Sprint(viaOnFlush) != fmt.Sprint(want) {
+			t.Fatalf("%s: OnCommit hook saw %v, OnFlush hook %v; want %v", step, visible, viaOnFlush, want)
+		}
+	}
+
+	tx := flush("inv-1")
+	check("flushed, not committed")
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	check("committed, Committed not called yet")
+	sess.Committed()
+	check("Committed", 1)
+
+	tx = flush("inv-2", "inv-3")
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sess.Committed()
+	sess.Committed()
+	check("two flushes, one commit, Committed twice", 1, 3)
+
+	tx = flush("inv-4")
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sess.Rollback()
+	sess.Committed()
+	check("rolled back", 1, 3)
+
+	sess.Committed() // nothing flushed at all
+	check("nothing flushed", 1, 3)
+
+	removeCommit()
+	removeFlush()
+	tx = flush("inv-5")
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	sess.Committed()
+	check("hooks removed", 1, 3)
 }
 
 func TestMigrateConcurrentlyAndAgain(t *testing.T) {

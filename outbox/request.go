@@ -9,8 +9,9 @@ import (
 )
 
 // InTx runs fn in a transaction begun on db, then flushes sess into that
-// transaction and commits it: the opt-in shape for teams that would rather
-// not write Begin, Flush and Commit in every handler.
+// transaction, commits it and calls sess.Committed: the opt-in shape for
+// teams that would rather not write Begin, Flush, Commit and Committed in
+// every handler.
 //
 // When fn returns an error or panics, or Flush or Commit fails, the
 // transaction is rolled back and the events sess holds are dropped
@@ -51,5 +52,6 @@ func InTx(ctx context.Context, db Beginner, sess *Session, fn func(ctx context.C
 		return fmt.Errorf("outbox: commit: %w", err)
 	}
 	committed = true
+	sess.Committed()
 	return nil
 }

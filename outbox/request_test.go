@@ -15,6 +15,8 @@ func TestInTx(t *testing.T) {
 	t.Parallel()
 	b := setup(t, nil)
 	errBusiness := errors.New("invoice already exists")
+	var hooked []int // events visible to another connection when each OnCommit hook ran
+	defer b.client.OnCommit(func() { hooked = append(hooked, countEvents(t, b.pool, "true")) })()
 
 	// insertAndPublish is a handler body; after it, fail decides how it ends.
 	run := func(t *testing.T, id string, fail func(ctx context.Context, tx pgx.Tx) error) (sess *outbox.Session, err error) {
@@ -51,6 +53,9 @@ func TestInTx(t *testing.T) {
 		}
 		if invoices("inv-ok") != 1 || countEvents(t, b.pool, "key = 'inv-ok'") != 1 || sess.Len() != 0 {
 			t.Errorf("invoice %d, events %d, buffered %d; want 1, 1, 0", invoices("inv-ok"), countEvents(t, b.pool, "key = 'inv-ok'"), sess.Len())
+		}
+		if fmt.Sprint(hooked) != "[1]" {
+			t.Errorf("OnCommit hooks saw %v events, want one hook seeing the committed event", hooked)
 		}
 	})
 	t.Run("error rolls back and drops events", func(t *testing.T) {
@@ -90,4 +95,7 @@ func TestInTx(t *testing.T) {
 			t.Error("InTx with a nil session succeeded")
 		}
 	})
+	if fmt.Sprint(hooked) != "[1]" {
+		t.Errorf("OnCommit hooks saw %v events; want only the committed transaction's hook", hooked)
+	}
 }

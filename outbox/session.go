@@ -30,8 +30,10 @@ type Session struct {
 	immediate   bool
 
 	flushMu sync.Mutex // serializes Flush, so two flushes never write the same events
-	mu      sync.Mutex // guards buffer
+	mu      sync.Mutex // guards buffer and flushed
 	buffer  []*Event
+	// flushed: Flush wrote events since the last Committed or Rollback.
+	flushed bool
 }
 
 // SessionOption configures a session.
@@ -147,7 +149,7 @@ func (s *Session) PublishCategory(ctx context.Context, category, action, entity 
 		if err := s.client.write(ctx, s.client.pool, []*Event{e}); err != nil {
 			return err
 		}
-		s.client.flushed()
+		s.client.commitHooks.run() // the statement committed on its own
 		return nil
 	}
 	s.mu.Lock()
@@ -254,9 +256,11 @@ func encode(data any) ([]byte, error) {
 
 // Flush writes every buffered event into the outbox table inside tx, in one
 // round trip, so the events commit or roll back with the caller's business
-// writes. It never commits or rolls back tx. Flush may be called again for
-// events published later; with nothing buffered it does no I/O. On error the
-// events stay buffered (tx is then aborted; roll it back).
+// writes. It never commits or rolls back tx: call Committed once tx has
+// committed, so that an embedded relay delivers the events at once. Flush
+// may be called again for events published later; with nothing buffered it
+// does no I/O. On error the events stay buffered (tx is then aborted; roll
+// it back).
 func (s *Session) Flush(ctx context.Context, tx pgx.Tx) error {
 	if tx == nil {
 		return fmt.Errorf("outbox: flush: tx is nil")
@@ -277,17 +281,40 @@ func (s *Session) Flush(ctx context.Context, tx pgx.Tx) error {
 	if len(s.buffer) >= len(events) && s.buffer[0] == events[0] {
 		s.buffer = s.buffer[len(events):]
 	}
+	s.flushed = true
 	s.mu.Unlock()
-	s.client.flushed()
 	return nil
 }
 
-// Rollback drops the events published and not yet flushed. Call it when the
-// unit of work fails before Flush, so that a later Flush on the same session
-// does not write them.
+// Committed tells the session that the transaction its events were flushed
+// into has committed. When Flush wrote events since the last Committed or
+// Rollback, it runs the client's OnCommit hooks, once: an embedded relay
+// then delivers the events at once rather than at its next poll. Call it
+// after tx.Commit returns nil; InTx and the outbox middleware call it for
+// you. Forgetting it loses nothing, the relay's next poll finds the events;
+// calling it after a rollback costs the relay one poll that finds nothing.
+//
+//	if err := sess.Flush(ctx, tx); err != nil { ... }
+//	if err := tx.Commit(ctx); err != nil { ... }
+//	sess.Committed()
+func (s *Session) Committed() {
+	s.mu.Lock()
+	flushed := s.flushed
+	s.flushed = false
+	s.mu.Unlock()
+	if flushed {
+		s.client.commitHooks.run()
+	}
+}
+
+// Rollback drops the events published and not yet flushed, and forgets
+// that any were flushed, so that Committed runs no hook for them. Call it
+// when the unit of work fails, before or after Flush, so that a later Flush
+// on the same session does not write its events.
 func (s *Session) Rollback() {
 	s.mu.Lock()
 	s.buffer = nil
+	s.flushed = false
 	s.mu.Unlock()
 }
 

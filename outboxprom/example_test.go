@@ -58,7 +58,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer client.OnFlush(r.Wake)()
+	defer client.OnCommit(r.Wake)()
 	// go r.Run(ctx) would deliver the event and count it under
 	// txoutbox_relay_events_delivered_total{sink="gochannel"}.
 
@@ -77,6 +77,7 @@ func Example() {
 	if err := tx.Commit(ctx); err != nil {
 		log.Fatal(err)
 	}
+	sess.Committed()
 
 	fams, err := reg.Gather()
 	if err != nil {

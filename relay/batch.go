@@ -113,6 +113,9 @@ func (r *Relay) step(ctx, workCtx context.Context, st *loopState) stepResult {
 	}
 	st.prefetched = false
 	res := stepResult{read: len(rows)}
+	for i := range rows {
+		res.parts |= 1 << uint(rows[i].part)
+	}
 	batch := st.due(rows, now)
 	if len(batch) == 0 {
 		return res

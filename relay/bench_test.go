@@ -210,7 +210,7 @@ func (s *countingSink) Close() error { return nil }
 // throughput while 16 producers publish through outbox sessions for three
 // seconds, one event per transaction that first updates its entity row:
 // once with the relay polling on its own (a separate daemon), once with the
-// relay woken by the outbox client's OnFlush (embedded). Run it with
+// relay woken by the outbox client's OnCommit (embedded). Run it with
 // -benchtime=1x:
 //
 //	go test -run '^$' -bench BenchmarkLatency -benchtime=1x ./relay/
@@ -276,7 +276,7 @@ func measureLatency(b *testing.B, wake bool) {
 		b.Fatal(err)
 	}
 	if wake {
-		defer client.OnFlush(r.Wake)()
+		defer client.OnCommit(r.Wake)()
 	}
 	runCtx, stop := context.WithCancel(ctx)
 	done := runUntil(runCtx, r)
@@ -343,6 +343,7 @@ func publishOne(ctx context.Context, pool *pgxpool.Pool, client *outbox.Client, 
 		return err
 	}
 	committed.Store(fmt.Sprintf("%s/%d", key, seq), time.Now())
+	sess.Committed()
 	return nil
 }
 

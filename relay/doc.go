@@ -22,8 +22,13 @@
 //	if err != nil {
 //		return err
 //	}
-//	defer client.OnFlush(r.Wake)() // deliver this process's events right after their commit
+//	defer client.OnCommit(r.Wake)() // deliver this process's events right after their commit
 //	go func() { errc <- r.Run(ctx) }()
+//
+// OnCommit hooks run when a session learns that its transaction committed:
+// outbox.InTx and the middleware packages tell it, code that calls Flush
+// and Commit itself calls sess.Committed() after the commit. A wake that
+// comes before the commit finds nothing to deliver.
 //
 // Run blocks until ctx is cancelled; it owns every goroutine it starts and
 // waits for them before it returns. The tables it needs come with the outbox

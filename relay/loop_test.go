@@ -81,3 +81,67 @@ func TestLoopSchedule(t *testing.T) {
 		}
 	})
 }
+
+// TestLoopPlan checks when the round after each kind of round is due: a
+// woken round that reads nothing keeps the schedule, rounds that read rows
+// still go fast, and a round the WAL stream woke for partitions it found
+// empty reads again once, walRecheck later.
+func TestLoopPlan(t *testing.T) {
+	cfg := (&Config{BatchSize: 100, PollInterval: 100 * time.Millisecond}).withDefaults()
+	t0 := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	ms := time.Millisecond
+	type round struct {
+		name       string
+		start, end time.Duration // since t0
+		res        stepResult
+		walParts   uint64
+		want       time.Duration // since t0
+	}
+	for _, tc := range []struct {
+		name   string
+		rounds []round
+	}{
+		{"an early wake keeps the schedule", []round{
+			{"idle", 0, ms, stepResult{}, 0, 2 * ms},
+			{"woken, nothing read", ms + ms/2, 2 * ms, stepResult{}, 0, 2 * ms},
+			{"scheduled, nothing read: the wait doubles as before", 2 * ms, 3 * ms, stepResult{}, 0, 5 * ms},
+			{"woken again, nothing read", 4 * ms, 4*ms + ms/2, stepResult{}, 0, 5 * ms},
+		}},
+		{"a woken round with rows goes fast", []round{
+			{"idle", 0, ms, stepResult{}, 0, 2 * ms},
+			{"woken, rows read", ms + ms/2, 2 * ms, stepResult{read: 3, parts: 1}, 0, 3 * ms},
+			{"woken, a full batch", 2 * ms, 5 * ms, stepResult{read: 100, parts: 1}, 0, 5 * ms},
+			{"scheduled, nothing read: 1ms after a full batch", 5 * ms, 6 * ms, stepResult{}, 0, 7 * ms},
+		}},
+		{"a woken round that failed backs off", []round{
+			{"idle", 0, ms, stepResult{}, 0, 2 * ms},
+			{"woken, database down", ms + ms/2, 2 * ms, stepResult{dbErr: errors.New("connection refused")}, 0, -1},
+		}},
+		{"the WAL stream's wake is checked again once", []round{
+			{"idle", 0, ms, stepResult{}, 0, 2 * ms},
+			{"scheduled, long idle", 2 * ms, 3 * ms, stepResult{}, 0, 5 * ms},
+			{"woken for partition 3, nothing read", 3 * ms, 3*ms + ms/4, stepResult{}, 1 << 3, 4*ms + ms/4},
+			{"the recheck, nothing read", 4*ms + ms/4, 4*ms + ms/2, stepResult{}, 0, 5 * ms},
+			{"woken for partition 3, rows of 5 read", 6 * ms, 7 * ms, stepResult{read: 2, parts: 1 << 5}, 1 << 3, 8 * ms},
+			{"woken for partitions 3 and 5, rows of 5 read", 8 * ms, 8*ms + ms/2, stepResult{read: 1, parts: 1 << 5}, 1<<3 | 1<<5, 9*ms + ms/2},
+			{"woken for partition 3 after the schedule, nothing read", 20 * ms, 21 * ms, stepResult{}, 1 << 3, 22 * ms},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := newLoopState()
+			for _, r := range tc.rounds {
+				got := st.plan(cfg, r.res, at(r.start), at(r.end), r.walParts)
+				if r.want < 0 {
+					if lo := at(r.end).Add(dbRetryBase / 2); got.Before(lo) {
+						t.Errorf("%s: next round at +%s, want the database's backoff, at least +%s", r.name, got.Sub(t0), lo.Sub(t0))
+					}
+					continue
+				}
+				if !got.Equal(at(r.want)) {
+					t.Errorf("%s: next round at +%s, want +%s", r.name, got.Sub(t0), r.want)
+				}
+			}
+		})
+	}
+}

@@ -86,10 +86,12 @@ func (r *Relay) ID() string { return r.cfg.ID }
 
 // Wake asks the relay to poll now instead of at the end of its current wait.
 // It never blocks. An application that embeds the relay passes it to the
-// outbox client, client.OnFlush(r.Wake), so that events flushed by this
-// process are delivered within milliseconds of their commit. A wake does not
-// cut short the backoff after a round in which the sink or the database
-// failed.
+// outbox client, client.OnCommit(r.Wake), so that events committed by this
+// process are delivered within milliseconds of their commit. Wake after the
+// commit: a poll that a wake started and that found nothing leaves the
+// relay's schedule as it was, so a wake that came too early is wasted. A
+// wake does not cut short the backoff after a round in which the sink or
+// the database failed.
 func (r *Relay) Wake() {
 	select {
 	case r.wake <- struct{}{}:
@@ -186,9 +188,9 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 // loop polls, delivers and waits, adapting the wait to what the last round
-// found. A wake starts a round at once, except during the backoff after a
-// failed round: a sink or database that is down is not asked again for
-// every flush of the application.
+// found (see plan). A wake starts a round at once, except during the backoff
+// after a failed round: a sink or database that is down is not asked again
+// for every commit of the application.
 func (r *Relay) loop(ctx, workCtx context.Context) {
 	st := newLoopState()
 	timer := time.NewTimer(0)
@@ -201,11 +203,13 @@ func (r *Relay) loop(ctx, workCtx context.Context) {
 			if st.failures > 0 {
 				continue
 			}
-			st.idle = 0
 		case <-timer.C:
 		}
+		start := time.Now()
+		walParts := r.wal.woken.Swap(0)
 		res := r.step(ctx, workCtx, st)
-		r.lastPoll.Store(time.Now().UnixNano())
+		now := time.Now()
+		r.lastPoll.Store(now.UnixNano())
 		if ctx.Err() == nil {
 			if res.dbErr != nil {
 				r.log.Warn("relay round", "err", res.dbErr)
@@ -214,7 +218,7 @@ func (r *Relay) loop(ctx, workCtx context.Context) {
 				r.log.Warn("sink failed again; no attempt counted, backing off", "err", res.sinkDown, "events", res.unsent)
 			}
 		}
-		timer.Reset(st.next(r.cfg, res))
+		timer.Reset(st.plan(r.cfg, res, start, now, walParts).Sub(now))
 	}
 }
 
@@ -226,6 +230,7 @@ type loopState struct {
 	prefetched   bool  // rows holds the next batch, read while the last was recorded
 	partsVersion uint64
 	deadLoadedAt time.Time
+	pollAt       time.Time     // when the next scheduled round is due
 	idle         time.Duration // last idle wait; 0 after rows were found
 	failures     int           // consecutive rounds that failed as a whole
 	// sinkFailed: the last round that sent anything delivered nothing and
@@ -252,6 +257,7 @@ func newLoopState() *loopState {
 // stepResult is what one round did.
 type stepResult struct {
 	read      int
+	parts     uint64 // the partitions the rows read are in, a bit each
 	delivered int
 	dbErr     error // the database failed; the round did nothing or only part
 	// sinkErr: the sink delivered nothing and failed retryably; retryIn is
@@ -278,7 +284,39 @@ const (
 // RetryAfter.
 const sinkRetryMax = 4 * time.Second
 
-// next returns how long to wait before the next round.
+// walRecheck is how soon a round that the WAL stream woke for partitions
+// in which it then read nothing reads again, once. The stream can report a
+// commit an instant before its rows are visible to a new snapshot: the
+// commit record is flushed, and may be sent, before the transaction leaves
+// the server's list of running ones.
+const walRecheck = time.Millisecond
+
+// plan returns when the next round is due, after a round that started at
+// start and ended at now with res; walParts are the partitions the WAL
+// stream woke the loop for since the round before (0 for none).
+//
+// A round that started before the scheduled one was due (a wake) and read
+// nothing leaves the schedule as it was: a wake that came before the
+// commit it announced must not push the next poll back. Any other round
+// schedules the next as next says. A round woken by the WAL stream that
+// read nothing in the partitions it was woken for is followed by another
+// walRecheck later; that one, unless the stream woke the loop again
+// meanwhile, has no walParts and so no recheck of its own.
+func (st *loopState) plan(cfg *Config, res stepResult, start, now time.Time, walParts uint64) time.Time {
+	woken := start.Before(st.pollAt)
+	failed := res.dbErr != nil || res.sinkErr != nil
+	if !woken || res.read > 0 || failed {
+		st.pollAt = now.Add(st.next(cfg, res))
+	}
+	if walParts != 0 && res.parts&walParts == 0 && !failed {
+		if recheck := now.Add(walRecheck); recheck.Before(st.pollAt) {
+			return recheck
+		}
+	}
+	return st.pollAt
+}
+
+// next returns how long to wait before the next scheduled round.
 func (st *loopState) next(cfg *Config, res stepResult) time.Duration {
 	switch {
 	case res.dbErr != nil:

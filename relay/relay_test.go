@@ -159,9 +159,9 @@ func TestEventShape(t *testing.T) {
 }
 
 // TestWake lets an idle relay back off to a PollInterval of an hour, then
-// commits an event: Wake alone gets it delivered. Wake also works when
-// called before the commit, as outbox's OnFlush does: the relay polls again
-// shortly after a wake that found nothing.
+// commits an event: Wake alone gets it delivered. A wake that comes before
+// the commit finds nothing, and the wake after the commit, as outbox's
+// OnCommit hooks give it, still gets the event delivered.
 func TestWake(t *testing.T) {
 	t.Parallel()
 	pool := newTestDB(t)
@@ -187,12 +187,13 @@ func TestWake(t *testing.T) {
 		t.Fatal(err)
 	}
 	insertEvents(t, tx, "k2")
-	r.Wake()
-	time.Sleep(20 * time.Millisecond) // the commit comes after the wake
+	r.Wake() // too early: the round it starts finds nothing
+	time.Sleep(20 * time.Millisecond)
 	if err := tx.Commit(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the event committed after Wake", func() bool { return sink.distinct() == 2 })
+	r.Wake()
+	waitFor(t, 10*time.Second, "the event committed after the first Wake", func() bool { return sink.distinct() == 2 })
 }
 
 // TestRunCancelledBeforeStart: a relay whose context is cancelled before it

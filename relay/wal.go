@@ -67,6 +67,7 @@ type walState struct {
 	lost      atomic.Bool // ModeMessages: the slot is missing or lost
 	slot      atomic.Pointer[string]
 	received  atomic.Uint64 // LSN of the last commit received
+	woken     atomic.Uint64 // partitions woken for since the loop's last round, a bit each
 	wakes     atomic.Int64  // commits that woke the loop
 	restarts  atomic.Int64  // streams that ended in an error
 }
@@ -214,8 +215,9 @@ func (r *Relay) streamWAL(ctx context.Context, pub string) error {
 			c.confirm(lsn)
 			r.wal.received.Store(uint64(lsn))
 		}
-		if parts != 0 && parts&r.leases.mask() != 0 {
+		if held := parts & r.leases.mask(); held != 0 {
 			r.wal.wakes.Add(1)
+			r.wal.woken.Or(held)
 			r.Wake()
 		}
 	}

@@ -43,7 +43,7 @@ var demoTopics []byte
 const demoUsage = `
 Run the whole path on this machine and show what arrives: a throwaway
 PostgreSQL (unless --database-url), the example Echo invoices service, an
-embedded relay woken by the outbox client after each flush, the events API
+embedded relay woken by the outbox client after each commit, the events API
 in memory as its sink (what "txoutbox sink" runs, live page included), and
 a listener (package eventsapi/listener) following the events API's stream
 as a consumer would. The demo drives --requests requests against the
@@ -190,7 +190,7 @@ func (d *demo) run(ctx context.Context) error {
 	if err := d.startRelay(sinkURL); err != nil {
 		return err
 	}
-	d.printf("  %-9s embedded, woken by the outbox client after each flush, posting %s\n\n", "relay", d.flags.format)
+	d.printf("  %-9s embedded, woken by the outbox client after each commit, posting %s\n\n", "relay", d.flags.format)
 
 	driveStart := time.Now()
 	if err := d.drive(ctx, serviceURL); err != nil {
@@ -398,7 +398,7 @@ func (d *demo) startRelay(sinkURL string) error {
 	if err != nil {
 		return err
 	}
-	d.removeHook = d.client.OnFlush(r.Wake)
+	d.removeHook = d.client.OnCommit(r.Wake)
 	ctx, cancel := context.WithCancel(context.Background())
 	d.stopRelay = cancel
 	d.relayDone = make(chan error, 1)

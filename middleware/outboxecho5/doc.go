@@ -39,6 +39,14 @@
 // Code below the handler reaches the session with outbox.FromContext on the
 // request's context.
 //
+// When the handler returns without an error and its status is below 400,
+// the middleware takes its transaction to have committed and calls the
+// session's Committed, which runs the client's OnCommit hooks: an embedded
+// relay (client.OnCommit(r.Wake)) then delivers the request's events at
+// once. A handler that calls sess.Committed() right after tx.Commit wakes
+// it a little sooner, before the response is written; the middleware's
+// call then has nothing left to run.
+//
 // # The session
 //
 // The user comes from Config.UserIDFunc (by default the X-User-ID header);

@@ -167,14 +167,12 @@ func (m *middleware) serve(next http.Handler, w http.ResponseWriter, req *http.R
 
 	status := rw.status
 	if status == 0 { // nothing written: the server will answer 200
-		status = http.StatusOK
-		if err := r.Written(status); err != nil {
-			r.Drop("strict mode")
+		if err := r.Finish(http.StatusOK); err != nil {
 			reqsession.Fail(w, textPlain, []byte(err.Error()+"\n")).WriteHeader(http.StatusInternalServerError)
-			return
 		}
+		return
 	}
-	r.Finish(status)
+	_ = r.Finish(status) // strict mode's error came as the status went out
 }
 
 // responseWriter sees the status as it goes out, while strict mode can

@@ -18,7 +18,7 @@ import (
 
 // A relay embedded in the publishing application, delivering to a watermill
 // publisher (here watermill's in-memory Go channel; NATS JetStream, Kafka or
-// AMQP work the same). The outbox client wakes the relay after each flush,
+// AMQP work the same). The outbox client wakes the relay after each commit,
 // so the event is delivered right after its transaction commits.
 func Example() {
 	ctx := context.Background()
@@ -54,7 +54,7 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer client.OnFlush(r.Wake)()
+	defer client.OnCommit(r.Wake)()
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- r.Run(runCtx) }()
@@ -77,6 +77,7 @@ func Example() {
 	if err := tx.Commit(ctx); err != nil {
 		log.Fatal(err)
 	}
+	sess.Committed() // wakes the relay: the event is delivered at once
 
 	msg := <-received
 	msg.Ack()

@@ -32,6 +32,7 @@ func Run(t *testing.T, build Builder) {
 	t.Run("Unflushed", func(t *testing.T) { t.Parallel(); testUnflushed(t, build, false) })
 	t.Run("UnflushedStrict", func(t *testing.T) { t.Parallel(); testUnflushed(t, build, true) })
 	t.Run("InvalidData", func(t *testing.T) { t.Parallel(); testInvalidData(t, build) })
+	t.Run("OnCommit", func(t *testing.T) { t.Parallel(); testOnCommit(t, build) })
 }
 
 // Row is the part of an outbox row the suite checks.
@@ -241,6 +242,48 @@ func testFailures(t *testing.T, build Builder) {
 	}
 	if w := logs.Warnings(); len(w) != 0 || hooked.Load() != 0 {
 		t.Errorf("failed requests reported as unflushed: logs %v, hook called %d times", w, hooked.Load())
+	}
+}
+
+// testOnCommit checks that the client's OnCommit hooks, where an embedded
+// relay is woken, run once for a request whose handler committed what it
+// flushed, with its events visible to another connection by then, and
+// never for one that failed or flushed nothing.
+func testOnCommit(t *testing.T, build Builder) {
+	env := NewEnv(t)
+	var mu sync.Mutex
+	var seen []int // events another connection saw as each hook ran
+	defer env.Client.OnCommit(func() {
+		n := len(env.Rows(t))
+		mu.Lock()
+		seen = append(seen, n)
+		mu.Unlock()
+	})()
+	srv := serve(t, build, env, Options{})
+	for _, tc := range []struct {
+		mode  string
+		hooks int
+	}{
+		{ModeOK, 1},
+		{ModeError, 0},
+		{ModePanic, 0},
+		{ModeUnflushed, 0},
+		{ModeUnflushed422, 0},
+		{ModeInvalid, 0},
+		{ModeLate, 1},
+	} {
+		mu.Lock()
+		seen = nil
+		mu.Unlock()
+		id := "inv-" + cmpOr(tc.mode, "ok")
+		do(t, srv, request{id: id, mode: tc.mode, userID: "user-1"})
+		rows := len(env.Rows(t))
+		mu.Lock()
+		got := slices.Clone(seen)
+		mu.Unlock()
+		if len(got) != tc.hooks || tc.hooks == 1 && got[0] != rows {
+			t.Errorf("%s: hooks saw %v events; want %d hook(s), seeing all %d committed", id, got, tc.hooks, rows)
+		}
 	}
 }
 

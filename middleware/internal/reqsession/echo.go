@@ -22,8 +22,9 @@ type EchoResponse interface {
 // ServeEcho runs the handler next(c) of a request whose session r opened,
 // the part of the Echo middleware that does not depend on Echo's version:
 // the unflushed check as the status goes out (strict mode answers 500
-// there), the events dropped when the handler fails or panics, and the
-// check for a handler that answered nothing. strictError turns the
+// there), the events dropped when the handler fails or panics, the check
+// for a handler that answered nothing, and Session.Committed after a
+// handler that succeeded. strictError turns the
 // *UnflushedError of that last case into the error Echo's error handler
 // answers with 500.
 func ServeEcho[C any](r *Request, res EchoResponse, next func(C) error, c C, strictError func(error) error) error {
@@ -47,14 +48,10 @@ func ServeEcho[C any](r *Request, res EchoResponse, next func(C) error, c C, str
 		r.Drop("handler returned an error")
 		return err
 	}
-	status, committed := res.State()
-	if !committed {
-		if err := r.Written(status); err != nil {
-			r.Drop("strict mode")
-			return strictError(err)
-		}
+	status, sent := res.State()
+	if err := r.Finish(status); err != nil && !sent {
+		return strictError(err)
 	}
-	r.Finish(status)
 	return nil
 }
 

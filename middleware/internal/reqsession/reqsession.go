@@ -269,21 +269,31 @@ func (r *Request) Written(status int) error {
 	return nil
 }
 
-// Finish ends a request whose handler returned: events published after a
-// successful response started are reported too, then the buffer is dropped
-// so nothing outlives the request.
-func (r *Request) Finish(status int) {
-	_ = r.Written(status)
+// Finish ends a request whose handler returned without an error, with
+// status as its response's status. Events published after a successful
+// response started are reported too (see Written), whose strict-mode error
+// Finish returns for a caller that can still answer 500. A success (below
+// 400) tells the session that the handler's transaction committed, so the
+// client's OnCommit hooks run for what it flushed, e.g. an embedded relay's
+// Wake; a handler that called Committed itself has nothing left to run.
+// Then the buffer is dropped so nothing outlives the request.
+func (r *Request) Finish(status int) error {
+	err := r.Written(status)
+	if status < 400 {
+		r.Session.Committed()
+	}
 	r.Drop("request finished")
+	return err
 }
 
-// Drop discards the buffered events of a failed (or finished) request.
+// Drop discards the buffered events of a failed (or finished) request, and
+// its record of flushed events: a failed request's transaction rolled back.
 func (r *Request) Drop(reason string) {
 	if n := r.Session.Len(); n > 0 {
 		r.opts.Logger.DebugContext(r.req.Context(), "outbox: dropping unflushed events",
 			slog.String("reason", reason), slog.Int("count", n), slog.String("job_id", r.Session.JobID()))
-		r.Session.Rollback()
 	}
+	r.Session.Rollback()
 }
 
 // FailWriter answers 500 with its body in place of the handler's response,

@@ -41,7 +41,6 @@ type pipeline struct {
 	lat    *latencies
 	sink   *counter
 	relays *relays
-	wake   pipelineWake
 	stops  []func()
 }
 
@@ -59,15 +58,14 @@ type pipelineConfig struct {
 type pipelineWake int
 
 const (
-	wakeAtFlush  pipelineWake = iota // the client's Flush hook, before COMMIT
-	wakeAtCommit                     // the producer, when COMMIT returns
+	wakeOnCommit pipelineWake = iota // the client's OnCommit hook, run when a producer's COMMIT returns
 	wakeByStream                     // nothing: the WAL modes' stream tells the relay of each commit
 )
 
 // startPipeline starts a relay in pc.mode delivering to a no-op sink or to
 // a local HTTP sink, in a schema of its own.
 func startPipeline(ctx context.Context, e *env, pc pipelineConfig) (pl *pipeline, err error) {
-	pl = &pipeline{lat: newLatencies(), wake: pc.wake}
+	pl = &pipeline{lat: newLatencies()}
 	defer func() {
 		if err != nil {
 			pl.close()
@@ -117,21 +115,18 @@ func startPipeline(ctx context.Context, e *env, pc pipelineConfig) (pl *pipeline
 			return nil, err
 		}
 	}
-	if pc.wake == wakeAtFlush {
-		pl.stops = append(pl.stops, pl.client.OnFlush(pl.relays.wake))
+	if pc.wake == wakeOnCommit {
+		pl.stops = append(pl.stops, pl.client.OnCommit(pl.relays.wake))
 	}
 	return pl, nil
 }
 
 // producer returns a producer of events events per transaction whose
-// commits the pipeline's latencies record, and which wakes the relay after
-// COMMIT when the pipeline asks for it.
+// commits the pipeline's latencies record; its Session.Committed runs the
+// client's OnCommit hooks after each COMMIT.
 func (pl *pipeline) producer(events int) *producer {
 	p := newProducer(pl.pool, pl.client, viaFlush, events, wakeNone)
 	p.committed = pl.lat.commit
-	if pl.wake == wakeAtCommit {
-		p.afterCommit = pl.relays.wake
-	}
 	return p
 }
 
@@ -220,7 +215,7 @@ func runLatency(ctx context.Context, e *env, rec *recorder) error {
 	}
 	rec.define("lat/sustained", "highest rate sustained with a flat backlog", "", "events/s", goal{})
 	rec.define("lat/sustained/p99", "  commit→sink p99 at that rate", "", "ms", goal{})
-	rec.note("latency: %d connections produce one event per transaction at a fixed rate while one relay in the same process, woken by Flush, "+
+	rec.note("latency: %d connections produce one event per transaction at a fixed rate while one relay in the same process, woken after each COMMIT (client.OnCommit), "+
 		"delivers to a no-op sink; latency runs from the return of COMMIT to the sink's Publish; "+
 		"a rate is sustained when the producers reach 95%% of it and the sink is at most 0.1 s behind at the end of the window; "+
 		"the CPU row is the whole machine's busy time during the window, other jobs included", pacedWorkers)
@@ -326,7 +321,7 @@ func runE2E(ctx context.Context, e *env, rec *recorder) error {
 	rec.define("e2e/produced", "  committed by the producers", "", "events/s", goal{})
 	rec.define("e2e/growth", "  backlog growth over the window", "", "events/s", goal{})
 	rec.note("e2e: %d connections run request-like transactions (business INSERT, Flush of one event, COMMIT) back to back; "+
-		"one relay in the same process, woken by Flush, posts CloudEvents batches to a server on 127.0.0.1 in the same process", producers)
+		"one relay in the same process, woken after each COMMIT (client.OnCommit), posts CloudEvents batches to a server on 127.0.0.1 in the same process", producers)
 
 	for run := range e.cfg.Runs {
 		e.log.Info("e2e", "run", run+1)

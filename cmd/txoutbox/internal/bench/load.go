@@ -82,9 +82,6 @@ type producer struct {
 	// committed, when set, is called with each event id and the time its
 	// transaction's COMMIT returned.
 	committed func(id string, at time.Time)
-	// afterCommit, when set, is called once COMMIT has returned: an
-	// application embedding the relay wakes it there.
-	afterCommit func()
 	// topic validates the data of viaHandValidated.
 	topic *topics.Topic
 
@@ -129,10 +126,13 @@ func (p *producer) tx(ctx context.Context) error {
 	if err := p.businessWrite(ctx, tx, n); err != nil {
 		return err
 	}
-	var ids []string
+	var (
+		ids  []string
+		sess *outbox.Session
+	)
 	switch p.path {
 	case viaFlush:
-		ids, err = p.flush(ctx, tx, n)
+		sess, ids, err = p.flush(ctx, tx, n)
 	case viaHandwritten, viaHandValidated:
 		ids, err = p.handwritten(ctx, tx, n)
 	}
@@ -143,13 +143,13 @@ func (p *producer) tx(ctx context.Context) error {
 		return fmt.Errorf("commit: %w", err)
 	}
 	now := time.Now()
-	if p.afterCommit != nil {
-		p.afterCommit()
-	}
 	if p.committed != nil {
 		for _, id := range ids {
 			p.committed(id, now)
 		}
+	}
+	if sess != nil {
+		sess.Committed() // the client's OnCommit hooks: an embedded relay wakes
 	}
 	return nil
 }
@@ -185,12 +185,12 @@ func (p *producer) notifyNow() bool {
 	return false
 }
 
-func (p *producer) flush(ctx context.Context, tx pgx.Tx, n int64) ([]string, error) {
+func (p *producer) flush(ctx context.Context, tx pgx.Tx, n int64) (*outbox.Session, []string, error) {
 	sess := p.client.UserSession("user-42", "")
 	for i := range p.events {
 		inv := newInvoice(invoiceID(n, i), n)
 		if err := sess.Publish(ctx, "Created", "Invoice", inv); err != nil {
-			return nil, fmt.Errorf("publish: %w", err)
+			return nil, nil, fmt.Errorf("publish: %w", err)
 		}
 	}
 	var ids []string
@@ -200,9 +200,9 @@ func (p *producer) flush(ctx context.Context, tx pgx.Tx, n int64) ([]string, err
 		}
 	}
 	if err := sess.Flush(ctx, tx); err != nil {
-		return nil, fmt.Errorf("flush: %w", err)
+		return nil, nil, fmt.Errorf("flush: %w", err)
 	}
-	return ids, nil
+	return sess, ids, nil
 }
 
 func (p *producer) handwritten(ctx context.Context, tx pgx.Tx, n int64) ([]string, error) {

@@ -136,7 +136,7 @@ func defineModes(rec *recorder) {
 // throughput and latency with a no-op sink, then the events delivered to a
 // local HTTP sink, each pipeline in a schema of its own.
 func measureMode(ctx context.Context, e *env, rec *recorder, run int, key string, mode relay.Mode, storage outbox.Storage) error {
-	pc := pipelineConfig{purpose: "modes_" + key, workers: pacedWorkers, mode: mode, storage: storage, wake: wakeAtCommit}
+	pc := pipelineConfig{purpose: "modes_" + key, workers: pacedWorkers, mode: mode, storage: storage, wake: wakeOnCommit}
 	if mode != relay.ModePoll {
 		// The stream tells the relay of each commit, as it would a relay
 		// in another process; a wake from the producers as well would

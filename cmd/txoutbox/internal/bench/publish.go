@@ -30,7 +30,7 @@ var wakeVariants = []struct {
 	key, name string
 	short     string
 	signal    wakeSignal
-	inProcess bool // OnFlush(relay.Wake)
+	inProcess bool // OnCommit(relay.Wake)
 	listen    bool // a LISTEN connection wakes the relay on each notification
 }{
 	{"wake/poll", "relay polling, no wake-up signal", "no wake-up", wakeNone, false, false},
@@ -172,7 +172,7 @@ func measureWake(ctx context.Context, e *env, s *schema, pool *pgxpool.Pool, cli
 		}
 	}()
 	if inProcess {
-		defer client.OnFlush(rs.wake)()
+		defer client.OnCommit(rs.wake)()
 	}
 	if listen {
 		stop, err := listenAndWake(ctx, rpool, rs)
