@@ -281,8 +281,11 @@ func TestMessagesSlotDropped(t *testing.T) {
 		t.Fatalf("emit = %v, want outbox.ErrNoSlot", err)
 	}
 
-	if _, created, err := outbox.CreateMessageSlot(t.Context(), pool, ""); err != nil || !created {
-		t.Fatalf("CreateMessageSlot = %v, %v", created, err)
+	if _, err := outbox.CreateMessageSlot(t.Context(), pool, nil); !errors.Is(err, outbox.ErrSlotLost) {
+		t.Fatalf("CreateMessageSlot of the lost slot = %v, want outbox.ErrSlotLost", err)
+	}
+	if s, err := outbox.CreateMessageSlot(t.Context(), pool, &outbox.MessageSlotConfig{RecreateLost: true}); err != nil || !s.Created || s.Lost == nil {
+		t.Fatalf("CreateMessageSlot with RecreateLost = %+v, %v", s, err)
 	}
 	waitFor(t, 20*time.Second, "the relay to hold the new slot", func() bool {
 		st := r.WALStatus()
