@@ -1,9 +1,11 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io/fs"
+	"log/slog"
 
 	"github.com/jackc/pgx/v5"
 
@@ -46,7 +48,19 @@ type MigrateConfig struct {
 	// REPLICATION attribute, and waits for the transactions running then
 	// to end. From then on PostgreSQL keeps the WAL the slot has not
 	// confirmed: see the README's Delivery modes for max_slot_wal_keep_size.
+	// When the slot was lost, Migrate returns a *SlotLostError rather than
+	// create it again (see CreateMessageSlot).
 	Messages bool
+
+	// RecreateLostSlot, with Messages, creates the slot again when it was
+	// lost, acknowledging that the events committed after its last
+	// confirmed position were not delivered; Migrate logs what was lost
+	// as an error on Logger.
+	RecreateLostSlot bool
+
+	// Logger receives the report of a lost slot created again. Defaults
+	// to slog.Default().
+	Logger *slog.Logger
 }
 
 // Beginner starts a transaction; *pgxpool.Pool, *pgx.Conn and pgx.Tx
@@ -70,8 +84,13 @@ func Migrate(ctx context.Context, db Beginner, cfg *MigrateConfig) error {
 		return fmt.Errorf("migrate: %w", err)
 	}
 	if cfg.Messages {
-		if _, _, err := CreateMessageSlot(ctx, db, cfg.Schema); err != nil {
+		s, err := CreateMessageSlot(ctx, db, &MessageSlotConfig{Schema: cfg.Schema, RecreateLost: cfg.RecreateLostSlot})
+		if err != nil {
 			return fmt.Errorf("migrate: %w", err)
+		}
+		if s.Lost != nil {
+			cmp.Or(cfg.Logger, slog.Default()).Error("created the lost replication slot of message storage again",
+				"slot", s.Name, "lost", s.Lost.Error(), "created_lsn", s.CreatedLSN)
 		}
 	}
 	return nil

@@ -476,10 +476,11 @@ func TestConfig(t *testing.T) {
 func TestOverviewReplication(t *testing.T) {
 	t.Parallel()
 	b, _ := setup(t, nil)
-	slot, _, err := outbox.CreateMessageSlot(t.Context(), b.pool, "")
+	ms, err := outbox.CreateMessageSlot(t.Context(), b.pool, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
+	slot := ms.Name
 	status, body := b.get(t, "/")
 	row := regexp.MustCompile(`<tr data-slot="` + slot + `">\s*<td>` + slot + `</td><td>messages</td>\s*<td class="num">\d+(\.\d)? [kMG]?B</td><td>no</td>`)
 	if status != http.StatusOK || !strings.Contains(body, "Replication slots") || !row.MatchString(body) {

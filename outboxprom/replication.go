@@ -93,7 +93,8 @@ func (c *replicationCollector) Collect(ch chan<- prometheus.Metric) {
 //
 // They are whether the stream is open, the commits that woke the relay,
 // the streams that broke and were opened again, and, in ModeMessages,
-// whether the relay found the slot lost or missing.
+// whether the relay found the slot lost or missing, and how often it found
+// it created again.
 func (m *Metrics) RegisterWAL(status func() relay.WALStatus) error {
 	if status == nil {
 		return fmt.Errorf("outboxprom: RegisterWAL: status is nil")
@@ -104,6 +105,7 @@ func (m *Metrics) RegisterWAL(status func() relay.WALStatus) error {
 		wakes:     m.desc("relay", "wal_wakes_total", "Commits received from the WAL stream that woke the relay (in messages mode: that carried events)."),
 		restarts:  m.desc("relay", "wal_restarts_total", "WAL streams that broke and were opened again."),
 		lost:      m.desc("relay", "wal_slot_lost", "1 while the relay finds the slot of message storage lost or missing (messages mode)."),
+		recreated: m.desc("relay", "wal_slot_recreated_total", "Times the relay found the slot of message storage created again since it last read it: events were lost (messages mode)."),
 	}
 	if err := m.reg.Register(wc); err != nil {
 		return fmt.Errorf("outboxprom: register WAL: %w", err)
@@ -113,8 +115,8 @@ func (m *Metrics) RegisterWAL(status func() relay.WALStatus) error {
 
 // walCollector reads a relay's WALStatus when scraped.
 type walCollector struct {
-	status                           func() relay.WALStatus
-	streaming, wakes, restarts, lost *prometheus.Desc
+	status                                      func() relay.WALStatus
+	streaming, wakes, restarts, lost, recreated *prometheus.Desc
 }
 
 func (c *walCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -122,6 +124,7 @@ func (c *walCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- c.wakes
 	ch <- c.restarts
 	ch <- c.lost
+	ch <- c.recreated
 }
 
 func (c *walCollector) Collect(ch chan<- prometheus.Metric) {
@@ -130,6 +133,7 @@ func (c *walCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.wakes, prometheus.CounterValue, float64(s.Wakes))
 	ch <- prometheus.MustNewConstMetric(c.restarts, prometheus.CounterValue, float64(s.Restarts))
 	ch <- prometheus.MustNewConstMetric(c.lost, prometheus.GaugeValue, boolValue(s.Lost))
+	ch <- prometheus.MustNewConstMetric(c.recreated, prometheus.CounterValue, float64(s.Recreated))
 }
 
 func boolValue(b bool) float64 {

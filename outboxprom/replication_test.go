@@ -79,7 +79,7 @@ func TestRegisterWAL(t *testing.T) {
 	if err := m.RegisterWAL(nil); err == nil {
 		t.Fatal("RegisterWAL(nil): want an error")
 	}
-	st := relay.WALStatus{Streaming: true, Slot: "txoutbox_relay_0a", Wakes: 42, Restarts: 2}
+	st := relay.WALStatus{Streaming: true, Slot: "txoutbox_relay_0a", Wakes: 42, Restarts: 2, Recreated: 1}
 	if err := m.RegisterWAL(func() relay.WALStatus { return st }); err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +90,9 @@ txoutbox_relay_wal_restarts_total 2
 # HELP txoutbox_relay_wal_slot_lost 1 while the relay finds the slot of message storage lost or missing (messages mode).
 # TYPE txoutbox_relay_wal_slot_lost gauge
 txoutbox_relay_wal_slot_lost 0
+# HELP txoutbox_relay_wal_slot_recreated_total Times the relay found the slot of message storage created again since it last read it: events were lost (messages mode).
+# TYPE txoutbox_relay_wal_slot_recreated_total counter
+txoutbox_relay_wal_slot_recreated_total 1
 # HELP txoutbox_relay_wal_streaming 1 while the relay's WAL stream is open (in messages mode: while it holds the slot).
 # TYPE txoutbox_relay_wal_streaming gauge
 txoutbox_relay_wal_streaming 1
@@ -98,7 +101,7 @@ txoutbox_relay_wal_streaming 1
 txoutbox_relay_wal_wakes_total 42
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "txoutbox_relay_wal_restarts_total",
-		"txoutbox_relay_wal_slot_lost", "txoutbox_relay_wal_streaming", "txoutbox_relay_wal_wakes_total"); err != nil {
+		"txoutbox_relay_wal_slot_lost", "txoutbox_relay_wal_slot_recreated_total", "txoutbox_relay_wal_streaming", "txoutbox_relay_wal_wakes_total"); err != nil {
 		t.Fatal(err)
 	}
 	// Read at each scrape.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -375,6 +376,9 @@ func (r *Relay) read(ctx context.Context, buf []row, parts []int16, blocked []st
 // deliver hands the batch to the sink in one Send and sorts the events by
 // its answer.
 func (r *Relay) deliver(ctx context.Context, batch []*row) outcome {
+	if !r.sinkPause.wait(ctx) {
+		return outcome{unsent: batch}
+	}
 	events := make([]*outbox.Event, len(batch))
 	topic := batch[0].ev.Topic
 	for i, rw := range batch {
@@ -386,7 +390,47 @@ func (r *Relay) deliver(ctx context.Context, batch []*row) outcome {
 	ctx, span := r.startSend(ctx, topic, batch)
 	err := recovered(func() error { return r.sink.Send(ctx, events) })
 	endSpan(span, err)
-	return sorted(batch, err, r.cfg)
+	out := sorted(batch, err, r.cfg)
+	for _, f := range out.failed {
+		if d, ok := RetryAfterOf(f.err); ok {
+			r.sinkPause.extend(time.Now().Add(d))
+		}
+	}
+	return out
+}
+
+// sinkPause is when the sink may be sent to again: the latest time a
+// RetryAfter asked for, whichever sender received it. Every sender of a
+// relay (the table's loop, and ModeMessages' stream) waits for it before
+// each Send, so a rate-limited sink gets from the relay the requests it
+// asked for, not one round per sender.
+type sinkPause struct {
+	until atomic.Int64 // unix nanoseconds; 0: not paused
+}
+
+// extend pauses the sink until t, unless it already is until later.
+func (p *sinkPause) extend(t time.Time) {
+	n := t.UnixNano()
+	for {
+		cur := p.until.Load()
+		if cur >= n || p.until.CompareAndSwap(cur, n) {
+			return
+		}
+	}
+}
+
+// wait returns once the pause is over, reporting false when ctx ended
+// before.
+func (p *sinkPause) wait(ctx context.Context) bool {
+	for {
+		d := time.Until(time.Unix(0, p.until.Load()))
+		if d <= 0 {
+			return true
+		}
+		if !sleepCtx(ctx, d) {
+			return false
+		}
+	}
 }
 
 // sorted reads err, the sink's answer to a Send of rows, as the rows'

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/txoutbox/txoutbox/internal/outboxsql"
 	"github.com/txoutbox/txoutbox/internal/walmsg"
 	"github.com/txoutbox/txoutbox/outbox"
 )
@@ -45,7 +46,11 @@ import (
 // and a slot that went past it is lost: its events can no longer be read.
 // A relay that finds the slot lost or missing logs an error saying how to
 // recover, and Flush refuses to emit (outbox.ErrNoSlot) until the slot is
-// back.
+// back. txoutbox migrate --messages records the slot it creates, and
+// refuses to create a lost one again without --recreate-lost-slot; a relay
+// that finds the slot's record newer than the one it read when it last
+// opened the slot reports that it was created again (WALStatus.Recreated,
+// an error log wrapping ErrSlotLost) and goes on with the new slot.
 const ModeMessages Mode = "messages"
 
 // Stand-by and failure waits of the message stream.
@@ -76,15 +81,10 @@ type streamEvent struct {
 func (r *Relay) messagesLoop(ctx, workCtx context.Context, pub, slot, prefix string) {
 	r.wal.slot.Store(&slot)
 	failures := 0
-	// resume is the stream's position this relay is done with. PostgreSQL
-	// before 17 keeps a slot's confirmed position on disk only now and
-	// then, so after a restart it may start the slot well before what
-	// was confirmed; the relay asks for its own position, and the server
-	// takes the later of the two.
-	var resume pglogrepl.LSN
+	var st msgStream
 	for {
 		began := time.Now()
-		err := r.consume(ctx, workCtx, slot, prefix, pub, &resume)
+		err := r.consume(ctx, workCtx, slot, prefix, pub, &st)
 		r.wal.streaming.Store(false)
 		if ctx.Err() != nil {
 			return
@@ -115,13 +115,31 @@ func (r *Relay) messagesLoop(ctx, workCtx context.Context, pub, slot, prefix str
 	}
 }
 
-// consume streams the slot from its confirmed position or *resume,
+// msgStream is what a relay remembers of the slot between its streams.
+type msgStream struct {
+	// resume is the stream's position this relay is done with.
+	// PostgreSQL before 17 keeps a slot's confirmed position on disk only
+	// now and then, so after a restart it may start the slot well before
+	// what was confirmed; the relay asks for its own position, and the
+	// server takes the later of the two.
+	resume pglogrepl.LSN
+	// record is the slot's record (migration 009) when this relay last
+	// opened it: a different one means the slot was created again since.
+	record *outboxsql.MessageSlotRecord
+	// unrecorded: the relay warned that the slot has no record.
+	unrecorded bool
+}
+
+// consume streams the slot from its confirmed position or st.resume,
 // whichever is later, delivering each run of committed events as a batch
 // once the stream goes quiet or the batch is full, and confirming it once
-// it is delivered or in the table. It leaves in *resume the position it is
-// done with.
-func (r *Relay) consume(ctx, workCtx context.Context, slot, prefix, pub string, resume *pglogrepl.LSN) error {
+// it is delivered or in the table. It leaves in st.resume the position it
+// is done with.
+func (r *Relay) consume(ctx, workCtx context.Context, slot, prefix, pub string, st *msgStream) error {
 	if err := r.checkSlot(ctx, slot); err != nil {
+		return err
+	}
+	if err := r.checkSlotRecord(ctx, slot, st); err != nil {
 		return err
 	}
 	c, err := dialReplication(ctx, r.pool)
@@ -129,7 +147,7 @@ func (r *Relay) consume(ctx, workCtx context.Context, slot, prefix, pub string, 
 		return err
 	}
 	defer c.close(ctx)
-	if err := c.start(ctx, slot, *resume, pub); err != nil {
+	if err := c.start(ctx, slot, st.resume, pub); err != nil {
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && (pgErr.Code == "42704" || pgErr.Code == "55000") {
 			return fmt.Errorf("%w: %w", ErrSlotLost, err)
@@ -140,7 +158,7 @@ func (r *Relay) consume(ctx, workCtx context.Context, slot, prefix, pub string, 
 	if err != nil {
 		return err
 	}
-	defer func() { *resume = max(*resume, c.confirmed) }()
+	defer func() { st.resume = max(st.resume, c.confirmed) }()
 	r.wal.lost.Store(false)
 	r.wal.streaming.Store(true)
 	r.log.Debug("message stream open", "slot", slot)
@@ -240,6 +258,35 @@ func (r *Relay) checkSlot(ctx context.Context, slot string) error {
 	case status == "lost":
 		return fmt.Errorf("%w: slot %s is lost (its WAL went past max_slot_wal_keep_size)", ErrSlotLost, slot)
 	}
+	return nil
+}
+
+// checkSlotRecord compares the slot's record with the one this relay read
+// when it last opened the slot. A new record means the slot was created
+// again since (txoutbox migrate --messages --recreate-lost-slot): the
+// events committed after this relay's position, up to the new slot's
+// creation, were never delivered. The relay reports it (WALStatus
+// Recreated, and an error log) and goes on with the new slot.
+func (r *Relay) checkSlotRecord(ctx context.Context, slot string, st *msgStream) error {
+	rec, err := outboxsql.ReadMessageSlotRecord(ctx, r.pool, r.cfg.Schema, slot)
+	if err != nil {
+		return err
+	}
+	switch {
+	case rec == nil && !st.unrecorded:
+		st.unrecorded = true
+		r.log.Warn("replication slot of message storage has no record: run txoutbox migrate --messages to record it, "+
+			"or a lost slot created again under its name goes unnoticed", "slot", slot)
+	case rec != nil && st.record != nil && rec.CreatedLSN != st.record.CreatedLSN:
+		r.wal.recreated.Add(1)
+		err := fmt.Errorf("%w: slot %s was created again at %s on %s; this relay had read the one created at %s up to %s",
+			ErrSlotLost, slot, rec.CreatedLSN, rec.CreatedAt.UTC().Format(time.RFC3339), st.record.CreatedLSN, st.resume)
+		r.log.Error("replication slot of message storage was created again: the events committed after this relay's position, "+
+			"up to the new slot's creation, were not delivered; compare the producers' records with the consumers' for the gap",
+			"slot", slot, "err", err)
+		st.resume = 0 // the old slot's position means nothing to the new one
+	}
+	st.record = rec
 	return nil
 }
 

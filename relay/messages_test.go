@@ -281,18 +281,80 @@ func TestMessagesSlotDropped(t *testing.T) {
 		t.Fatalf("emit = %v, want outbox.ErrNoSlot", err)
 	}
 
-	if _, created, err := outbox.CreateMessageSlot(t.Context(), pool, ""); err != nil || !created {
-		t.Fatalf("CreateMessageSlot = %v, %v", created, err)
+	if _, err := outbox.CreateMessageSlot(t.Context(), pool, nil); !errors.Is(err, outbox.ErrSlotLost) {
+		t.Fatalf("CreateMessageSlot of the lost slot = %v, want outbox.ErrSlotLost", err)
+	}
+	if s, err := outbox.CreateMessageSlot(t.Context(), pool, &outbox.MessageSlotConfig{RecreateLost: true}); err != nil || !s.Created || s.Lost == nil {
+		t.Fatalf("CreateMessageSlot with RecreateLost = %+v, %v", s, err)
 	}
 	waitFor(t, 20*time.Second, "the relay to hold the new slot", func() bool {
 		st := r.WALStatus()
 		return st.Streaming && !st.Lost
 	})
+	if n := r.WALStatus().Recreated; n != 1 {
+		t.Errorf("WALStatus().Recreated = %d, want 1", n)
+	}
+	if l := logs.String(); !strings.Contains(l, "was created again") {
+		t.Errorf("no error log says the slot was created again:\n%s", l)
+	}
 	e.mustEmit(t, "a", "c")
 	waitFor(t, 10*time.Second, "4 events delivered", func() bool { return sink.distinct() == 4 })
 	checkOrder(t, sink.delivered())
 	if n := len(sink.delivered()); n != 4 {
 		t.Errorf("%d deliveries of 4 events", n)
+	}
+}
+
+// TestMessagesSlotRecreatedUnseen: the slot is dropped and created again
+// (acknowledged) while its relay is busy with the sink, so the relay never
+// sees it missing: on opening its next stream it finds the slot's record
+// newer than the one it read, reports the loss (WALStatus().Recreated and
+// an error log wrapping ErrSlotLost) once, and goes on with the new slot.
+func TestMessagesSlotRecreatedUnseen(t *testing.T) {
+	t.Parallel()
+	pool, client := messagesDB(t)
+	e := &emitter{pool: pool, client: client}
+	var logs syncBuffer
+	held, release := make(chan struct{}), make(chan struct{})
+	sink := &recordingSink{FailFunc: func(_ context.Context, call int, _ []*outbox.Event) error {
+		if call == 2 {
+			close(held)
+			<-release
+		}
+		return nil
+	}}
+	r, _ := startMessagesRelay(t, pool, sink, &Config{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	slot := r.WALStatus().Slot
+	e.mustEmit(t, "a")
+	waitFor(t, 10*time.Second, "1 event delivered", func() bool { return sink.distinct() == 1 })
+	e.mustEmit(t, "b")
+	<-held
+	if _, err := pool.Exec(t.Context(), `SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = $1`, slot); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the slot released", func() bool {
+		_, err := pool.Exec(t.Context(), `SELECT pg_drop_replication_slot($1)`, slot)
+		return err == nil
+	})
+	ms, err := outbox.CreateMessageSlot(t.Context(), pool, &outbox.MessageSlotConfig{RecreateLost: true})
+	if err != nil || ms.Lost == nil {
+		t.Fatalf("CreateMessageSlot with RecreateLost = %+v, %v", ms, err)
+	}
+	close(release)
+	waitFor(t, 20*time.Second, "the relay to hold the new slot", func() bool {
+		st := r.WALStatus()
+		return st.Streaming && st.Recreated == 1
+	})
+	if l := logs.String(); !strings.Contains(l, "was created again at "+ms.CreatedLSN) || !strings.Contains(l, ErrSlotLost.Error()) {
+		t.Errorf("the error log does not report the slot created again at %s:\n%s", ms.CreatedLSN, l)
+	}
+	if r.WALStatus().Lost {
+		t.Error("WALStatus().Lost while the relay holds the new slot")
+	}
+	e.mustEmit(t, "c")
+	waitFor(t, 10*time.Second, "3 events delivered", func() bool { return sink.distinct() == 3 })
+	if n := r.WALStatus().Recreated; n != 1 {
+		t.Errorf("WALStatus().Recreated = %d, want it reported once", n)
 	}
 }
 

@@ -49,6 +49,9 @@ type Relay struct {
 	leaseKick chan struct{}
 
 	wal walState // ModeWAL's stream
+
+	// sinkPause holds every sender back while the sink's Retry-After runs.
+	sinkPause sinkPause
 }
 
 // New returns a relay that delivers the outbox in pool's database to sink.

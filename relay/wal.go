@@ -64,7 +64,8 @@ const (
 // walState is what the WAL stream reports of itself, for WALStatus.
 type walState struct {
 	streaming atomic.Bool
-	lost      atomic.Bool // ModeMessages: the slot is missing or lost
+	lost      atomic.Bool  // ModeMessages: the slot is missing or lost
+	recreated atomic.Int64 // ModeMessages: the slot was found created again
 	slot      atomic.Pointer[string]
 	received  atomic.Uint64 // LSN of the last commit received
 	woken     atomic.Uint64 // partitions woken for since the loop's last round, a bit each
@@ -96,6 +97,13 @@ type WALStatus struct {
 	// slot missing or invalidated (see ModeMessages); false again once it
 	// holds the slot.
 	Lost bool
+	// Recreated counts, in ModeMessages, the times the relay found that
+	// the slot had been created again since it last opened it (its record
+	// from txoutbox migrate --messages --recreate-lost-slot is newer): the
+	// events committed after the relay's position, up to the new slot's
+	// creation, were not delivered. The relay logs each as an error
+	// wrapping ErrSlotLost, and goes on with the new slot.
+	Recreated int64
 }
 
 // WALStatus returns the state of the relay's WAL stream; the zero value
@@ -104,6 +112,7 @@ func (r *Relay) WALStatus() WALStatus {
 	s := WALStatus{
 		Streaming: r.wal.streaming.Load(),
 		Lost:      r.wal.lost.Load(),
+		Recreated: r.wal.recreated.Load(),
 		Wakes:     r.wal.wakes.Load(),
 		Restarts:  r.wal.restarts.Load(),
 	}
@@ -139,6 +148,9 @@ func (r *Relay) walPrepare(ctx context.Context) (pub, slot, schema string, err e
 	if r.cfg.Mode == ModeMessages {
 		if err := r.checkSlot(ctx, slot); err != nil {
 			return "", "", "", fmt.Errorf("%w: %w: run txoutbox migrate --messages", ErrWALUnavailable, err)
+		}
+		if _, err := outboxsql.ReadMessageSlotRecord(ctx, r.pool, r.cfg.Schema, slot); err != nil {
+			return "", "", "", fmt.Errorf("%w: %w: run txoutbox migrate (migration 009 records the slot)", ErrWALUnavailable, err)
 		}
 	}
 	return pub, slot, schema, nil

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -52,12 +53,21 @@ With --inbox, do all of this for the inbox table of package inbox instead,
 which a consumer keeps in its own database to process each event once.
 
 With --messages, also create the durable replication slot of message
-storage (outbox.StorageMessages, relay --mode messages) unless it exists:
-producers refuse to emit without it. It needs wal_level=logical and a role
-with the REPLICATION attribute, and waits for the transactions running then
-to end. From then on PostgreSQL keeps the WAL the slot's relay has not
-confirmed; bound it with max_slot_wal_keep_size (see the README's Delivery
-modes).`
+storage (outbox.StorageMessages, relay --mode messages) unless it exists,
+and record it (name, the position it was created at, and when) in the
+outbox's tables: producers refuse to emit without it. It needs
+wal_level=logical and a role with the REPLICATION attribute, and waits for
+the transactions running then to end. From then on PostgreSQL keeps the WAL
+the slot's relay has not confirmed; bound it with max_slot_wal_keep_size
+(see the README's Delivery modes).
+
+When the record says the slot existed but the server lost it (dropped, or
+invalidated past max_slot_wal_keep_size), the events committed after its
+last confirmed position were never delivered, and a new slot would start
+after them: --messages then fails, saying since when, and exits 1, so that
+no deploy replaces a lost slot unnoticed. --recreate-lost-slot acknowledges
+the loss and creates the slot again, printing what was lost; then compare
+the producers' records with the consumers' for the gap.`
 
 const migrateExamples = `  txoutbox migrate --database-url postgres://app@db/app
   TXOUTBOX_DATABASE_URL=postgres://app@db/app txoutbox migrate --schema outbox
@@ -65,11 +75,12 @@ const migrateExamples = `  txoutbox migrate --database-url postgres://app@db/app
   txoutbox migrate --print --format goose > migrations/20260101000000_txoutbox.sql
   txoutbox migrate --out db/migrations/txoutbox --format golang-migrate
   txoutbox migrate --inbox --database-url postgres://app@db/consumer
-  txoutbox migrate --messages --database-url postgres://app@db/app`
+  txoutbox migrate --messages --database-url postgres://app@db/app
+  txoutbox migrate --messages --recreate-lost-slot --database-url postgres://app@db/app`
 
 func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	var db dbFlags
-	var printSQL, inbox, messages bool
+	var printSQL, inbox, messages, recreate bool
 	var format, out string
 	fs := newFlagSet("migrate", migrateUsage, migrateExamples)
 	db.register(fs)
@@ -78,6 +89,7 @@ func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs.StringVar(&format, "format", string(outboxsql.LayoutSQL), "layout of --print and --out: sql, goose or golang-migrate")
 	fs.BoolVar(&inbox, "inbox", false, "migrate the consumer's inbox table (package inbox) instead of the outbox tables")
 	fs.BoolVar(&messages, "messages", false, "also create the replication slot of message storage (outbox.StorageMessages, relay --mode messages); needs wal_level=logical and the REPLICATION attribute")
+	fs.BoolVar(&recreate, "recreate-lost-slot", false, "with --messages, create the slot again when it was lost, acknowledging that the events after its last confirmed position were not delivered")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -100,6 +112,8 @@ func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	switch {
 	case printSQL && out != "":
 		return errors.New("migrate: --print and --out: choose one (stdout or a directory)")
+	case recreate && !messages:
+		return errors.New("migrate: --recreate-lost-slot creates the slot of message storage again: add --messages")
 	case messages && inbox:
 		return errors.New("migrate: --messages creates the outbox's replication slot, not the inbox's: drop one of them")
 	case messages && (printSQL || out != ""):
@@ -134,29 +148,36 @@ func runMigrate(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	span := fmt.Sprintf("migrations %s to %s", migrationNumber(ms[0]), migrationNumber(ms[len(ms)-1]))
 	if len(applied) == 0 {
 		fmt.Fprintf(stdout, "%s %s already up to date in %s (%s): nothing applied\n", what, were, where, span)
-		return createSlot(ctx, stdout, pool, db, messages)
+		return createSlot(ctx, stdout, pool, db, messages, recreate)
 	}
 	for _, m := range applied {
 		fmt.Fprintf(stdout, "applied %s\n", m.Name)
 	}
 	fmt.Fprintf(stdout, "%s %s up to date in %s (%s)\n", what, are, where, span)
-	return createSlot(ctx, stdout, pool, db, messages)
+	return createSlot(ctx, stdout, pool, db, messages, recreate)
 }
 
 // createSlot creates, with --messages, the replication slot of message
 // storage.
-func createSlot(ctx context.Context, stdout io.Writer, pool *pgxpool.Pool, db dbFlags, messages bool) error {
+func createSlot(ctx context.Context, stdout io.Writer, pool *pgxpool.Pool, db dbFlags, messages, recreate bool) error {
 	if !messages {
 		return nil
 	}
-	slot, created, err := outbox.CreateMessageSlot(ctx, pool, db.schema)
+	slot, err := outbox.CreateMessageSlot(ctx, pool, &outbox.MessageSlotConfig{Schema: db.schema, RecreateLost: recreate})
+	if _, lost := errors.AsType[*outbox.SlotLostError](err); lost {
+		return fmt.Errorf("migrate: --messages: %w; to create the slot again, acknowledging the loss, add --recreate-lost-slot", err)
+	}
 	if err != nil {
 		return db.dbError("migrate: --messages", err)
 	}
-	if created {
-		fmt.Fprintf(stdout, "created replication slot %s for message storage: PostgreSQL keeps the WAL it has not confirmed (bound it with max_slot_wal_keep_size)\n", slot)
-	} else {
-		fmt.Fprintf(stdout, "replication slot %s for message storage already exists\n", slot)
+	switch {
+	case slot.Lost != nil:
+		fmt.Fprintf(stdout, "LOST: %s\n", slot.Lost.Error())
+		fmt.Fprintf(stdout, "created replication slot %s for message storage again at %s, acknowledging the loss: the events committed after the lost slot's last confirmed position were not delivered\n", slot.Name, slot.CreatedLSN)
+	case slot.Created:
+		fmt.Fprintf(stdout, "created replication slot %s for message storage at %s: PostgreSQL keeps the WAL it has not confirmed (bound it with max_slot_wal_keep_size)\n", slot.Name, slot.CreatedLSN)
+	default:
+		fmt.Fprintf(stdout, "replication slot %s for message storage already exists (created at %s on %s)\n", slot.Name, slot.CreatedLSN, slot.CreatedAt.UTC().Format(time.RFC3339))
 	}
 	return nil
 }

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/txoutbox/txoutbox/internal/pgtest"
 )
@@ -24,7 +27,7 @@ func TestMigrateNamesApplied(t *testing.T) {
 			t.Fatal(err)
 		}
 		if want := "applied 001_create_events.up.sql\napplied 002_create_relay.up.sql\napplied 003_create_console.up.sql\n" +
-			"applied 004_console_indexes.up.sql\napplied 005_event_target.up.sql\napplied 006_pending_state_index.up.sql\napplied 007_pending_topic_index.up.sql\napplied 008_wal_publication.up.sql\noutbox tables are up to date in "; !strings.HasPrefix(out.String(), want) {
+			"applied 004_console_indexes.up.sql\napplied 005_event_target.up.sql\napplied 006_pending_state_index.up.sql\napplied 007_pending_topic_index.up.sql\napplied 008_wal_publication.up.sql\napplied 009_message_slot.up.sql\noutbox tables are up to date in "; !strings.HasPrefix(out.String(), want) {
 			t.Errorf("first migrate --schema %q says:\n%s\nwant it to start with:\n%s", schema, out.String(), want)
 		}
 		out.Reset()
@@ -75,14 +78,15 @@ func TestMigrateInbox(t *testing.T) {
 func TestMigrateOut(t *testing.T) {
 	t.Parallel()
 	for format, want := range map[string][]string{
-		"sql":   {"001_create_events.sql", "002_create_relay.sql", "003_create_console.sql", "004_console_indexes.sql", "005_event_target.sql", "006_pending_state_index.sql", "007_pending_topic_index.sql", "008_wal_publication.sql"},
-		"goose": {"00001_create_events.sql", "00002_create_relay.sql", "00003_create_console.sql", "00004_console_indexes.sql", "00005_event_target.sql", "00006_pending_state_index.sql", "00007_pending_topic_index.sql", "00008_wal_publication.sql"},
+		"sql":   {"001_create_events.sql", "002_create_relay.sql", "003_create_console.sql", "004_console_indexes.sql", "005_event_target.sql", "006_pending_state_index.sql", "007_pending_topic_index.sql", "008_wal_publication.sql", "009_message_slot.sql"},
+		"goose": {"00001_create_events.sql", "00002_create_relay.sql", "00003_create_console.sql", "00004_console_indexes.sql", "00005_event_target.sql", "00006_pending_state_index.sql", "00007_pending_topic_index.sql", "00008_wal_publication.sql", "00009_message_slot.sql"},
 		"golang-migrate": {"001_create_events.down.sql", "001_create_events.up.sql", "002_create_relay.down.sql", "002_create_relay.up.sql",
 			"003_create_console.down.sql", "003_create_console.up.sql", "004_console_indexes.down.sql", "004_console_indexes.up.sql",
 			"005_event_target.down.sql", "005_event_target.up.sql",
 			"006_pending_state_index.down.sql", "006_pending_state_index.up.sql",
 			"007_pending_topic_index.down.sql", "007_pending_topic_index.up.sql",
-			"008_wal_publication.down.sql", "008_wal_publication.up.sql"},
+			"008_wal_publication.down.sql", "008_wal_publication.up.sql",
+			"009_message_slot.down.sql", "009_message_slot.up.sql"},
 	} {
 		dir := filepath.Join(t.TempDir(), "migrations")
 		args := []string{"migrate", "--out", dir, "--format", format}
@@ -158,5 +162,50 @@ func TestMigrateMessages(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "--messages") {
 			t.Errorf("migrate --messages %s = %v, want an error naming --messages", extra[0], err)
 		}
+	}
+	if err := dispatch(t.Context(), []string{"migrate", "--recreate-lost-slot", "--database-url", url}, io.Discard, io.Discard); err == nil ||
+		!strings.Contains(err.Error(), "add --messages") {
+		t.Errorf("migrate --recreate-lost-slot without --messages = %v", err)
+	}
+}
+
+// TestMigrateMessagesLostSlot: a deploy's migrate --messages, run after
+// the slot was dropped while no relay ran, refuses to create it again,
+// saying it was lost and how to recover; --recreate-lost-slot creates it,
+// printing what was lost.
+func TestMigrateMessagesLostSlot(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDB(t)
+	args := []string{"migrate", "--messages", "--database-url", url}
+	if err := dispatch(t.Context(), args, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(t.Context(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(t.Context(), `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots
+		WHERE database = current_database() AND starts_with(slot_name, 'txoutbox_messages_')`); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // a second deploy refuses too
+		var out bytes.Buffer
+		err := dispatch(t.Context(), args, &out, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "was lost") || !strings.Contains(err.Error(), "--recreate-lost-slot") {
+			t.Fatalf("migrate --messages after the slot was dropped = %v\n%s", err, out.String())
+		}
+	}
+	var out bytes.Buffer
+	if err := dispatch(t.Context(), append(args, "--recreate-lost-slot"), &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if s := out.String(); !strings.Contains(s, "LOST: ") || !strings.Contains(s, "created replication slot txoutbox_messages_") ||
+		!strings.Contains(s, "again") {
+		t.Errorf("migrate --messages --recreate-lost-slot says:\n%s", s)
+	}
+	out.Reset()
+	if err := dispatch(t.Context(), args, &out, io.Discard); err != nil || !strings.Contains(out.String(), "already exists") {
+		t.Errorf("migrate --messages once the slot is back = %v\n%s", err, out.String())
 	}
 }

@@ -103,9 +103,3 @@ FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::json
 // returns one row when it emitted and none when it did not.
 const EmitMessage = `SELECT pg_logical_emit_message(true, $1::text, $2::bytea)
 FROM pg_replication_slots WHERE slot_name = $3::text AND wal_status IS DISTINCT FROM 'lost'`
-
-// CreateMessageSlot creates the durable logical replication slot $1 with
-// pgoutput unless a slot of that name exists, and returns whether it did.
-const CreateMessageSlot = `SELECT count(*) > 0 FROM (
-	SELECT pg_create_logical_replication_slot($1::text, 'pgoutput')
-	WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1::text)) s`

@@ -42,6 +42,9 @@ const (
 	Partitions = 64
 	// TableMigrations records which migrations have been applied.
 	TableMigrations = "txoutbox_migrations"
+	// TableMessageSlots records the slot of message storage txoutbox
+	// created (migrations/009).
+	TableMessageSlots = "txoutbox_message_slots"
 )
 
 // The values of the events' status column.

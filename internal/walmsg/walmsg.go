@@ -78,7 +78,8 @@ const SlotPrefix = "txoutbox_messages_"
 // and how to recover: the relay logs it, and txoutbox status and the
 // console show it beside a lost slot.
 const LostRecovery = "events committed since the slot's last confirmed position can no longer be read from the WAL, " +
-	"and Flush refuses to emit until the slot is back; create it with txoutbox migrate --messages, " +
+	"and Flush refuses to emit until the slot is back; create it again with txoutbox migrate --messages --recreate-lost-slot, " +
+	"which acknowledges the loss (without it migrate refuses, so that no deploy replaces a lost slot unnoticed), " +
 	"then compare the producers' records with the consumers' for the gap"
 
 // Slot is the name of the durable replication slot ModeMessages streams

@@ -149,11 +149,12 @@ func (s *schema) pool(ctx context.Context, maxConns int) (*pgxpool.Pool, error) 
 // createMessageSlot creates the durable replication slot that message
 // storage emits for; drop drops it.
 func (s *schema) createMessageSlot(ctx context.Context) error {
-	slot, _, err := outbox.CreateMessageSlot(ctx, s.env.admin, s.name)
-	if slot != "" {
-		s.slot = slot
+	slot, err := outbox.CreateMessageSlot(ctx, s.env.admin, &outbox.MessageSlotConfig{Schema: s.name})
+	if err != nil {
+		return err
 	}
-	return err
+	s.slot = slot.Name
+	return nil
 }
 
 func (s *schema) table(name string) string { return pgx.Identifier{s.name, name}.Sanitize() }
