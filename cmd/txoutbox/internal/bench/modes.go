@@ -132,8 +132,8 @@ func defineModes(rec *recorder) {
 	}
 }
 
-// measureMode takes one run's measurements of a mode: its producers'
-// throughput and latency with a no-op sink, then the events delivered to a
+// measureMode takes one run's measurements of a mode: its latency, then its
+// producers' throughput, with a no-op sink, then the events delivered to a
 // local HTTP sink, each pipeline in a schema of its own.
 func measureMode(ctx context.Context, e *env, rec *recorder, run int, key string, mode relay.Mode, storage outbox.Storage) error {
 	pc := pipelineConfig{purpose: "modes_" + key, workers: pacedWorkers, mode: mode, storage: storage, wake: wakeOnCommit}
@@ -149,12 +149,13 @@ func measureMode(ctx context.Context, e *env, rec *recorder, run int, key string
 		return err
 	}
 	defer pl.close()
-	res, err := pl.flatOut(ctx, e, modesClients)
-	if err != nil {
-		return fmt.Errorf("tx/s: %w", err)
-	}
-	rec.add(modesKey("tx", key), res.produced)
+	// The paced points first, on a fresh table, each after a checkpoint:
+	// neither the flat-out run's dead rows nor its dirty pages are written
+	// out during them.
 	for _, lr := range latencyRates {
+		if err := e.checkpoint(ctx); err != nil {
+			return err
+		}
 		res, err := pl.pace(ctx, e, lr.rate, e.cfg.Duration)
 		if err != nil {
 			return fmt.Errorf("latency at %g/s: %w", lr.rate, err)
@@ -173,6 +174,14 @@ func measureMode(ctx context.Context, e *env, rec *recorder, run int, key string
 		return err
 	}
 	recordSustained(rec, fmt.Sprintf("modes run %d, %s", run+1, key), modesKey("sustained", key), modesKey("sustained/p99", key), best, limit)
+	if err := e.checkpoint(ctx); err != nil {
+		return err
+	}
+	res, err := pl.flatOut(ctx, e, modesClients)
+	if err != nil {
+		return fmt.Errorf("tx/s: %w", err)
+	}
+	rec.add(modesKey("tx", key), res.produced)
 	pl.close()
 
 	pc.purpose, pc.workers, pc.http = "modes_e2e_"+key, modesClients, true
