@@ -279,14 +279,18 @@ func TestPostgresStoreListenerReconnects(t *testing.T) {
 	b := newPgStore(t, pool, &PostgresStoreConfig{PollInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	ctx := t.Context()
 
-	// The listeners connect in the background: end both once they are up.
-	for ended := int64(0); ended < 2; {
-		tag, err := pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-			WHERE datname = current_database() AND query LIKE 'LISTEN %' AND pid <> pg_backend_pid()`)
-		if err != nil {
+	// The listeners connect in the background: end their connections until
+	// b's has ended (a's may reconnect and be ended again in the meantime,
+	// so counting ended connections does not tell).
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "lost its connection") {
+		if time.Now().After(deadline) {
+			t.Fatalf("b's listener never lost its connection; log:\n%s", logs.String())
+		}
+		if _, err := pool.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+			WHERE datname = current_database() AND query LIKE 'LISTEN %' AND pid <> pg_backend_pid()`); err != nil {
 			t.Fatal(err)
 		}
-		ended += tag.RowsAffected()
 		time.Sleep(10 * time.Millisecond)
 	}
 	head := mustAppend(t, a, storeEvent(1))[0].Position // while b is not listening, perhaps
