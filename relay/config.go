@@ -33,10 +33,13 @@ const (
 	PoisonPolicyDefault     = PoisonBlock
 )
 
-// pollMin is the first wait after a poll that found nothing; the wait doubles
-// up to Config.PollInterval while polls keep coming back empty. It is short
-// because Wake is called before the publishing transaction commits: the poll
-// right after a wake often finds nothing, the next one a moment later does.
+// pollMin is the wait after a round that read rows, and the first wait after
+// a poll that found nothing; the wait doubles up to Config.PollInterval while
+// polls keep coming back empty. It is short so that a relay nobody wakes (a
+// daemon in another process, in polling mode) still reads a burst's later
+// commits within a millisecond or two. Ignoring wakes within pollMin of a
+// round that read rows, to batch more events per round, cost p50 and gained
+// no p99 in the latency bench.
 const pollMin = time.Millisecond
 
 // PoisonPolicy says what a dead event does to the events after it with the
