@@ -184,7 +184,7 @@ func (s *store) overview(ctx context.Context, since time.Duration) (*Overview, e
 	if o.Samples, err = s.samples(ctx, since); err != nil {
 		return nil, err
 	}
-	if o.Replication, err = outboxsql.ReadReplication(ctx, s.db); err != nil {
+	if o.Replication, err = outboxsql.ReadReplication(ctx, s.db, s.schema); err != nil {
 		return nil, err
 	}
 	return o, nil

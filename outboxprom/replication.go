@@ -23,6 +23,11 @@ type ReplicationConfig struct {
 	// reports an error for the slot gauges only. Defaults to
 	// ReplicationTimeoutDefault.
 	Timeout time.Duration
+
+	// Schema is the outbox's schema, as given to outbox.Migrate ("" for
+	// the search_path's): its record of message storage's slot makes a
+	// slot that was dropped show as lost. Defaults to "".
+	Schema string
 }
 
 // RegisterReplication registers the gauges of txoutbox's replication slots
@@ -31,8 +36,10 @@ type ReplicationConfig struct {
 // A slot holds back WAL while no relay confirms it (the durable slot of
 // message storage, while every relay is down or the sink is); alert on the
 // retained bytes long before max_slot_wal_keep_size, and on lost, which
-// needs an operator (see relay.ModeMessages). The query reads a system
-// view and costs well under a millisecond.
+// needs an operator (see relay.ModeMessages); a slot of message storage
+// that the outbox's record says txoutbox created and that was dropped is
+// reported as lost. The queries read a system view and that record, and
+// cost well under a millisecond.
 func (m *Metrics) RegisterReplication(pool *pgxpool.Pool, cfg *ReplicationConfig) error {
 	var c ReplicationConfig
 	if cfg != nil {
@@ -45,6 +52,7 @@ func (m *Metrics) RegisterReplication(pool *pgxpool.Pool, cfg *ReplicationConfig
 	rc := &replicationCollector{
 		pool:    pool,
 		timeout: timeout,
+		schema:  c.Schema,
 		retained: m.desc("replication", "slot_retained_bytes",
 			"WAL the replication slot holds back, from its restart_lsn to the server's current position.", "slot"),
 		active: m.desc("replication", "slot_active", "1 while a relay streams the replication slot.", "slot"),
@@ -61,6 +69,7 @@ func (m *Metrics) RegisterReplication(pool *pgxpool.Pool, cfg *ReplicationConfig
 type replicationCollector struct {
 	pool                   *pgxpool.Pool
 	timeout                time.Duration
+	schema                 string
 	retained, active, lost *prometheus.Desc
 }
 
@@ -73,7 +82,7 @@ func (c *replicationCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *replicationCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
-	r, err := outboxsql.ReadReplication(ctx, c.pool)
+	r, err := outboxsql.ReadReplication(ctx, c.pool, c.schema)
 	if err != nil {
 		invalid(ch, err, c.retained, c.active, c.lost)
 		return

@@ -34,7 +34,7 @@ func (f *relayFlags) newMetrics(pool *pgxpool.Pool) (*relayMetrics, error) {
 	if err := m.RegisterBacklog(pool, &outboxprom.BacklogConfig{Schema: f.cfg.Schema}); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	if err := m.RegisterReplication(pool, nil); err != nil {
+	if err := m.RegisterReplication(pool, &outboxprom.ReplicationConfig{Schema: f.cfg.Schema}); err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	f.cfg.Hooks = m.RelayHooks(sinkLabel(f.sink))

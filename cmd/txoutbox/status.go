@@ -75,7 +75,11 @@ func lostSlots(r *outboxsql.Replication) error {
 	var errs []error
 	for _, s := range r.Slots {
 		if s.Lost {
-			errs = append(errs, fmt.Errorf("status: replication slot %s is lost: %s", s.Name, s.Recovery()))
+			how := "is lost"
+			if s.Missing {
+				how = "was dropped (txoutbox created it, the server no longer has it)"
+			}
+			errs = append(errs, fmt.Errorf("status: replication slot %s %s: %s", s.Name, how, s.Recovery()))
 		}
 	}
 	return errors.Join(errs...)
@@ -202,7 +206,10 @@ func writeReplication(w io.Writer, r *outboxsql.Replication) {
 			kind = "messages"
 		}
 		status := cmp.Or(s.WALStatus, "-")
-		if s.Lost {
+		switch {
+		case s.Missing:
+			status = "LOST (dropped)"
+		case s.Lost:
 			status = "LOST"
 		}
 		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", s.Name, kind, yesNo(s.Active), outboxsql.ByteSize(s.RetainedBytes), status)

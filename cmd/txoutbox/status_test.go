@@ -100,4 +100,17 @@ func TestStatusMessagesSlot(t *testing.T) {
 		!st.Replication.Slots[0].Messages || st.Replication.Slots[0].RetainedBytes <= 0 {
 		t.Errorf("status --json replication = %+v", st.Replication)
 	}
+
+	// Dropped: the record of the slot tells status it was there.
+	if _, err := pool.Exec(t.Context(), `SELECT pg_drop_replication_slot($1)`, slot); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err := dispatch(t.Context(), []string{"status", "--database-url", url}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), slot+" was dropped") || !strings.Contains(err.Error(), "--recreate-lost-slot") {
+		t.Errorf("status after the slot was dropped: err %v, want it dropped, with how to recover", err)
+	}
+	if !regexp.MustCompile(`(?m)^  ` + slot + ` +messages +no +0 B +LOST \(dropped\)$`).MatchString(out.String()) {
+		t.Errorf("status lacks the dropped slot %s:\n%s", slot, out.String())
+	}
 }

@@ -103,13 +103,21 @@ type ReplicationSlot struct {
 	// lost; nil when unbounded (or before PostgreSQL 13).
 	SafeWALSize *int64 `json:"safe_wal_size,omitempty"`
 	// Lost reports a slot invalidated by the server: its WAL was removed
-	// (wal_status lost), so what it held can no longer be read.
+	// (wal_status lost), so what it held can no longer be read; or, with
+	// Missing, a slot of message storage that txoutbox created and that is
+	// gone.
 	Lost bool `json:"lost"`
+	// Missing reports a slot of message storage that the outbox's record
+	// (migrations/009) says txoutbox created, and that the server no
+	// longer has: it was dropped. Lost is set too.
+	Missing bool `json:"missing,omitempty"`
 }
 
 // ReadReplication returns the server's replication settings and txoutbox's
-// slots in the current database.
-func ReadReplication(ctx context.Context, db DB) (*Replication, error) {
+// slots in the current database, with the slots of message storage that
+// the record of the outbox in schema ("" for the search_path's) names and
+// the server no longer has, as missing.
+func ReadReplication(ctx context.Context, db DB, schema string) (*Replication, error) {
 	r := &Replication{Slots: []ReplicationSlot{}}
 	var keepMB *int64
 	if err := db.QueryRow(ctx, replicationSettings).Scan(&r.WALLevel, &r.MaxReplicationSlots, &r.MaxWALSenders, &keepMB); err != nil {
@@ -134,7 +142,38 @@ func ReadReplication(ctx context.Context, db DB) (*Replication, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read replication slots: %w", err)
 	}
+	missing, err := missingMessageSlots(ctx, db, schema)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range missing {
+		r.Slots = append(r.Slots, ReplicationSlot{Name: name, Messages: true, Lost: true, Missing: true})
+	}
 	return r, nil
+}
+
+// missingMessageSlots returns the slots the record of the outbox in schema
+// names that the server does not have; none before migration 009.
+func missingMessageSlots(ctx context.Context, db DB, schema string) ([]string, error) {
+	table := Table(schema, TableMessageSlots)
+	var exists bool
+	if err := db.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
+		return nil, fmt.Errorf("read the record of message storage's slot: %w", err)
+	}
+	if !exists {
+		return nil, nil
+	}
+	rows, err := db.Query(ctx, `SELECT r.slot_name FROM `+table+` r
+		WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = r.slot_name)
+		ORDER BY r.slot_name`)
+	if err != nil {
+		return nil, fmt.Errorf("read the record of message storage's slot: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("read the record of message storage's slot: %w", err)
+	}
+	return names, nil
 }
 
 // Recovery says what to do about slot, lost: for the slot of message

@@ -43,7 +43,7 @@ func TestReadReplication(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	r, err := ReadReplication(ctx, pool)
+	r, err := ReadReplication(ctx, pool, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,6 +71,57 @@ func TestReadReplication(t *testing.T) {
 	}
 	if s.Recovery() != walmsg.LostRecovery {
 		t.Errorf("recovery of the messages slot: %q", s.Recovery())
+	}
+}
+
+// TestReadReplicationMissing: a slot of message storage that the outbox's
+// record names and the server does not have (dropped) is listed as
+// missing and lost; one the server has is listed as it is, once; an
+// outbox migrated before the record existed lists none missing.
+func TestReadReplicationMissing(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	pool := pgtest.NewPool(t)
+	if r, err := ReadReplication(ctx, pool, ""); err != nil || len(r.Slots) != 0 {
+		t.Fatalf("before the migrations: %+v, %v; want no slots and no error", r, err)
+	}
+	if _, err := MigrateDB(ctx, pool, ""); err != nil {
+		t.Fatal(err)
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	unique := hex.EncodeToString(b[:])
+	dropped, kept := walmsg.SlotPrefix+"dropped_"+unique, walmsg.SlotPrefix+"kept_"+unique
+	if _, err := pool.Exec(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, kept); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if _, err := pool.Exec(context.Background(), `SELECT pg_drop_replication_slot($1)`, kept); err != nil {
+			t.Errorf("drop slot %s: %v", kept, err)
+		}
+	})
+	for _, name := range []string{dropped, kept} {
+		if _, err := WriteMessageSlotRecord(ctx, pool, "", name, "0/1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	r, err := ReadReplication(ctx, pool, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	byName := map[string]ReplicationSlot{}
+	for _, s := range r.Slots {
+		byName[s.Name] = s
+	}
+	if len(r.Slots) != 2 {
+		t.Fatalf("slots %+v, want %s and %s", r.Slots, kept, dropped)
+	}
+	if s := byName[dropped]; !s.Missing || !s.Lost || !s.Messages || s.Recovery() != walmsg.LostRecovery {
+		t.Errorf("dropped slot %+v, want missing, lost, of message storage", s)
+	}
+	if s := byName[kept]; s.Missing || s.Lost {
+		t.Errorf("kept slot %+v, want neither missing nor lost", s)
 	}
 }
 

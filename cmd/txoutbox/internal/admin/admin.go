@@ -170,7 +170,7 @@ func (a *Admin) Status(ctx context.Context) (*Status, error) {
 	if err := a.db.QueryRow(ctx, a.q.Leased).Scan(&st.LeasedPartitions); err != nil {
 		return nil, a.err("count leased partitions", err)
 	}
-	if st.Replication, err = outboxsql.ReadReplication(ctx, a.db); err != nil {
+	if st.Replication, err = outboxsql.ReadReplication(ctx, a.db, a.schema); err != nil {
 		return nil, err
 	}
 	return st, nil
