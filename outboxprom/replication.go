@@ -57,7 +57,7 @@ func (m *Metrics) RegisterReplication(pool *pgxpool.Pool, cfg *ReplicationConfig
 			"WAL the replication slot holds back, from its restart_lsn to the server's current position.", "slot"),
 		active: m.desc("replication", "slot_active", "1 while a relay streams the replication slot.", "slot"),
 		lost: m.desc("replication", "slot_lost",
-			"1 when the server invalidated the replication slot: what it held can no longer be read.", "slot"),
+			"1 when the replication slot is lost (invalidated by the server, or, for message storage's, dropped while the outbox's record names it): what it held can no longer be read.", "slot"),
 	}
 	if err := m.reg.Register(rc); err != nil {
 		return fmt.Errorf("outboxprom: register replication: %w", err)

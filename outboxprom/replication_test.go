@@ -50,7 +50,7 @@ func TestRegisterReplication(t *testing.T) {
 # HELP txoutbox_replication_slot_active 1 while a relay streams the replication slot.
 # TYPE txoutbox_replication_slot_active gauge
 txoutbox_replication_slot_active{slot="` + slot + `"} 0
-# HELP txoutbox_replication_slot_lost 1 when the server invalidated the replication slot: what it held can no longer be read.
+# HELP txoutbox_replication_slot_lost 1 when the replication slot is lost (invalidated by the server, or, for message storage's, dropped while the outbox's record names it): what it held can no longer be read.
 # TYPE txoutbox_replication_slot_lost gauge
 txoutbox_replication_slot_lost{slot="` + slot + `"} 0
 `

@@ -248,14 +248,13 @@ func batchDeadline(now, first time.Time) time.Time {
 
 // checkSlot reports ErrSlotLost when the slot is missing or invalidated.
 func (r *Relay) checkSlot(ctx context.Context, slot string) error {
-	var status string
-	err := r.pool.QueryRow(ctx, `SELECT coalesce(wal_status, '') FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&status)
+	state, err := outboxsql.ReadMessageSlotState(ctx, r.pool, slot)
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return fmt.Errorf("%w: no slot %s", ErrSlotLost, slot)
 	case err != nil:
-		return fmt.Errorf("check replication slot %s: %w", slot, err)
-	case status == "lost":
+		return err
+	case !state.Exists:
+		return fmt.Errorf("%w: no slot %s", ErrSlotLost, slot)
+	case state.Lost:
 		return fmt.Errorf("%w: slot %s is lost (its WAL went past max_slot_wal_keep_size)", ErrSlotLost, slot)
 	}
 	return nil

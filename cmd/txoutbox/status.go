@@ -33,8 +33,9 @@ wal and messages) and txoutbox's replication slots in the database: the WAL
 each holds back, whether a relay streams it, and whether it is lost. A slot
 holds back WAL while no relay confirms it; max_slot_wal_keep_size bounds
 that, and status warns when it is unbounded while the durable slot of
-message storage exists. A lost slot is an error: status prints it, with
-how to recover, on stderr and exits 1.
+message storage exists. A lost slot is an error, and so is a slot of
+message storage that was dropped (the outbox's record still names it):
+status prints it, with how to recover, on stderr and exits 1.
 
 Delivered events stay only for the relay's --retention. It reads the whole
 table: on a large one, do not run it every second.`

@@ -19,13 +19,15 @@ const SlotPrefix = "txoutbox_"
 // random suffix makes it unique per stream.
 const RelaySlotPrefix = "txoutbox_relay_"
 
-// replicationSettings reads the server settings the WAL modes depend on.
+// replicationSettings reads the server settings the WAL modes depend on,
+// and whether the record of message storage's slot, table $1, exists.
 // max_slot_wal_keep_size is in MB (-1: unbounded), NULL before
 // PostgreSQL 13.
 const replicationSettings = `SELECT current_setting('wal_level'),
 	current_setting('max_replication_slots')::int,
 	current_setting('max_wal_senders')::int,
-	(SELECT setting::bigint FROM pg_settings WHERE name = 'max_slot_wal_keep_size')`
+	(SELECT setting::bigint FROM pg_settings WHERE name = 'max_slot_wal_keep_size'),
+	to_regclass($1) IS NOT NULL`
 
 // replicationSlots lists txoutbox's slots of the current database. The
 // columns of later PostgreSQL versions (wal_status and safe_wal_size from
@@ -120,7 +122,9 @@ type ReplicationSlot struct {
 func ReadReplication(ctx context.Context, db DB, schema string) (*Replication, error) {
 	r := &Replication{Slots: []ReplicationSlot{}}
 	var keepMB *int64
-	if err := db.QueryRow(ctx, replicationSettings).Scan(&r.WALLevel, &r.MaxReplicationSlots, &r.MaxWALSenders, &keepMB); err != nil {
+	var recorded bool // the outbox has the record of message storage's slot (migration 009)
+	records := Table(schema, TableMessageSlots)
+	if err := db.QueryRow(ctx, replicationSettings, records).Scan(&r.WALLevel, &r.MaxReplicationSlots, &r.MaxWALSenders, &keepMB, &recorded); err != nil {
 		return nil, fmt.Errorf("read replication settings: %w", err)
 	}
 	r.MaxSlotWALKeepSize = -1
@@ -142,7 +146,10 @@ func ReadReplication(ctx context.Context, db DB, schema string) (*Replication, e
 	if err != nil {
 		return nil, fmt.Errorf("read replication slots: %w", err)
 	}
-	missing, err := missingMessageSlots(ctx, db, schema)
+	if !recorded {
+		return r, nil
+	}
+	missing, err := missingMessageSlots(ctx, db, records)
 	if err != nil {
 		return nil, err
 	}
@@ -152,18 +159,10 @@ func ReadReplication(ctx context.Context, db DB, schema string) (*Replication, e
 	return r, nil
 }
 
-// missingMessageSlots returns the slots the record of the outbox in schema
-// names that the server does not have; none before migration 009.
-func missingMessageSlots(ctx context.Context, db DB, schema string) ([]string, error) {
-	table := Table(schema, TableMessageSlots)
-	var exists bool
-	if err := db.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&exists); err != nil {
-		return nil, fmt.Errorf("read the record of message storage's slot: %w", err)
-	}
-	if !exists {
-		return nil, nil
-	}
-	rows, err := db.Query(ctx, `SELECT r.slot_name FROM `+table+` r
+// missingMessageSlots returns the slots that records, the outbox's record
+// of message storage's slot, names and the server does not have.
+func missingMessageSlots(ctx context.Context, db DB, records string) ([]string, error) {
+	rows, err := db.Query(ctx, `SELECT r.slot_name FROM `+records+` r
 		WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots s WHERE s.slot_name = r.slot_name)
 		ORDER BY r.slot_name`)
 	if err != nil {
