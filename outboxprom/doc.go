@@ -34,7 +34,7 @@
 //	txoutbox_outbox_dead_events                         dead events waiting for a replay (gauge, on scrape)
 //	txoutbox_replication_slot_retained_bytes{slot}      WAL a slot holds back (gauge, on scrape)
 //	txoutbox_replication_slot_active{slot}              1 while a relay streams the slot (gauge, on scrape)
-//	txoutbox_replication_slot_lost{slot}                1 once the server invalidated the slot (gauge, on scrape)
+//	txoutbox_replication_slot_lost{slot}                1 once the slot is lost: invalidated, or dropped (gauge, on scrape)
 //	txoutbox_relay_wal_streaming                        1 while the relay's WAL stream is open
 //	txoutbox_relay_wal_wakes_total                      commits from the stream that woke the relay
 //	txoutbox_relay_wal_restarts_total                   streams that broke and were opened again
