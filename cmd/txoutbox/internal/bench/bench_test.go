@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	neturl "net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -130,6 +131,19 @@ func TestBenchEvents(t *testing.T) {
 // asserted.
 func TestBenchModes(t *testing.T) {
 	url := pgtest.NewDB(t)
+	// The WAL modes stream only WAL the server has flushed: under the
+	// harness's synchronous_commit=off a commit reaches their relays up to
+	// wal_writer_delay (200ms) later, longer than a window here, and a
+	// mode would deliver nothing in it. Commit as the bench's own server
+	// does.
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("synchronous_commit", "on") // a run-time parameter of each connection
+	u.RawQuery = q.Encode()
+	url = u.String()
 	rep, err := Run(t.Context(), &Config{
 		DatabaseURL: url,
 		Scenarios:   []string{ScenarioModes},
