@@ -204,10 +204,17 @@ func TestBrowserReplay(t *testing.T) {
 	apply, err := s.Find(ctx, "#apply")
 	must(t, err)
 	must(t, apply.Click(ctx))
-	u, err := s.URL(ctx)
-	must(t, err)
-	if !strings.Contains(u, "state=dead") || !strings.Contains(u, "topic=billing.InvoiceOverdue") {
-		t.Fatalf("after filtering the URL is %s", u)
+	// The click starts a navigation; the URL changes once it is done.
+	var u string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		u, err = s.URL(ctx)
+		must(t, err)
+		if strings.Contains(u, "state=dead") && strings.Contains(u, "topic=billing.InvoiceOverdue") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after filtering the URL is %s", u)
+		}
 	}
 	rows, err := s.FindAll(ctx, "table.events tbody tr")
 	must(t, err)
